@@ -1,0 +1,108 @@
+"""The container backend interface: what running a lab needs from an engine.
+
+The Docker implementation lives in :mod:`tcplab.backend.docker`; another
+engine (Podman, Kubernetes) would fill the same interface, as Kathará's
+managers do. Nothing here knows about labs, reports or expectations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+# Labels every object carries, so `lab gc` and `lab down` find them.
+LABEL_LAB = "tcplab.lab"
+LABEL_RUN = "tcplab.run"
+LABEL_OWNER_PID = "tcplab.owner-pid"
+LABEL_OWNER_START = "tcplab.owner-start"
+LABEL_ROLE = "tcplab.role"
+LABEL_HOST = "tcplab.host"
+LABEL_RUN_DIR = "tcplab.run-dir"
+
+
+class EngineError(Exception):
+    """The container engine failed or is unreachable (exit status 3)."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    labels: dict[str, str]
+    command: list[str] | None = None
+    hostname: str | None = None
+    network: str | None = None
+    ip: str | None = None
+    aliases: tuple[str, ...] = ()
+    network_mode: str | None = None  # "container:<name>": share that container's network namespace
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    sysctls: dict[str, str] = field(default_factory=dict)
+    mem_limit: str | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    mounts: tuple[Mount, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    init: bool = True
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    status: str  # created, running, exited, dead, missing
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass
+class Removed:
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    def count(self) -> int:
+        return len(self.containers) + len(self.networks) + len(self.volumes)
+
+
+@dataclass(frozen=True)
+class LabeledObject:
+    kind: str  # container, network, volume
+    name: str
+    labels: dict[str, str]
+
+
+class Backend(Protocol):
+    def ping(self) -> None: ...
+    def engine_info(self) -> dict[str, str]: ...
+    def create_network(self, name: str, subnet: str, labels: dict[str, str]) -> None: ...
+    def network_config(self, name: str) -> dict[str, object]: ...
+    def start_container(self, spec: ContainerSpec) -> None: ...
+    def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult: ...
+    def wait_log(self, container: str, needle: str, timeout: float) -> bool: ...
+    def logs(self, container: str) -> str: ...
+    def state(self, container: str) -> ContainerState: ...
+    def read_dir(self, container: str, path: str) -> dict[str, bytes]: ...
+    def stop(self, containers: list[str], timeout: float) -> None: ...
+    def list_labeled(self, selector: dict[str, str] | None = None) -> list[LabeledObject]: ...
+    def remove_labeled(self, selector: dict[str, str]) -> Removed: ...
+    def events(self, selector: dict[str, str]) -> Iterator[dict[str, object]]: ...

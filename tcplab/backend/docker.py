@@ -1,0 +1,250 @@
+"""The Docker implementation of :class:`Backend`, through the Docker SDK only."""
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, TypeVar
+
+from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, LabeledObject, Removed)
+
+T = TypeVar("T")
+
+
+def _engine_call(what: str, fn: Callable[[], T]) -> T:
+    """Run an SDK call; engine failures become one-line EngineErrors."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        return fn()
+    except docker.errors.APIError as e:
+        raise EngineError(f"{what}: {e.explanation or e}") from None
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+        raise EngineError(f"{what}: Docker engine not reachable ({type(e).__name__})") from None
+
+
+class DockerBackend:
+    def __init__(self, client: Any | None = None) -> None:
+        if client is None:
+            import docker  # imported lazily: `lab validate` and `lab report` never need it
+
+            try:
+                client = docker.from_env(timeout=120)
+            except docker.errors.DockerException as e:
+                raise EngineError(f"no Docker engine answers ({e}); start one with scripts/setup") from None
+        self.client = client
+        self.api = client.api
+
+    # --- engine ------------------------------------------------------------
+    def ping(self) -> None:
+        _engine_call("ping the Docker engine", self.api.ping)
+
+    def engine_info(self) -> dict[str, str]:
+        v = _engine_call("read the engine version", self.api.version)
+        return {"docker": str(v.get("Version", "")), "api": str(v.get("ApiVersion", "")),
+                "kernel": str(v.get("KernelVersion", "")), "os": str(v.get("Os", ""))}
+
+    # --- networks ----------------------------------------------------------
+    def create_network(self, name: str, subnet: str, labels: dict[str, str]) -> None:
+        from docker.types import IPAMConfig, IPAMPool
+
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
+        _engine_call(f"create network {name}", lambda: self.api.create_network(
+            name, driver="bridge", internal=True, ipam=ipam, labels=labels, check_duplicate=True))
+
+    def network_config(self, name: str) -> dict[str, Any]:
+        return _engine_call(f"inspect network {name}", lambda: self.api.inspect_network(name))
+
+    # --- containers --------------------------------------------------------
+    def start_container(self, spec: ContainerSpec) -> None:
+        api = self.api
+        binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
+        host_config = api.create_host_config(
+            binds=binds or None,
+            cap_add=list(spec.cap_add) or None,
+            cap_drop=list(spec.cap_drop) or None,
+            sysctls=dict(spec.sysctls) or None,
+            mem_limit=spec.mem_limit,
+            nano_cpus=spec.nano_cpus,
+            pids_limit=spec.pids_limit,
+            network_mode=spec.network_mode or spec.network,
+            init=spec.init,
+            privileged=False,
+        )
+        networking = None
+        if spec.network and not spec.network_mode:
+            networking = api.create_networking_config({
+                spec.network: api.create_endpoint_config(ipv4_address=spec.ip, aliases=list(spec.aliases) or None)
+            })
+        cid = _engine_call(f"create container {spec.name}", lambda: api.create_container(
+            spec.image, command=spec.command, name=spec.name,
+            hostname=None if spec.network_mode else spec.hostname,
+            labels=spec.labels, host_config=host_config, networking_config=networking,
+            environment=spec.environment or None, user=spec.user or "", detach=True))["Id"]
+        _engine_call(f"start container {spec.name}", lambda: api.start(cid))
+
+    def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult:
+        api = self.api
+        eid = _engine_call(f"exec in {container}", lambda: api.exec_create(container, argv, stdout=True, stderr=True))["Id"]
+        out, err = _engine_call(f"exec in {container}", lambda: api.exec_start(eid, demux=True))
+        code = _engine_call(f"exec in {container}", lambda: api.exec_inspect(eid)).get("ExitCode")
+        return ExecResult(code if code is not None else -1, (out or b"").decode("utf-8", "replace"),
+                          (err or b"").decode("utf-8", "replace"))
+
+    def logs(self, container: str) -> str:
+        raw = _engine_call(f"read logs of {container}", lambda: self.api.logs(container, stdout=True, stderr=True))
+        return raw.decode("utf-8", "replace")
+
+    def wait_log(self, container: str, needle: str, timeout: float) -> bool:
+        """True once ``needle`` appears in the container's output; False on timeout or exit."""
+        import docker.errors
+
+        deadline = time.monotonic() + timeout
+        try:
+            stream = self.api.logs(container, stdout=True, stderr=True, stream=True, follow=True)
+        except docker.errors.APIError:
+            return False
+        seen = b""
+        # the stream ends when the container exits; a watchdog closes it on timeout
+        import threading
+
+        timer = threading.Timer(timeout, lambda: _close(stream))
+        timer.start()
+        try:
+            for chunk in stream:
+                seen += chunk
+                if needle.encode() in seen:
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+        except Exception:  # noqa: BLE001 - closed by the watchdog
+            return False
+        finally:
+            timer.cancel()
+            _close(stream)
+        return needle.encode() in seen
+
+    def state(self, container: str) -> ContainerState:
+        import docker.errors
+
+        try:
+            info = self.api.inspect_container(container)
+        except docker.errors.NotFound:
+            return ContainerState(container, "missing")
+        except docker.errors.APIError as e:
+            raise EngineError(f"inspect {container}: {e.explanation or e}") from None
+        except Exception as e:  # noqa: BLE001
+            raise EngineError(f"inspect {container}: Docker engine not reachable ({type(e).__name__})") from None
+        st = info.get("State", {})
+        return ContainerState(container, st.get("Status", "?"), st.get("ExitCode"), bool(st.get("OOMKilled")),
+                              st.get("Error", ""), info.get("Config", {}).get("Labels") or {})
+
+    def capabilities(self, container: str) -> list[str]:
+        info = _engine_call(f"inspect {container}", lambda: self.api.inspect_container(container))
+        return list(info.get("HostConfig", {}).get("CapAdd") or [])
+
+    def read_dir(self, container: str, path: str) -> dict[str, bytes]:
+        """Regular files under ``path`` in the container (running or stopped), by relative name."""
+        import docker.errors
+
+        try:
+            stream, _ = self.api.get_archive(container, path)
+        except docker.errors.NotFound:
+            return {}
+        except docker.errors.APIError as e:
+            raise EngineError(f"copy {path} from {container}: {e.explanation or e}") from None
+        buf = io.BytesIO(b"".join(stream))
+        files: dict[str, bytes] = {}
+        with tarfile.open(fileobj=buf) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    f = tar.extractfile(member)
+                    if f is not None:
+                        files[member.name.split("/", 1)[-1]] = f.read()
+        return files
+
+    def stop(self, containers: list[str], timeout: float) -> None:
+        import docker.errors
+
+        def one(name: str) -> None:
+            try:
+                self.api.stop(name, timeout=max(0, int(timeout)))
+            except docker.errors.NotFound:
+                pass
+
+        parallel(one, containers)
+
+    # --- labels ------------------------------------------------------------
+    def list_labeled(self, selector: dict[str, str] | None = None) -> list[LabeledObject]:
+        from .base import LABEL_LAB
+
+        filters = {"label": [f"{k}={v}" for k, v in (selector or {}).items()] or [LABEL_LAB]}
+        out: list[LabeledObject] = []
+        for c in _engine_call("list containers", lambda: self.api.containers(all=True, filters=filters)):
+            out.append(LabeledObject("container", c["Names"][0].lstrip("/"), c.get("Labels") or {}))
+        for n in _engine_call("list networks", lambda: self.api.networks(filters=filters)):
+            out.append(LabeledObject("network", n["Name"], n.get("Labels") or {}))
+        vols = _engine_call("list volumes", lambda: self.api.volumes(filters=filters)).get("Volumes") or []
+        for v in vols:
+            out.append(LabeledObject("volume", v["Name"], v.get("Labels") or {}))
+        return out
+
+    def remove_labeled(self, selector: dict[str, str]) -> Removed:
+        """Remove every container, then network and volume, carrying all of ``selector``'s labels."""
+        import docker.errors
+
+        removed = Removed()
+        objects = self.list_labeled(selector)
+
+        def rm_container(name: str) -> None:
+            try:
+                self.api.remove_container(name, force=True, v=True)
+                removed.containers.append(name)
+            except docker.errors.NotFound:
+                pass
+
+        # sidecars share their host's network namespace: remove them first
+        containers = [o.name for o in objects if o.kind == "container"]
+        sidecars = [c for c in containers if any(o.name == c and o.labels.get("tcplab.role") != "host"
+                                                 for o in objects)]
+        parallel(rm_container, sidecars)
+        parallel(rm_container, [c for c in containers if c not in sidecars])
+        for o in objects:
+            try:
+                if o.kind == "network":
+                    self.api.remove_network(o.name)
+                    removed.networks.append(o.name)
+                elif o.kind == "volume":
+                    self.api.remove_volume(o.name, force=True)
+                    removed.volumes.append(o.name)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                raise EngineError(f"remove {o.kind} {o.name}: {e.explanation or e}") from None
+        return removed
+
+    def events(self, selector: dict[str, str]) -> Iterator[dict[str, Any]]:
+        filters = {"label": [f"{k}={v}" for k, v in selector.items()], "type": "container"}
+        return self.api.events(filters=filters, decode=True)
+
+
+def _close(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def parallel(fn: Callable[[str], None], items: list[str]) -> None:
+    """Run ``fn`` over ``items`` at once; the first error is raised after all have finished."""
+    if not items:
+        return
+    if len(items) == 1:
+        fn(items[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = [pool.submit(fn, i) for i in items]
+    for f in futures:
+        f.result()

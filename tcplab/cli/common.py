@@ -1,0 +1,66 @@
+"""What every command shares: loading labs, the engine, exit codes, progress output."""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from ..model import Lab, LabError, load_lab
+from ..paths import known_images, lab_file
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def die(code: int, line: str) -> NoReturn:
+    err.print(f"lab: {line}", markup=False)
+    raise SystemExit(code)
+
+
+def resolve_lab(name_or_path: str, sets: list[str] | None = None) -> tuple[Lab, dict[str, Any], Path]:
+    """The validated lab for a name or file; bad input exits 2 with one line."""
+    path = lab_file(name_or_path)
+    if path is None:
+        die(EXIT_BAD_INPUT, f"{name_or_path}: no such lab (not a file, and no labs/{name_or_path}.yaml)")
+    try:
+        lab, resolved = load_lab(path, sets or [], known_images(), display_name=_display(path))
+    except LabError as e:
+        die(EXIT_BAD_INPUT, str(e))
+    return lab, resolved, path
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def engine():  # noqa: ANN201 - DockerBackend, imported lazily
+    from ..backend.base import EngineError
+    from ..backend.docker import DockerBackend
+
+    try:
+        backend = DockerBackend()
+        backend.ping()
+    except EngineError as e:
+        die(EXIT_ENVIRONMENT, f"Docker engine: {e}")
+    return backend
+
+
+def sigterm_is_interrupt() -> None:
+    """SIGTERM (CI cancelling a job) tears down like Ctrl-C."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def say(msg: str) -> None:
+    err.print(f"[dim]·[/dim] {msg}", markup=True, highlight=False) if sys.stderr.isatty() else \
+        err.print(f"· {msg}", markup=False)

@@ -1,0 +1,297 @@
+"""The lab: hosts on one network, the steps of the story, the expectations.
+
+Pure data, validated by pydantic. Nothing here knows how a lab is run.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
+
+from .duration import parse_duration
+
+# Names become container names, file names and DNS names: keep them boring.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Arg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+TcpState = Literal[
+    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+    "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _state(value: object) -> object:
+    """Accept the spellings of netstat (FIN_WAIT2), ss (FIN-WAIT-2) and the kernel (TCP_FIN_WAIT2)."""
+    if isinstance(value, str):
+        v = value.strip().upper().replace("-", "_")
+        v = v.removeprefix("TCP_")
+        return {"FIN_WAIT_1": "FIN_WAIT1", "FIN_WAIT_2": "FIN_WAIT2", "SYN_RECEIVED": "SYN_RECV",
+                "ESTAB": "ESTABLISHED", "UNCONN": "CLOSE", "CLOSED": "CLOSE"}.get(v, v)
+    return value
+
+
+State = Annotated[TcpState, BeforeValidator(_state)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _private_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if not net.is_private:
+        raise ValueError(f"{net} is not a private range (use 10/8, 172.16/12 or 192.168/16)")
+    if not 16 <= net.prefixlen <= 29:
+        raise ValueError(f"{net}: prefix must be between /16 and /29")
+    return net
+
+
+class Network(Strict):
+    subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_private_subnet)] = ipaddress.IPv4Network("10.77.0.0/24")
+
+
+class Ready(Strict):
+    """When a started program counts as ready: a port it listens on, or a line in its output."""
+    listen: Port | None = None
+    log: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    timeout: Seconds = 10.0
+
+
+class Program(Strict):
+    """The host's own program, started before the first step (for the server: the server)."""
+    build: str | None = None
+    run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+              Annotated[str, StringConstraints(max_length=4096)]] = {}
+    ready: Ready | None = None
+    name: Name = "program"
+
+
+class Peer(Strict):
+    """The TCP stack a host shows on the wire. ``linux`` leaves the kernel alone."""
+    os: Literal["linux", "windows"] = "linux"
+    fin_wait2_timeout: Seconds | None = None
+    syn: Literal["linux", "windows-7", "windows-10"] | None = None
+    tcp_fin_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+
+    @property
+    def windows(self) -> bool:
+        return self.os == "windows"
+
+    def fin_wait2_seconds(self) -> float | None:
+        """Windows' FIN_WAIT_2 timer (120 s unless set); None for a Linux peer."""
+        if not self.windows:
+            return None
+        return 120.0 if self.fin_wait2_timeout is None else self.fin_wait2_timeout
+
+    def syn_profile(self) -> str:
+        if self.syn is not None:
+            return self.syn
+        return "windows-10" if self.windows else "linux"
+
+
+class Limits(Strict):
+    """Resource limits of a host; the defaults keep a runaway program from taking the machine."""
+    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] = "256m"
+    cpus: Annotated[float, Field(gt=0.01, le=64)] = 1.0
+    pids: Annotated[int, Field(ge=16, le=32768)] = 512
+
+
+SysctlKey = Annotated[str, StringConstraints(pattern=r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$")]
+
+
+class Host(Strict):
+    image: Annotated[str, StringConstraints(pattern=r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$")]
+    program: Program | None = None
+    peer: Peer = Peer()
+    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = {}
+    limits: Limits = Limits()
+    ip: ipaddress.IPv4Address | None = None
+
+
+class Capture(Strict):
+    # tcpdump filter: passed as one argv element, never through a shell; the
+    # character set only keeps obvious garbage out early.
+    filter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._/:()!&|<>=\[\]-]{1,500}$")] = "tcp"
+
+
+# --- steps ---------------------------------------------------------------
+
+class StartStep(Strict):
+    host: Name
+    start: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    as_: Name = Field(alias="as")
+    ready: Ready | None = None
+    title: str | None = None
+
+
+class StopStep(Strict):
+    host: Name
+    stop: Name
+    signal: Literal["TERM", "INT", "KILL", "HUP"] = "TERM"
+    title: str | None = None
+
+
+class SendStep(Strict):
+    host: Name
+    send: Name
+    text: Annotated[str, StringConstraints(max_length=65536)]
+    title: str | None = None
+
+
+class SnapshotStep(Strict):
+    snapshot: Name
+    title: str | None = None
+
+
+class WaitFor(Strict):
+    """What a wait step waits for; exactly one of these."""
+    rst_from: Name | None = None
+    fin_from: Name | None = None
+    seconds: Seconds | None = None
+
+
+class WaitStep(Strict):
+    wait: WaitFor
+    timeout: Seconds = 30.0
+    title: str | None = None
+
+
+STEP_KINDS: dict[str, type[BaseModel]] = {
+    "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
+}
+
+
+def _step_tag(value: object) -> str | None:
+    if isinstance(value, dict):
+        found = [k for k in STEP_KINDS if k in value]
+        return found[0] if len(found) == 1 else None
+    for kind, cls in STEP_KINDS.items():
+        if isinstance(value, cls):
+            return kind
+    return None
+
+
+Step = Annotated[
+    Union[
+        Annotated[StartStep, Tag("start")], Annotated[StopStep, Tag("stop")], Annotated[SendStep, Tag("send")],
+        Annotated[SnapshotStep, Tag("snapshot")], Annotated[WaitStep, Tag("wait")],
+    ],
+    Discriminator(_step_tag, custom_error_type="step_kind",
+                  custom_error_message="a step needs exactly one of: start, stop, send, snapshot, wait"),
+]
+
+
+def step_kind(step: Step) -> str:
+    return _step_tag(step) or "?"
+
+
+def step_name(step: Step, index: int) -> str:
+    """A stable name for a step: its snapshot or program name, else its position."""
+    if isinstance(step, SnapshotStep):
+        return step.snapshot
+    if isinstance(step, StartStep):
+        return f"start-{step.as_}"
+    if isinstance(step, StopStep):
+        return f"stop-{step.stop}"
+    if isinstance(step, SendStep):
+        return f"send-{step.send}-{index}"
+    return f"wait-{index}"
+
+
+def step_title(step: Step) -> str:
+    """What a person reads in the report and in Wireshark's packet comments."""
+    if step.title:
+        return step.title
+    if isinstance(step, StartStep):
+        return f"{step.host} starts {step.as_}: {' '.join(step.start)}"
+    if isinstance(step, StopStep):
+        return f"{step.host} closes {step.stop}"
+    if isinstance(step, SendStep):
+        return f"{step.host} types into {step.send}"
+    if isinstance(step, SnapshotStep):
+        return f"snapshot {step.snapshot}"
+    w = step.wait
+    if w.rst_from:
+        return f"wait for an RST from {w.rst_from}"
+    if w.fin_from:
+        return f"wait for a FIN from {w.fin_from}"
+    return f"wait {w.seconds:g} s"
+
+
+# --- expectations --------------------------------------------------------
+
+FlagString = Annotated[str, StringConstraints(pattern=r"^[SFRPUEW.]{1,8}$|^none$")]
+OptionName = Literal["mss", "nop", "wscale", "sackOK", "TS", "eol", "sack"]
+
+
+class PacketMatch(Strict):
+    from_: Name | None = Field(None, alias="from")
+    to: Name | None = None
+    port: Port | None = None
+    flags: FlagString | None = None
+    seq: Annotated[int, Field(ge=0)] | None = None
+    ack: Annotated[int, Field(ge=0)] | None = None
+    win: Annotated[int, Field(ge=0, le=65535)] | None = None
+    ttl: Annotated[int, Field(ge=1, le=255)] | None = None
+    mss: Annotated[int, Field(ge=0, le=65535)] | None = None
+    wscale: Annotated[int, Field(ge=0, le=14)] | None = None
+    options: list[OptionName] | None = None
+    without_options: list[OptionName] | None = None
+    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    after: Name | None = None
+    delay: Seconds | None = None
+    tolerance: Seconds = 0.05
+
+
+class StateMatch(Strict):
+    host: Name
+    port: Port | None = None
+    peer: Name | None = None
+    is_: State | None = Field(None, alias="is")
+    absent: bool = False
+    at: Name
+    owner: Literal["none", "any"] | Name | None = None
+
+
+class TransitionMatch(Strict):
+    host: Name
+    port: Port | None = None
+    peer: Name | None = None
+    from_: State | None = Field(None, alias="from")
+    to: State
+    near: Name | None = None
+    within: Seconds = 0.005
+
+
+class Expectation(Strict):
+    name: Name | None = None
+    about: Annotated[str, StringConstraints(max_length=300)] | None = None
+    packet: PacketMatch | None = None
+    state: StateMatch | None = None
+    transition: TransitionMatch | None = None
+
+    @property
+    def kind(self) -> str:
+        return "packet" if self.packet else "state" if self.state else "transition"
+
+
+class Lab(Strict):
+    name: Name
+    summary: Annotated[str, StringConstraints(max_length=300)] = ""
+    story: Annotated[str, StringConstraints(max_length=5000)] = ""
+    network: Network = Network()
+    capture: Capture = Capture()
+    hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
+    steps: Annotated[list[Step], Field(max_length=500)] = []
+    expect: Annotated[list[Expectation], Field(max_length=500)] = []
+
+    def host_ip(self, name: str) -> ipaddress.IPv4Address:
+        """The host's address: set in the file, else the n-th address after the gateway."""
+        host = self.hosts[name]
+        if host.ip is not None:
+            return host.ip
+        index = list(self.hosts).index(name)
+        return self.network.subnet.network_address + 2 + index

@@ -1,0 +1,105 @@
+"""Socket tables as ``netstat -tanp`` and ``ss -tanpoei`` print them, parsed into records.
+
+The raw text is always kept beside the records: the field report read netstat,
+and a person comparing with it should see the same table.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NETSTAT_ARGV = ["netstat", "-tanp"]
+SS_ARGV = ["ss", "-tanpoei"]
+
+_SS_STATES = {
+    "ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2", "TIME-WAIT": "TIME_WAIT", "UNCONN": "CLOSE", "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING",
+}
+
+
+@dataclass(frozen=True)
+class SocketRecord:
+    source: str  # "netstat" or "ss"
+    state: str  # kernel spelling: ESTABLISHED, CLOSE_WAIT, FIN_WAIT2...
+    local_addr: str
+    local_port: int | None
+    peer_addr: str
+    peer_port: int | None
+    recv_q: int
+    send_q: int
+    pid: int | None
+    program: str | None
+    timer: str | None = None
+    info: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SocketRecord":
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})  # type: ignore[arg-type]
+
+
+def _split_endpoint(text: str) -> tuple[str, int | None]:
+    addr, _, port = text.rpartition(":")
+    addr = addr.strip("[]")
+    if "%" in addr:  # ss prints 0.0.0.0%lo for bound devices
+        addr = addr.split("%", 1)[0]
+    return addr, int(port) if port.isdigit() else None
+
+
+def _normal_state(state: str) -> str:
+    return _SS_STATES.get(state, state)
+
+
+def parse_netstat(text: str) -> list[SocketRecord]:
+    out: list[SocketRecord] = []
+    for line in text.splitlines():
+        cols = line.split()
+        if len(cols) < 6 or cols[0] not in ("tcp", "tcp6"):
+            continue
+        state = cols[5] if len(cols) >= 7 or not ("/" in cols[5] or cols[5] == "-") else ""
+        owner = cols[6] if len(cols) >= 7 else "-"
+        pid: int | None = None
+        program: str | None = None
+        if owner != "-" and "/" in owner:
+            p, _, prog = owner.partition("/")
+            pid = int(p) if p.isdigit() else None
+            program = prog or None
+        la, lp = _split_endpoint(cols[3])
+        pa, pp = _split_endpoint(cols[4])
+        out.append(SocketRecord("netstat", _normal_state(state), la, lp, pa, pp,
+                                int(cols[1]), int(cols[2]), pid, program))
+    return out
+
+
+_USERS = re.compile(r'users:\(\("(?P<prog>[^"]*)",pid=(?P<pid>\d+)')
+_TIMER = re.compile(r"timer:\(([^)]*)\)")
+
+
+def parse_ss(text: str) -> list[SocketRecord]:
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("State") or line.startswith("Netid"):
+            continue
+        if line[0].isspace() and rows:
+            rows[-1].append(line.strip())
+        else:
+            rows.append([line])
+    out: list[SocketRecord] = []
+    for row in rows:
+        head = row[0]
+        cols = head.split()
+        if len(cols) < 5:
+            continue
+        rest = " ".join(cols[5:] + row[1:])
+        m = _USERS.search(rest)
+        t = _TIMER.search(rest)
+        la, lp = _split_endpoint(cols[3])
+        pa, pp = _split_endpoint(cols[4])
+        out.append(SocketRecord("ss", _normal_state(cols[0]), la, lp, pa, pp, int(cols[1]), int(cols[2]),
+                                int(m.group("pid")) if m else None, m.group("prog") if m else None,
+                                t.group(1) if t else None, rest))
+    return out

@@ -1,0 +1,55 @@
+"""Names and labels of a run's Docker objects. One lab runs once at a time per engine."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from ..backend.base import (LABEL_HOST, LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_ROLE, LABEL_RUN,
+                            LABEL_RUN_DIR)
+
+
+def process_start(pid: int) -> str:
+    """The kernel's start time of a process (clock ticks since boot): with the pid it names one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_alive(pid: str, start: str) -> bool:
+    return pid.isdigit() and process_start(int(pid)) == start and start != ""
+
+
+def new_run_id(lab: str) -> str:
+    return f"{lab}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
+@dataclass(frozen=True)
+class RunNames:
+    lab: str
+    run: str
+    run_dir: str
+
+    @property
+    def network(self) -> str:
+        return f"tcplab-{self.lab}"
+
+    def host(self, host: str) -> str:
+        return f"tcplab-{self.lab}-{host}"
+
+    def sidecar(self, host: str, role: str) -> str:
+        return f"tcplab-{self.lab}-{host}-{role}"
+
+    @property
+    def tracer(self) -> str:
+        return f"tcplab-{self.lab}-tracer"
+
+    def labels(self, role: str, host: str = "") -> dict[str, str]:
+        pid = os.getpid()
+        out = {LABEL_LAB: self.lab, LABEL_RUN: self.run, LABEL_ROLE: role, LABEL_RUN_DIR: self.run_dir,
+               LABEL_OWNER_PID: str(pid), LABEL_OWNER_START: process_start(pid)}
+        if host:
+            out[LABEL_HOST] = host
+        return out

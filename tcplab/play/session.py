@@ -1,0 +1,391 @@
+"""Running a lab: bring its hosts and sidecars up, play its steps, collect, tear down.
+
+A :class:`LabRun` is the whole network of one run (Mininet's ``net.py``);
+each host is driven through the backend's exec, never a shell string. The
+run directory is written as the run goes, so what happened up to a crash or
+an interrupt is on disk.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from ..backend.base import Backend, ContainerSpec, EngineError, Mount, Removed
+from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_kind, step_name, step_title
+from ..model.lab import Ready, Step
+from ..observe.capture import READY_LINE as CAPTURE_READY
+from ..observe.capture import CaptureSidecar, parse_tcpdump_stats
+from ..observe.merge import merge_captures
+from ..observe.sockets import NETSTAT_ARGV, SS_ARGV, parse_netstat, parse_ss
+from ..observe.tracer import READY_LINE as TRACER_READY
+from ..observe.tracer import TRACEFS, StateTracer, tracefs_missing
+from ..observe.watch import PcapTail
+from ..peers.windows import READY_LINE as PEER_READY
+from ..peers.windows import WindowsPeerSidecar, host_sysctls
+from ..rundir import RunDir
+from ..wire import FIN, RST
+from .naming import RunNames
+
+Say = Callable[[str], None]
+POLL = 0.01
+
+
+class HostFailure(EngineError):
+    """A host, its program or a sidecar died while the lab ran (exit status 3)."""
+
+
+class StepFailure(EngineError):
+    """A step could not be played: its program did not become ready, a wait timed out."""
+
+
+class LabRun:
+    def __init__(self, lab: Lab, resolved: dict[str, Any], backend: Backend, run_dir: RunDir, names: RunNames,
+                 say: Say | None = None) -> None:
+        self.lab = lab
+        self.resolved = resolved
+        self.backend = backend
+        self.rd = run_dir
+        self.names = names
+        self.say = say or (lambda msg: None)
+        self.ips = {h: str(lab.host_ip(h)) for h in lab.hosts}
+        self.pids: dict[tuple[str, str], int] = {}
+        self.snapshots: dict[str, Any] = {}
+        self.phases: dict[str, float] = {}
+        self.tails = {h: PcapTail(run_dir.pcap(h)) for h in lab.hosts}
+        self.seen: dict[tuple[str, str], int] = {}
+        self.consumed: dict[tuple[str, str], int] = {}
+        self.tracer_note: str | None = None
+        self.step_index = 0
+
+    # --- sidecar and host specs ------------------------------------------------
+    def host_spec(self, name: str) -> ContainerSpec:
+        host = self.lab.hosts[name]
+        sysctls = host_sysctls(host.peer)
+        sysctls.update({k: str(v) for k, v in host.sysctls.items()})
+        return ContainerSpec(
+            name=self.names.host(name), image=host.image, labels=self.names.labels("host", name),
+            command=["sleep", "infinity"], hostname=name, network=self.names.network, ip=self.ips[name],
+            aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
+            nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
+            environment=dict(host.program.env) if host.program else {},
+            cap_drop=("NET_RAW",),  # hosts need no raw sockets; the sidecars that do get them alone
+        )
+
+    def capture_spec(self, name: str) -> ContainerSpec:
+        side = CaptureSidecar(name, self.lab.capture.filter)
+        return ContainerSpec(
+            name=self.names.sidecar(name, "capture"), image="tcplab/tools", labels=self.names.labels("capture", name),
+            command=side.command(self.rd.pcap(name).name), network_mode=f"container:{self.names.host(name)}",
+            cap_add=side.capabilities, mounts=(Mount(str(self.rd.capture_dir), "/capture"),),
+            mem_limit="128m", pids_limit=64)
+
+    def tracer_spec(self) -> ContainerSpec:
+        tracer = StateTracer(str(self.lab.network.subnet), f"tcplab-{self.names.run}")
+        return ContainerSpec(
+            name=self.names.tracer, image="tcplab/tools", labels=self.names.labels("tracer"),
+            command=tracer.command(), network_mode="none",
+            mounts=(Mount(TRACEFS, "/tracefs"), Mount(str(self.rd.sockets_dir), "/sockets")),
+            mem_limit="128m", pids_limit=64)
+
+    def peer_spec(self, name: str) -> ContainerSpec | None:
+        peer = self.lab.hosts[name].peer
+        if not peer.windows:
+            return None
+        side = WindowsPeerSidecar(name, peer.fin_wait2_seconds() or 120.0, peer.syn_profile())
+        (self.rd.logs_dir / "peer").mkdir(exist_ok=True)
+        return ContainerSpec(
+            name=self.names.sidecar(name, "peer"), image="tcplab/tools", labels=self.names.labels("peer", name),
+            command=side.command(), network_mode=f"container:{self.names.host(name)}", cap_add=side.capabilities,
+            mounts=(Mount(str(self.rd.logs_dir / "peer"), "/peer"),), mem_limit="256m", pids_limit=64)
+
+    # --- bring up --------------------------------------------------------------
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.monotonic() - t, 4)
+
+    def up(self, images: dict[str, Any]) -> None:
+        """Network, hosts, sidecars, programs, then the steps. Raises after tearing nothing down:
+        the caller decides (``lab up`` tears down on failure, keeping artifacts)."""
+        self.rd.create()
+        self.rd.lab_yaml.write_text(yaml.safe_dump(self.resolved, sort_keys=False))
+        self.rd.write_json(self.rd.images_json, images)
+        self.write_run_info(state="starting", started=time.time())
+        with self.phase("network"):
+            self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
+            self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
+        with self.phase("hosts"):
+            self.say(f"hosts: {', '.join(self.lab.hosts)}")
+            self._all([lambda n=n: self.backend.start_container(self.host_spec(n)) for n in self.lab.hosts])
+        with self.phase("sidecars"):
+            self.start_sidecars()
+        with self.phase("programs"):
+            for name, host in self.lab.hosts.items():
+                if host.program:
+                    self.say(f"{name}: start {' '.join(host.program.run)}")
+                    self.start_program(name, host.program.name, host.program.run, host.program.ready)
+        self.write_run_info(state="playing")
+        with self.phase("steps"):
+            self.play()
+        self.write_run_info(state="up", up_at=time.time())
+
+    def start_sidecars(self) -> None:
+        specs: list[tuple[ContainerSpec, str]] = [(self.capture_spec(h), CAPTURE_READY) for h in self.lab.hosts]
+        self.tracer_note = tracefs_missing()
+        if self.tracer_note is None:
+            specs.append((self.tracer_spec(), TRACER_READY))
+        else:
+            self.say(f"no socket state transitions: {self.tracer_note}")
+        for h in self.lab.hosts:
+            spec = self.peer_spec(h)
+            if spec is not None:
+                specs.append((spec, PEER_READY))
+        self.say(f"sidecars: {len(specs)} (captures, tracer, peers)")
+
+        def start(spec: ContainerSpec, ready: str) -> None:
+            self.backend.start_container(spec)
+            if not self.backend.wait_log(spec.name, ready, timeout=20):
+                tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
+                raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
+
+        self._all([lambda s=s, r=r: start(s, r) for s, r in specs])
+
+    def _all(self, calls: list[Callable[[], None]]) -> None:
+        """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
+        if len(calls) == 1:
+            calls[0]()
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
+            futures = [pool.submit(c) for c in calls]
+        for f in futures:
+            f.result()
+
+    # --- programs --------------------------------------------------------------
+    def start_program(self, host: str, prog: str, argv: list[str], ready: Ready | None) -> int:
+        res = self.backend.exec(self.names.host(host), ["labrun", prog, *argv])
+        if res.exit_code != 0:
+            raise StepFailure(f"{host}: could not start {prog}: {(res.stderr or res.stdout).strip()}")
+        pid = int(res.stdout.strip().splitlines()[-1])
+        self.pids[(host, prog)] = pid
+        if ready is not None:
+            self.wait_ready(host, prog, ready)
+        return pid
+
+    def program_alive(self, host: str, prog: str) -> bool:
+        pid = self.pids.get((host, prog))
+        return pid is not None and self.backend.exec(self.names.host(host), ["test", "-d", f"/proc/{pid}"]).exit_code == 0
+
+    def wait_ready(self, host: str, prog: str, ready: Ready) -> None:
+        container = self.names.host(host)
+        deadline = time.monotonic() + ready.timeout
+        while time.monotonic() < deadline:
+            if ready.listen is not None:
+                res = self.backend.exec(container, ["ss", "-Htln", f"sport = :{ready.listen}"])
+                ok = res.exit_code == 0 and res.stdout.strip() != ""
+            else:
+                res = self.backend.exec(container, ["grep", "-qF", "--", ready.log or "",
+                                                    f"/var/log/lab/{prog}.log"])
+                ok = res.exit_code == 0
+            if ok:
+                return
+            if not self.program_alive(host, prog):
+                out = self.backend.exec(container, ["tail", "-n", "3", f"/var/log/lab/{prog}.log"]).stdout
+                last = " | ".join(out.strip().splitlines()) or "no output"
+                raise HostFailure(f"{host}: program {prog} exited before it was ready: {last}")
+            time.sleep(POLL)
+        what = f"listening on port {ready.listen}" if ready.listen else f"printing {ready.log!r}"
+        raise StepFailure(f"{host}: program {prog} was not {what} within {ready.timeout:g} s")
+
+    # --- steps -----------------------------------------------------------------
+    def play(self) -> None:
+        for i, step in enumerate(self.lab.steps):
+            self.step_index = i
+            self.play_step(i, step)
+
+    def play_step(self, i: int, step: Step) -> None:
+        title = step_title(step)
+        self.say(f"step {i}: {title}")
+        record: dict[str, Any] = {"index": i, "name": step_name(step, i), "kind": step_kind(step), "title": title,
+                                  "host": getattr(step, "host", None), "start": time.time()}
+        outcome, detail = "ok", ""
+        try:
+            detail = self._do(step)
+            self.check_health()
+        except BaseException as e:
+            outcome, detail = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), str(e)
+            raise
+        finally:
+            record.update(end=time.time(), outcome=outcome, detail=detail)
+            self.rd.append_jsonl(self.rd.steps_jsonl, record)
+
+    def _do(self, step: Step) -> str:
+        if isinstance(step, StartStep):
+            pid = self.start_program(step.host, step.as_, step.start, step.ready)
+            return f"pid {pid}"
+        if isinstance(step, StopStep):
+            res = self.backend.exec(self.names.host(step.host), ["labstop", step.stop, step.signal])
+            if res.exit_code != 0:
+                raise StepFailure(f"{step.host}: could not stop {step.stop}: {res.stderr.strip()}")
+            self.pids.pop((step.host, step.stop), None)
+            return f"sent SIG{step.signal}"
+        if isinstance(step, SendStep):
+            res = self.backend.exec(self.names.host(step.host), ["labsend", step.send, step.text])
+            if res.exit_code != 0:
+                raise StepFailure(f"{step.host}: could not send to {step.send}: {res.stderr.strip()}")
+            return f"{len(step.text)} characters"
+        if isinstance(step, SnapshotStep):
+            self.snapshot(step.snapshot)
+            return f"{len(self.lab.hosts)} hosts"
+        assert isinstance(step, WaitStep)
+        return self.wait(step)
+
+    def wait(self, step: WaitStep) -> str:
+        w = step.wait
+        if w.seconds is not None:
+            time.sleep(w.seconds)
+            return f"waited {w.seconds:g} s"
+        host, flag, what = (w.rst_from, RST, "RST") if w.rst_from else (w.fin_from, FIN, "FIN")
+        assert host is not None
+        key = (host, what)
+        deadline = time.monotonic() + step.timeout
+        ip = self.ips[host]
+        while True:
+            for p in self.tails[host].new_packets():
+                if p.src == ip and p.flags & flag:
+                    self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen.get(key, 0) > self.consumed.get(key, 0):
+                self.consumed[key] = self.consumed.get(key, 0) + 1
+                return f"{what} from {host} seen"
+            if time.monotonic() > deadline:
+                raise StepFailure(f"no {what} from {host} within {step.timeout:g} s")
+            time.sleep(POLL)
+
+    def check_health(self) -> None:
+        for name, host in self.lab.hosts.items():
+            st = self.backend.state(self.names.host(name))
+            if not st.running:
+                why = "was removed" if st.status == "missing" else (
+                    f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
+                raise HostFailure(f"host {name} {why}")
+            if host.program and not self.program_alive(name, host.program.name):
+                raise HostFailure(f"host {name}: program {host.program.name} exited")
+
+    # --- observations ----------------------------------------------------------
+    def snapshot(self, label: str) -> None:
+        taken = time.time()
+        tables: dict[str, Any] = {}
+
+        def one(host: str) -> None:
+            container = self.names.host(host)
+            ns = self.backend.exec(container, NETSTAT_ARGV)
+            ss = self.backend.exec(container, SS_ARGV)
+            self.rd.table(host, label).write_text(ns.stdout)
+            self.rd.table(host, label, "ss").write_text(ss.stdout)
+            tables[host] = {
+                "netstat": {"argv": NETSTAT_ARGV, "raw": ns.stdout, "records": [r.to_dict() for r in parse_netstat(ns.stdout)]},
+                "ss": {"argv": SS_ARGV, "raw": ss.stdout, "records": [r.to_dict() for r in parse_ss(ss.stdout)]},
+            }
+
+        running = [h for h in self.lab.hosts if self.backend.state(self.names.host(h)).running]
+        self._all([lambda h=h: one(h) for h in running])
+        self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
+        self.rd.write_json(self.rd.snapshots_json, self.snapshots)
+
+    def write_run_info(self, **fields: Any) -> None:
+        info = self.rd.read_json(self.rd.run_json, {}) or {}
+        info.update({"lab": self.lab.name, "run": self.names.run, "hosts": self.ips,
+                     "containers": {h: self.names.host(h) for h in self.lab.hosts},
+                     "subnet": str(self.lab.network.subnet), "phases": self.phases,
+                     "tracer": self.tracer_note or "ok"})
+        info.update(fields)
+        self.rd.write_json(self.rd.run_json, info)
+
+
+# --- collecting and tearing down (also used by `lab down` on a lab another process brought up) ----
+
+def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, final_snapshot: bool = True) -> None:
+    """Final snapshot, logs, flushed captures, merged pcapng. Best effort: a dead host is skipped."""
+    run = LabRun(lab, {}, backend, rd, names, say)
+    run.snapshots = rd.read_json(rd.snapshots_json, {}) or {}
+    try:
+        if final_snapshot and "end" not in run.snapshots:
+            run.step_index = len(lab.steps)
+            run.snapshot("end")
+    except EngineError as e:
+        say(f"final snapshot incomplete: {e}")
+    for h in lab.hosts:
+        try:
+            files = backend.read_dir(names.host(h), "/var/log/lab")
+        except EngineError:
+            files = {}
+        with open(rd.log(h), "w") as f:
+            for fname, data in sorted(files.items()):
+                f.write(f"==> {fname} <==\n")
+                f.write(data.decode("utf-8", "replace"))
+                if data and not data.endswith(b"\n"):
+                    f.write("\n")
+    sidecars = [names.sidecar(h, "capture") for h in lab.hosts] + [names.sidecar(h, "peer") for h in lab.hosts
+                                                                    if lab.hosts[h].peer.windows]
+    try:
+        backend.stop(sidecars + [names.tracer], timeout=2)  # SIGTERM: tcpdump flushes and prints its counts
+    except EngineError as e:
+        say(f"stopping sidecars: {e}")
+    stats: dict[str, Any] = {}
+    caps: dict[str, list[str]] = {}
+    for c in sidecars + [names.tracer]:
+        try:
+            text = backend.logs(c)
+        except EngineError:
+            continue
+        (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
+        if c.endswith("-capture"):
+            stats[c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")] = parse_tcpdump_stats(text)
+    for c in [names.host(h) for h in lab.hosts] + sidecars + [names.tracer]:
+        try:
+            caps[c] = backend.capabilities(c)  # type: ignore[attr-defined]
+        except (EngineError, AttributeError):
+            pass
+    steps = list(rd.read_jsonl(rd.steps_jsonl))
+    merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
+    run.write_run_info(capture_stats=stats, capabilities=caps, engine=_safe_info(backend), collected_at=time.time())
+
+
+def _safe_info(backend: Backend) -> dict[str, str]:
+    try:
+        return backend.engine_info()
+    except EngineError:
+        return {}
+
+
+def teardown(backend: Backend, run: str) -> Removed:
+    """Remove every object of the run, whatever the state; Ctrl-C cannot interrupt it."""
+    from ..backend.base import LABEL_RUN
+
+    with _signals_deferred():
+        return backend.remove_labeled({LABEL_RUN: run})
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            raise KeyboardInterrupt
+

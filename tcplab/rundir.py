@@ -1,0 +1,103 @@
+"""The run directory: the only hand-over between running a lab and understanding it.
+
+Layout (see PRODUCT.md): lab.yaml, images.json, steps.jsonl, capture/,
+sockets/, logs/, result.json, junit.xml, report.html. Writers and readers
+both go through this class so the names live in one place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def safe_name(text: str) -> str:
+    """A file name from lab data: no separators, no leading dots, bounded length."""
+    name = _SAFE.sub("_", text).lstrip(".") or "_"
+    return name[:80]
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+
+    # layout
+    @property
+    def lab_yaml(self) -> Path: return self.path / "lab.yaml"
+    @property
+    def images_json(self) -> Path: return self.path / "images.json"
+    @property
+    def steps_jsonl(self) -> Path: return self.path / "steps.jsonl"
+    @property
+    def capture_dir(self) -> Path: return self.path / "capture"
+    @property
+    def sockets_dir(self) -> Path: return self.path / "sockets"
+    @property
+    def logs_dir(self) -> Path: return self.path / "logs"
+    @property
+    def snapshots_json(self) -> Path: return self.sockets_dir / "snapshots.json"
+    @property
+    def transitions_jsonl(self) -> Path: return self.sockets_dir / "transitions.jsonl"
+    @property
+    def merged_pcapng(self) -> Path: return self.capture_dir / "all.pcapng"
+    @property
+    def run_json(self) -> Path: return self.path / "run.json"
+    @property
+    def peers_jsonl(self) -> Path: return self.path / "logs" / "peers.jsonl"
+    @property
+    def result_json(self) -> Path: return self.path / "result.json"
+    @property
+    def junit_xml(self) -> Path: return self.path / "junit.xml"
+    @property
+    def report_html(self) -> Path: return self.path / "report.html"
+
+    def pcap(self, host: str) -> Path:
+        return self.capture_dir / f"{safe_name(host)}.pcap"
+
+    def log(self, host: str) -> Path:
+        return self.logs_dir / f"{safe_name(host)}.log"
+
+    def table(self, host: str, snapshot: str, tool: str = "netstat") -> Path:
+        suffix = "" if tool == "netstat" else f".{safe_name(tool)}"
+        return self.sockets_dir / f"{safe_name(host)}-{safe_name(snapshot)}{suffix}.txt"
+
+    def create(self) -> "RunDir":
+        for d in (self.path, self.capture_dir, self.sockets_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def exists(self) -> bool:
+        return self.lab_yaml.is_file()
+
+    # io
+    def write_json(self, path: Path, data: Any) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        os.replace(tmp, path)
+
+    def read_json(self, path: Path, default: Any = None) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return default
+
+    def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+    def read_jsonl(self, path: Path) -> Iterator[dict[str, Any]]:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line:
+                        try:
+                            yield json.loads(line)
+                        except ValueError:
+                            continue  # a line cut by a crash
+        except OSError:
+            return
