@@ -273,6 +273,12 @@ def images_ls() -> None:
             out.print(f"{name:<22} (not built)", markup=False)
 
 
+from . import export_cmd, report_cmd, run_cmd  # noqa: E402
+
+for _module in (run_cmd, report_cmd, export_cmd):
+    _module.register(app)
+
+
 def main() -> None:
     try:
         app()
