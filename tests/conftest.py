@@ -1,0 +1,93 @@
+"""Shared test helpers.
+
+Integration tests (marked ``integration``) run real containers. Each test
+gets labs of its own name and subnet (``make_lab``) so tests, and people
+working beside them, never collide on the one-lab-per-name rule.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_PY = ROOT / "lab.py"
+_subnets = itertools.count(int(os.environ.get("TCPLAB_TEST_SUBNET_BASE", "100")))
+
+
+def lab_cmd(*args: str, cwd: Path | str | None = None, timeout: float = 300, check: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python lab.py ...``) as a user would, in its own process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("TCPLAB_HOME", str(ROOT))
+    proc = subprocess.run([sys.executable, str(LAB_PY), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lab {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def make_lab(tmp_path: Path, base: str = "closewait", name: str | None = None,
+             changes: dict[str, Any] | None = None) -> tuple[Path, str]:
+    """A copy of ``labs/<base>.yaml`` under a unique name and subnet; returns (file, lab name)."""
+    data = yaml.safe_load((ROOT / "labs" / f"{base}.yaml").read_text())
+    name = name or unique_name(base.replace("_", "-"))[:31]
+    data["name"] = name
+    data["network"] = {"subnet": f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24"}
+    for dotted, value in (changes or {}).items():
+        node = data
+        parts = dotted.split(".")
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+        else:
+            node[parts[-1]] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, name
+
+
+def labeled_objects(lab: str | None = None) -> list[str]:
+    """Names of Docker containers, networks and volumes that carry tcplab labels (of ``lab``, or any)."""
+    import docker
+
+    client = docker.from_env()
+    label = f"tcplab.lab={lab}" if lab else "tcplab.lab"
+    f = {"label": [label]}
+    names = [c.name for c in client.containers.list(all=True, filters=f)]
+    names += [n.name for n in client.networks.list(filters=f)]
+    names += [v.name for v in client.volumes.list(filters=f)]
+    return names
+
+
+@pytest.fixture
+def lab_down_after():
+    """Collects lab names; brings each down (and asserts nothing is left) after the test."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        if labeled_objects(name):
+            lab_cmd("down", name, timeout=120)
+        left = labeled_objects(name)
+        if left:
+            import docker
+
+            client = docker.from_env()
+            for c in client.containers.list(all=True, filters={"label": [f"tcplab.lab={name}"]}):
+                c.remove(force=True)
+            for n in client.networks.list(filters={"label": [f"tcplab.lab={name}"]}):
+                n.remove()
+            pytest.fail(f"objects of {name} left behind: {left}")
