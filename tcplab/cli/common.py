@@ -13,12 +13,12 @@ from ..paths import known_images, lab_file
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
 def die(code: int, line: str) -> NoReturn:
-    err.print(f"lab: {line}", markup=False)
+    sys.stderr.write(f"lab: {' '.join(line.split())}\n")  # one line, whatever the terminal width
     raise SystemExit(code)
 
 
