@@ -11,7 +11,7 @@ import typer
 
 from ..model import LabError
 from .common import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, err, out, resolve_lab, say,
-                     sigterm_is_interrupt)
+                     interrupts_tear_down)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a TCP war story into a reproducible experiment.")
@@ -100,7 +100,7 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     from ..play.lifecycle import bring_up
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
-    sigterm_is_interrupt()
+    interrupts_tear_down()
     backend = engine()
     try:
         images = _ensure_images(backend, _lab_images(lab))

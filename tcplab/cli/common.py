@@ -53,14 +53,22 @@ def engine():  # noqa: ANN201 - DockerBackend, imported lazily
     return backend
 
 
-def sigterm_is_interrupt() -> None:
-    """SIGTERM (CI cancelling a job) tears down like Ctrl-C."""
+def interrupts_tear_down() -> None:
+    """Ctrl-C and SIGTERM (CI cancelling a job) raise KeyboardInterrupt, which tears down.
+
+    SIGINT is set explicitly: a process started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python keeps it so.
+    """
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def say(msg: str) -> None:
     err.print(f"[dim]·[/dim] {msg}", markup=True, highlight=False) if sys.stderr.isatty() else \
         err.print(f"· {msg}", markup=False)
+
+
+sigterm_is_interrupt = interrupts_tear_down  # old name, kept until every caller moved
