@@ -97,12 +97,14 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
        ) -> None:
     """Build missing images, bring the lab up, play its steps, leave it up to explore."""
     from ..backend.base import EngineError
+    from ..play.checkpoints import checkpoint
     from ..play.lifecycle import bring_up
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
     interrupts_tear_down()
     backend = engine()
     try:
+        checkpoint("images")
         images = _ensure_images(backend, _lab_images(lab))
         run = bring_up(lab, resolved, backend, out_dir, images, say)
     except KeyboardInterrupt:

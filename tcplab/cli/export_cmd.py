@@ -1,8 +1,65 @@
-"""Commands of this module are registered on the `lab` app by register()."""
+"""`lab export`: a lab as a file another tool runs without tcplab (today: a compose file)."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from .common import EXIT_BAD_INPUT, die, out, resolve_lab
+
+
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start`` (POSIX separators): a written file carries no absolute path."""
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _source_name(path: Path) -> str:
+    """How the header names the lab file: relative to the checkout, else its bare name."""
+    from ..paths import HOME
+
+    try:
+        return path.resolve().relative_to(HOME.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `lab export` to `app`."""
+
+    @app.command("export")
+    def export_cmd(
+        lab_name: str = typer.Argument(..., metavar="LAB"),
+        fmt: str = typer.Option("compose", "--format", help="Output format (only: compose)."),
+        out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write (default compose/<lab>.yml)."),
+        sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a lab field by dotted path."),
+    ) -> None:
+        """Write the lab as a compose file that docker-compose runs as is (default compose/LAB.yml)."""
+        from ..export import FORMATS, ExportError, export_compose
+        from ..paths import COMPOSE_DIR, IMAGES_DIR
+
+        if fmt not in FORMATS:
+            die(EXIT_BAD_INPUT, f"--format {fmt}: unknown format (known: {', '.join(FORMATS)})")
+        lab, resolved, path = resolve_lab(lab_name, sets)
+        target = out_file if out_file is not None else COMPOSE_DIR / f"{lab.name}.yml"
+        if target.is_dir():
+            die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")
+        try:
+            exported = export_compose(lab, resolved, source=_source_name(path), file_name=target.name,
+                                      images_context=_relative(IMAGES_DIR, target.parent), sets=sets or [])
+        except ExportError as e:
+            die(EXIT_BAD_INPUT, f"{lab.name}: cannot export: {e}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_text(exported.text)
+            os.replace(tmp, target)
+        except OSError as e:
+            die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+        try:
+            shown = str(target.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            shown = str(target)
+        out.print(f"wrote {shown}: {len(exported.services)} services ({', '.join(exported.services)})",
+                  markup=False)

@@ -1,8 +1,119 @@
-"""Commands of this module are registered on the `lab` app by register()."""
+"""`lab run`: up, play, down, then judge the run against the lab's expectations. The CI entry point.
+
+Exit status: 0 every expectation held; 1 one failed (or a step the lab said
+would happen did not: a wait that timed out); 2 bad input; 3 the environment
+failed; 130 interrupted. Whatever the outcome, nothing of the run is left on
+the engine: `bring_up` tears down when it fails, and `bring_down` runs in a
+``finally`` once it succeeded.
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("run")(run)
+
+
+def run(lab_name: str = typer.Argument(..., metavar="LAB"),
+        sets: Optional[List[str]] = typer.Option(
+            None, "--set", help="Override a lab field by dotted path, e.g. peers.win.fin_wait2_timeout=2s"),
+        junit: Optional[Path] = typer.Option(None, "--junit", help="Also write junit.xml here."),
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>).")
+        ) -> None:
+    """Up, play the steps, down, check the expectations; write result.json, junit.xml and the report."""
+    from ..backend.base import EngineError
+    from ..model import LabError
+    from ..play.lifecycle import RunningLab, bring_down, bring_up
+    from ..play.naming import new_run_id, process_start
+    from ..play.session import StepFailure
+    from .app import _ensure_images, _lab_images
+    from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
+        sigterm_is_interrupt
+
+    lab, resolved, _ = resolve_lab(lab_name, sets)
+    if not lab.expect:
+        say(f"{lab.name} has no expectations: `lab run` only checks that its steps play")
+    sigterm_is_interrupt()
+    backend = engine()
+    # the run directory is chosen here so that it is known even when bring_up fails
+    rd_path = out_dir if out_dir is not None else Path("runs") / new_run_id(lab.name)
+    step_failed: str | None = None
+    try:
+        try:
+            images = _ensure_images(backend, _lab_images(lab))
+            try:
+                lab_run = bring_up(lab, resolved, backend, rd_path, images, say)
+            except StepFailure as e:  # bring_up collected what there was and removed everything
+                step_failed = str(e)
+            else:
+                running = RunningLab(lab.name, lab_run.names.run, str(lab_run.rd.path), str(os.getpid()),
+                                     process_start(os.getpid()))
+                bring_down(backend, running, say)
+        finally:
+            _remove_leftovers(backend, lab.name, say)
+    except KeyboardInterrupt:
+        die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
+    except LabError as e:
+        die(EXIT_BAD_INPUT, str(e))
+    except EngineError as e:
+        rel = os.path.relpath(rd_path)
+        die(EXIT_ENVIRONMENT, f"{e} (artifacts so far in {rel})" if Path(rd_path).is_dir() else str(e))
+    if step_failed:
+        say(f"a step did not complete ({step_failed}); checking what the run got to")
+    try:
+        code = judge(Path(rd_path), junit)
+    except KeyboardInterrupt:
+        die(EXIT_INTERRUPTED, "interrupted (the lab was already down)")
+    raise SystemExit(code)
+
+
+def judge(run_dir: Path, junit: Path | None) -> int:
+    """Evaluate a finished run, write result.json, junit.xml (and --junit), the report; print the verdicts."""
+    from ..analysis.expectations import evaluate
+    from ..analysis.results import failure_block, write_junit, write_result_json
+    from ..rundir import RunDir
+    from .app import _write_report_quietly
+    from .common import EXIT_FAILED, EXIT_OK, out
+
+    rd = RunDir(run_dir)
+    ev = evaluate(rd)
+    write_result_json(ev, rd.result_json)
+    write_junit(ev, rd.junit_xml)
+    if junit is not None:
+        write_junit(ev, junit)
+    _write_report_quietly(rd.path)
+    for v in ev.verdicts:
+        if v.held:
+            out.print(f"PASS {v.name}: {v.about}", markup=False)
+    for v in ev.verdicts:
+        if not v.held:
+            out.print(failure_block(v), markup=False)
+    rel = os.path.relpath(rd.path)
+    total = len(ev.verdicts)
+    summary = (f"{ev.lab}: all {total} expectations held" if ev.passed
+               else f"{ev.lab}: {ev.failed} of {total} expectations failed")
+    out.print(f"{summary}; run directory: {rel} (result.json, junit.xml"
+              f"{', report.html' if rd.report_html.is_file() else ''})", markup=False)
+    return EXIT_OK if ev.passed else EXIT_FAILED
+
+
+def _remove_leftovers(backend, lab: str, say) -> None:  # noqa: ANN001
+    """Objects of this lab that this process created and still exist (an interrupt landed between
+    bring_up returning and bring_down starting): remove them. Another process's run is never touched."""
+    from ..backend.base import EngineError
+    from ..play.lifecycle import find_running
+    from ..play.session import teardown
+
+    try:
+        r = find_running(backend, lab)
+        if r is not None and r.owner_pid == str(os.getpid()):
+            say(f"removing what is left of {r.run}")
+            teardown(backend, r.run)
+    except EngineError as e:
+        say(f"could not check for leftovers: {e}")

@@ -24,16 +24,18 @@ from ..observe.capture import CaptureSidecar, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.sockets import NETSTAT_ARGV, SS_ARGV, parse_netstat, parse_ss
 from ..observe.tracer import READY_LINE as TRACER_READY
-from ..observe.tracer import TRACEFS, StateTracer, tracefs_missing
+from ..observe.tracer import TRACEFS, StateTracer, instance_name, remove_instance, tracefs_missing
 from ..observe.watch import PcapTail
 from ..peers.windows import READY_LINE as PEER_READY
 from ..peers.windows import WindowsPeerSidecar, host_sysctls
 from ..rundir import RunDir
 from ..wire import FIN, RST
+from .checkpoints import checkpoint
 from .naming import RunNames
 
 Say = Callable[[str], None]
 POLL = 0.01
+HEALTH_EVERY = 0.5  # seconds between host health checks during a wait step
 
 
 class HostFailure(EngineError):
@@ -86,7 +88,7 @@ class LabRun:
             mem_limit="128m", pids_limit=64)
 
     def tracer_spec(self) -> ContainerSpec:
-        tracer = StateTracer(str(self.lab.network.subnet), f"tcplab-{self.names.run}")
+        tracer = StateTracer(str(self.lab.network.subnet), instance_name(self.names.run), hosts=self.ips)
         return ContainerSpec(
             name=self.names.tracer, image="tcplab/tools", labels=self.names.labels("tracer"),
             command=tracer.command(), network_mode="none",
@@ -123,9 +125,10 @@ class LabRun:
         with self.phase("network"):
             self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
             self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
+            checkpoint("network")
         with self.phase("hosts"):
             self.say(f"hosts: {', '.join(self.lab.hosts)}")
-            self._all([lambda n=n: self.backend.start_container(self.host_spec(n)) for n in self.lab.hosts])
+            self._all([lambda n=n: self.start_host(n) for n in self.lab.hosts])
         with self.phase("sidecars"):
             self.start_sidecars()
         with self.phase("programs"):
@@ -133,10 +136,16 @@ class LabRun:
                 if host.program:
                     self.say(f"{name}: start {' '.join(host.program.run)}")
                     self.start_program(name, host.program.name, host.program.run, host.program.ready)
+                    checkpoint(f"program:{name}")
         self.write_run_info(state="playing")
         with self.phase("steps"):
             self.play()
+        checkpoint("played")
         self.write_run_info(state="up", up_at=time.time())
+
+    def start_host(self, name: str) -> None:
+        self.backend.start_container(self.host_spec(name))
+        checkpoint(f"host:{name}")
 
     def start_sidecars(self) -> None:
         specs: list[tuple[ContainerSpec, str]] = [(self.capture_spec(h), CAPTURE_READY) for h in self.lab.hosts]
@@ -153,6 +162,7 @@ class LabRun:
 
         def start(spec: ContainerSpec, ready: str) -> None:
             self.backend.start_container(spec)
+            checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
             if not self.backend.wait_log(spec.name, ready, timeout=20):
                 tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
                 raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
@@ -214,6 +224,7 @@ class LabRun:
     def play_step(self, i: int, step: Step) -> None:
         title = step_title(step)
         self.say(f"step {i}: {title}")
+        checkpoint(f"step:{i}")
         record: dict[str, Any] = {"index": i, "name": step_name(step, i), "kind": step_kind(step), "title": title,
                                   "host": getattr(step, "host", None), "start": time.time()}
         outcome, detail = "ok", ""
@@ -251,14 +262,21 @@ class LabRun:
     def wait(self, step: WaitStep) -> str:
         w = step.wait
         if w.seconds is not None:
-            time.sleep(w.seconds)
+            end = time.monotonic() + w.seconds
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, HEALTH_EVERY))
+                self.check_health()  # a host that dies during a long wait ends the run now, not at the end
             return f"waited {w.seconds:g} s"
         host, flag, what = (w.rst_from, RST, "RST") if w.rst_from else (w.fin_from, FIN, "FIN")
         assert host is not None
         key = (host, what)
         deadline = time.monotonic() + step.timeout
         ip = self.ips[host]
+        next_check = time.monotonic() + HEALTH_EVERY
         while True:
+            if time.monotonic() > next_check:
+                self.check_health()
+                next_check = time.monotonic() + HEALTH_EVERY
             for p in self.tails[host].new_packets():
                 if p.src == ip and p.flags & flag:
                     self.seen[key] = self.seen.get(key, 0) + 1
@@ -288,6 +306,7 @@ class LabRun:
             container = self.names.host(host)
             ns = self.backend.exec(container, NETSTAT_ARGV)
             ss = self.backend.exec(container, SS_ARGV)
+            checkpoint(f"snapshot:{label}:{host}")
             self.rd.table(host, label).write_text(ns.stdout)
             self.rd.table(host, label, "ss").write_text(ss.stdout)
             tables[host] = {
@@ -339,6 +358,8 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
         backend.stop(sidecars + [names.tracer], timeout=2)  # SIGTERM: tcpdump flushes and prints its counts
     except EngineError as e:
         say(f"stopping sidecars: {e}")
+    if tracefs_missing() is None and not remove_instance(instance_name(names.run)):
+        say(f"tracefs instance {instance_name(names.run)} could not be removed")
     stats: dict[str, Any] = {}
     caps: dict[str, list[str]] = {}
     for c in sidecars + [names.tracer]:
