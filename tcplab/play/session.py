@@ -387,12 +387,23 @@ def _safe_info(backend: Backend) -> dict[str, str]:
         return {}
 
 
-def teardown(backend: Backend, run: str) -> Removed:
-    """Remove every object of the run, whatever the state; Ctrl-C cannot interrupt it."""
+def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
+    """Remove every object of the run, whatever the state; Ctrl-C cannot interrupt it.
+
+    An engine that stops answering (restarting under us) is given ``patience``
+    seconds to come back, so a restart mid-run still leaves nothing behind.
+    """
     from ..backend.base import LABEL_RUN
 
+    deadline = time.monotonic() + patience
     with _signals_deferred():
-        return backend.remove_labeled({LABEL_RUN: run})
+        while True:
+            try:
+                return backend.remove_labeled({LABEL_RUN: run})
+            except EngineError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 @contextmanager
