@@ -10,21 +10,6 @@ import typer
 from .common import EXIT_BAD_INPUT, die, out, resolve_lab
 
 
-def _relative(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (POSIX separators): a written file carries no absolute path."""
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-
-
-def _source_name(path: Path) -> str:
-    """How the header names the lab file: relative to the checkout, else its bare name."""
-    from ..paths import HOME
-
-    try:
-        return path.resolve().relative_to(HOME.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
 def register(app: typer.Typer) -> None:
     """Add `lab export` to `app`."""
 
@@ -36,8 +21,8 @@ def register(app: typer.Typer) -> None:
         sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a lab field by dotted path."),
     ) -> None:
         """Write the lab as a compose file that docker-compose runs as is (default compose/LAB.yml)."""
-        from ..export import FORMATS, ExportError, export_compose
-        from ..paths import COMPOSE_DIR, IMAGES_DIR
+        from ..export import FORMATS, ExportError, export_to
+        from ..paths import COMPOSE_DIR
 
         if fmt not in FORMATS:
             die(EXIT_BAD_INPUT, f"--format {fmt}: unknown format (known: {', '.join(FORMATS)})")
@@ -46,8 +31,7 @@ def register(app: typer.Typer) -> None:
         if target.is_dir():
             die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")
         try:
-            exported = export_compose(lab, resolved, source=_source_name(path), file_name=target.name,
-                                      images_context=_relative(IMAGES_DIR, target.parent), sets=sets or [])
+            exported = export_to(target, lab, resolved, path, sets or [])
         except ExportError as e:
             die(EXIT_BAD_INPUT, f"{lab.name}: cannot export: {e}")
         try:

@@ -1,0 +1,432 @@
+"""A lab as a compose file that ``docker-compose`` (1.29, or ``docker compose``) runs as is.
+
+The containers come from the code ``lab up`` uses: a :class:`LabRun` is built over
+a scratch run directory and a backend stand-in that only records what it is
+asked to start. Hosts come from ``LabRun.host_spec``; sidecars from
+``LabRun.start_sidecars`` itself, so a sidecar added to ``lab up`` shows up
+here without a change. Each :class:`ContainerSpec` then becomes one service:
+
+* container names become service names (``tcplab-<lab>-server-capture`` ->
+  ``server-capture``): compose adds its project name, so two projects never clash;
+* ``container:<name>`` network modes become ``service:<service>``;
+* mounts under the scratch run directory become ``./runs/<lab>/...``, relative
+  to the file; the host's tracefs is the one host path kept (the tracer's, in
+  a profile of its own, since a machine may not have it);
+* labels: ``tcplab.compose: <lab>`` replaces ``tcplab.lab``/``tcplab.run`` and
+  the owner labels. ``lab ls/status/down/gc`` select objects by ``tcplab.lab``,
+  so they never list, collect or remove what compose runs;
+* a host's program becomes the service's command: a fixed ``sh -c`` script
+  runs ``labrun`` on the program's argv, passed as positional arguments, then
+  holds PID 1 (``labrun`` daemonizes). Lab data never enters the script text.
+
+Compose interpolates ``$`` in every string value, so each value is escaped
+(``$`` -> ``$$``); the one variable the file means is the base image's.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import tempfile
+import textwrap
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..backend.base import LABEL_HOST, LABEL_ROLE, ContainerSpec, Mount
+from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_title
+from ..model.lab import Ready, Step
+from ..observe.sockets import NETSTAT_ARGV
+from ..observe.tracer import TRACEFS
+from ..paths import HOME, IMAGES_DIR
+from ..play.naming import RunNames
+from ..play.session import LabRun
+from ..rundir import RunDir
+
+FORMATS = ("compose",)
+LABEL_COMPOSE = "tcplab.compose"
+NETWORK = "lab"  # the network's key in the file; compose names it <project>_lab
+TRACER_PROFILE = "tracer"
+BASE_IMAGE = "tcplab/base:bookworm"
+# Compose interpolates this one: TCPLAB_BASE_IMAGE picks another base, as it does for `lab`.
+BASE_ARG = "${TCPLAB_BASE_IMAGE:-" + BASE_IMAGE + "}"
+# Fixed script text; the program's name and argv arrive as "$@", never inside the text.
+HOLD_SCRIPT = 'labrun "$@" && exec sleep infinity'
+HOLD_NAME = "labhold"  # the script's $0, what ps shows
+RUNS = "runs"  # captures and logs go to ./runs/<lab>/ beside the file
+ROLE_ORDER = {"host": 0, "capture": 1, "peer": 2}
+STORY_WIDTH = 88
+
+
+class ExportError(Exception):
+    """The lab's containers hold something a compose file cannot carry (e.g. a path of this machine)."""
+
+
+@dataclass(frozen=True)
+class ComposeExport:
+    text: str
+    services: tuple[str, ...]
+
+
+class _Recorder:
+    """A backend stand-in: records the containers LabRun starts, says every sidecar is ready,
+    and refuses anything else, so an export never touches an engine and fails loudly if
+    bringing a lab up comes to need more than that."""
+
+    def __init__(self) -> None:
+        self.specs: list[ContainerSpec] = []
+        self._lock = threading.Lock()
+
+    def start_container(self, spec: ContainerSpec) -> None:
+        with self._lock:
+            self.specs.append(spec)
+
+    def wait_log(self, container: str, needle: str, timeout: float) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:
+        raise ExportError(f"the export runs no engine, but starting the lab's sidecars called backend.{name}()")
+
+
+def lab_specs(lab: Lab, resolved: dict[str, Any], scratch: Path) -> tuple[list[ContainerSpec], RunDir, RunNames]:
+    """Every container `lab up` would start for the lab: hosts, then each host's sidecars, then the rest.
+
+    ``scratch`` becomes the run directory the specs' mounts point into.
+    """
+    rd = RunDir(scratch).create()
+    names = RunNames(lab.name, f"compose-{lab.name}", ".")
+    recorder = _Recorder()
+    run = LabRun(lab, resolved, recorder, rd, names)  # type: ignore[arg-type]
+    hosts = [run.host_spec(h) for h in lab.hosts]
+    run.start_sidecars()
+    sidecars = list(recorder.specs)
+    if not any(s.labels.get(LABEL_ROLE) == "tracer" for s in sidecars):
+        sidecars.append(run.tracer_spec())  # this machine has no tracefs; the reader's may
+    order = {h: i for i, h in enumerate(lab.hosts)}
+
+    def key(s: ContainerSpec) -> tuple[int, int, int, str]:
+        host = s.labels.get(LABEL_HOST)
+        return (host is None, order.get(host or "", 0), ROLE_ORDER.get(s.labels.get(LABEL_ROLE, ""), 9), s.name)
+
+    return hosts + sorted(sidecars, key=key), rd, names
+
+
+# --- one container -> one service ----------------------------------------
+
+def service_name(names: RunNames, container: str) -> str:
+    prefix = f"tcplab-{names.lab}-"
+    if not container.startswith(prefix) or container == prefix:
+        raise ExportError(f"container {container}: not named like the lab's containers ({prefix}...)")
+    return container[len(prefix):]
+
+
+def escape(value: Any) -> Any:
+    """``value`` with every ``$`` in its strings doubled, so compose reads them literally."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [escape(v) for v in value]
+    if isinstance(value, dict):
+        return {k: escape(v) for k, v in value.items()}
+    return value
+
+
+def volume(mount: Mount, rd: RunDir, lab: str) -> str:
+    """A bind mount in compose's short syntax, its source relative to the file (or tracefs)."""
+    if mount.source == TRACEFS:
+        source = TRACEFS
+    else:
+        try:
+            rel = Path(mount.source).resolve().relative_to(rd.path)
+        except ValueError:
+            raise ExportError(f"mount {mount.source} -> {mount.target} is outside the run directory: "
+                              "a compose file must not carry a path of the machine that wrote it") from None
+        # "./" matters: a source without it is a named volume to compose
+        source = "/".join([".", RUNS, lab, *rel.parts])
+    return f"{source}:{mount.target}" + (":ro" if mount.read_only else "")
+
+
+def build_section(image: str, images_context: str) -> dict[str, Any] | None:
+    """How compose builds one of the project's images from ``images/``, as ``lab images build`` does."""
+    if not image.startswith("tcplab/"):
+        return None
+    own = image.split("/", 1)[1].split(":", 1)[0]
+    return {"context": escape(images_context), "dockerfile": f"{own}/Dockerfile", "args": {"BASE": BASE_ARG}}
+
+
+def program_command(name: str, argv: list[str]) -> list[str]:
+    """The host's command: start its program as lab program ``name`` (labrun), then keep PID 1 alive."""
+    return ["sh", "-c", HOLD_SCRIPT, HOLD_NAME, name, *argv]
+
+
+def healthcheck(name: str, ready: Ready) -> dict[str, Any]:
+    """The program's readiness (as ``lab up`` waits for it) as a healthcheck: ``docker-compose ps`` shows it."""
+    if ready.listen is not None:
+        test = ["CMD", "sh", "-c", 'ss -Htln "sport = :$1" | grep -q .', "ready", str(ready.listen)]
+    else:
+        test = ["CMD", "grep", "-qF", "--", ready.log or "", f"/var/log/lab/{name}.log"]
+    return {"test": test, "interval": "1s", "timeout": "5s", "retries": max(1, math.ceil(ready.timeout))}
+
+
+def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, images_context: str) -> dict[str, Any]:
+    role = spec.labels.get(LABEL_ROLE, "")
+    host = spec.labels.get(LABEL_HOST, "")
+    program = lab.hosts[host].program if role == "host" and host in lab.hosts else None
+    svc: dict[str, Any] = {"image": spec.image}
+    if role == "tracer":
+        svc["profiles"] = [TRACER_PROFILE]
+    if spec.hostname and not spec.network_mode:
+        svc["hostname"] = spec.hostname
+    if spec.init:
+        svc["init"] = True
+    if spec.user:
+        svc["user"] = spec.user
+    command = program_command(program.name, program.run) if program is not None else spec.command
+    if command is not None:
+        svc["command"] = list(command)
+    if spec.network_mode:
+        mode = spec.network_mode
+        if mode.startswith("container:"):
+            svc["network_mode"] = "service:" + service_name(names, mode.removeprefix("container:"))
+        elif mode == "none":
+            svc["network_mode"] = "none"
+        else:
+            raise ExportError(f"container {spec.name}: network mode {mode!r} has no compose form here")
+    elif spec.network == names.network:
+        endpoint: dict[str, Any] = {}
+        if spec.ip:
+            endpoint["ipv4_address"] = spec.ip
+        if spec.aliases:
+            endpoint["aliases"] = list(spec.aliases)
+        svc["networks"] = {NETWORK: endpoint}
+    else:
+        raise ExportError(f"container {spec.name}: on no network of the lab ({spec.network!r})")
+    if spec.sysctls:
+        svc["sysctls"] = dict(spec.sysctls)
+    if spec.cap_drop:
+        svc["cap_drop"] = list(spec.cap_drop)
+    if spec.cap_add:
+        svc["cap_add"] = list(spec.cap_add)
+    if spec.mem_limit:
+        svc["mem_limit"] = spec.mem_limit
+    if spec.nano_cpus:
+        svc["cpus"] = round(spec.nano_cpus / 1e9, 3)
+    if spec.pids_limit:
+        svc["pids_limit"] = spec.pids_limit
+    if spec.environment:
+        svc["environment"] = dict(spec.environment)
+    if spec.mounts:
+        svc["volumes"] = [volume(m, rd, lab.name) for m in spec.mounts]
+    labels = {LABEL_COMPOSE: lab.name, LABEL_ROLE: role}
+    if host:
+        labels[LABEL_HOST] = host
+    svc["labels"] = labels
+    if program is not None and program.ready is not None:
+        svc["healthcheck"] = healthcheck(program.name, program.ready)
+    svc = escape(svc)
+    build = build_section(spec.image, images_context)
+    if build is not None:
+        svc = {"image": svc.pop("image"), "build": build, **svc}
+    return svc
+
+
+def network(lab: Lab) -> dict[str, Any]:
+    """The lab's network as ``lab up`` creates it: a bridge, internal (no way out), the lab's subnet."""
+    return {"driver": "bridge", "internal": True, "ipam": {"config": [{"subnet": str(lab.network.subnet)}]},
+            "labels": {LABEL_COMPOSE: lab.name, LABEL_ROLE: "network"}}
+
+
+# --- the file ------------------------------------------------------------------
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, but short argv-like lists on one line; never anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flat = all(isinstance(x, (str, int, float, bool)) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def _dump(data: dict[str, Any], indent: int) -> str:
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
+                     allow_unicode=True)
+    pad = " " * indent
+    return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+# Everything YAML reads as a line break (\r, NEL, LS, PS) or a C0 control, so lab
+# text in a comment can never end the comment and become YAML of its own.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
+
+def comment(text: str, indent: int = 0) -> str:
+    """``text`` as comment lines."""
+    pad = " " * indent
+    lines = []
+    for line in text.split("\n"):
+        line = _UNSAFE.sub("?", line.replace("\t", "    ")).rstrip()
+        lines.append(f"{pad}# {line}".rstrip() + "\n")
+    return "".join(lines)
+
+
+def _dc(*argv: str) -> str:
+    return "  " + shlex.join(["docker-compose", *argv])
+
+
+def step_lines(lab: Lab, i: int, step: Step) -> list[str]:
+    """One step of the lab as commands a person types (lines of a comment)."""
+    lines = [f"step {i + 1}: {step_title(step)}"]
+    if isinstance(step, StartStep):
+        lines.append(_dc("exec", "-T", step.host, "labrun", step.as_, *step.start))
+        if step.ready is not None:
+            lines += _ready_lines(step.host, step.as_, step.ready)
+    elif isinstance(step, StopStep):
+        lines.append(_dc("exec", "-T", step.host, "labstop", step.stop, step.signal))
+    elif isinstance(step, SendStep):
+        lines.append(_dc("exec", "-T", step.host, "labsend", step.send, step.text))
+    elif isinstance(step, SnapshotStep):
+        lines += [_dc("exec", "-T", h, *NETSTAT_ARGV) for h in lab.hosts]
+    elif isinstance(step, WaitStep):
+        w = step.wait
+        if w.seconds is not None:
+            lines.append("  " + shlex.join(["sleep", f"{w.seconds:g}"]))
+        else:
+            host = w.rst_from or w.fin_from or ""
+            what = "an RST" if w.rst_from else "a FIN"
+            pcap = "/".join([".", RUNS, lab.name, "capture", f"{host}.pcap"])
+            lines.append(f"  # until {host} sends {what} (lab up gives up after {step.timeout:g} s); "
+                         f"it shows in {pcap}:")
+            lines.append("  " + shlex.join(["tcpdump", "-nr", pcap, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"]))
+    return lines
+
+
+def _ready_lines(host: str, prog: str, ready: Ready) -> list[str]:
+    if ready.listen is not None:
+        return [f"  # ready once it listens on port {ready.listen}:",
+                _dc("exec", "-T", host, "ss", "-Htln", f"sport = :{ready.listen}")]
+    return [f"  # ready once it printed {ready.log!r}:",
+            _dc("exec", "-T", host, "grep", "-F", "--", ready.log or "", f"/var/log/lab/{prog}.log")]
+
+
+def header(lab: Lab, source: str, file_name: str, images_context: str, sets: list[str],
+           programs: list[str]) -> str:
+    project = lab.name
+    runs = "/".join([".", RUNS, lab.name])
+    made = f"`lab export {lab.name}` from {source}" + (f" with {' '.join('--set ' + s for s in sets)}" if sets else "")
+    parts = [
+        f"{lab.name}: {lab.summary}" if lab.summary else lab.name,
+        "",
+        f"Written by {made}. Do not edit: export again",
+        "(tests/unit/test_export.py fails while a committed file differs from a fresh export).",
+    ]
+    if lab.story:
+        parts += ["", *textwrap.wrap(" ".join(lab.story.split()), STORY_WIDTH)]
+    parts += [
+        "",
+        "Run it without tcplab, from this file's directory (docker-compose 1.29, or `docker compose`):",
+        "",
+        "  lab images build    # once: makes the base image tcplab/base:bookworm locally (mmdebstrap;",
+        "                      # no registry has it) and the images below; or build them with compose:",
+        f"  export COMPOSE_FILE={file_name} COMPOSE_PROJECT_NAME={project}",
+        f"  docker-compose up -d     # builds a missing image from {images_context}/<name>/Dockerfile",
+        "                           # (build arg BASE; TCPLAB_BASE_IMAGE picks another base, as for lab)",
+        "  docker-compose ps        # a host turns healthy once its program is ready",
+        "  docker-compose logs      # each capture prints 'listening on' when it captures",
+        "  (the steps below)",
+        "  docker-compose down -v   # removes every container and the network",
+        "",
+    ]
+    if programs:
+        parts += [*textwrap.wrap("Host programs start with their containers (lab up starts them before step 1): "
+                                 + "; ".join(programs) + ".", STORY_WIDTH, break_on_hyphens=False), ""]
+    parts += [
+        f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file).",
+        f"The tracer (kernel TCP state changes into {runs}/sockets/transitions.jsonl) is optional:",
+        f"it needs the host's tracefs at {TRACEFS}, the one path of the machine in this file;",
+        f"`docker-compose --profile {TRACER_PROFILE} up -d` starts it too.",
+        "",
+        f"Labels: every object carries {LABEL_COMPOSE}={lab.name} and no tcplab.lab label. `lab ls`,",
+        "`lab status`, `lab down` and `lab gc` select objects by tcplab.lab, so they neither list nor",
+        "remove what compose runs (`lab gc` would take it for what a dead run left): docker-compose",
+        f"owns it. The subnet {lab.network.subnet} is the lab's own: `lab up {lab.name}` and this file",
+        "cannot run on one engine at the same time.",
+        "",
+        "The steps: `lab up` plays them with timing (it waits for each program to be ready, for FINs",
+        "and RSTs, and snapshots the socket tables); compose has no steps, so they are here as the",
+        "commands to type, in order. Comments, not a script beside the file: this file alone is the",
+        "whole lab to hand on, and a generated script would be a shell program made of lab data.",
+        "",
+    ]
+    for i, step in enumerate(lab.steps):
+        parts += step_lines(lab, i, step)
+    if not lab.steps:
+        parts.append("(this lab has no steps)")
+    return comment("\n".join(parts))
+
+
+def _service_comment(spec: ContainerSpec, lab: Lab, svc: dict[str, Any]) -> str:
+    role = spec.labels.get(LABEL_ROLE, "")
+    host = spec.labels.get(LABEL_HOST, "")
+    if role == "host":
+        h = lab.hosts[host]
+        what = f"host {host}, {lab.host_ip(host)}"
+        if h.program:
+            what += f": its program {h.program.name} runs under labrun (logs in /var/log/lab/)"
+        if h.peer.windows:
+            what += "; sysctls of a Windows peer"
+        text = what
+    elif role == "capture":
+        text = f"tcpdump in {host}'s network namespace (NET_RAW only, no promiscuous mode)"
+    elif role == "peer":
+        seconds = lab.hosts[host].peer.fin_wait2_seconds()
+        text = (f"Windows emulation for {host}, in its network namespace: SYN fingerprint, and the"
+                f" FIN_WAIT_2 timer ({seconds:g} s) ending in an RST; NET_RAW and NET_ADMIN")
+    elif role == "tracer":
+        text = (f"OPTIONAL (profile {TRACER_PROFILE}): needs the host's tracefs at {TRACEFS};"
+                f" `docker-compose --profile {TRACER_PROFILE} up -d`")
+    else:
+        text = f"{role} sidecar" + (f" of {host}" if host else "")
+    return comment("\n".join(textwrap.wrap(text, STORY_WIDTH, break_on_hyphens=False)), 2)
+
+
+def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name: str | None = None,
+                   images_context: str = "../images", sets: Iterable[str] = ()) -> ComposeExport:
+    """The compose file of ``lab``. ``source`` names the lab file in the header (keep it relative);
+    ``images_context`` is the ``images/`` directory relative to where the file is written."""
+    with tempfile.TemporaryDirectory(prefix="tcplab-export-") as tmp:
+        specs, rd, names = lab_specs(lab, resolved, Path(tmp))
+        services: dict[str, tuple[ContainerSpec, dict[str, Any]]] = {}
+        for spec in specs:
+            name = service_name(names, spec.name)
+            if name in services:
+                raise ExportError(f"two containers would be service {name!r}: rename a host")
+            services[name] = (spec, to_service(spec, lab, rd, names, images_context))
+    programs = [f"{h}: {shlex.join(host.program.run)}" for h, host in lab.hosts.items() if host.program]
+    text = header(lab, source, file_name or f"{lab.name}.yml", images_context, list(sets), programs)
+    text += "\nservices:\n"
+    for i, (name, (spec, body)) in enumerate(services.items()):
+        text += ("\n" if i else "") + _service_comment(spec, lab, body) + _dump({name: body}, 2)
+    text += "\nnetworks:\n" + _dump({NETWORK: network(lab)}, 2)
+    return ComposeExport(text, tuple(services))
+
+
+def export_to(target: Path, lab: Lab, resolved: dict[str, Any], lab_path: Path,
+              sets: Iterable[str] = ()) -> ComposeExport:
+    """The file ``lab export`` writes at ``target``: ``images/`` relative to the target's directory,
+    the lab file named relative to the checkout (or by its bare name)."""
+    images = Path(os.path.relpath(IMAGES_DIR.resolve(), target.parent.resolve())).as_posix()
+    try:
+        source = lab_path.resolve().relative_to(HOME.resolve()).as_posix()
+    except ValueError:
+        source = lab_path.name
+    return export_compose(lab, resolved, source=source, file_name=target.name, images_context=images, sets=sets)
