@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ..backend.base import Backend
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +57,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
             else:
                 running = RunningLab(lab.name, lab_run.names.run, str(lab_run.rd.path), str(os.getpid()),
                                      process_start(os.getpid()))
-                bring_down(backend, running, say)
+                _, removed = bring_down(backend, running, say)
+                say(f"{lab.name} is down: removed {len(removed.containers)} containers, "
+                    f"{len(removed.networks)} networks, {len(removed.volumes)} volumes")
         finally:
             _remove_leftovers(backend, lab.name, say)
     except KeyboardInterrupt:
@@ -64,13 +69,25 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
     except EngineError as e:
         rel = os.path.relpath(rd_path)
         die(EXIT_ENVIRONMENT, f"{e} (artifacts so far in {rel})" if Path(rd_path).is_dir() else str(e))
+    rel = os.path.relpath(rd_path)
     if step_failed:
+        if not _a_step_failed(Path(rd_path)):  # the hosts' own programs, before the story began
+            die(EXIT_ENVIRONMENT, f"the lab could not start: {step_failed} (artifacts in {rel})")
         say(f"a step did not complete ({step_failed}); checking what the run got to")
     try:
         code = judge(Path(rd_path), junit)
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted (the lab was already down)")
+    except (OSError, ValueError, LabError) as e:
+        die(EXIT_ENVIRONMENT, f"could not check the run in {rel}: {type(e).__name__}: {e}")
     raise SystemExit(code)
+
+
+def _a_step_failed(run_dir: Path) -> bool:
+    from ..rundir import RunDir
+
+    rd = RunDir(run_dir)
+    return any(s.get("outcome") == "failed" for s in rd.read_jsonl(rd.steps_jsonl))
 
 
 def judge(run_dir: Path, junit: Path | None) -> int:
@@ -103,7 +120,7 @@ def judge(run_dir: Path, junit: Path | None) -> int:
     return EXIT_OK if ev.passed else EXIT_FAILED
 
 
-def _remove_leftovers(backend, lab: str, say) -> None:  # noqa: ANN001
+def _remove_leftovers(backend: "Backend", lab: str, say: Callable[[str], None]) -> None:
     """Objects of this lab that this process created and still exist (an interrupt landed between
     bring_up returning and bring_down starting): remove them. Another process's run is never touched."""
     from ..backend.base import EngineError

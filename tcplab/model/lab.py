@@ -5,6 +5,7 @@ Pure data, validated by pydantic. Nothing here knows how a lab is run.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
@@ -221,54 +222,90 @@ def step_title(step: Step) -> str:
 
 
 # --- expectations --------------------------------------------------------
+# The language is packetdrill's idea (packets asserted with a timing
+# tolerance) with netlab validate's manners (every check named and described).
 
 FlagString = Annotated[str, StringConstraints(pattern=r"^[SFRPUEW.]{1,8}$|^none$")]
+FlagBits = Annotated[str, StringConstraints(pattern=r"^[SFRPUEW]{1,7}$")]
 OptionName = Literal["mss", "nop", "wscale", "sackOK", "TS", "eol", "sack"]
+# What an expectation can be timed from: an earlier expectation, a snapshot, a
+# step by name (start-telnet1, stop-telnet2, wait-4) or by position (steps.4).
+Anchor = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$|^steps\.[0-9]{1,3}$")]
+_FIELD_REF = re.compile(r"^(peers\.[a-z][a-z0-9_-]{0,30}|hosts\.[a-z][a-z0-9_-]{0,30}\.peer)\.[a-z][a-z0-9_]{0,40}$")
+
+
+def _delay(value: object) -> object:
+    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``),
+    so an expectation follows ``--set`` instead of repeating the timer."""
+    if isinstance(value, str) and _FIELD_REF.match(value.strip()):
+        return value.strip()
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout") from None
+
+
+Delay = Annotated[Union[float, str], BeforeValidator(_delay)]
 
 
 class PacketMatch(Strict):
+    """Packets that match every field given. Without ``count``: at least one, in the time window."""
     from_: Name | None = Field(None, alias="from")
     to: Name | None = None
     port: Port | None = None
-    flags: FlagString | None = None
-    seq: Annotated[int, Field(ge=0)] | None = None
+    flags: FlagString | None = None  # exactly these flags, as tcpdump prints them: "F.", "R.", "S", "."
+    has_flags: FlagBits | None = None  # at least these flag bits, whatever else is set: "F"
+    seq: Annotated[int, Field(ge=0)] | None = None  # relative, as tcpdump prints them
     ack: Annotated[int, Field(ge=0)] | None = None
     win: Annotated[int, Field(ge=0, le=65535)] | None = None
     ttl: Annotated[int, Field(ge=1, le=255)] | None = None
     mss: Annotated[int, Field(ge=0, le=65535)] | None = None
     wscale: Annotated[int, Field(ge=0, le=14)] | None = None
-    options: list[OptionName] | None = None
-    without_options: list[OptionName] | None = None
-    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    after: Name | None = None
-    delay: Seconds | None = None
+    options: list[OptionName] | None = None  # exactly these options, in this order
+    with_options: list[OptionName] | None = None  # present, in any order
+    without_options: list[OptionName] | None = None  # absent
+    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None  # a substring of the payload
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # exactly this many (0: never)
+    after: Anchor | None = None  # only packets after this moment count
+    delay: Delay | None = None  # ... and at after + delay +- tolerance
     tolerance: Seconds = 0.05
+
+    def delay_seconds(self, lab: "Lab") -> float | None:
+        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""
+        if self.delay is None or isinstance(self.delay, float):
+            return self.delay
+        return lab.duration_field(self.delay)
 
 
 class StateMatch(Strict):
+    """Sockets of ``host`` (local ``port``, connected to ``peer``) in the snapshot ``at``.
+
+    ``is``: one of them is in that state; ``not``: none of them is; ``absent``: there are none.
+    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``."""
     host: Name
     port: Port | None = None
     peer: Name | None = None
     is_: State | None = Field(None, alias="is")
+    not_: State | None = Field(None, alias="not")
     absent: bool = False
     at: Name
     owner: Literal["none", "any"] | Name | None = None
 
 
 class TransitionMatch(Strict):
+    """A state change of a socket of ``host`` (kernel tracepoint), within ``within`` of ``near``."""
     host: Name
     port: Port | None = None
     peer: Name | None = None
     from_: State | None = Field(None, alias="from")
     to: State
-    near: Name | None = None
-    within: Seconds = 0.005
+    near: Anchor | None = None
+    within: Seconds = 0.05
 
 
 class Expectation(Strict):
-    name: Name | None = None
-    about: Annotated[str, StringConstraints(max_length=300)] | None = None
+    name: Name  # what the terminal, result.json, the report and JUnit call it
+    about: Annotated[str, StringConstraints(max_length=300)] | None = None  # one line: the fact it checks
     packet: PacketMatch | None = None
     state: StateMatch | None = None
     transition: TransitionMatch | None = None
@@ -287,6 +324,22 @@ class Lab(Strict):
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
     steps: Annotated[list[Step], Field(max_length=500)] = []
     expect: Annotated[list[Expectation], Field(max_length=500)] = []
+
+    def duration_field(self, ref: str) -> float | None:
+        """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses
+        it: a Windows peer's unset FIN_WAIT_2 timer is its 120 s default. KeyError for an unknown field."""
+        parts = ref.split(".")
+        if parts[0] == "peers":
+            parts = ["hosts", parts[1], "peer", *parts[2:]]
+        if len(parts) != 4 or parts[0] != "hosts" or parts[2] != "peer" or parts[1] not in self.hosts:
+            raise KeyError(ref)
+        peer = self.hosts[parts[1]].peer
+        field = parts[3]
+        if field == "fin_wait2_timeout":
+            return peer.fin_wait2_seconds()
+        if field == "tcp_fin_timeout":
+            return None if peer.tcp_fin_timeout is None else float(peer.tcp_fin_timeout)
+        raise KeyError(ref)
 
     def host_ip(self, name: str) -> ipaddress.IPv4Address:
         """The host's address: set in the file, else the n-th address after the gateway."""

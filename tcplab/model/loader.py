@@ -10,65 +10,33 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 from pydantic import ValidationError
 
+from . import messages, yamlread
 from .errors import LabError
-from .lab import STEP_KINDS, Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep
+from .lab import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
+from .yamlread import MAX_FILE_BYTES
 
-MAX_FILE_BYTES = 1 << 20
-_NAME_RULE = "lowercase letters, digits, '-' or '_', starting with a letter, at most 31 characters"
-_PATTERN_HINTS = {
-    r"^[a-z][a-z0-9_-]{0,30}$": "must be " + _NAME_RULE,
-    r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$": "must be an image of this project, like tcplab/client",
-    r"^[1-9][0-9]{0,5}[kmg]$": "must be a size like 256m or 1g",
-}
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value", key_node.start_mark)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen[key] = loader.construct_object(value_node, deep=deep)
-    return seen
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+__all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
 
 
 def parse_yaml(text: str, file: str) -> dict[str, Any]:
-    """The lab file's mapping, or a LabError with the line of the problem."""
-    if len(text.encode()) > MAX_FILE_BYTES:
-        raise LabError(file, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}" if mark else "yaml"
-        raise LabError(file, where, f"YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise LabError(file, "", f"YAML: {e}") from None
+    """The lab file's mapping, or a LabError with the line of the problem (see yamlread for the limits)."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise LabError(file, "", f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; a lab file is a few KiB")
+    data = yamlread.load(text, file)
     if data is None:
-        raise LabError(file, "", "the file is empty")
+        raise LabError(file, "", "the file is empty: a lab needs at least a name and hosts")
     if not isinstance(data, dict):
-        raise LabError(file, "", f"a lab file is a mapping (name, hosts, steps...), not a {type(data).__name__}")
+        kind = {list: "a list", str: "a string"}.get(type(data), f"a {type(data).__name__}")
+        raise LabError(file, "", f"a lab file is a mapping (name: ..., hosts: ..., steps: ...), not {kind}")
     return data
 
 
 # --- --set overrides -----------------------------------------------------
 
 _SET_RE = re.compile(r"^([A-Za-z0-9_.-]+)=(.*)$", re.S)
+_SET_USAGE = "expected KEY=VALUE with KEY a dotted path, like --set peers.win.fin_wait2_timeout=2s"
 
 
 def _alias(path: list[str]) -> list[str]:
@@ -78,32 +46,48 @@ def _alias(path: list[str]) -> list[str]:
     return path
 
 
+def set_path(assignment: str) -> str | None:
+    """The dotted field an assignment sets (``peers.`` expanded), None when it is not KEY=VALUE."""
+    m = _SET_RE.match(assignment)
+    if not m:
+        return None
+    return ".".join(_alias(m.group(1).split(".")))
+
+
 def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any]:
     """A copy of ``data`` with one ``KEY=VALUE`` applied; VALUE is read as a YAML scalar/flow value."""
     m = _SET_RE.match(assignment)
-    if not m or not m.group(1) or ".." in m.group(1) or m.group(1).startswith(".") or m.group(1).endswith("."):
-        raise LabError(file, f"--set {assignment}", "expected KEY=VALUE with KEY a dotted path like hosts.win.peer.syn")
-    path = _alias(m.group(1).split("."))
+    if not m or ".." in m.group(1) or m.group(1).startswith(".") or m.group(1).endswith("."):
+        raise LabError(file, f"--set {messages.short(assignment)}", _SET_USAGE)
+    raw_path = m.group(1).split(".")
+    path = _alias(raw_path)
+    if raw_path[0] == "peers" and len(raw_path) >= 2:
+        hosts = data.get("hosts")
+        if not isinstance(hosts, dict) or raw_path[1] not in hosts:
+            known = ", ".join(str(h) for h in hosts) if isinstance(hosts, dict) else "none"
+            raise LabError(file, ".".join(raw_path[:2]), f"--set: no host '{raw_path[1]}' (hosts: {known})")
+        if len(raw_path) == 2:
+            raise LabError(file, ".".join(raw_path), "--set: name a field of the peer, like "
+                           f"peers.{raw_path[1]}.fin_wait2_timeout")
     try:
-        value = yaml.load(m.group(2), Loader=_UniqueKeyLoader) if m.group(2) != "" else ""  # noqa: S506
-    except yaml.YAMLError:
-        value = m.group(2)
+        value = yamlread.load(m.group(2), file) if m.group(2) != "" else ""
+    except LabError:
+        value = m.group(2)  # not YAML: the text as it is
     out = copy.deepcopy(data)
     node: Any = out
     for i, key in enumerate(path[:-1]):
         here = ".".join(path[: i + 1])
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise LabError(file, here, f"--set: no item {key} in a list of {len(node)}")
+                raise LabError(file, here, f"--set: no item {key} in a list of {len(node)} (items are 0 to {len(node) - 1})"
+                               if node else f"--set: no item {key}: the list is empty")
             node = node[int(key)]
         elif isinstance(node, dict):
             if key not in node or node[key] is None:
                 node[key] = {}
             node = node[key]
-        else:
-            raise LabError(file, here, "--set: this field holds a value, not fields")
         if not isinstance(node, (dict, list)):
-            raise LabError(file, here, "--set: this field holds a value, not fields")
+            raise LabError(file, here, f"--set: this field holds a value ({messages.short(node)}), not fields")
     last = path[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -116,48 +100,12 @@ def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any
 
 # --- validation ----------------------------------------------------------
 
-def _field_path(loc: Iterable[Any]) -> str:
-    parts: list[str] = []
-    prev: Any = None
-    for item in loc:
-        # the step union adds its tag after the index: steps.2.start.host -> steps.2.host
-        if isinstance(prev, int) and parts[:1] == ["steps"] and len(parts) == 2 and item in STEP_KINDS:
-            prev = item
-            continue
-        parts.append(str(item))
-        prev = item
-    return ".".join(parts)
-
-
-def _message(err: dict[str, Any]) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    given = err.get("input")
-    if kind == "extra_forbidden":
-        return f"unknown field '{err['loc'][-1]}'"
-    if kind == "missing":
-        return "is required"
-    if kind == "string_pattern_mismatch":
-        hint = _PATTERN_HINTS.get(ctx.get("pattern", ""), "has characters that are not allowed here")
-        return f"{_short(given)} {hint}"
-    if kind == "literal_error":
-        return f"{_short(given)} is not one of {ctx.get('expected')}"
-    if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", err["msg"]))
-    return f"{_short(given)}: {err['msg'][0].lower()}{err['msg'][1:]}" if given is not None else err["msg"]
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def validate(data: dict[str, Any], file: str) -> Lab:
     try:
         lab = Lab.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]  # pydantic reports in field order: the first is the one to fix first
-        raise LabError(file, _field_path(first["loc"]), _message(first)) from None
+        field, message = messages.describe(e.errors(), Lab)
+        raise LabError(file, field, message) from None
     check_references(lab, file)
     return lab
 
@@ -222,34 +170,57 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
                     raise LabError(file, f"{where}.wait.{k}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
             if w.seconds is not None and w.seconds > step.timeout:
                 raise LabError(file, f"{where}.timeout", "is shorter than the wait itself")
+    _check_expectations(lab, file, snapshots)
+
+
+def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
+    """Expectations name hosts, snapshots and anchors that exist; each says one thing."""
+    hosts = lab.hosts
     names: set[str] = set()
-    snapshots.add("end")
-    step_names = {f"steps.{i}" for i in range(len(lab.steps))}
+    snapshots = snapshots | {"end"}
+    steps = {f"steps.{i}" for i in range(len(lab.steps))} | {step_name(s, i) for i, s in enumerate(lab.steps)}
     for i, exp in enumerate(lab.expect):
         where = f"expect.{i}"
         given = [k for k in ("packet", "state", "transition") if getattr(exp, k) is not None]
         if len(given) != 1:
             raise LabError(file, where, "an expectation has exactly one of: packet, state, transition")
-        if exp.name:
-            if exp.name in names:
-                raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
-            names.add(exp.name)
+        if exp.name in names:
+            raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
         body = getattr(exp, given[0])
-        for field in ("from_", "to", "host", "peer"):
+        for field in (("from_", "to") if exp.packet is not None else ("host", "peer")):
             h = getattr(body, field, None)
-            if h is not None and h not in hosts:
+            if isinstance(h, str) and h not in hosts:
                 raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
         if exp.state is not None:
             if exp.state.at not in snapshots:
                 raise LabError(file, f"{where}.state.at", f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
-            if exp.state.absent == (exp.state.is_ is not None):
-                raise LabError(file, f"{where}.state", "give exactly one of 'is: STATE' or 'absent: true'")
-        anchor = getattr(body, "after", None) or getattr(body, "near", None)
-        if anchor is not None and anchor not in names and anchor not in snapshots and anchor not in step_names:
-            raise LabError(file, f"{where}.{given[0]}.{'after' if getattr(body, 'after', None) else 'near'}",
-                           f"'{anchor}' is not an earlier expectation or a snapshot")
-        if exp.packet is not None and exp.packet.delay is not None and exp.packet.after is None:
-            raise LabError(file, f"{where}.packet.delay", "a delay needs 'after' (the expectation or step it counts from)")
+            said = [k for k, v in (("is", exp.state.is_), ("not", exp.state.not_), ("absent", exp.state.absent or None))
+                    if v is not None]
+            if len(said) != 1:
+                raise LabError(file, f"{where}.state", "give exactly one of 'is: STATE', 'not: STATE' or 'absent: true'")
+        anchor_field = "after" if exp.packet is not None else "near"
+        anchor = getattr(body, anchor_field, None)
+        if anchor is not None and anchor not in names and anchor not in snapshots and anchor not in steps:
+            raise LabError(file, f"{where}.{given[0]}.{anchor_field}",
+                           f"'{anchor}' is not an earlier expectation, a snapshot or a step "
+                           f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
+        if exp.packet is not None:
+            pm = exp.packet
+            if pm.delay is not None and pm.after is None:
+                raise LabError(file, f"{where}.packet.delay", "a delay needs 'after' (the expectation or step it counts from)")
+            if isinstance(pm.delay, str):
+                try:
+                    lab.duration_field(pm.delay)
+                except KeyError:
+                    raise LabError(file, f"{where}.packet.delay",
+                                   f"'{pm.delay}' is not a duration field of a peer of this lab "
+                                   "(peers.HOST.fin_wait2_timeout or peers.HOST.tcp_fin_timeout)") from None
+            if pm.flags is not None and pm.has_flags is not None:
+                raise LabError(file, f"{where}.packet.has_flags", "give flags (exactly) or has_flags (at least), not both")
+            both = set(pm.options or pm.with_options or []) & set(pm.without_options or [])
+            if both:
+                raise LabError(file, f"{where}.packet.without_options", f"{', '.join(sorted(both))} is also required present")
+        names.add(exp.name)
 
 
 def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] | None = None,
@@ -257,17 +228,28 @@ def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] 
     """The validated lab and the resolved mapping (defaults not yet filled) it came from."""
     file = display_name or str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # never more: the file may be anything
     except OSError as e:
         raise LabError(file, "", f"cannot read: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LabError(file, "", "is not UTF-8 text") from None
-    data = parse_yaml(text, file)
+    data = parse_yaml(yamlread.decode(raw, file), file)
+    sets = list(sets)
     for assignment in sets:
         data = apply_set(data, assignment, file)
-    lab = validate(data, file)
-    if known_images is not None:
-        check_references(lab, file, known_images)
+    try:
+        lab = validate(data, file)
+        if known_images is not None:
+            check_references(lab, file, known_images)
+    except LabError as e:
+        raise _blame_set(e, sets) from None
     return lab, data
+
+
+def _blame_set(e: LabError, sets: list[str]) -> LabError:
+    """An error in a field that --set gave says so: the file is not what is wrong."""
+    for assignment in sets:
+        dotted = set_path(assignment)
+        if dotted and e.field and (e.field == dotted or e.field.startswith(dotted + ".")
+                                   or dotted.startswith(e.field + ".")):
+            return LabError(e.file, e.field, f"{e.message} (given with --set {messages.short(assignment)[1:-1]})")
+    return e
