@@ -68,6 +68,10 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
         die(EXIT_BAD_INPUT, str(e))
     except EngineError as e:
         rel = os.path.relpath(rd_path)
+        if Path(rd_path).is_dir():
+            from .app import _write_report_quietly
+
+            _write_report_quietly(Path(rd_path))  # the report of what there is: a crash is worth reading about
         die(EXIT_ENVIRONMENT, f"{e} (artifacts so far in {rel})" if Path(rd_path).is_dir() else str(e))
     rel = os.path.relpath(rd_path)
     if step_failed:
