@@ -17,7 +17,7 @@ from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab
 
 pytestmark = pytest.mark.integration
 
-CONNECT_ONLY = {"steps": [
+CONNECT_ONLY = {"expect": [], "steps": [
     {"host": "linux", "start": ["telnet", "server", "8000"], "as": "telnet1", "ready": {"log": "Connected to"}},
     {"host": "win", "start": ["telnet", "server", "8000"], "as": "telnet2", "ready": {"log": "Connected to"}},
 ]}
@@ -27,7 +27,7 @@ CONNECT_ONLY = {"steps": [
 def connected_lab(tmp_path_factory: pytest.TempPathFactory):
     """closewait's cast with both telnets connected (SCENARIO steps 1-3), up until the module ends."""
     tmp = tmp_path_factory.mktemp("foundation")
-    path, name = make_lab(tmp, "closewait-linux", changes=CONNECT_ONLY)
+    path, name = make_lab(tmp, "closewait", changes=CONNECT_ONLY)
     up = lab_cmd("up", str(path), cwd=tmp)
     try:
         assert up.returncode == 0, up.stderr
@@ -123,7 +123,7 @@ def test_gc_removes_a_killed_run_and_only_that(tmp_path: Path, connected_lab) ->
     import docker
 
     up_name = connected_lab[0]
-    path, name = make_lab(tmp_path, "closewait-linux", changes={"steps": [{"wait": {"seconds": "60s"}, "timeout": "90s"}]})
+    path, name = make_lab(tmp_path, "closewait-linux", changes={"expect": [], "steps": [{"wait": {"seconds": "60s"}, "timeout": "90s"}]})
     client = docker.from_env()
     bystander = client.networks.create(f"tcplab-test-bystander-{os.getpid()}", internal=True)
     try:
