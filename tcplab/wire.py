@@ -104,10 +104,12 @@ def decode_tcp(raw: RawPacket) -> TcpPacket | None:
     if ethertype == 0x8100:  # VLAN tag
         ethertype = (d[16] << 8) | d[17]
         off = 18
-    if ethertype != 0x0800:
+    if ethertype != 0x0800 or len(d) < off + 20 or d[off] >> 4 != 4:
         return None
     ihl = (d[off] & 0x0F) * 4
-    if d[off + 9] != 6 or len(d) < off + ihl + 20:
+    if ihl < 20 or d[off + 9] != 6 or len(d) < off + ihl + 20:
+        return None
+    if ((d[off + 6] & 0x1F) << 8 | d[off + 7]) != 0:  # a later IP fragment: no TCP header here
         return None
     total = (d[off + 2] << 8) | d[off + 3]
     ip_id = (d[off + 4] << 8) | d[off + 5]
@@ -116,7 +118,7 @@ def decode_tcp(raw: RawPacket) -> TcpPacket | None:
     dst = _ip(d[off + 16: off + 20])
     t = off + ihl
     sport, dport, seq, ack, doff_flags, win, csum = struct.unpack_from("!HHIIHHH", d, t)
-    doff = (doff_flags >> 12) * 4
+    doff = max(20, (doff_flags >> 12) * 4)  # a bogus offset below the header's size: no options
     flags = doff_flags & 0xFF
     opts = _options(d[t + 20: t + doff])
     end = min(len(d), off + total) if total else len(d)
@@ -149,8 +151,8 @@ def _options(b: bytes) -> list[tuple[str, object]]:
             out.append(("wscale", body[0]))
         elif kind == 4:
             out.append(("sackOK", None))
-        elif kind == 5:
-            out.append(("sack", body.hex()))
+        elif kind == 5 and len(body) % 8 == 0:  # SACK blocks: (left edge, right edge) pairs
+            out.append(("sack", tuple(struct.iter_unpack("!II", body))))
         elif kind == 8 and length == 10:
             out.append(("TS", struct.unpack("!II", body)))
         else:
@@ -164,6 +166,8 @@ def format_options(options: list[tuple[str, object]]) -> str:
     for name, val in options:
         if name == "TS" and isinstance(val, tuple):
             parts.append(f"TS val {val[0]} ecr {val[1]}")
+        elif name == "sack" and isinstance(val, tuple):  # as tcpdump: sack 1 {1001:2001}
+            parts.append(f"sack {len(val)} " + "".join(f"{{{a}:{b}}}" for a, b in val))
         elif val is None:
             parts.append(name)
         else:

@@ -2,6 +2,14 @@
 
 The raw text is always kept beside the records: the field report read netstat,
 and a person comparing with it should see the same table.
+
+The two tools' records are made comparable: states in the kernel's spelling
+(``CLOSE_WAIT``, ``FIN_WAIT2``), IPv4-mapped addresses as IPv4 (netstat prints
+``127.0.0.1`` where ss prints ``[::ffff:127.0.0.1]``), ss's ``*`` (a dual-stack
+listener) as ``::`` like netstat, and as owner the lowest PID of the processes
+sharing the socket (netstat names one; ss lists all, in no useful order). What
+still differs is kept as each tool says it: ss gives a listener's backlog as
+Send-Q where netstat says 0, and only ss (``-o``) shows timers.
 """
 from __future__ import annotations
 
@@ -47,6 +55,10 @@ def _split_endpoint(text: str) -> tuple[str, int | None]:
     addr = addr.strip("[]")
     if "%" in addr:  # ss prints 0.0.0.0%lo for bound devices
         addr = addr.split("%", 1)[0]
+    if addr == "*":  # ss: a dual-stack wildcard; netstat prints it as ::
+        addr = "::"
+    elif addr.lower().startswith("::ffff:") and "." in addr:
+        addr = addr[7:]
     return addr, int(port) if port.isdigit() else None
 
 
@@ -58,7 +70,7 @@ def parse_netstat(text: str) -> list[SocketRecord]:
     out: list[SocketRecord] = []
     for line in text.splitlines():
         cols = line.split()
-        if len(cols) < 6 or cols[0] not in ("tcp", "tcp6"):
+        if len(cols) < 6 or cols[0] not in ("tcp", "tcp6") or not (cols[1].isdigit() and cols[2].isdigit()):
             continue
         state = cols[5] if len(cols) >= 7 or not ("/" in cols[5] or cols[5] == "-") else ""
         owner = cols[6] if len(cols) >= 7 else "-"
@@ -75,7 +87,8 @@ def parse_netstat(text: str) -> list[SocketRecord]:
     return out
 
 
-_USERS = re.compile(r'users:\(\("(?P<prog>[^"]*)",pid=(?P<pid>\d+)')
+_USERS = re.compile(r'users:\((?P<list>(?:\("[^"]*",pid=\d+,fd=\d+\),?)+)\)')
+_USER = re.compile(r'\("(?P<prog>[^"]*)",pid=(?P<pid>\d+),fd=\d+\)')
 _TIMER = re.compile(r"timer:\(([^)]*)\)")
 
 
@@ -92,14 +105,22 @@ def parse_ss(text: str) -> list[SocketRecord]:
     for row in rows:
         head = row[0]
         cols = head.split()
-        if len(cols) < 5:
-            continue
-        rest = " ".join(cols[5:] + row[1:])
-        m = _USERS.search(rest)
+        if len(cols) < 5 or not (cols[1].isdigit() and cols[2].isdigit()):
+            continue  # not a socket row (a message such as "Failed to find cgroup2 mount")
+        rest = " ".join(c for c in cols[5:] + row[1:] if c)
+        pid, program = _owner(rest)
         t = _TIMER.search(rest)
         la, lp = _split_endpoint(cols[3])
         pa, pp = _split_endpoint(cols[4])
         out.append(SocketRecord("ss", _normal_state(cols[0]), la, lp, pa, pp, int(cols[1]), int(cols[2]),
-                                int(m.group("pid")) if m else None, m.group("prog") if m else None,
-                                t.group(1) if t else None, rest))
+                                pid, program, t.group(1) if t else None, rest))
     return out
+
+
+def _owner(rest: str) -> tuple[int | None, str | None]:
+    """The lowest PID in ss's ``users:((...),(...))`` and its program name."""
+    m = _USERS.search(rest)
+    if not m:
+        return None, None
+    users = sorted((int(u.group("pid")), u.group("prog")) for u in _USER.finditer(m.group("list")))
+    return users[0][0], users[0][1] or None

@@ -5,12 +5,28 @@ host's tracefs bind-mounted read-write at /tracefs. It needs no added
 capability: tracefs is governed by file permissions and the sidecar runs as
 root of the engine's host (no user namespace). It creates its own tracefs
 instance (``instances/tcplab-<run>``) so labs never share trace settings, and
-keeps only events whose addresses are in the lab's subnet.
+keeps only events of the lab's addresses; each record names the host that owns
+the socket (by its local address) and the host at the other end.
+
+One line of ``sockets/transitions.jsonl``::
+
+    {"ts": 1795508890.32559, "event": "inet_sock_set_state", "saddr": "10.77.0.2", "sport": 8000,
+     "daddr": "10.77.0.4", "dport": 43692, "old": "ESTABLISHED", "new": "CLOSE_WAIT",
+     "host": "server", "peer": "win"}
+
+``tcp_send_reset`` and ``tcp_receive_reset`` records carry ``state`` (and
+``reason`` for a sent reset) instead of ``old``/``new``. Sockets bound to the
+wildcard address (a LISTEN socket before any connection) have no lab address
+and are not recorded: the tracepoint does not say which network namespace a
+socket lives in.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
 
 TRACEFS = "/sys/kernel/tracing"
 EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset")
@@ -29,11 +45,56 @@ def tracefs_missing(root: str = TRACEFS) -> str | None:
     return None
 
 
+def instance_name(run: str) -> str:
+    return f"tcplab-{run}"
+
+
+def remove_instance(name: str, root: str = TRACEFS) -> bool:
+    """Remove a run's tracefs instance if it is still there (the tracer was killed before it could).
+
+    A leaked instance keeps its ring buffers until reboot. True when nothing is left.
+    """
+    path = os.path.join(root, "instances", name)
+    if not os.path.isdir(path):
+        return True
+    try:
+        os.rmdir(path)  # tracefs removes an instance's files with it; fails while a file is open
+    except OSError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class StateTracer:
     subnet: str
     instance: str
+    hosts: dict[str, str] = field(default_factory=dict)  # host name -> IPv4 address
 
     def command(self) -> list[str]:
         return ["python3", "-u", "/opt/lab/tracer.py", "/tracefs", self.subnet, "/sockets/transitions.jsonl",
-                self.instance]
+                self.instance, *(f"{h}={ip}" for h, ip in sorted(self.hosts.items()))]
+
+
+def read_transitions(path: Path, host_ips: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a transitions.jsonl; a line cut by a crash is skipped.
+
+    With ``host_ips``, records written without attribution (an older tracer)
+    get their ``host`` and ``peer`` from the address table.
+    """
+    ip_host = {ip: h for h, ip in (host_ips or {}).items()}
+    try:
+        f = open(path)
+    except OSError:
+        return
+    with f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict) or "ts" not in rec:
+                continue
+            if ip_host:
+                rec.setdefault("host", ip_host.get(rec.get("saddr", "")))
+                rec.setdefault("peer", ip_host.get(rec.get("daddr", "")))
+            yield rec

@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Benchmark: the packet rate a lab's capture path holds with no kernel drops.
+
+Two lab hosts (``a`` sends to ``b``) on one internal bridge network, made by
+tcplab's own specs (LabRun.host_spec, LabRun.capture_spec). The traffic comes
+from small Python generators (this file, ``gen`` mode) in tcplab/tools
+sidecars that share each host's network namespace, so the packets cross the
+same veth/bridge path as a lab's programs. In one invocation:
+
+1. without capture: a UDP flood (64-byte datagrams, as fast as the sender
+   goes) and a TCP bulk transfer (iperf-like), a -> b;
+2. with the lab's capture sidecars on both hosts (tcpdump -U -s 0 into the
+   run directory, exactly as ``lab up`` starts them): the same flood, then
+   UDP at paced rates, doubling until tcpdump reports kernel drops (its own
+   "dropped by kernel" count, read with observe.capture.parse_tcpdump_stats
+   from the sidecar's log after a SIGUSR1) or the sender cannot go faster,
+   then bisecting; then the same TCP bulk transfer.
+
+Prints each figure beside the no-capture one and their ratio; ``--json``
+writes them too. Bounded: about 30 s on 2 cores (``--seconds`` per run; the
+ramps stop at 80 s whatever happens). The figures are those of the machine
+at that moment: the load average is printed with them, and a loaded
+2-core machine gives the senders and tcpdump less CPU than an idle one.
+
+What limits what: small packets cost the capture CPU (two tcpdumps writing
+each packet with its own write(2), ``-U``); bulk TCP costs it disk
+bandwidth (each host's capture writes every byte, full size, ``-s 0``), and
+the sidecar's 128 MB memory limit keeps little of that in the page cache.
+
+Usage:  .venv/bin/python bench/capture.py [--seconds 2] [--json FILE] [--keep]
+In a container (stdlib only):  python3 capture.py gen MODE ARG...
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from typing import Any, Callable
+
+# --- the traffic generator: runs inside tcplab/tools, stdlib only -------------------------------
+
+
+def _sendmmsg(sock: socket.socket, payload: bytes, batch: int):  # noqa: ANN202 - a closure over ctypes
+    """A function sending ``n`` (<= batch) copies of ``payload`` with one sendmmsg(2) call: one Python
+    call per 256 datagrams instead of one each, so the generator outruns the capture it loads."""
+    import ctypes
+
+    class IoVec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+    class MsgHdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IoVec)),
+                    ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class MMsgHdr(ctypes.Structure):
+        _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(payload, len(payload))
+    iov = IoVec(ctypes.cast(buf, ctypes.c_void_p), len(payload))
+    msgs = (MMsgHdr * batch)()
+    for m in msgs:
+        m.hdr.iov = ctypes.pointer(iov)
+        m.hdr.iovlen = 1
+    fd = sock.fileno()
+    call = libc.sendmmsg
+
+    def send(n: int) -> int:
+        got = call(fd, msgs, n, 0)
+        return got if got > 0 else 0
+
+    send.keep = (buf, iov, msgs)  # type: ignore[attr-defined]
+    return send
+
+
+def _udp_sender(dst: str, port: int, rate: float, seconds: float, size: int) -> tuple[int, int, float]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    s.connect((dst, port))
+    batch = 256
+    send = _sendmmsg(s, b"\0" * size, batch)
+    sent = short = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = int((now - t0) * rate) if rate > 0 else sent + batch
+        if sent >= due:
+            time.sleep(0.0002)
+            continue
+        want = min(due - sent, batch)
+        n = send(want)
+        sent += n
+        short += want - n  # ENOBUFS: the qdisc was full; what was not sent is not counted as sent
+    return sent, short, time.monotonic() - t0
+
+
+def gen_udp_send(dst: str, port: int, rate: float, seconds: float, size: int, procs: int) -> dict[str, Any]:
+    """Datagrams of ``size`` bytes for ``seconds`` from ``procs`` processes: at ``rate`` per second in all,
+    or as fast as they go (0). One Python process sends some 70 000 a second: more are needed to load a capture."""
+    pipes = []
+    for _ in range(procs):
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.close(r)
+            got = _udp_sender(dst, port, rate / procs, seconds, size)
+            os.write(w, json.dumps(got).encode())
+            os._exit(0)
+        os.close(w)
+        pipes.append(r)
+    sent = errors = 0
+    longest = 0.0
+    for r in pipes:
+        with os.fdopen(r, "rb") as f:
+            n, e, dt = json.loads(f.read())
+        sent, errors, longest = sent + n, errors + e, max(longest, dt)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    return {"sent": sent, "errors": errors, "seconds": longest}
+
+
+def gen_udp_sink(port: int, seconds: float) -> dict[str, Any]:
+    """Hold the port open and read nothing: the kernel counts what arrives (Udp InDatagrams, RcvbufErrors)
+    without a receiving process taking a core from the capture."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    time.sleep(seconds)
+    s.close()
+    return {"held": seconds}
+
+
+def gen_tcp_send(dst: str, port: int, seconds: float, rate: float = 0) -> dict[str, Any]:
+    """A bulk transfer for ``seconds``; paced by the kernel at ``rate`` bytes per second unless 0."""
+    s = socket.create_connection((dst, port))
+    if rate > 0:
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MAX_PACING_RATE", 47), int(rate))
+    chunk = b"\0" * 65536
+    sent = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        s.sendall(chunk)
+        sent += len(chunk)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    return {"bytes": sent, "seconds": time.monotonic() - t0}
+
+
+def gen_tcp_recv(port: int, seconds: float) -> dict[str, Any]:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("0.0.0.0", port))
+    ls.listen(1)
+    ls.settimeout(seconds)
+    c, _ = ls.accept()
+    buf = bytearray(1 << 20)
+    n = 0
+    t0 = time.monotonic()
+    while True:
+        got = c.recv_into(buf)
+        if not got:
+            break
+        n += got
+    dt = time.monotonic() - t0
+    c.close()
+    return {"bytes": n, "seconds": dt}
+
+
+def gen_main(argv: list[str]) -> int:
+    mode, args = argv[0], argv[1:]
+    if mode == "udp-send":
+        out = gen_udp_send(args[0], int(args[1]), float(args[2]), float(args[3]), int(args[4]), int(args[5]))
+    elif mode == "udp-sink":
+        out = gen_udp_sink(int(args[0]), float(args[1]))
+    elif mode == "tcp-send":
+        out = gen_tcp_send(args[0], int(args[1]), float(args[2]), float(args[3]))
+    elif mode == "tcp-recv":
+        out = gen_tcp_recv(int(args[0]), float(args[1]))
+    else:
+        print(f"unknown mode {mode}", file=sys.stderr)
+        return 2
+    print(json.dumps(out))
+    return 0
+
+
+# --- the benchmark: runs on the machine, drives the engine through tcplab ----------------------
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH_DIR)
+UDP_SIZE = 64  # payload bytes: 106-byte frames, the packet-rate worst case
+SENDERS = 2  # sender processes: one per core of the machine the project runs on
+TIME_BUDGET = 100.0  # seconds: the ramp stops early rather than overrun
+
+
+class CaptureBench:
+    def __init__(self, seconds: float, keep: bool) -> None:
+        sys.path.insert(0, ROOT)
+        from tcplab.backend.docker import DockerBackend
+
+        self.seconds = seconds
+        self.keep = keep
+        self.backend = DockerBackend()
+        self.backend.ping()
+        self.port = 5000
+        self.started = time.monotonic()
+        self.log: list[str] = []
+
+    # set-up and tear-down, through tcplab's own specs
+    def setup(self) -> None:
+        import random
+
+        import yaml
+
+        from tcplab.backend.base import ContainerSpec, EngineError, Mount
+        from tcplab.backend.images import ImageBuilder
+        from tcplab.model import load_lab
+        from tcplab.paths import IMAGES_DIR
+        from tcplab.play.naming import RunNames, new_run_id
+        from tcplab.play.session import LabRun
+        from tcplab.rundir import RunDir
+
+        ImageBuilder(self.backend, IMAGES_DIR, lambda i, m: self.say(f"image {i}: {m}")).ensure(
+            {"tcplab/client", "tcplab/tools"})
+        name = f"bench-capture-{os.getpid() % 100000}"
+        out = os.path.join(BENCH_DIR, "out")
+        os.makedirs(out, exist_ok=True)
+        for attempt in range(6):
+            subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 250)}.0/24"
+            data = {"name": name, "summary": "capture benchmark", "network": {"subnet": subnet},
+                    "capture": {"filter": "udp or tcp"},
+                    "hosts": {"a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}}}
+            lab_file = os.path.join(out, f"{name}.yaml")
+            with open(lab_file, "w") as f:
+                yaml.safe_dump(data, f)
+            lab, resolved = load_lab(lab_file)
+            run_id = new_run_id(name)
+            self.rd = RunDir(os.path.join(out, run_id)).create()
+            self.names = RunNames(lab.name, run_id, str(self.rd.path))
+            self.run = LabRun(lab, resolved, self.backend, self.rd, self.names, self.say)
+            try:
+                self.backend.create_network(self.names.network, subnet, self.names.labels("network"))
+                break
+            except EngineError as e:  # a subnet another lab holds: draw again
+                if attempt == 5:
+                    raise
+                self.say(f"subnet {subnet}: {e}")
+        self.ips = self.run.ips
+        for h in ("a", "b"):
+            self.backend.start_container(self.run.host_spec(h))
+            self.backend.start_container(ContainerSpec(
+                name=self.names.sidecar(h, "gen"), image="tcplab/tools", labels=self.names.labels("bench", h),
+                command=["sleep", "infinity"], network_mode=f"container:{self.names.host(h)}",
+                mounts=(Mount(BENCH_DIR, "/bench", read_only=True),), mem_limit="256m", pids_limit=64))
+
+    def teardown(self) -> None:
+        import shutil
+
+        from tcplab.play.session import teardown
+
+        if hasattr(self, "names"):
+            teardown(self.backend, self.names.run)
+        if hasattr(self, "rd") and not self.keep:
+            shutil.rmtree(self.rd.path, ignore_errors=True)
+            try:
+                os.remove(os.path.join(BENCH_DIR, "out", f"{self.names.lab}.yaml"))
+            except OSError:
+                pass
+
+    def say(self, msg: str) -> None:
+        print(f"· {msg}", file=sys.stderr, flush=True)
+
+    # captures
+    def start_captures(self, buffer_kib: int | None = None) -> None:
+        """The lab's capture sidecars; ``buffer_kib`` tries another ring size than the lab's."""
+        import dataclasses
+
+        from tcplab.observe.capture import READY_LINE, CaptureSidecar
+
+        for h in ("a", "b"):
+            spec = self.run.capture_spec(h)
+            if buffer_kib is not None:
+                side = CaptureSidecar(h, self.run.lab.capture.filter, buffer_kib=buffer_kib)
+                spec = dataclasses.replace(spec, command=side.command(self.rd.pcap(h).name))
+            self.backend.start_container(spec)
+            if not self.backend.wait_log(spec.name, READY_LINE, timeout=20):
+                raise RuntimeError(f"capture on {h} did not start: {self.backend.logs(spec.name)[-200:]}")
+
+    def capture_counts(self) -> dict[str, dict[str, int]]:
+        """Each capture's counts now: SIGUSR1 makes tcpdump print them; wait for the new block."""
+        from tcplab.observe.capture import parse_tcpdump_stats
+
+        out = {}
+        for h in ("a", "b"):
+            c = self.names.sidecar(h, "capture")
+            before = self.backend.logs(c).count("dropped by kernel")
+            self.backend.api.kill(c, signal="SIGUSR1")
+            deadline = time.monotonic() + 10
+            while True:
+                text = self.backend.logs(c)
+                if text.count("dropped by kernel") > before:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tcpdump on {h} printed no counts after SIGUSR1")
+                time.sleep(0.02)
+            out[h] = parse_tcpdump_stats(text)
+        return out
+
+    def stop_captures(self) -> dict[str, dict[str, int]]:
+        from tcplab.observe.capture import parse_tcpdump_stats
+
+        names = [self.names.sidecar(h, "capture") for h in ("a", "b")]
+        self.backend.stop(names, timeout=5)
+        return {h: parse_tcpdump_stats(self.backend.logs(n)) for h, n in zip(("a", "b"), names)}
+
+    # traffic
+    def _gen(self, host: str, *args: object) -> dict[str, Any]:
+        res = self.backend.exec(self.names.sidecar(host, "gen"),
+                                ["python3", "/bench/capture.py", "gen", *map(str, args)])
+        if res.exit_code != 0:
+            raise RuntimeError(f"generator on {host} failed: {res.stderr.strip()[-300:]}")
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    def _listening(self, proto: str, port: int) -> None:
+        flag = "-Hlun" if proto == "udp" else "-Hltn"
+        deadline = time.monotonic() + 10
+        while self.backend.exec(self.names.host("b"), ["ss", flag, f"sport = :{port}"]).stdout.strip() == "":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the receiver on b is not listening on {proto} {port}")
+            time.sleep(0.02)
+
+    def udp_arrived(self) -> int:
+        """Datagrams that reached b's UDP sockets (read or dropped for a full buffer), from b's /proc/net/snmp."""
+        text = self.backend.exec(self.names.host("b"), ["cat", "/proc/net/snmp"]).stdout
+        head, values = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")][:2]
+        row = dict(zip(head, map(int, values)))
+        return row["InDatagrams"] + row["RcvbufErrors"]
+
+    def flow(self, proto: str, rate: float = 0) -> dict[str, Any]:  # rate: datagrams/s or bytes/s
+        """One run a -> b; returns the sender's and receiver's figures."""
+        import threading
+
+        self.port += 1
+        port = self.port
+        got: dict[str, Any] = {}
+        hold = self.seconds + 1.5
+
+        def receive() -> None:
+            try:
+                if proto == "udp":
+                    got["recv"] = self._gen("b", "udp-sink", port, hold)
+                else:
+                    got["recv"] = self._gen("b", "tcp-recv", port, self.seconds + 15)
+            except Exception as e:  # noqa: BLE001 - reported by the caller
+                got["error"] = e
+
+        arrived = self.udp_arrived() if proto == "udp" else 0
+        t = threading.Thread(target=receive)
+        t.start()
+        self._listening(proto, port)
+        if proto == "udp":
+            sent = self._gen("a", "udp-send", self.ips["b"], port, rate, self.seconds, UDP_SIZE, SENDERS)
+            sent["arrived"] = self.udp_arrived() - arrived
+        else:
+            sent = self._gen("a", "tcp-send", self.ips["b"], port, self.seconds, rate)
+        t.join(timeout=self.seconds + 30)
+        if "error" in got:
+            raise got["error"]
+        return {"send": sent, "recv": got["recv"]}
+
+    def udp(self, rate: float = 0, captured: bool = False) -> dict[str, Any]:  # rate: datagrams/s
+        before = self.capture_counts() if captured else None
+        r = self.flow("udp", rate)
+        dt = max(r["send"]["seconds"], 1e-9)
+        out = {"target_pps": rate, "sent_pps": r["send"]["sent"] / dt, "received_pps": r["send"]["arrived"] / dt,
+               "sent": r["send"]["sent"], "received": r["send"]["arrived"], "send_errors": r["send"]["errors"]}
+        if before is not None:
+            after = self.capture_counts()
+            out["capture"] = {h: {k: after[h].get(k, 0) - before[h].get(k, 0) for k in after[h]} for h in after}
+            out["dropped"] = sum(c.get("dropped", 0) for c in out["capture"].values())
+        return out
+
+    def tcp(self, rate_gbit: float = 0, captured: bool = False) -> dict[str, Any]:
+        before = self.capture_counts() if captured else None
+        size = self.rd.pcap("b").stat().st_size if captured else 0
+        r = self.flow("tcp", rate_gbit * 1e9 / 8)
+        dt = r["send"]["seconds"]
+        out = {"target_gbit_s": rate_gbit, "gbit_s": r["recv"]["bytes"] * 8 / dt / 1e9, "bytes": r["recv"]["bytes"]}
+        if before is not None:
+            after = self.capture_counts()
+            out["capture"] = {h: {k: after[h].get(k, 0) - before[h].get(k, 0) for k in after[h]} for h in after}
+            out["dropped"] = sum(c.get("dropped", 0) for c in out["capture"].values())
+            out["frames_per_s"] = out["capture"]["b"].get("received", 0) / dt
+            out["written_mb_s"] = (self.rd.pcap("b").stat().st_size - size) / dt / 1e6
+        return out
+
+    def ramp(self, measure: Callable[[float], dict[str, Any]], achieved: str, start: float,
+             top: float | None, unit: str) -> tuple[float, list[dict[str, Any]]]:
+        """The highest paced rate with 0 kernel drops: doubling from ``start`` (below ``top``, a rate known
+        to drop, if given) until drops or the sender falls short, then two bisections."""
+        steps: list[dict[str, Any]] = []
+        ok, bad = 0.0, top
+        rate = start
+        while bad is None or rate < bad:
+            if time.monotonic() - self.started > TIME_BUDGET * 0.8:
+                break
+            r = measure(rate)
+            steps.append(r)
+            self.say(f"  paced {rate:,.2f} {unit}: reached {r[achieved]:,.2f}, dropped by kernel {r['dropped']}")
+            if r["dropped"] > 0:
+                bad = rate
+                break
+            ok = max(ok, r[achieved])
+            if r[achieved] < 0.9 * rate:
+                break
+            rate *= 2
+        for _ in range(2):
+            if bad is None or ok == 0 or time.monotonic() - self.started > TIME_BUDGET * 0.8:
+                break
+            mid = (ok + bad) / 2
+            r = measure(mid)
+            steps.append(r)
+            self.say(f"  paced {mid:,.2f} {unit}: reached {r[achieved]:,.2f}, dropped by kernel {r['dropped']}")
+            if r["dropped"] == 0:
+                ok = max(ok, r[achieved])
+            else:
+                bad = mid
+        return ok, steps
+
+
+def bench_main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of each traffic run (default 2)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the captures (bench/out/<run>/capture)")
+    ap.add_argument("--buffer-kib", type=int, help="tcpdump's ring (-B) instead of the lab's, to compare")
+    args = ap.parse_args(argv)
+    b = CaptureBench(args.seconds, args.keep)
+    result: dict[str, Any] = {"seconds_per_run": args.seconds, "udp_payload": UDP_SIZE}
+    try:
+        b.say(f"setting up two lab hosts a -> b (load average {os.getloadavg()[0]:.2f})")
+        b.setup()
+        b.say("without capture: UDP flood, TCP bulk")
+        result["udp_flood_nocap"] = base_udp = b.udp()
+        result["tcp_bulk_nocap"] = base_tcp = b.tcp()
+        b.say("with the lab's capture sidecars on a and b: UDP flood")
+        b.start_captures(args.buffer_kib)
+        result["udp_flood_cap"] = cap_udp = b.udp(captured=True)
+        if cap_udp["dropped"] == 0:  # the hosts sent all they could and the capture kept up
+            udp_held, udp_steps = cap_udp["sent_pps"], []
+        else:
+            b.say("UDP at paced rates below the flood")
+            udp_held, udp_steps = b.ramp(lambda r: b.udp(r, captured=True), "sent_pps",
+                                         round(cap_udp["sent_pps"] / 8, -3), cap_udp["sent_pps"], "pps")
+        b.say("TCP bulk with capture, then paced")
+        result["tcp_bulk_cap"] = cap_tcp = b.tcp(captured=True)
+        if cap_tcp["dropped"] == 0:
+            tcp_held, tcp_steps = cap_tcp["gbit_s"], []
+        else:
+            tcp_held, tcp_steps = b.ramp(lambda r: b.tcp(r, captured=True), "gbit_s",
+                                         max(0.25, round(cap_tcp["gbit_s"] / 8, 2)), cap_tcp["gbit_s"], "Gbit/s")
+        result.update(udp_held_pps=udp_held, udp_ramp=udp_steps, tcp_held_gbit_s=tcp_held, tcp_ramp=tcp_steps)
+        result["capture_totals"] = b.stop_captures()
+    finally:
+        b.teardown()
+    result["elapsed_s"] = time.monotonic() - b.started
+    result["load_average"] = os.getloadavg()
+
+    def ratio(x: float, y: float) -> str:
+        return f"{x / y:.2f}" if y else "-"
+
+    rows = [
+        ("UDP flood a->b, pps sent", f"{base_udp['sent_pps']:,.0f}", f"{cap_udp['sent_pps']:,.0f}",
+         ratio(cap_udp["sent_pps"], base_udp["sent_pps"])),
+        ("UDP flood a->b, pps at b", f"{base_udp['received_pps']:,.0f}", f"{cap_udp['received_pps']:,.0f}",
+         ratio(cap_udp["received_pps"], base_udp["received_pps"])),
+        ("TCP bulk a->b, Gbit/s", f"{base_tcp['gbit_s']:.2f}", f"{cap_tcp['gbit_s']:.2f}",
+         ratio(cap_tcp["gbit_s"], base_tcp["gbit_s"])),
+    ]
+    print(f"capture path benchmark: two lab hosts, {args.seconds:g} s runs, {UDP_SIZE}-byte UDP payloads from "
+          f"{SENDERS} sendmmsg senders; {result['elapsed_s']:.0f} s in all, load average {os.getloadavg()[0]:.2f}")
+    print(f"{'':30}{'no capture':>12}{'capture':>12}{'ratio':>7}  kernel drops (a+b)")
+    drops = [str(cap_udp["dropped"]), str(cap_udp["dropped"]), str(cap_tcp["dropped"])]
+    for (label, x, y, r), d in zip(rows, drops):
+        print(f"{label:30}{x:>12}{y:>12}{r:>7}  {d}")
+    print(f"TCP bulk with capture: {cap_tcp['frames_per_s']:,.0f} frames/s (GSO, up to 64 KB each) seen on b, "
+          f"b's pcap written at {cap_tcp['written_mb_s']:,.0f} MB/s")
+    udp_note = ("the senders went no faster with the captures running; no drops seen" if not udp_steps else
+                "ramp " + ", ".join(f"{s['target_pps']:,.0f}:{s['dropped']}" for s in udp_steps))
+    tcp_note = ("the sender went no faster with the captures running; no drops seen" if not tcp_steps else
+                "ramp " + ", ".join(f"{s['target_gbit_s']:.2f}:{s['dropped']}" for s in tcp_steps))
+    print(f"held with 0 kernel drops: {udp_held:,.0f} pps of small UDP = {ratio(udp_held, base_udp['sent_pps'])} "
+          f"of the no-capture flood ({udp_note})")
+    print(f"held with 0 kernel drops: {tcp_held:.2f} Gbit/s of TCP = {ratio(tcp_held, base_tcp['gbit_s'])} of the "
+          f"no-capture bulk rate ({tcp_note})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "gen":
+        sys.exit(gen_main(sys.argv[2:]))
+    sys.exit(bench_main(sys.argv[1:]))
