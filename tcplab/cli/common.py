@@ -1,6 +1,7 @@
 """What every command shares: loading labs, the engine, exit codes, progress output."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from ..model import Lab, LabError, load_lab
+from ..model.messages import clip
 from ..paths import known_images, lab_file
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -26,7 +28,10 @@ def resolve_lab(name_or_path: str, sets: list[str] | None = None) -> tuple[Lab, 
     """The validated lab for a name or file; bad input exits 2 with one line."""
     path = lab_file(name_or_path)
     if path is None:
-        die(EXIT_BAD_INPUT, f"{name_or_path}: no such lab (not a file, and no labs/{name_or_path}.yaml)")
+        shown = clip(name_or_path)
+        if Path(name_or_path).suffix in (".yaml", ".yml") or os.sep in name_or_path:
+            die(EXIT_BAD_INPUT, f"{shown}: no such file")
+        die(EXIT_BAD_INPUT, f"{shown}: no such lab (not a file, and no labs/{shown}.yaml)")
     try:
         lab, resolved = load_lab(path, sets or [], known_images(), display_name=_display(path))
     except LabError as e:

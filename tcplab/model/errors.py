@@ -1,6 +1,10 @@
 """Lab file errors: one line, naming the file and the field."""
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class LabError(Exception):
     """A lab file (or an override of it) is wrong. ``str()`` is the one line users see."""
@@ -16,4 +20,5 @@ class LabError(Exception):
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        # one line whatever the file name or the data held: control characters are shown escaped
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", ": ".join(parts))

@@ -21,6 +21,8 @@ TcpState = Literal[
     "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# a step's title goes into the report, steps.jsonl and Wireshark's packet comments
+Title = Annotated[str, StringConstraints(max_length=200)]
 
 
 def _state(value: object) -> object:
@@ -40,12 +42,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+_PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
 def _private_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-    if not net.is_private:
-        raise ValueError(f"{net} is not a private range (use 10/8, 172.16/12 or 192.168/16)")
+    # RFC 1918 only: is_private also admits loopback, link-local and 0.0.0.0/8, no place for a bridge
+    if not any(net.subnet_of(p) for p in _PRIVATE):
+        raise ValueError(f"{net} is not a private range: use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
     if not 16 <= net.prefixlen <= 29:
-        raise ValueError(f"{net}: prefix must be between /16 and /29")
+        raise ValueError(f"{net}: the prefix must be between /16 and /29 (e.g. /24)")
     return net
+
+
+def _project_path(value: str) -> str:
+    """A file of this project, relative to its top: no absolute path, no way out with '..'."""
+    if value.startswith("/") or ".." in value.split("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
+        raise ValueError(f"{value[:40]!r} is not a path inside the project (write e.g. images/server/server.c)")
+    return value
 
 
 class Network(Strict):
@@ -61,7 +74,7 @@ class Ready(Strict):
 
 class Program(Strict):
     """The host's own program, started before the first step (for the server: the server)."""
-    build: str | None = None
+    build: Annotated[str, AfterValidator(_project_path)] | None = None  # informational
     run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
               Annotated[str, StringConstraints(max_length=4096)]] = {}
@@ -124,26 +137,26 @@ class StartStep(Strict):
     start: Annotated[list[Arg], Field(min_length=1, max_length=64)]
     as_: Name = Field(alias="as")
     ready: Ready | None = None
-    title: str | None = None
+    title: Title | None = None
 
 
 class StopStep(Strict):
     host: Name
     stop: Name
     signal: Literal["TERM", "INT", "KILL", "HUP"] = "TERM"
-    title: str | None = None
+    title: Title | None = None
 
 
 class SendStep(Strict):
     host: Name
     send: Name
     text: Annotated[str, StringConstraints(max_length=65536)]
-    title: str | None = None
+    title: Title | None = None
 
 
 class SnapshotStep(Strict):
     snapshot: Name
-    title: str | None = None
+    title: Title | None = None
 
 
 class WaitFor(Strict):
@@ -156,7 +169,7 @@ class WaitFor(Strict):
 class WaitStep(Strict):
     wait: WaitFor
     timeout: Seconds = 30.0
-    title: str | None = None
+    title: Title | None = None
 
 
 STEP_KINDS: dict[str, type[BaseModel]] = {

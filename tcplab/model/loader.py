@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from . import messages, yamlread
+from .duration import format_duration
 from .errors import LabError
 from .lab import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
 from .yamlread import MAX_FILE_BYTES
@@ -58,7 +59,7 @@ def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any
     """A copy of ``data`` with one ``KEY=VALUE`` applied; VALUE is read as a YAML scalar/flow value."""
     m = _SET_RE.match(assignment)
     if not m or ".." in m.group(1) or m.group(1).startswith(".") or m.group(1).endswith("."):
-        raise LabError(file, f"--set {messages.short(assignment)}", _SET_USAGE)
+        raise LabError(file, f"--set {messages.clip(assignment)}", _SET_USAGE)
     raw_path = m.group(1).split(".")
     path = _alias(raw_path)
     if raw_path[0] == "peers" and len(raw_path) >= 2:
@@ -79,8 +80,9 @@ def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any
         here = ".".join(path[: i + 1])
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise LabError(file, here, f"--set: no item {key} in a list of {len(node)} (items are 0 to {len(node) - 1})"
-                               if node else f"--set: no item {key}: the list is empty")
+                what = f"no item {key}" if key.isdigit() else f"'{messages.clip(key, 20)}' is not an item number"
+                raise LabError(file, here, f"--set: {what} in a list of {len(node)} (items are 0 to {len(node) - 1})"
+                               if node else f"--set: {what}: the list is empty")
             node = node[int(key)]
         elif isinstance(node, dict):
             if key not in node or node[key] is None:
@@ -135,6 +137,7 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
         if peer.windows and peer.fin_wait2_timeout is not None and peer.fin_wait2_timeout < 0.05:
             raise LabError(file, f"hosts.{name}.peer.fin_wait2_timeout", "must be at least 50ms")
     started: dict[tuple[str, str], int] = {}
+    stopped: dict[tuple[str, str], int] = {}
     snapshots: set[str] = set()
     for name, host in hosts.items():
         if host.program:
@@ -148,28 +151,42 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
             if (step.host, step.as_) in started:
                 raise LabError(file, f"{where}.as", f"a program '{step.as_}' is already started on {step.host}")
             started[(step.host, step.as_)] = i
+            stopped.pop((step.host, step.as_), None)
         elif isinstance(step, (StopStep, SendStep)):
             prog = step.stop if isinstance(step, StopStep) else step.send
             field = "stop" if isinstance(step, StopStep) else "send"
+            if (step.host, prog) in stopped:
+                raise LabError(file, f"{where}.{field}", f"program '{prog}' on {step.host} was already stopped "
+                               f"at steps.{stopped[(step.host, prog)]}")
             if (step.host, prog) not in started:
-                raise LabError(file, f"{where}.{field}", f"no program '{prog}' was started on {step.host} before this step")
+                elsewhere = sorted(h for h, p in started if p == prog)
+                hint = f" (it runs on {', '.join(elsewhere)})" if elsewhere else ""
+                raise LabError(file, f"{where}.{field}",
+                               f"no program '{prog}' was started on {step.host} before this step{hint}")
             if isinstance(step, StopStep):
                 del started[(step.host, prog)]
+                stopped[(step.host, prog)] = i
         elif isinstance(step, SnapshotStep):
-            if step.snapshot in snapshots or step.snapshot == "end":
-                raise LabError(file, f"{where}.snapshot", f"snapshot name '{step.snapshot}' is used twice ('end' is taken)")
+            if step.snapshot == "end":
+                raise LabError(file, f"{where}.snapshot", "'end' is the name of the snapshot taken when the steps "
+                               "are done: choose another name")
+            if step.snapshot in snapshots:
+                raise LabError(file, f"{where}.snapshot", f"a snapshot '{step.snapshot}' was taken before: "
+                               "snapshot names must be unique")
             snapshots.add(step.snapshot)
         elif isinstance(step, WaitStep):
             w = step.wait
             given = [k for k in ("rst_from", "fin_from", "seconds") if getattr(w, k) is not None]
             if len(given) != 1:
-                raise LabError(file, f"{where}.wait", "give exactly one of rst_from, fin_from, seconds")
+                raise LabError(file, f"{where}.wait", "give exactly one of rst_from, fin_from, seconds "
+                               f"({'this one has ' + ' and '.join(given) if given else 'none given'})")
             for k in ("rst_from", "fin_from"):
                 h = getattr(w, k)
                 if h is not None and h not in hosts:
                     raise LabError(file, f"{where}.wait.{k}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
             if w.seconds is not None and w.seconds > step.timeout:
-                raise LabError(file, f"{where}.timeout", "is shorter than the wait itself")
+                raise LabError(file, f"{where}.timeout", f"{format_duration(step.timeout)} is shorter than the wait "
+                               f"itself ({format_duration(w.seconds)}): make the timeout longer")
     _check_expectations(lab, file, snapshots)
 
 
@@ -251,5 +268,5 @@ def _blame_set(e: LabError, sets: list[str]) -> LabError:
         dotted = set_path(assignment)
         if dotted and e.field and (e.field == dotted or e.field.startswith(dotted + ".")
                                    or dotted.startswith(e.field + ".")):
-            return LabError(e.file, e.field, f"{e.message} (given with --set {messages.short(assignment)[1:-1]})")
+            return LabError(e.file, e.field, f"{e.message} (given with --set {messages.clip(assignment)})")
     return e

@@ -50,6 +50,12 @@ def short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """Text the user gave, cut to ``limit`` characters, control characters escaped (it goes on one line)."""
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -79,16 +85,14 @@ def render_path(parts: Iterable[Any]) -> str:
     return out
 
 
-def clean_loc(loc: Sequence[Any]) -> tuple[list[Any], bool]:
-    """The lab's own path in a pydantic location, and whether the error is about a key (not a value)."""
+def clean_loc(loc: Sequence[Any]) -> list[Any]:
+    """The lab's own path in a pydantic location (without union members and key markers)."""
     from .lab import STEP_KINDS
 
     parts: list[Any] = []
-    about_key = False
     for i, item in enumerate(loc):
         prev = loc[i - 1] if i else None
-        if item == "[key]":
-            about_key = True
+        if item == "[key]":  # the error is about the key itself, which is the last part already
             continue
         # the step union adds its tag after the index: steps.2.start.host -> steps.2.host
         if isinstance(prev, int) and len(parts) == 2 and parts[0] == "steps" and item in STEP_KINDS:
@@ -96,7 +100,7 @@ def clean_loc(loc: Sequence[Any]) -> tuple[list[Any], bool]:
         if isinstance(item, str) and prev not in _USER_KEYS and _UNION_TAG.match(item):
             continue
         parts.append(item)
-    return parts, about_key
+    return parts
 
 
 # --- what a location allows (for "did you mean") --------------------------------
@@ -123,7 +127,7 @@ def allowed_fields(root: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     from .lab import STEP_KINDS
 
     tp: Any = root
-    for i, item in enumerate(loc[:-1]):
+    for item in loc[:-1]:
         members = _union_members(_unwrap(tp))
         if len(members) > 1:  # a tagged union: the next location item names the member
             if item in STEP_KINDS:
@@ -180,10 +184,12 @@ def _bad_chars(pattern: str, given: str) -> str:
         return ""
     cls = re.compile(m.group(1))
     bad = sorted({c for c in given if not cls.match(c)})
-    return " ".join(repr(c) for c in bad[:5])
+    if not bad:
+        return ""
+    return " ".join(repr(c) for c in bad[:5]) + (" is" if len(bad) == 1 else " are")
 
 
-def _pattern_message(ctx: dict[str, Any], given: Any, about_key: bool) -> str:
+def _pattern_message(ctx: dict[str, Any], given: Any) -> str:
     pattern = str(ctx.get("pattern", ""))
     if pattern in (NAME_PATTERN,) or pattern.startswith(NAME_PATTERN + "|"):
         return _name_problem(given)
@@ -231,14 +237,14 @@ def message(err: dict[str, Any], root: type[BaseModel]) -> str:
     ctx = err.get("ctx") or {}
     given = err.get("input")
     loc = err["loc"]
-    parts, about_key = clean_loc(loc)
+    parts = clean_loc(loc)
     last = parts[-1] if parts else ""
     if kind == "extra_forbidden":
         return _unknown_field(loc[-1], allowed_fields(root, loc))
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        return _pattern_message(ctx, given, about_key)
+        return _pattern_message(ctx, given)
     if kind == "literal_error":
         return f"{short(given)} is not one of {ctx.get('expected')}"
     if kind in ("value_error", "assertion_error"):
@@ -267,7 +273,9 @@ def message(err: dict[str, Any], root: type[BaseModel]) -> str:
         if _size(given) == 0:
             if last == "hosts":
                 return "is empty: a lab needs at least one host"
-            return f"is empty: give at least {n}"
+            if last in ("start", "run"):
+                return "is empty: give the command to run, as a list (e.g. [telnet, server, \"8000\"])"
+            return f"is empty: give at least {n} item{'s' if n != 1 else ''}"
         return f"has {_size(given)} items; at least {n} needed"
     if kind == "too_long":
         return f"has {_size(given)} items; at most {ctx.get('max_length')} allowed"
@@ -283,7 +291,8 @@ def message(err: dict[str, Any], root: type[BaseModel]) -> str:
         return f"expected a list, not {_type_name(given)}{hint}"
     if kind in ("model_type", "model_attributes_type"):
         if given is None:
-            return "is empty: give its fields"
+            fields = allowed_fields(root, (*loc, ""))
+            return f"is empty: give its fields ({', '.join(fields)})" if fields else "is empty: give its fields"
         return f"expected a mapping of fields, not {_type_name(given)} {short(given)}"
     if kind in ("ip_v4_address", "ip_any_address"):
         return f"{short(given)} is not an IPv4 address (write e.g. 10.77.0.10)"
@@ -311,5 +320,4 @@ def pick(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def describe(errors: list[dict[str, Any]], root: type[BaseModel]) -> tuple[str, str]:
     """(field path, message) for a pydantic ValidationError's errors()."""
     err = pick(errors)
-    parts, _ = clean_loc(err["loc"])
-    return render_path(parts), message(err, root)
+    return render_path(clean_loc(err["loc"])), message(err, root)

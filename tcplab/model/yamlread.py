@@ -122,14 +122,15 @@ def _check_keys(node: yaml.Node, path: list[Any], file: str, seen: set[int]) -> 
         lines: dict[tuple[str, str], int] = {}
         for k, v in node.value:
             if not isinstance(k, yaml.ScalarNode):
-                raise LabError(file, f"line {k.start_mark.line + 1}",
-                               f"{render_path(path) or 'the top level'}: a key must be a plain name, not a "
-                               f"{'list' if isinstance(k, yaml.SequenceNode) else 'mapping'}")
+                line = k.start_mark.line + 1
+                kind = "list" if isinstance(k, yaml.SequenceNode) else "mapping"
+                raise LabError(file, render_path(path) or f"line {line}",
+                               f"a key must be a plain name, not a {kind} (line {line})")
             here = [*path, k.value]
             if (k.tag, k.value) in lines:
                 raise LabError(file, render_path(here),
-                               f"given twice (lines {lines[(k.tag, k.value)]} and {k.start_mark.line + 1}); "
-                               "YAML would keep only the last: keep one")
+                               f"given twice (lines {lines[(k.tag, k.value)]} and {k.start_mark.line + 1}): keep one "
+                               "(YAML would silently use the last)")
             lines[(k.tag, k.value)] = k.start_mark.line + 1
             _check_keys(v, here, file, seen)
     elif isinstance(node, yaml.SequenceNode):
@@ -161,6 +162,10 @@ def _yaml_message(e: yaml.YAMLError, text: str) -> tuple[str, str]:
     if tag:
         name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
         return where, f"YAML: the tag '{name}' is not allowed in a lab file (plain YAML only)"
+    if "mapping values are not allowed here" in problem and mark is not None and mark.column > 1024:
+        return where, "YAML: a key longer than 1024 characters (YAML's limit; a name here has at most 31)"
+    if "found another document" in problem:
+        return where, "YAML: a second document ('---'): a lab file is one document"
     for needle, hint in _HINTS:
         if needle in problem:
             if hint is None:
