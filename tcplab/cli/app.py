@@ -282,9 +282,18 @@ for _module in (run_cmd, report_cmd, export_cmd):
 
 
 def main() -> None:
+    """Run the app; usage errors become one line (`lab: ...`, exit 2) like every other bad input."""
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(prog_name="lab", standalone_mode=False)
     except KeyboardInterrupt:
-        err.print("lab: interrupted")
-        raise SystemExit(EXIT_INTERRUPTED)
+        die(EXIT_INTERRUPTED, "interrupted")
+    except Exception as e:  # click's UsageError family: typer vendors click, so match on its interface
+        if hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int):
+            ctx = getattr(e, "ctx", None)
+            path = ctx.command_path if ctx is not None else "lab"
+            sub = path.removeprefix("lab").strip()
+            die(EXIT_BAD_INPUT, f"{sub + ': ' if sub else ''}{e.format_message().rstrip('.')} (see {path} --help)")
+        raise
+    raise SystemExit(code if isinstance(code, int) else 0)
 

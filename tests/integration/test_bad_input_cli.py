@@ -123,12 +123,12 @@ def line_check(prefix: str, stdout_empty: bool = True) -> Callable[[subprocess.C
 
 
 def usage_check(*needles: str) -> Callable[[subprocess.CompletedProcess[str]], None]:
-    """Typer's (click's) own usage errors: exit 2, a short usage block naming the problem and --help."""
+    """Typer's (click's) own usage errors: exit 2, one line naming the problem and pointing at --help."""
     def check(r: subprocess.CompletedProcess[str]) -> None:
         assert r.returncode == 2, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
         assert r.stdout == ""
         assert "Traceback" not in r.stderr
-        assert len(r.stderr.splitlines()) <= 6, r.stderr
+        assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("lab: "), r.stderr
         for needle in needles:
             assert needle in r.stderr, r.stderr
         assert "--help" in r.stderr
