@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -91,3 +91,15 @@ def lab_down_after():
             for n in client.networks.list(filters={"label": [f"tcplab.lab={name}"]}):
                 n.remove()
             pytest.fail(f"objects of {name} left behind: {left}")
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``cond`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -8,25 +8,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from tcplab.wire import read_pcap_file
 
-from ..conftest import LAB_PY, ROOT, labeled_objects, make_lab
+from ..conftest import LAB_PY, ROOT, labeled_objects, make_lab, wait_for
 
 pytestmark = pytest.mark.integration
 LONG_WAIT = {"steps.6": {"wait": {"seconds": "40s"}, "timeout": "60s"}, "expect": []}
 
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_run(tmp: Path, changes: dict) -> tuple[subprocess.Popen[str], str, Path]:

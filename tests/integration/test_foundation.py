@@ -13,7 +13,7 @@ import pytest
 
 from tcplab.observe.sockets import parse_netstat
 
-from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab
+from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,14 +109,6 @@ def test_same_lab_twice_is_refused(connected_lab) -> None:
     assert "already up" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def _wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_gc_removes_a_killed_run_and_only_that(tmp_path: Path, connected_lab) -> None:
     """kill -9 of `lab up` leaves objects; gc removes them; a lab left up (connected_lab) is untouched."""
@@ -130,10 +122,10 @@ def test_gc_removes_a_killed_run_and_only_that(tmp_path: Path, connected_lab) ->
         proc = subprocess.Popen([sys.executable, str(LAB_PY), "up", str(path)], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "TCPLAB_HOME": str(ROOT)})
-        _wait_for(lambda: any('"playing"' in p.read_text() for p in tmp_path.glob("runs/*/run.json"))
+        wait_for(lambda: any('"playing"' in p.read_text() for p in tmp_path.glob("runs/*/run.json"))
                   or proc.poll() is not None, 60, "the run to reach its steps")
         assert proc.poll() is None, proc.communicate()
-        _wait_for(lambda: len(labeled_objects(name)) >= 4, 30, "hosts to exist")
+        wait_for(lambda: len(labeled_objects(name)) >= 4, 30, "hosts to exist")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         left = labeled_objects(name)

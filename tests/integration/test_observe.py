@@ -28,7 +28,7 @@ from tcplab.observe.sockets import SocketRecord
 from tcplab.observe.tracer import instance_name, read_transitions
 from tcplab.wire import ACK, FIN, SYN, RawPacket, TcpPacket, decode_tcp, read_pcap
 
-from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab
+from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +107,6 @@ def fin_from(packets: list[TcpPacket], src: str, dst: str) -> TcpPacket:
 def records(snapshot: dict[str, Any], host: str, tool: str) -> list[SocketRecord]:
     return [SocketRecord.from_dict(r) for r in snapshot["hosts"][host][tool]["records"]]
 
-
-def wait_for(cond, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # --- the shared run ------------------------------------------------------------

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, labeled_objects
-from .test_crashes import LONG_WAIT, start_run, wait_for
+from ..conftest import ROOT, labeled_objects, wait_for
+from .test_crashes import LONG_WAIT, start_run
 
 pytestmark = pytest.mark.integration
 
