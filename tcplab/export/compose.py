@@ -1,9 +1,8 @@
 """A lab as a compose file that ``docker-compose`` (1.29, or ``docker compose``) runs as is.
 
 The containers come from the code ``lab up`` uses: a :class:`LabRun` is built over
-a scratch run directory and a backend stand-in that only records what it is
-asked to start. Hosts come from ``LabRun.host_spec``; sidecars from
-``LabRun.start_sidecars`` itself, so a sidecar added to ``lab up`` shows up
+a scratch run directory and a backend stand-in that refuses every call. Hosts come from ``LabRun.host_spec``; sidecars from
+``LabRun.sidecar_specs`` itself, so a sidecar added to ``lab up`` shows up
 here without a change. Each :class:`ContainerSpec` then becomes one service:
 
 * container names become service names (``tcplab-<lab>-server-capture`` ->
@@ -30,7 +29,6 @@ import re
 import shlex
 import tempfile
 import textwrap
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -72,24 +70,11 @@ class ComposeExport:
     services: tuple[str, ...]
 
 
-class _Recorder:
-    """A backend stand-in: records the containers LabRun starts, says every sidecar is ready,
-    and refuses anything else, so an export never touches an engine and fails loudly if
-    bringing a lab up comes to need more than that."""
-
-    def __init__(self) -> None:
-        self.specs: list[ContainerSpec] = []
-        self._lock = threading.Lock()
-
-    def start_container(self, spec: ContainerSpec) -> None:
-        with self._lock:
-            self.specs.append(spec)
-
-    def wait_log(self, container: str, needle: str, timeout: float) -> bool:
-        return True
+class _NoEngine:
+    """A backend stand-in: building specs needs no engine; any call to one fails loudly."""
 
     def __getattr__(self, name: str) -> Any:
-        raise ExportError(f"the export runs no engine, but starting the lab's sidecars called backend.{name}()")
+        raise ExportError(f"the export runs no engine, but building the lab's containers called backend.{name}()")
 
 
 def lab_specs(lab: Lab, resolved: dict[str, Any], scratch: Path) -> tuple[list[ContainerSpec], RunDir, RunNames]:
@@ -99,13 +84,10 @@ def lab_specs(lab: Lab, resolved: dict[str, Any], scratch: Path) -> tuple[list[C
     """
     rd = RunDir(scratch).create()
     names = RunNames(lab.name, f"compose-{lab.name}", ".")
-    recorder = _Recorder()
-    run = LabRun(lab, resolved, recorder, rd, names)  # type: ignore[arg-type]
+    run = LabRun(lab, resolved, _NoEngine(), rd, names)  # type: ignore[arg-type]
     hosts = [run.host_spec(h) for h in lab.hosts]
-    run.start_sidecars()
-    sidecars = list(recorder.specs)
-    if not any(s.labels.get(LABEL_ROLE) == "tracer" for s in sidecars):
-        sidecars.append(run.tracer_spec())  # this machine has no tracefs; the reader's may
+    # the tracer always: this machine may have no tracefs, the reader's may
+    sidecars = [spec for h in lab.hosts for spec, _ in run.sidecar_specs(h)] + [run.tracer_spec()]
     order = {h: i for i, h in enumerate(lab.hosts)}
 
     def key(s: ContainerSpec) -> tuple[int, int, int, str]:

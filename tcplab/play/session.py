@@ -35,6 +35,7 @@ from .naming import RunNames
 
 Say = Callable[[str], None]
 POLL = 0.01
+SNAP_SEPARATOR = "@@tcplab-ss@@\n"  # printed by images/common/labsnap between the two tables
 HEALTH_EVERY = 0.5  # seconds between host health checks during a wait step
 
 
@@ -126,11 +127,10 @@ class LabRun:
             self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
             self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
             checkpoint("network")
-        with self.phase("hosts"):
-            self.say(f"hosts: {', '.join(self.lab.hosts)}")
-            self._all([lambda n=n: self.start_host(n) for n in self.lab.hosts])
-        with self.phase("sidecars"):
-            self.start_sidecars()
+        with self.phase("hosts_and_sidecars"):
+            self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers")
+            # each host's sidecars start as soon as that host runs; the tracer needs no host
+            self._all([self.start_tracer] + [lambda n=n: self.start_host_and_sidecars(n) for n in self.lab.hosts])
         with self.phase("programs"):
             for name, host in self.lab.hosts.items():
                 if host.program:
@@ -140,38 +140,40 @@ class LabRun:
         self.write_run_info(state="playing")
         with self.phase("steps"):
             self.play()
+            self.check_health()
         checkpoint("played")
         self.write_run_info(state="up", up_at=time.time())
 
-    def start_host(self, name: str) -> None:
+    def start_host_and_sidecars(self, name: str) -> None:
         self.backend.start_container(self.host_spec(name))
         checkpoint(f"host:{name}")
+        self._all([lambda s=s, r=r: self.start_sidecar(s, r) for s, r in self.sidecar_specs(name)])
 
-    def start_sidecars(self) -> None:
-        specs: list[tuple[ContainerSpec, str]] = [(self.capture_spec(h), CAPTURE_READY) for h in self.lab.hosts]
+    def sidecar_specs(self, name: str) -> list[tuple[ContainerSpec, str]]:
+        """The sidecars sharing host ``name``'s network namespace, each with the line that says it is ready."""
+        sidecars = [(self.capture_spec(name), CAPTURE_READY)]
+        peer = self.peer_spec(name)
+        if peer is not None:
+            sidecars.append((peer, PEER_READY))
+        return sidecars
+
+    def start_tracer(self) -> None:
         self.tracer_note = tracefs_missing()
-        if self.tracer_note is None:
-            specs.append((self.tracer_spec(), TRACER_READY))
-        else:
+        if self.tracer_note is not None:
             self.say(f"no socket state transitions: {self.tracer_note}")
-        for h in self.lab.hosts:
-            spec = self.peer_spec(h)
-            if spec is not None:
-                specs.append((spec, PEER_READY))
-        self.say(f"sidecars: {len(specs)} (captures, tracer, peers)")
+            return
+        self.start_sidecar(self.tracer_spec(), TRACER_READY)
 
-        def start(spec: ContainerSpec, ready: str) -> None:
-            self.backend.start_container(spec)
-            checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
-            if not self.backend.wait_log(spec.name, ready, timeout=20):
-                tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
-                if spec.name == self.names.tracer:  # transitions are a bonus: go on without them, say so once
-                    self.tracer_note = f"the tracer did not start: {tail[0]}"
-                    self.say(f"no socket state transitions: {self.tracer_note}")
-                    return
-                raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
-
-        self._all([lambda s=s, r=r: start(s, r) for s, r in specs])
+    def start_sidecar(self, spec: ContainerSpec, ready: str) -> None:
+        self.backend.start_container(spec)
+        checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
+        if not self.backend.wait_log(spec.name, ready, timeout=20):
+            tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
+            if spec.name == self.names.tracer:  # transitions are a bonus: go on without them, say so once
+                self.tracer_note = f"the tracer did not start: {tail[0]}"
+                self.say(f"no socket state transitions: {self.tracer_note}")
+                return
+            raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
 
     def _all(self, calls: list[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
@@ -234,7 +236,7 @@ class LabRun:
         outcome, detail = "ok", ""
         try:
             detail = self._do(step)
-            self.check_health()
+            self.check_health(programs=False)  # an inspect per host: cheap; programs are checked while waiting
         except BaseException as e:
             outcome, detail = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), str(e)
             raise
@@ -291,14 +293,15 @@ class LabRun:
                 raise StepFailure(f"no {what} from {host} within {step.timeout:g} s")
             time.sleep(POLL)
 
-    def check_health(self) -> None:
+    def check_health(self, programs: bool = True) -> None:
+        """Hosts still running (and, with ``programs``, their own programs: one exec each)."""
         for name, host in self.lab.hosts.items():
             st = self.backend.state(self.names.host(name))
             if not st.running:
                 why = "was removed" if st.status == "missing" else (
                     f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
                 raise HostFailure(f"host {name} {why}")
-            if host.program and not self.program_alive(name, host.program.name):
+            if programs and host.program and not self.program_alive(name, host.program.name):
                 raise HostFailure(f"host {name}: program {host.program.name} exited")
 
     # --- observations ----------------------------------------------------------
@@ -307,15 +310,15 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            container = self.names.host(host)
-            ns = self.backend.exec(container, NETSTAT_ARGV)
-            ss = self.backend.exec(container, SS_ARGV)
+            both = self.backend.exec(self.names.host(host), ["labsnap"]).stdout  # netstat, then ss: one round trip
+            ns, _, ss = both.partition(SNAP_SEPARATOR)
+            ss = ss.lstrip("\n")
             checkpoint(f"snapshot:{label}:{host}")
-            self.rd.table(host, label).write_text(ns.stdout)
-            self.rd.table(host, label, "ss").write_text(ss.stdout)
+            self.rd.table(host, label).write_text(ns)
+            self.rd.table(host, label, "ss").write_text(ss)
             tables[host] = {
-                "netstat": {"argv": NETSTAT_ARGV, "raw": ns.stdout, "records": [r.to_dict() for r in parse_netstat(ns.stdout)]},
-                "ss": {"argv": SS_ARGV, "raw": ss.stdout, "records": [r.to_dict() for r in parse_ss(ss.stdout)]},
+                "netstat": {"argv": NETSTAT_ARGV, "raw": ns, "records": [r.to_dict() for r in parse_netstat(ns)]},
+                "ss": {"argv": SS_ARGV, "raw": ss, "records": [r.to_dict() for r in parse_ss(ss)]},
             }
 
         running = [h for h in self.lab.hosts if self.backend.state(self.names.host(h)).running]
@@ -341,29 +344,37 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     """Final snapshot, logs, flushed captures, merged pcapng. Best effort: a dead host is skipped."""
     run = LabRun(lab, {}, backend, rd, names, say)
     run.snapshots = rd.read_json(rd.snapshots_json, {}) or {}
-    try:
+    sidecars = [names.sidecar(h, "capture") for h in lab.hosts] + [names.sidecar(h, "peer") for h in lab.hosts
+                                                                    if lab.hosts[h].peer.windows]
+
+    def last_snapshot() -> None:
         if final_snapshot and "end" not in run.snapshots:
             run.step_index = len(lab.steps)
             run.snapshot("end")
-    except EngineError as e:
-        say(f"final snapshot incomplete: {e}")
-    for h in lab.hosts:
-        try:
-            files = backend.read_dir(names.host(h), "/var/log/lab")
-        except EngineError:
-            files = {}
+
+    def host_logs(h: str) -> None:
+        files = backend.read_dir(names.host(h), "/var/log/lab")
         with open(rd.log(h), "w") as f:
             for fname, data in sorted(files.items()):
                 f.write(f"==> {fname} <==\n")
                 f.write(data.decode("utf-8", "replace"))
                 if data and not data.endswith(b"\n"):
                     f.write("\n")
-    sidecars = [names.sidecar(h, "capture") for h in lab.hosts] + [names.sidecar(h, "peer") for h in lab.hosts
-                                                                    if lab.hosts[h].peer.windows]
-    try:
-        backend.stop(sidecars + [names.tracer], timeout=2)  # SIGTERM: tcpdump flushes and prints its counts
-    except EngineError as e:
-        say(f"stopping sidecars: {e}")
+
+    def stop_sidecars() -> None:  # SIGTERM: tcpdump flushes and prints its counts
+        backend.stop(sidecars + [names.tracer], timeout=2)
+
+    def best_effort(what: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def call() -> None:
+            try:
+                fn()
+            except EngineError as e:
+                say(f"{what}: {e}")
+        return call
+
+    # none of these depends on another: the last snapshot, the logs and the flushing of captures go at once
+    run._all([best_effort("final snapshot incomplete", last_snapshot), best_effort("stopping sidecars", stop_sidecars)]
+             + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
     if tracefs_missing() is None and not remove_instance(instance_name(names.run)):
         say(f"tracefs instance {instance_name(names.run)} could not be removed")
     stats: dict[str, Any] = {}
