@@ -103,3 +103,55 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: fl
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+# --- the README's reliability figures, produced by the tests themselves ------------------------
+
+README = ROOT / "README.md"
+_BEGIN, _END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
+
+
+def reliability_section(figures: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    i = figures.get("interrupts")
+    if i:
+        rows.append(f"| interrupt anywhere (`test_interrupts.py`) | {i['interrupt_points']} points of `lab up` x "
+                    f"{' and '.join(i['signals'])} = {i['runs']} runs | {i['failures']} failed, "
+                    f"{i['leftover_objects']} objects left behind |")
+    b = figures.get("bad_input")
+    if b:
+        rows.append(f"| bad input (`test_bad_input*.py`) | {b['bad_files']} malformed lab files, "
+                    f"{b['cli_cases']} CLI cases | {b['objects_created']} Docker objects created |")
+    c = figures.get("crashes")
+    if c:
+        kinds = ", ".join(sorted(c))
+        rows.append(f"| crashes mid-`lab run` (`test_crashes.py`, `test_zz_engine_restart.py`) | {len(c)}: {kinds} "
+                    f"| exit 3 naming what died, report written, {sum(c.values())} objects left behind |")
+    head = "| what | tried | result |\n| --- | --- | --- |\n"
+    return f"{_BEGIN}\n{head}" + "\n".join(rows) + f"\n{_END}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the figures the run produced into README.md's reliability section (between its markers)."""
+    import json
+
+    figures_dir = ROOT / "tests" / ".figures"
+    figures = {p.stem: json.loads(p.read_text()) for p in figures_dir.glob("*.json")} if figures_dir.is_dir() else {}
+    if not figures or not README.is_file():
+        return
+    text = README.read_text()
+    if _BEGIN in text and _END in text:
+        start, end = text.index(_BEGIN), text.index(_END) + len(_END)
+        README.write_text(text[:start] + reliability_section(figures) + text[end:])
+
+
+def record_figure(name: str, key: str, value: Any) -> None:
+    """Keep one figure of this run (``tests/.figures/<name>.json``) for the README's reliability table."""
+    import json
+
+    d = ROOT / "tests" / ".figures"
+    d.mkdir(exist_ok=True)
+    path = d / f"{name}.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=1))

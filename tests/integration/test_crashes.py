@@ -13,7 +13,7 @@ import pytest
 
 from tcplab.wire import read_pcap_file
 
-from ..conftest import LAB_PY, ROOT, labeled_objects, make_lab, wait_for
+from ..conftest import LAB_PY, ROOT, labeled_objects, make_lab, record_figure, wait_for
 
 pytestmark = pytest.mark.integration
 LONG_WAIT = {"steps.6": {"wait": {"seconds": "40s"}, "timeout": "60s"}, "expect": []}
@@ -33,7 +33,7 @@ def start_run(tmp: Path, changes: dict) -> tuple[subprocess.Popen[str], str, Pat
     return proc, name, out
 
 
-def finish(proc: subprocess.Popen[str], name: str, out: Path, expect_in_line: str) -> None:
+def finish(proc: subprocess.Popen[str], name: str, out: Path, expect_in_line: str, kind: str) -> None:
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
     last = stderr.strip().splitlines()[-1]
@@ -43,6 +43,7 @@ def finish(proc: subprocess.Popen[str], name: str, out: Path, expect_in_line: st
     for pcap in (out / "capture").glob("*.pcap"):
         assert read_pcap_file(str(pcap)), f"{pcap} is empty"
     assert json.loads((out / "run.json").read_text())["state"] == "failed"
+    record_figure("crashes", kind, len(labeled_objects(name)))
 
 
 def test_server_program_dies(tmp_path: Path) -> None:
@@ -51,7 +52,7 @@ def test_server_program_dies(tmp_path: Path) -> None:
     proc, name, out = start_run(tmp_path, LONG_WAIT)
     server = docker.from_env().containers.get(f"tcplab-{name}-server")
     assert server.exec_run(["pkill", "-KILL", "-x", "server"]).exit_code == 0
-    finish(proc, name, out, "host server: program server exited")
+    finish(proc, name, out, "host server: program server exited", "program dies")
 
 
 def test_host_container_killed_from_outside(tmp_path: Path) -> None:
@@ -59,4 +60,4 @@ def test_host_container_killed_from_outside(tmp_path: Path) -> None:
 
     proc, name, out = start_run(tmp_path, LONG_WAIT)
     docker.from_env().containers.get(f"tcplab-{name}-linux").kill()
-    finish(proc, name, out, "host linux exited with code")
+    finish(proc, name, out, "host linux exited with code", "host killed")

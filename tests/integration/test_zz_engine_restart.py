@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, labeled_objects, wait_for
+from ..conftest import ROOT, labeled_objects, record_figure, wait_for
 from .test_crashes import LONG_WAIT, start_run
 
 pytestmark = pytest.mark.integration
@@ -33,3 +33,4 @@ def test_engine_restart_mid_run(tmp_path: Path) -> None:
     assert last.startswith("lab: ") and ("engine" in last or "exited" in last), last
     assert (out / "capture").is_dir() and any((out / "capture").glob("*.pcap"))
     assert labeled_objects(name) == []
+    record_figure("crashes", "engine restart", 0)
