@@ -11,17 +11,22 @@ like a Windows client on the wire where the two differ in the reference story:
   FIN, ``--fin-wait2-timeout`` seconds (120 by default in Windows) after the
   host sent its own FIN, with ``[R.] seq <fin+1>, ack <same>, win 0``. A Linux
   kernel would drop the orphaned socket silently instead. The program watches
-  the wire (AF_PACKET, filter ``tcp``), keeps one timer per connection, sends
-  that RST at layer 2 (so this namespace's netfilter never sees it) and then
+  the wire (an AF_PACKET socket on the interface, a classic BPF filter for
+  IPv4/TCP), keeps one timer per connection, sends that RST at layer 2 through
+  the same socket (so this namespace's netfilter never sees it) and then
   removes the host's own FIN_WAIT_2 socket with ``ss -K``, guarded by a
   temporary iptables rule that drops the RST the kernel would send if the
   socket were still a full one.
+
+Standard library only: the sidecar is ready in milliseconds (importing scapy
+alone took about 300 ms in the container, and the lab waits for ``peer ready``
+before it plays). Frames are parsed and built here with ``struct``.
 
 Usage:
   winpeer.py --iface eth0 --fin-wait2-timeout SECONDS --syn linux|windows-7|windows-10
              [--events FILE.jsonl] [--queue-num N] [--synrewrite PATH]
 
-Prints ``peer ready`` once the sniffer captures, then one JSON line per action
+Prints ``peer ready`` once the capture socket is bound and its reader runs, then one JSON line per action
 (also appended to --events): {"ts", "event", "conn": {"src","sport","dst","dport"}, "detail"}
 with event one of fin_sent, fin_acked, peer_fin, timer_cancelled, rst_sent,
 socket_killed, syn_rewritten (and error). SIGTERM removes the iptables rule,
@@ -32,18 +37,23 @@ Needs CAP_NET_RAW (sniff, send) and CAP_NET_ADMIN (iptables, NFQUEUE, ss -K).
 from __future__ import annotations
 
 import argparse
+import array
+import fcntl
 import heapq
 import itertools
 import json
 import os
 import queue
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+from typing import Callable, NamedTuple
 
 SYN_PROFILES = {
     # profile: (window, wscale, ttl)
@@ -54,6 +64,190 @@ WINDOWS_TTL = 128
 SEQ_MOD = 1 << 32
 GUARD_COMMENT = "tcplab-winpeer-guard"
 SYNREWRITE_LINE = re.compile(r"^rewrote SYN (?P<src>[\d.]+):(?P<sport>\d+) > (?P<dst>[\d.]+):(?P<dport>\d+)")
+
+# --- frames: Ethernet II / IPv4 / TCP, parsed and built with struct ---------------------------------
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+IPPROTO_TCP = 6
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+IP_DF = 0x4000
+ETH = struct.Struct("!6s6sH")                # dst, src, ethertype
+IPV4 = struct.Struct("!BBHHHBBH4s4s")        # ver/ihl, tos, total length, id, flags/frag, ttl, proto, sum, src, dst
+TCP_HDR = struct.Struct("!HHIIBBHHH")        # sport, dport, seq, ack, data offset, flags, window, sum, urgent
+PSEUDO = struct.Struct("!4s4sBBH")           # the TCP checksum's pseudo-header: src, dst, 0, proto, TCP length
+MIN_FRAME = ETH.size + IPV4.size + TCP_HDR.size
+
+
+class Segment(NamedTuple):
+    """The fields of one captured IPv4/TCP frame this program looks at."""
+
+    eth_dst: bytes
+    eth_src: bytes
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int      # 9 bits, as tcpdump and scapy count them (NS is 0x100)
+    window: int
+    paylen: int     # TCP payload bytes, from the IPv4 total length (the capture may be truncated)
+
+
+def parse_frame(frame: bytes) -> Segment | None:
+    """An Ethernet II frame carrying IPv4/TCP (the first fragment or an unfragmented packet), else None."""
+    if len(frame) < MIN_FRAME:
+        return None
+    eth_dst, eth_src, ethertype = ETH.unpack_from(frame, 0)
+    if ethertype != ETH_P_IP:
+        return None
+    vihl, _tos, total, _id, frag, _ttl, proto, _sum, src, dst = IPV4.unpack_from(frame, ETH.size)
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or proto != IPPROTO_TCP or frag & 0x1FFF or ihl < IPV4.size:
+        return None
+    if len(frame) < ETH.size + ihl + TCP_HDR.size:
+        return None
+    sport, dport, seq, ack, off, flags, window, _sum, _urg = TCP_HDR.unpack_from(frame, ETH.size + ihl)
+    return Segment(eth_dst, eth_src, socket.inet_ntoa(src), socket.inet_ntoa(dst), sport, dport, seq, ack,
+                   ((off & 0x01) << 8) | flags, window, max(0, total - ihl - (off >> 4) * 4))
+
+
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071: the one's complement of the one's complement sum of the 16-bit words."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def rst_frame(eth_src: bytes, eth_dst: bytes, src: str, dst: str, sport: int, dport: int, seq: int, ack: int,
+              ip_id: int, ttl: int = WINDOWS_TTL) -> bytes:
+    """Windows' FIN_WAIT_2 reset as one Ethernet frame: ``[R.] seq ack win 0``, no options, TTL 128, DF,
+    both checksums filled in (nothing below this program computes them: the frame leaves at layer 2)."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = TCP_HDR.pack(sport, dport, seq % SEQ_MOD, ack % SEQ_MOD, 5 << 4, RST | ACK, 0, 0, 0)
+    tcp_sum = inet_checksum(PSEUDO.pack(s, d, 0, IPPROTO_TCP, len(tcp)) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", tcp_sum) + tcp[18:]
+    ip = IPV4.pack(0x45, 0, IPV4.size + len(tcp), ip_id & 0xFFFF, IP_DF, ttl, IPPROTO_TCP, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+    return ETH.pack(eth_dst, eth_src, ETH_P_IP) + ip + tcp
+
+
+SIOCGIFADDR = 0x8915
+IFREQ = struct.Struct("16s24x")  # struct ifreq: the name, then a union as large as a struct ifmap
+
+
+def iface_ipv4(iface: str) -> str | None:
+    """The interface's (primary) IPv4 address, or None if it has none or does not exist."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, IFREQ.pack(iface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(res[20:24])  # ifr_addr: a sockaddr_in after the 16-byte name (family, port, address)
+
+
+# --- the capture: an AF_PACKET socket, its BPF filter, a reader thread ---------------------------------
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # SCM_TIMESTAMPNS has the same value
+TIMESPEC = struct.Struct("@ll")  # struct timespec of SO_TIMESTAMPNS(_OLD): native longs
+SNAPLEN = 256  # Ethernet (14) + IPv4 (up to 60) + TCP (up to 60): headers are all this program reads
+SOCK_FILTER = struct.Struct("HBBI")  # struct sock_filter: code, jt, jf, k
+SOCK_FPROG = struct.Struct("HP")     # struct sock_fprog: len, *filter
+# classic BPF, "ip and tcp" on Ethernet: IPv4 ethertype, protocol 6, keep the first SNAPLEN bytes; drop the rest
+TCP4_FILTER: tuple[tuple[int, int, int, int], ...] = (
+    (0x28, 0, 0, 12),          # ldh [12]        ethertype
+    (0x15, 0, 3, ETH_P_IP),    # jeq #0x800      else drop
+    (0x30, 0, 0, 23),          # ldb [23]        IPv4 protocol
+    (0x15, 0, 1, IPPROTO_TCP),  # jeq #6         else drop
+    (0x06, 0, 0, SNAPLEN),     # ret #SNAPLEN
+    (0x06, 0, 0, 0),           # ret #0
+)
+
+
+def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+    """SO_ATTACH_FILTER with a classic BPF program (the kernel copies it: the buffer need not outlive the call)."""
+    code = array.array("B", b"".join(SOCK_FILTER.pack(*ins) for ins in program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, SOCK_FPROG.pack(len(program), code.buffer_info()[0]))
+
+
+class Capture:
+    """The interface's IPv4/TCP frames, both directions, with their kernel timestamps; also the way out.
+
+    The socket is opened with protocol 0 (it receives nothing), gets its filter, then is bound
+    with ETH_P_ALL (the protocol that sees outgoing frames too): no unfiltered frame is ever
+    queued. From the bind on, frames queue in the socket until the reader thread reads them.
+    The reader sleeps in poll() on the socket and a pipe; ``stop`` writes to the pipe.
+    Frames sent through this socket do not come back to it (the kernel skips the sender).
+    """
+
+    def __init__(self, iface: str, on_segment: Callable[[Segment, float], None],
+                 on_error: Callable[[str], None]) -> None:
+        self.on_segment = on_segment
+        self.on_error = on_error
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            attach_filter(self.sock, TCP4_FILTER)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.sock.bind((iface, ETH_P_ALL))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.wake_r, self.wake_w = os.pipe()
+        self.stopping = False
+        self.reading = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self, timeout: float) -> None:
+        self.thread.start()
+        if not self.reading.wait(timeout):
+            raise RuntimeError("the capture did not start")
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        os.write(self.wake_w, b"x")
+        if self.thread.is_alive():
+            self.thread.join(timeout=2)
+        self.sock.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        ancsize = socket.CMSG_SPACE(TIMESPEC.size)
+        recvmsg = self.sock.recvmsg
+        self.reading.set()
+        while not self.stopping:
+            try:
+                frame, anc, _flags, _addr = recvmsg(SNAPLEN, ancsize, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                poller.poll()
+                continue
+            except OSError as e:
+                if not self.stopping:
+                    self.on_error(f"capture failed: {type(e).__name__}: {e}")
+                return
+            ts = None
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+                    sec, nsec = TIMESPEC.unpack_from(data)
+                    ts = sec + nsec / 1e9
+            seg = parse_frame(frame)
+            if seg is None:
+                continue
+            try:
+                self.on_segment(seg, time.time() if ts is None else ts)
+            except Exception as e:  # noqa: BLE001 - one odd frame must not end the capture
+                self.on_error(f"frame handling failed: {type(e).__name__}: {e}")
 
 
 def log(msg: str) -> None:
@@ -147,7 +341,7 @@ class Scheduler:
             while time.monotonic() < deadline:
                 spins += 1
                 if spins % 64 == 0:
-                    time.sleep(0)  # let the sniffer thread have the GIL now and then
+                    time.sleep(0)  # let the capture thread have the GIL now and then
             try:
                 fn()
             except Exception as e:  # noqa: BLE001 - a timer must never kill the scheduler
@@ -165,8 +359,8 @@ class Conn:
         self.fin_seq: int | None = None   # sequence number the FIN occupies
         self.fin_ack: int | None = None   # the FIN's ack field
         self.fin_ts: float | None = None  # wall time the FIN left (AF_PACKET timestamp)
-        self.eth_src: str | None = None
-        self.eth_dst: str | None = None
+        self.eth_src: bytes | None = None  # the FIN's MAC addresses, reused for the RST
+        self.eth_dst: bytes | None = None
         self.acked = False
         self.peer_fin = False
         self.token: int | None = None
@@ -204,14 +398,13 @@ class Iptables:
 
 class WinPeer:
     def __init__(self, args: argparse.Namespace, stop: threading.Event) -> None:
-        from scapy.all import get_if_addr
-
         self.args = args
         self.iface = args.iface
         self.timeout = float(args.fin_wait2_timeout)
-        self.me = get_if_addr(self.iface)
-        if not self.me or self.me == "0.0.0.0":
+        me = iface_ipv4(self.iface)
+        if not me or me == "0.0.0.0":
             raise RuntimeError(f"no IPv4 address on {self.iface}")
+        self.me: str = me
         self.events = Events(args.events)
         self.lock = threading.Lock()
         self.conns: dict[tuple[str, int, str, int], Conn] = {}
@@ -221,12 +414,10 @@ class WinPeer:
         self.queue_rule: list[str] | None = None
         self.synrewrite: subprocess.Popen | None = None
         self.synrewrite_reader: threading.Thread | None = None
-        self.sniffer = None
         self.stop_event = stop  # set by SIGTERM, or by a fatal failure (synrewrite gone)
         self.failed = False
-        # the RST goes out through this packet socket, opened once (what sendp does, minus the per-call setup)
-        self.tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        self.tx.bind((self.iface, 0))
+        # opened (and bound) first: without CAP_NET_RAW nothing else starts; the RSTs go out through it too
+        self.capture = Capture(self.iface, self._on_packet, lambda msg: log(f"winpeer: {msg}"))
         self.ip_id = itertools.count(0x4000)
         threading.Thread(target=self._kill_worker, name="socket-killer", daemon=True).start()
 
@@ -235,7 +426,7 @@ class WinPeer:
         profile = self.args.syn
         if profile != "linux":
             self._start_synrewrite(*SYN_PROFILES[profile])
-        self._start_sniffer()
+        self._start_capture()
         log(f"winpeer: {self.me} on {self.iface}, FIN_WAIT_2 timeout {self.timeout:g} s, SYN profile {profile}")
         log("peer ready")
 
@@ -278,24 +469,16 @@ class WinPeer:
         self.queue_rule = rule
         log(f"winpeer: {self.ipt.cmd} {' '.join(rule)}")
 
-    def _start_sniffer(self) -> None:
-        from scapy.all import AsyncSniffer
-
-        started = threading.Event()
-        self.sniffer = AsyncSniffer(iface=self.iface, filter="tcp", prn=self._on_packet, store=False,
-                                    started_callback=started.set)
-        self.sniffer.start()
-        if not started.wait(15):
-            raise RuntimeError("the sniffer did not start")
+    def _start_capture(self) -> None:
+        self.capture.start(timeout=15)
 
     def shutdown(self) -> None:
         self.stop_event.set()
         self.scheduler.stop()
-        if self.sniffer is not None:
-            try:
-                self.sniffer.stop(join=True)
-            except Exception:  # noqa: BLE001 - it may have died with the interface
-                pass
+        try:
+            self.capture.stop()
+        except OSError:  # it may have died with the interface
+            pass
         if self.queue_rule is not None:
             delete = list(self.queue_rule)
             delete[delete.index("-A")] = "-D"
@@ -312,22 +495,15 @@ class WinPeer:
             self.synrewrite_reader.join(timeout=2)  # its last lines ("synrewrite stopped") first
         self.events.close()
 
-    # --- the wire ------------------------------------------------------------
-    def _on_packet(self, pkt) -> None:
-        from scapy.all import IP, TCP, Ether
-
-        if IP not in pkt or TCP not in pkt or Ether not in pkt:
-            return
-        ip, tcp = pkt[IP], pkt[TCP]
-        ts = float(pkt.time)
-        flags = int(tcp.flags)
-        fin, syn, rst, ack = flags & 0x01, flags & 0x02, flags & 0x04, flags & 0x10
-        paylen = max(0, ip.len - ip.ihl * 4 - tcp.dataofs * 4)
-        if ip.src == self.me:
-            key = (ip.src, tcp.sport, ip.dst, tcp.dport)
+    # --- the wire (the capture thread) ---------------------------------------------
+    def _on_packet(self, tcp: Segment, ts: float) -> None:
+        flags = tcp.flags
+        fin, syn, rst, ack = flags & FIN, flags & SYN, flags & RST, flags & ACK
+        if tcp.src == self.me:
+            key = (tcp.src, tcp.sport, tcp.dst, tcp.dport)
             outgoing = True
-        elif ip.dst == self.me:
-            key = (ip.dst, tcp.dport, ip.src, tcp.sport)
+        elif tcp.dst == self.me:
+            key = (tcp.dst, tcp.dport, tcp.src, tcp.sport)
             outgoing = False
         else:
             return
@@ -342,11 +518,11 @@ class WinPeer:
             if conn is None:
                 conn = self.conns[key] = Conn(key)
             if outgoing:
-                self._outgoing(conn, pkt, ts, tcp, fin, rst, paylen)
+                self._outgoing(conn, ts, tcp, fin, rst, tcp.paylen)
             else:
                 self._incoming(conn, ts, tcp, fin, rst, ack)
 
-    def _outgoing(self, conn: Conn, pkt, ts: float, tcp, fin: int, rst: int, paylen: int) -> None:
+    def _outgoing(self, conn: Conn, ts: float, tcp: Segment, fin: int, rst: int, paylen: int) -> None:
         if rst:
             if conn.rst_sent and tcp.window == 0:
                 return  # our own emulated RST, seen on the way out
@@ -359,14 +535,14 @@ class WinPeer:
         conn.fin_seq = (tcp.seq + paylen) % SEQ_MOD
         conn.fin_ack = tcp.ack
         conn.fin_ts = ts
-        conn.eth_src, conn.eth_dst = pkt.src, pkt.dst
+        conn.eth_src, conn.eth_dst = tcp.eth_src, tcp.eth_dst
         if conn.peer_fin:
             self.events.emit("fin_sent", conn.key, f"[F.] seq {conn.fin_seq} ack {conn.fin_ack} after the peer's FIN "
                              "(passive close, LAST_ACK): no FIN_WAIT_2 timer", ts)
         else:
             self.events.emit("fin_sent", conn.key, f"[F.] seq {conn.fin_seq} ack {conn.fin_ack}: FIN_WAIT_1", ts)
 
-    def _incoming(self, conn: Conn, ts: float, tcp, fin: int, rst: int, ack: int) -> None:
+    def _incoming(self, conn: Conn, ts: float, tcp: Segment, fin: int, rst: int, ack: int) -> None:
         if rst:
             if conn.token is not None:
                 self._cancel(conn, f"the peer reset the connection (seq {tcp.seq})")
@@ -388,14 +564,12 @@ class WinPeer:
             self._arm(conn, ts)
 
     def _arm(self, conn: Conn, ack_ts: float) -> None:
-        from scapy.all import IP, TCP, Ether
-
         assert conn.fin_ts is not None and conn.fin_seq is not None and conn.fin_ack is not None
+        assert conn.eth_src is not None and conn.eth_dst is not None
         local, lport, peer, pport = conn.key
         rst_seq = (conn.fin_seq + 1) % SEQ_MOD
-        conn.frame = bytes(Ether(src=conn.eth_src, dst=conn.eth_dst)
-                           / IP(src=local, dst=peer, ttl=WINDOWS_TTL, flags="DF", id=next(self.ip_id) & 0xFFFF)
-                           / TCP(sport=lport, dport=pport, flags="RA", seq=rst_seq, ack=conn.fin_ack, window=0))
+        conn.frame = rst_frame(conn.eth_src, conn.eth_dst, local, peer, lport, pport, rst_seq, conn.fin_ack,
+                               next(self.ip_id) & 0xFFFF)
         conn.deadline_wall = conn.fin_ts + self.timeout
         # the deadline on the monotonic clock, counted from the FIN's wire timestamp
         deadline = time.monotonic() + (conn.deadline_wall - time.time())
@@ -418,7 +592,7 @@ class WinPeer:
             conn.rst_sent = True
             frame = conn.frame
         sent = time.time()
-        self.tx.send(frame)
+        self.capture.send(frame)
         late = sent - (conn.deadline_wall or sent)
         self.events.emit("rst_sent", conn.key,
                          f"FIN_WAIT_2 timer ({self.timeout:.3f} s) expired: "
