@@ -629,7 +629,8 @@ def profile_child(argv: list[str]) -> None:
         wrap(D, m, f"docker.{m}")
     wrap(bimages.ImageBuilder, "ensure", "tcplab.images.ensure")
     wrap(session.LabRun, "snapshot", "tcplab.snapshot", lambda self, label: label)
-    wrap(session.LabRun, "start_sidecars", "tcplab.start_sidecars")
+    wrap(session.LabRun, "start_host_and_sidecars", "tcplab.start_host_and_sidecars")
+    wrap(session.LabRun, "start_tracer", "tcplab.start_tracer")
     wrap(session.LabRun, "check_health", "tcplab.check_health")
     wrap(session.LabRun, "wait_ready", "tcplab.wait_ready")
     wrap(session, "merge_captures", "tcplab.merge_captures")
@@ -794,7 +795,7 @@ def section_profile(lab: LabUnderTest, n: int, res: dict[str, Any], subnet: str)
     prof["up_breakdown"] = {w: round(sum(c["seconds"] for c in calls if c["what"] == w and
                                          up["start"] <= c["start"] < down["start"]), 3)
                             for w in ("tcplab.resolve_lab", "tcplab.engine", "tcplab.images.ensure",
-                                      "docker.list_labeled", "docker.create_network", "tcplab.start_sidecars",
+                                      "docker.list_labeled", "docker.create_network", "tcplab.start_host_and_sidecars",
                                       "tcplab.wait_ready", "tcplab.check_health", "tcplab.snapshot")}
     (OUT / "profile-calls.json").write_text(json.dumps(data, indent=1))
     # one `lab run` under cProfile: what the CI entry point spends besides up and down (judging, the report)
@@ -903,8 +904,9 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
     ud = res.get("updown")
     if ud:
         p(f"{'lab up (process wall)':40} {fmt(ud['up'])}")
-        for k in ("network", "hosts", "sidecars", "programs", "steps"):
-            p(f"{'  phase ' + k:40} {fmt(ud['phases'].get(k))}")
+        for k in ("network", "hosts", "sidecars", "hosts_and_sidecars", "programs", "steps"):
+            if k in ud["phases"]:  # hosts and sidecars became one pipelined phase; older runs had two
+                p(f"{'  phase ' + k:40} {fmt(ud['phases'].get(k))}")
         p(f"{'  outside the phases (start, images..)':40} {fmt(ud['up_outside_phases'])}")
         for k, v in ud["steps"].items():
             p(f"{'    step ' + k:40} {fmt(v)}")
@@ -990,8 +992,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     g = lambda s: s["median"] if s and s.get("n") else None  # noqa: E731
     floor_ud = g(fl["conc"]["up_down"]) if fl else None
     print("\n-- targets (medians)")
-    target("warm lab up + lab down <= Kathara lstart + lclean", g(ud["up_down"]) if ud else None,
-           g(kt["lstart_lclean"]) if kt else None, "both as processes, 3 bare devices for Kathara")
+    target("warm lab up + lab down - story waits <= Kathara lstart + lclean",
+           g(ud["up_down_less_waits"]) if ud else None, g(kt["lstart_lclean"]) if kt else None,
+           "both as processes; the lab's own wait steps (the FIN_WAIT_2 timer) excluded, Kathara's lab has none")
+    target("(reference) warm lab up + lab down, waits included <= Kathara lstart + lclean",
+           g(ud["up_down"]) if ud else None, g(kt["lstart_lclean"]) if kt else None, "both as processes")
     target("warm lab up + lab down - story waits <= SDK floor (conc) + 1 s",
            g(ud["up_down_less_waits"]) if ud else None, floor_ud + 1 if floor_ud is not None else None,
            "floor measured inside its process")

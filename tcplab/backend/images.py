@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -89,7 +90,8 @@ class ImageBuilder:
         base = self.ensure_base()
         wanted = [n for n in BUILD_ORDER if n in names] + sorted(set(names) - set(BUILD_ORDER))
         out: dict[str, ImageRecord] = {}
-        for name in wanted:
+
+        def one(name: str) -> None:
             digest = _context_hash(self.images_dir, name, base["Id"])
             info = self._inspect(name)
             labels = ((info or {}).get("Config") or {}).get("Labels") or {}
@@ -100,7 +102,16 @@ class ImageBuilder:
                 built = True
             assert info is not None
             out[name] = ImageRecord(name, info["Id"], f"{BASE_IMAGE} {base['Id']}", info.get("Created", ""), built)
-        return out
+
+        # the first wave builds at once; tools comes after server, whose compile stage it reuses from the cache
+        first = [n for n in wanted if n != "tcplab/tools"]
+        with ThreadPoolExecutor(max_workers=max(1, len(first))) as pool:
+            futures = [pool.submit(one, n) for n in first]
+        for f in futures:
+            f.result()
+        if "tcplab/tools" in wanted:
+            one("tcplab/tools")
+        return {n: out[n] for n in wanted}
 
     def _build(self, name: str, digest: str) -> None:
         own = name.split("/", 1)[1]
