@@ -389,8 +389,8 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
             stats[c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")] = parse_tcpdump_stats(text)
     for c in [names.host(h) for h in lab.hosts] + sidecars + [names.tracer]:
         try:
-            caps[c] = backend.capabilities(c)  # type: ignore[attr-defined]
-        except (EngineError, AttributeError):
+            caps[c] = backend.capabilities(c)
+        except EngineError:
             pass
     steps = list(rd.read_jsonl(rd.steps_jsonl))
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
