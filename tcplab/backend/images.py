@@ -36,12 +36,17 @@ class ImageRecord:
     built_now: bool
 
 
+def _ignored(rel: Path) -> bool:
+    """Files that are no part of an image (see images/.dockerignore): bytecode a test left behind."""
+    return "__pycache__" in rel.parts or rel.suffix == ".pyc"
+
+
 def _context_hash(images_dir: Path, name: str, base_id: str) -> str:
     own = name.split("/", 1)[1]
     h = hashlib.sha256(base_id.encode())
     for path in sorted(images_dir.rglob("*")):
         rel = path.relative_to(images_dir)
-        if not path.is_file() or rel.parts[0] not in (own, "common"):
+        if not path.is_file() or rel.parts[0] not in (own, "common") or _ignored(rel):
             continue
         h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
