@@ -155,3 +155,15 @@ def record_figure(name: str, key: str, value: Any) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[key] = value
     path.write_text(json.dumps(data, indent=1))
+
+
+def load_module(path: Path, name: str) -> Any:
+    """A Python file that is no package module (a sidecar's script, a generator), imported by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclass and NamedTuple machinery look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -14,7 +14,6 @@ module takes about (runs x 0.3 s) / cores.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ..conftest import ROOT, lab_cmd, make_lab, unique_name
+from ..conftest import ROOT, lab_cmd, load_module, make_lab, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +37,7 @@ NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/tcplab-test/docker.sock"}
 
 
 def _regen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bad_regen_cli", BAD / "regen.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(BAD / "regen.py", "bad_regen_cli")
 
 
 regen = _regen()

@@ -7,7 +7,6 @@ purpose is re-recorded with ``python tests/data/bad/regen.py``.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import time
@@ -19,18 +18,14 @@ import pytest
 from tcplab.model import Lab, LabError, load_lab
 from tcplab.paths import known_images
 
-from ..conftest import ROOT
+from ..conftest import ROOT, load_module
 
 BAD = ROOT / "tests" / "data" / "bad"
 FIGURES = ROOT / "tests" / ".figures" / "bad_input.json"
 
 
 def _regen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bad_regen", BAD / "regen.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(BAD / "regen.py", "bad_regen")
 
 
 regen = _regen()

@@ -16,12 +16,13 @@ close (SO_LINGER 0).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from tcplab.observe.sockets import SocketRecord, parse_netstat, parse_ss
 from tcplab.observe.tracer import StateTracer, instance_name, read_transitions, remove_instance, tracefs_missing
+
+from ..conftest import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,11 +161,7 @@ def test_records_round_trip_through_json_dicts() -> None:
 # --- sockets/transitions.jsonl: the kernel tracer ----------------------------------------
 
 def _tracer():  # noqa: ANN202 - the sidecar's script, loaded as a module (it runs in tcplab/tools)
-    spec = importlib.util.spec_from_file_location("tcplab_tools_tracer", ROOT / "images" / "tools" / "tracer.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(ROOT / "images" / "tools" / "tracer.py", "tcplab_tools_tracer")
 
 
 def _events() -> list[dict[str, object]]:

@@ -6,10 +6,8 @@ recomputes the checksums; winpeer parses what scapy builds.
 """
 from __future__ import annotations
 
-import importlib.util
 import socket
 import struct
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,16 +17,13 @@ pytest.importorskip("scapy")
 from scapy.all import IP, TCP, Ether, Raw  # noqa: E402
 from scapy.layers.inet6 import IPv6  # noqa: E402
 
+from ..conftest import load_module  # noqa: E402
+
 WINPEER = Path(__file__).resolve().parents[2] / "images" / "tools" / "winpeer.py"
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("winpeer_under_test", WINPEER)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclass/NamedTuple machinery looks the module up
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(WINPEER, "winpeer_under_test")
 
 
 wp = _load()
