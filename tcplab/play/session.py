@@ -229,7 +229,7 @@ class LabRun:
 
     def play_step(self, i: int, step: Step) -> None:
         title = step_title(step)
-        self.say(f"step {i}: {title}")
+        self.say(f"step {i}: {title}" + (f" (up to {step.timeout:g} s)" if isinstance(step, WaitStep) else ""))
         checkpoint(f"step:{i}")
         record: dict[str, Any] = {"index": i, "name": step_name(step, i), "kind": step_kind(step), "title": title,
                                   "host": getattr(step, "host", None), "start": time.time()}
