@@ -186,6 +186,8 @@ def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> N
             out.print(f"  {o.name:<34} {role:<8} {st.status}", markup=False)
             if role == "host" and st.running:
                 for rec in parse_netstat(backend.exec(o.name, ["netstat", "-tanp"]).stdout):
+                    if rec.local_addr.startswith("127."):
+                        continue  # the engine's embedded DNS resolver, not the lab's
                     owner = f"{rec.pid}/{rec.program}" if rec.pid else "-"
                     out.print(f"      {rec.state:<12} {rec.local_addr}:{rec.local_port} -> "
                               f"{rec.peer_addr}:{rec.peer_port or '*'}  {owner}", markup=False)
