@@ -285,6 +285,13 @@ def _timewait_sockets(socks: dict[tuple[str, int, str, int], SocketTimeline], sn
             continue
         later = [s for s in by_key.get(key, []) if s.time >= iv.end and s.state in _MINI_STATES]
         if not later:
+            # no snapshot in between, but the socket's own host reset the connection later (the Windows
+            # peer's FIN_WAIT_2 timer): the orphaned FIN_WAIT2 lived on as a mini-socket until that RST
+            rst = next((r[0] for r in sorted(sent_resets) if r[1:] == key and r[0] >= iv.end), None)
+            if iv.state == "FIN_WAIT2" and rst is not None:
+                iv.note = ("orphaned FIN_WAIT2 (timewait socket): the tracepoint reports FIN_WAIT2 -> CLOSE when "
+                           "the full socket is freed; it ended when its host sent an RST (see the captures)")
+                iv.source, iv.end, iv.ended_by, iv.end_exact = "timewait", rst, "reset sent", True
             continue
         state = later[0].state
         last_seen = max(s.time for s in later)

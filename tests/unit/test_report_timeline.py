@@ -149,3 +149,19 @@ def test_timewait_socket_ends_at_the_reset_its_host_sent(tmp_path: Path) -> None
     assert without.end == pytest.approx(snaps["after_rst"]["time"]) and not without.end_exact
     fw2 = build_timelines(trans, snaps, HOSTS, sent_resets=[rst]).of("win")[0].first("FIN_WAIT2")
     assert fw2.end == pytest.approx(rst[0]) and fw2.end_exact and fw2.ended_by == "reset sent"
+
+
+def test_orphan_freed_between_snapshots_lasts_until_its_hosts_reset(tmp_path: Path) -> None:
+    """tcp_fin_timeout > 60 s: the full FIN_WAIT2 socket is freed (-> CLOSE) 63 s in, no snapshot sees the
+    mini-socket that lives on, and the Windows peer's RST at 120 s is where the socket really ended."""
+    trans, snaps = _load(write_closewait_run(tmp_path, windows=True))
+    trans = [t for t in trans if not (t.get("saddr") == HOSTS["win"] and t.get("new") == "CLOSE")]
+    trans.append({"ts": T0 + 0.8 + 63.0, "event": "inet_sock_set_state", "saddr": HOSTS["win"], "sport": 52552,
+                  "daddr": HOSTS["server"], "dport": 8000, "old": "FIN_WAIT2", "new": "CLOSE"})
+    # only snapshots from before the orphan was freed, or after the RST
+    snaps = {k: v for k, v in snaps.items() if v["time"] < T0 + 0.8 + 63.0 or v["time"] > T0 + 0.8 + 120.002}
+    rst = (T0 + 0.8 + 120.002, HOSTS["win"], 52552, HOSTS["server"], 8000)
+    without = build_timelines(trans, snaps, HOSTS).of("win")[0].first("FIN_WAIT2")
+    assert without.end == pytest.approx(T0 + 0.8 + 63.0)
+    fw2 = build_timelines(trans, snaps, HOSTS, sent_resets=[rst]).of("win")[0].first("FIN_WAIT2")
+    assert fw2.end == pytest.approx(rst[0]) and fw2.end_exact and fw2.ended_by == "reset sent"
