@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..observe.merge import keeps_copy
 from ..rundir import RunDir
 from ..wire import ACK, SYN, TcpPacket, decode_tcp, format_options, read_pcap
 
@@ -122,17 +123,17 @@ def load_traffic(run_dir: str | Path | RunDir) -> Traffic:
         hosts = {p.stem: "" for p in rd.capture_dir.glob("*.pcap")}
     ip_host = {ip: h for h, ip in hosts.items() if ip}
     kept: list[tuple[float, int, Packet]] = []
+    captured = {h for h in hosts if rd.pcap(h).is_file()}
     for order, host in enumerate(hosts):
-        path = rd.pcap(host)
-        if not path.is_file():
+        if host not in captured:
             continue
-        with open(path, "rb") as f:
+        with open(rd.pcap(host), "rb") as f:
             for raw in read_pcap(f):
                 t = decode_tcp(raw)
                 if t is None:
                     continue
                 src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-                if src == host or (src is None and dst == host):
+                if keeps_copy(host, src, dst, captured):
                     kept.append((t.ts, order, Packet(0, t, src, dst, host, raw.index)))
     kept.sort(key=lambda k: (k[0], k[1]))
     packets = [k[2] for k in kept]

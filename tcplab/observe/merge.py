@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Container, Iterable
 
 from ..wire import PcapngWriter, RawPacket, read_pcap
 
@@ -39,6 +39,15 @@ def _ipv4_ends(raw: RawPacket) -> tuple[str, str] | None:
         return (f"{d[off + 12]}.{d[off + 13]}.{d[off + 14]}.{d[off + 15]}",
                 f"{d[off + 16]}.{d[off + 17]}.{d[off + 18]}.{d[off + 19]}")
     return None
+
+
+def keeps_copy(host: str, sender: str | None, receiver: str | None, captured: Container[str]) -> bool:
+    """Whether ``host``'s capture holds the copy of a packet that is kept (the module's rule): the
+    sender's copy, or the receiver's when the sender is no lab host or has no capture.
+    analysis.packets keeps the same copies, so frame numbers agree with all.pcapng's choice."""
+    if sender == host:
+        return True
+    return (sender is None or sender not in captured) and receiver == host
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,7 @@ def select_packets(captures: dict[str, list[RawPacket]], host_ips: dict[str, str
                 times.append((raw.ts, order))
                 keep.append((raw.ts, order, host, raw))
                 continue
-            sender = ip_host.get(ends[0])
-            if sender == host:
-                keep.append((raw.ts, order, host, raw))
-            elif (sender is None or sender not in captures) and ip_host.get(ends[1]) == host:
+            if keeps_copy(host, ip_host.get(ends[0]), ip_host.get(ends[1]), captures):
                 keep.append((raw.ts, order, host, raw))
     keep.sort(key=lambda k: (k[0], k[1]))
     return [(ts, host, raw) for ts, _, host, raw in keep]

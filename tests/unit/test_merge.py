@@ -191,3 +191,23 @@ def test_tshark_reads_the_merged_file_without_a_word_and_shows_the_steps(tmp_pat
     if info.returncode == 0:  # capinfos comes with tshark; it checks time order too
         assert "True" in info.stdout
 
+
+
+def test_analysis_keeps_the_same_copies_as_the_merged_file(tmp_path: Path) -> None:
+    """load_traffic and all.pcapng share one rule: with win's capture missing, win's packets come from
+    the server's capture in both, with the same frame numbers."""
+    import json
+
+    from tcplab.analysis.packets import load_traffic
+
+    caps = conversation()
+    del caps["win"]
+    (tmp_path / "capture").mkdir()
+    paths = write_caps(tmp_path / "capture", caps)
+    (tmp_path / "run.json").write_text(json.dumps({"hosts": IPS}))
+    merge_captures(paths, IPS, [], tmp_path / "all.pcapng")
+    _, frames = read_merged(tmp_path / "all.pcapng")
+    merged = [(f.interface, decode_tcp(RawPacket(f.ts, f.data, 60, 0)).ip_id) for f in frames]  # type: ignore[union-attr]
+    analysed = [(p.capture, p.tcp.ip_id) for p in load_traffic(tmp_path).packets]
+    assert analysed == merged
+    assert ("server", 7) in analysed  # win's FIN, from the receiver's copy
