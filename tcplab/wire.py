@@ -62,16 +62,17 @@ class TcpPacket:
         return None
 
 
-def read_pcap(f: BinaryIO) -> Iterator[RawPacket]:
-    """Packets of a classic pcap file; stops quietly at a truncated last record (a live capture)."""
-    head = f.read(24)
-    if len(head) < 24:
-        return
+def pcap_format(head: bytes) -> tuple[struct.Struct, float]:
+    """The record header layout and time unit that a pcap file header announces; ValueError if none."""
     if head[:4] not in _PCAP_MAGIC:
         raise ValueError("not a pcap file (bad magic)")
     endian, unit = _PCAP_MAGIC[head[:4]]
-    rec = struct.Struct(endian + "IIII")
-    index = 0
+    return struct.Struct(endian + "IIII"), unit
+
+
+def read_records(f: BinaryIO, rec: struct.Struct, unit: float, index: int = 0) -> Iterator[RawPacket]:
+    """Records from the file's position on, numbered after ``index``; stops quietly at a truncated
+    record (a live capture). While a record is being yielded, the file is positioned right after it."""
     read = f.read
     while True:
         h = read(16)
@@ -83,6 +84,15 @@ def read_pcap(f: BinaryIO) -> Iterator[RawPacket]:
             return
         index += 1
         yield RawPacket(sec + frac * unit, data, orig, index)
+
+
+def read_pcap(f: BinaryIO) -> Iterator[RawPacket]:
+    """Packets of a classic pcap file; stops quietly at a truncated last record (a live capture)."""
+    head = f.read(24)
+    if len(head) < 24:
+        return
+    rec, unit = pcap_format(head)
+    yield from read_records(f, rec, unit)
 
 
 def read_pcap_file(path: str) -> list[RawPacket]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ..wire import _PCAP_MAGIC, RawPacket, TcpPacket, decode_tcp
+from ..wire import TcpPacket, decode_tcp, pcap_format, read_records
 
 
 class PcapTail:
@@ -26,23 +26,17 @@ class PcapTail:
         with f:
             if self.rec is None:
                 head = f.read(24)
-                if len(head) < 24 or head[:4] not in _PCAP_MAGIC:
+                if len(head) < 24:
                     return []
-                endian, self.unit = _PCAP_MAGIC[head[:4]]
-                self.rec = struct.Struct(endian + "IIII")
+                try:
+                    self.rec, self.unit = pcap_format(head)
+                except ValueError:
+                    return []
                 self.offset = 24
             f.seek(self.offset)
-            while True:
-                h = f.read(16)
-                if len(h) < 16:
-                    break
-                sec, frac, incl, orig = self.rec.unpack(h)
-                data = f.read(incl)
-                if len(data) < incl:
-                    break
-                self.offset += 16 + incl
-                self.index += 1
-                pkt = decode_tcp(RawPacket(sec + frac * self.unit, data, orig, self.index))
+            for raw in read_records(f, self.rec, self.unit, self.index):
+                self.offset, self.index = f.tell(), raw.index  # a truncated record is read again next time
+                pkt = decode_tcp(raw)
                 if pkt is not None:
                     out.append(pkt)
         return out
