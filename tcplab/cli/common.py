@@ -74,6 +74,3 @@ def interrupts_tear_down() -> None:
 def say(msg: str) -> None:
     err.print(f"[dim]·[/dim] {msg}", markup=True, highlight=False) if sys.stderr.isatty() else \
         err.print(f"· {msg}", markup=False)
-
-
-sigterm_is_interrupt = interrupts_tear_down  # old name, kept until every caller moved

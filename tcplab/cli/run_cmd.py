@@ -37,12 +37,12 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
     from ..play.session import StepFailure
     from .app import _ensure_images, _lab_images
     from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
-        sigterm_is_interrupt
+        interrupts_tear_down
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
     if not lab.expect:
         say(f"{lab.name} has no expectations: `lab run` only checks that its steps play")
-    sigterm_is_interrupt()
+    interrupts_tear_down()
     backend = engine()
     # the run directory is chosen here so that it is known even when bring_up fails
     rd_path = out_dir if out_dir is not None else Path("runs") / new_run_id(lab.name)

@@ -37,7 +37,8 @@ class RunningLab:
     @property
     def left_up(self) -> bool:
         """`lab up` finished and handed the lab to the user: its run.json says so."""
-        info = RunDir(self.run_dir).read_json(RunDir(self.run_dir).run_json, {}) or {}
+        rd = RunDir(self.run_dir)
+        info = rd.read_json(rd.run_json, {}) or {}
         return info.get("state") == "up"
 
     @property
