@@ -55,6 +55,14 @@ class RunDir:
     @property
     def report_html(self) -> Path: return self.path / "report.html"
 
+    @property
+    def agents_dir(self) -> Path:
+        """The hosts' agent directories (FIFOs, requests in flight): removed when the lab is down."""
+        return self.path / ".agents"
+
+    def agent_dir(self, host: str) -> Path:
+        return self.agents_dir / safe_name(host)
+
     def pcap(self, host: str) -> Path:
         return self.capture_dir / f"{safe_name(host)}.pcap"
 

@@ -129,12 +129,14 @@ def _remove_leftovers(backend: "Backend", lab: str, say: Callable[[str], None]) 
     bring_up returning and bring_down starting): remove them. Another process's run is never touched."""
     from ..backend.base import EngineError
     from ..play.lifecycle import find_running
-    from ..play.session import teardown
+    from ..play.session import remove_agent_dirs, teardown
+    from ..rundir import RunDir
 
     try:
         r = find_running(backend, lab)
         if r is not None and r.owner_pid == str(os.getpid()):
             say(f"removing what is left of {r.run}")
             teardown(backend, r.run)
+            remove_agent_dirs(RunDir(r.run_dir))
     except EngineError as e:
         say(f"could not check for leftovers: {e}")

@@ -16,7 +16,7 @@ from ..backend.base import (LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL
 from ..model import Lab, LabError, load_lab
 from ..rundir import RunDir
 from .naming import RunNames, new_run_id, owner_alive
-from .session import LabRun, collect, teardown
+from .session import LabRun, collect, remove_agent_dirs, teardown
 
 Say = Callable[[str], None]
 
@@ -99,6 +99,7 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
             say(f"collecting artifacts failed: {inner}")
         finally:
             teardown(backend, run_id)
+            run.close_agents()
             run.write_run_info(state="interrupted" if interrupted else "failed", ended=time.time(), error=str(e))
         raise
     return run
@@ -121,6 +122,7 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
     finally:
         t = time.monotonic()
         removed = teardown(backend, running.run)
+        remove_agent_dirs(rd)
         if rd.exists():
             info = rd.read_json(rd.run_json, {}) or {}
             info.setdefault("phases", {})["teardown"] = round(time.monotonic() - t, 4)
@@ -137,5 +139,7 @@ def collect_garbage(backend: Backend) -> list[tuple[RunningLab, Removed]]:
     out = []
     for r in garbage(backend):
         out.append((r, teardown(backend, r.run)))
+        if r.run_dir:
+            remove_agent_dirs(RunDir(r.run_dir))
     return out
 

@@ -7,6 +7,7 @@ an interrupt is on disk.
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
@@ -16,7 +17,8 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from ..backend.base import Backend, ContainerSpec, EngineError, Mount, Removed
+from ..backend.agent import AGENT_COMMAND, AGENT_DIR, HostAgent, prepare_agent_dir
+from ..backend.base import Backend, ContainerSpec, EngineError, ExecResult, Mount, Removed
 from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.capture import READY_LINE as CAPTURE_READY
@@ -65,19 +67,24 @@ class LabRun:
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None
         self.step_index = 0
+        # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
+        self.agents = {h: a for h in lab.hosts
+                       if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
 
     # --- sidecar and host specs ------------------------------------------------
     def host_spec(self, name: str) -> ContainerSpec:
         host = self.lab.hosts[name]
         sysctls = host_sysctls(host.peer)
         sysctls.update({k: str(v) for k, v in host.sysctls.items()})
+        agent = name in self.agents
         return ContainerSpec(
             name=self.names.host(name), image=host.image, labels=self.names.labels("host", name),
-            command=["sleep", "infinity"], hostname=name, network=self.names.network, ip=self.ips[name],
+            command=AGENT_COMMAND if agent else ["sleep", "infinity"], hostname=name, network=self.names.network, ip=self.ips[name],
             aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
             nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
             environment=dict(host.program.env) if host.program else {},
             cap_drop=("NET_RAW",),  # hosts need no raw sockets; the sidecars that do get them alone
+            mounts=(Mount(str(self.rd.agent_dir(name)), AGENT_DIR),) if agent else (),
         )
 
     def capture_spec(self, name: str) -> ContainerSpec:
@@ -123,6 +130,9 @@ class LabRun:
         self.rd.lab_yaml.write_text(yaml.safe_dump(self.resolved, sort_keys=False))
         self.rd.write_json(self.rd.images_json, images)
         self.write_run_info(state="starting", started=time.time())
+        for h in self.lab.hosts:  # where a FIFO cannot be made (an odd filesystem), Docker exec serves
+            if prepare_agent_dir(self.rd.agent_dir(h)):
+                self.agents[h] = HostAgent(self.rd.agent_dir(h), h, self._running(h))
         with self.phase("network"):
             self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
             self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
@@ -187,7 +197,7 @@ class LabRun:
 
     # --- programs --------------------------------------------------------------
     def start_program(self, host: str, prog: str, argv: list[str], ready: Ready | None) -> int:
-        res = self.backend.exec(self.names.host(host), ["labrun", prog, *argv])
+        res = self.run_in(host, ["labrun", prog, *argv])
         if res.exit_code != 0:
             raise StepFailure(f"{host}: could not start {prog}: {(res.stderr or res.stdout).strip()}")
         pid = int(res.stdout.strip().splitlines()[-1])
@@ -196,25 +206,32 @@ class LabRun:
             self.wait_ready(host, prog, ready)
         return pid
 
+    def _running(self, host: str) -> Callable[[], bool]:
+        return lambda: self.backend.state(self.names.host(host)).running
+
+    def run_in(self, host: str, argv: list[str]) -> ExecResult:
+        """Run argv in a host: through its agent (milliseconds), else a Docker exec."""
+        agent = self.agents.get(host)
+        return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
+
     def program_alive(self, host: str, prog: str) -> bool:
         pid = self.pids.get((host, prog))
-        return pid is not None and self.backend.exec(self.names.host(host), ["test", "-d", f"/proc/{pid}"]).exit_code == 0
+        return pid is not None and self.run_in(host, ["test", "-d", f"/proc/{pid}"]).exit_code == 0
 
     def wait_ready(self, host: str, prog: str, ready: Ready) -> None:
-        container = self.names.host(host)
         deadline = time.monotonic() + ready.timeout
         while time.monotonic() < deadline:
             if ready.listen is not None:
-                res = self.backend.exec(container, ["ss", "-Htln", f"sport = :{ready.listen}"])
+                res = self.run_in(host, ["ss", "-Htln", f"sport = :{ready.listen}"])
                 ok = res.exit_code == 0 and res.stdout.strip() != ""
             else:
-                res = self.backend.exec(container, ["grep", "-qF", "--", ready.log or "",
+                res = self.run_in(host, ["grep", "-qF", "--", ready.log or "",
                                                     f"/var/log/lab/{prog}.log"])
                 ok = res.exit_code == 0
             if ok:
                 return
             if not self.program_alive(host, prog):
-                out = self.backend.exec(container, ["tail", "-n", "3", f"/var/log/lab/{prog}.log"]).stdout
+                out = self.run_in(host, ["tail", "-n", "3", f"/var/log/lab/{prog}.log"]).stdout
                 last = " | ".join(out.strip().splitlines()) or "no output"
                 raise HostFailure(f"{host}: program {prog} exited before it was ready: {last}")
             time.sleep(POLL)
@@ -249,13 +266,13 @@ class LabRun:
             pid = self.start_program(step.host, step.as_, step.start, step.ready)
             return f"pid {pid}"
         if isinstance(step, StopStep):
-            res = self.backend.exec(self.names.host(step.host), ["labstop", step.stop, step.signal])
+            res = self.run_in(step.host, ["labstop", step.stop, step.signal])
             if res.exit_code != 0:
                 raise StepFailure(f"{step.host}: could not stop {step.stop}: {res.stderr.strip()}")
             self.pids.pop((step.host, step.stop), None)
             return f"sent SIG{step.signal}"
         if isinstance(step, SendStep):
-            res = self.backend.exec(self.names.host(step.host), ["labsend", step.send, step.text])
+            res = self.run_in(step.host, ["labsend", step.send, step.text])
             if res.exit_code != 0:
                 raise StepFailure(f"{step.host}: could not send to {step.send}: {res.stderr.strip()}")
             return f"{len(step.text)} characters"
@@ -310,7 +327,7 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            both = self.backend.exec(self.names.host(host), ["labsnap"]).stdout  # netstat, then ss: one round trip
+            both = self.run_in(host, ["labsnap"]).stdout  # netstat, then ss: one round trip
             ns, _, ss = both.partition(SNAP_SEPARATOR)
             ss = ss.lstrip("\n")
             checkpoint(f"snapshot:{label}:{host}")
@@ -325,6 +342,13 @@ class LabRun:
         self._all([lambda h=h: one(h) for h in running])
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
         self.rd.write_json(self.rd.snapshots_json, self.snapshots)
+
+    def close_agents(self) -> None:
+        """Forget the hosts' agents and remove their directories (call once the hosts are gone)."""
+        for agent in self.agents.values():
+            agent.close()
+        self.agents.clear()
+        remove_agent_dirs(self.rd)
 
     def write_run_info(self, **fields: Any) -> None:
         info = self.rd.read_json(self.rd.run_json, {}) or {}
@@ -395,6 +419,11 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     steps = list(rd.read_jsonl(rd.steps_jsonl))
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
     run.write_run_info(capture_stats=stats, capabilities=caps, engine=_safe_info(backend), collected_at=time.time())
+
+
+def remove_agent_dirs(rd: RunDir) -> None:
+    """The agents' FIFOs and leftover request files are no artifact: gone with the hosts."""
+    shutil.rmtree(rd.agents_dir, ignore_errors=True)
 
 
 def _safe_info(backend: Backend) -> dict[str, str]:

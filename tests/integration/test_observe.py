@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import yaml
 
@@ -120,6 +121,8 @@ class Observed:
     up_seconds: float
     transitions_while_up: list[dict[str, Any]]
     files_while_up: set[str]
+    execs_while_up: list[str]
+    host_commands: dict[str, list[str]]
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +132,23 @@ def observed(tmp_path_factory: pytest.TempPathFactory):
     path, name = make_lab(tmp, BASE, changes=BASE_CHANGES)
     run_dir = tmp / "run"
     try:
-        t = time.monotonic()
+        t, since = time.monotonic(), int(time.time())
         up = lab_cmd("up", str(path), "--out", str(run_dir), cwd=tmp, timeout=400)
         up_seconds = time.monotonic() - t
         assert up.returncode == 0, up.stderr
+        client = docker.from_env()
+        execs = [e["Actor"]["Attributes"].get("name", "?") + ": " + e.get("status", "") for e in client.events(
+            since=since, until=int(time.time()) + 1, decode=True,
+            filters={"label": [f"tcplab.lab={name}"], "event": ["exec_create", "exec_start"]})]
+        commands = {c.labels["tcplab.host"]: c.attrs["Config"]["Cmd"]
+                    for c in client.containers.list(filters={"label": [f"tcplab.lab={name}", "tcplab.role=host"]})}
         run = json.loads((run_dir / "run.json").read_text())
         ips = run["hosts"]
         while_up = list(read_transitions(run_dir / "sockets" / "transitions.jsonl"))
         files = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
         down = lab_cmd("down", name, cwd=tmp, timeout=120)
         assert down.returncode == 0, down.stderr
-        yield Observed(name, run_dir, ips, run["run"], up_seconds, while_up, files)
+        yield Observed(name, run_dir, ips, run["run"], up_seconds, while_up, files, execs, commands)
     finally:
         if labeled_objects(name):
             lab_cmd("down", name, cwd=tmp, timeout=120)
@@ -297,6 +306,13 @@ def test_logs_steps_and_nothing_left(observed: Observed) -> None:
     assert all(s["outcome"] == "ok" and s["end"] >= s["start"] for s in played)
     assert labeled_objects(observed.name) == []
     assert not Path("/sys/kernel/tracing/instances", instance_name(observed.run_id)).exists()
+    assert not (observed.run_dir / ".agents").exists()
+
+
+def test_the_story_is_played_through_the_host_agents_not_docker_exec(observed: Observed) -> None:
+    """Every program start, readiness check, stop and snapshot of `lab up` went through labagent."""
+    assert observed.host_commands == {h: ["labagent", "/run/lab/agent"] for h in observed.ips}
+    assert observed.execs_while_up == []
 
 
 # --- runs cut short ----------------------------------------------------------------
