@@ -176,6 +176,18 @@ class DockerBackend:
 
         parallel(one, containers)
 
+    def signal(self, container: str, signal: str) -> None:
+        """Send ``signal`` (e.g. "SIGUSR1") to the container's main process; a container that is gone is fine."""
+        import docker.errors
+
+        try:
+            self.api.kill(container, signal=signal)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: not running (exited already)
+                raise EngineError(f"signal {container}: {e.explanation or e}") from None
+
     # --- labels ------------------------------------------------------------
     def list_labeled(self, selector: dict[str, str] | None = None) -> list[LabeledObject]:
         from .base import LABEL_LAB

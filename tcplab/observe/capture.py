@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 READY_LINE = "listening on"
+COUNTS_LINE = "dropped by kernel"  # the last line of the counts tcpdump prints on SIGUSR1 and at exit
 
 
 # tcpdump's ring (-B, KiB). In immediate mode libpcap uses TPACKET_V2, whose slots are each sized for the

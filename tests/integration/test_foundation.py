@@ -134,6 +134,11 @@ def test_gc_removes_a_killed_run_and_only_that(tmp_path: Path, connected_lab) ->
         assert res.returncode == 0
         assert f"removed run {name}-" in res.stdout
         assert labeled_objects(name) == []
+        run_dir = next(tmp_path.glob("runs/*"))
+        run_id = json.loads((run_dir / "run.json").read_text())["run"]
+        # the tracer died with SIGKILL: its tracefs instance (kernel ring buffers) is gc's to remove
+        assert not Path("/sys/kernel/tracing/instances", f"tcplab-{run_id}").exists()
+        assert not (run_dir / ".agents").exists()
         assert labeled_objects(up_name), "gc must not touch a lab that was left up"
         client.networks.get(bystander.id)  # unlabelled objects are never touched
     finally:
