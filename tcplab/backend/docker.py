@@ -238,8 +238,9 @@ class DockerBackend:
         return removed
 
     def events(self, selector: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """The containers' events as the engine streams them; the returned stream has ``close()``."""
         filters = {"label": [f"{k}={v}" for k, v in selector.items()], "type": "container"}
-        return self.api.events(filters=filters, decode=True)
+        return _engine_call("subscribe to engine events", lambda: self.api.events(filters=filters, decode=True))
 
 
 def _close(stream: Any) -> None:

@@ -100,19 +100,28 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     from ..play.checkpoints import checkpoint
     from ..play.lifecycle import bring_up
 
+    from .keeper import KeeperLaunch
+
     lab, resolved, _ = resolve_lab(lab_name, sets)
     interrupts_tear_down()
-    backend = engine()
+    keeper = KeeperLaunch(lab.name)  # warms up while the lab comes up, so that `lab down` is quick
+    handed_over = False
     try:
+        backend = engine()
         checkpoint("images")
         images = _ensure_images(backend, _lab_images(lab))
         run = bring_up(lab, resolved, backend, out_dir, images, say)
+        keeper.hand_over(run.rd.path)
+        handed_over = True
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
     except LabError as e:
         die(EXIT_BAD_INPUT, str(e))
     except EngineError as e:
         die(EXIT_ENVIRONMENT, str(e))
+    finally:
+        if not handed_over:
+            keeper.drop()
     rel = os.path.relpath(run.rd.path)
     out.print(f"{lab.name} is up; run directory: {rel}", markup=False)
     out.print(f"  lab status {lab.name}\n  lab exec {lab.name} server -- netstat -tanp\n"
@@ -198,7 +207,8 @@ def down(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]"),
          all_labs: bool = typer.Option(False, "--all", help="Every lab that is up.")) -> None:
     """Collect the last artifacts, then remove every object of the lab."""
     from ..backend.base import EngineError
-    from ..play.lifecycle import bring_down, find_running, running_labs
+    from ..play.lifecycle import find_running, running_labs
+    from .takedown import take_down
 
     if not lab_name and not all_labs:
         die(EXIT_BAD_INPUT, "name a lab, or --all")
@@ -209,24 +219,9 @@ def down(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]"),
     try:
         for r in runs:
             assert r is not None
-            rd, removed = bring_down(backend, r, say)
-            _write_report_quietly(rd.path)
-            out.print(f"{r.lab} is down: removed {len(removed.containers)} containers, {len(removed.networks)} "
-                      f"networks, {len(removed.volumes)} volumes; artifacts in {os.path.relpath(rd.path)}",
-                      markup=False)
+            out.print(take_down(backend, r, say), markup=False)
     except EngineError as e:
         die(EXIT_ENVIRONMENT, str(e))
-
-
-def _write_report_quietly(path: Path) -> None:
-    try:
-        from ..report import write_report
-    except ImportError:
-        return
-    try:
-        write_report(path)
-    except Exception as e:  # noqa: BLE001 - the report must not stop teardown
-        say(f"report not written: {e}")
 
 
 @app.command()

@@ -69,9 +69,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
     except EngineError as e:
         rel = os.path.relpath(rd_path)
         if Path(rd_path).is_dir():
-            from .app import _write_report_quietly
+            from .takedown import write_report_quietly
 
-            _write_report_quietly(Path(rd_path))  # the report of what there is: a crash is worth reading about
+            write_report_quietly(Path(rd_path), say)  # the report of what there is: a crash is worth reading about
         die(EXIT_ENVIRONMENT, f"{e} (artifacts so far in {rel})" if Path(rd_path).is_dir() else str(e))
     rel = os.path.relpath(rd_path)
     if step_failed:
@@ -99,8 +99,8 @@ def judge(run_dir: Path, junit: Path | None) -> int:
     from ..analysis.expectations import evaluate
     from ..analysis.results import failure_block, write_junit, write_result_json
     from ..rundir import RunDir
-    from .app import _write_report_quietly
-    from .common import EXIT_FAILED, EXIT_OK, out
+    from .common import EXIT_FAILED, EXIT_OK, out, say
+    from .takedown import write_report_quietly
 
     rd = RunDir(run_dir)
     ev = evaluate(rd)
@@ -108,7 +108,7 @@ def judge(run_dir: Path, junit: Path | None) -> int:
     write_junit(ev, rd.junit_xml)
     if junit is not None:
         write_junit(ev, junit)
-    _write_report_quietly(rd.path)
+    write_report_quietly(rd.path, say)
     for v in ev.verdicts:
         if v.held:
             out.print(f"PASS {v.name}: {v.about}", markup=False)

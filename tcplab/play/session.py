@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR, HostAgent, prepare_agent_dir
-from ..backend.base import Backend, ContainerSpec, EngineError, ExecResult, Mount, Removed
+from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult, Mount, Removed
 from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.capture import READY_LINE as CAPTURE_READY
@@ -33,6 +33,7 @@ from ..peers.windows import WindowsPeerSidecar, host_sysctls
 from ..rundir import RunDir
 from ..wire import FIN, RST
 from .checkpoints import checkpoint
+from .deaths import DeathWatch
 from .naming import RunNames
 
 Say = Callable[[str], None]
@@ -68,6 +69,7 @@ class LabRun:
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None
         self.step_index = 0
+        self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -138,6 +140,16 @@ class LabRun:
             self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
             self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
             checkpoint("network")
+        self.deaths = DeathWatch(self.backend, {LABEL_RUN: self.names.run})
+        try:
+            self._bring_up_hosts_and_play()
+        finally:
+            self.deaths.close()
+            self.deaths = None
+        checkpoint("played")
+        self.write_run_info(state="up", up_at=time.time())
+
+    def _bring_up_hosts_and_play(self) -> None:
         with self.phase("hosts_and_sidecars"):
             self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers")
             # each host's sidecars start as soon as that host runs; the tracer needs no host
@@ -151,9 +163,7 @@ class LabRun:
         self.write_run_info(state="playing")
         with self.phase("steps"):
             self.play()
-            self.check_health()
-        checkpoint("played")
-        self.write_run_info(state="up", up_at=time.time())
+            self.check_health(watched=False)  # the last word is the engine's own, not its event stream's
 
     def start_host_and_sidecars(self, name: str) -> None:
         self.backend.start_container(self.host_spec(name))
@@ -191,7 +201,7 @@ class LabRun:
         if len(calls) == 1:
             calls[0]()
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(calls))) as pool:
+        with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
             futures = [pool.submit(c) for c in calls]
         for f in futures:
             f.result()
@@ -208,7 +218,14 @@ class LabRun:
         return pid
 
     def _running(self, host: str) -> Callable[[], bool]:
-        return lambda: self.backend.state(self.names.host(host)).running
+        return lambda: self.host_running(host)
+
+    def host_running(self, host: str) -> bool:
+        """From the engine's event stream while it is read (free), else by asking the engine (~3 ms)."""
+        container = self.names.host(host)
+        if self.deaths is not None and self.deaths.live:
+            return container not in self.deaths.dead
+        return self.backend.state(container).running
 
     def run_in(self, host: str, argv: list[str]) -> ExecResult:
         """Run argv in a host: through its agent (milliseconds), else a Docker exec."""
@@ -311,11 +328,16 @@ class LabRun:
                 raise StepFailure(f"no {what} from {host} within {step.timeout:g} s")
             time.sleep(POLL)
 
-    def check_health(self, programs: bool = True) -> None:
-        """Hosts still running (and, with ``programs``, their own programs: one exec each)."""
+    def check_health(self, programs: bool = True, watched: bool = True) -> None:
+        """Hosts still running (and, with ``programs``, their own programs: one agent request each).
+
+        With ``watched``, a host the event stream has not seen die is taken as running."""
         for name, host in self.lab.hosts.items():
-            st = self.backend.state(self.names.host(name))
-            if not st.running:
+            if watched and self.deaths is not None and self.deaths.live and self.host_running(name):
+                st = None
+            else:
+                st = self.backend.state(self.names.host(name))
+            if st is not None and not st.running:
                 why = "was removed" if st.status == "missing" else (
                     f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
                 raise HostFailure(f"host {name} {why}")
@@ -339,7 +361,7 @@ class LabRun:
                 "ss": {"argv": SS_ARGV, "raw": ss, "records": [r.to_dict() for r in parse_ss(ss)]},
             }
 
-        running = [h for h in self.lab.hosts if self.backend.state(self.names.host(h)).running]
+        running = [h for h in self.lab.hosts if self.host_running(h)]
         self._all([lambda h=h: one(h) for h in running])
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
         self.rd.write_json(self.rd.snapshots_json, self.snapshots)
@@ -399,12 +421,32 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
                 if data and not data.endswith(b"\n"):
                     f.write("\n")
 
-    def capture_counts(c: str) -> None:
-        # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
-        # packet), so the sidecars need no stop: teardown removes them, as it removes the tracer and the
-        # peers (whose files are written line by line). A stop would cost ~0.3 s of the engine's time.
-        backend.signal(c, "SIGUSR1")
-        backend.wait_log(c, COUNTS_LINE, timeout=2)
+    stats: dict[str, Any] = {}
+    caps: dict[str, list[str]] = {}
+    engine: dict[str, str] = {}
+
+    def sidecar_log(c: str) -> None:
+        if c.endswith("-capture"):
+            # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
+            # packet), so no sidecar is stopped: teardown removes them, as it removes the tracer and the
+            # peers (whose files are written line by line). A stop would cost ~0.3 s of the engine's time.
+            backend.signal(c, "SIGUSR1")
+            backend.wait_log(c, COUNTS_LINE, timeout=2)
+        try:
+            text = backend.logs(c)
+        except EngineError:
+            return  # never started (no tracefs for a tracer) or already gone: nothing to keep
+        (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
+        if c.endswith("-capture"):
+            stats[c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")] = parse_tcpdump_stats(text)
+
+    def engine_facts() -> None:
+        engine.update(_safe_info(backend))
+        for c in [names.host(h) for h in lab.hosts] + sidecars + [names.tracer]:
+            try:
+                caps[c] = backend.capabilities(c)
+            except EngineError:
+                pass
 
     def best_effort(what: str, fn: Callable[[], None]) -> Callable[[], None]:
         def call() -> None:
@@ -414,29 +456,14 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
                 say(f"{what}: {e}")
         return call
 
-    # none of these depends on another: the last snapshot, the logs and the flushing of captures go at once
-    captures = [names.sidecar(h, "capture") for h in lab.hosts]
-    run._all([best_effort("final snapshot incomplete", last_snapshot)]
-             + [best_effort(f"capture counts of {c}", lambda c=c: capture_counts(c)) for c in captures]
+    # none of these depends on another: the last snapshot, logs, capture counts and capabilities go at once
+    run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
+             + [best_effort(f"capture counts of {c}", lambda c=c: sidecar_log(c)) for c in sidecars + [names.tracer]]
              + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
-    stats: dict[str, Any] = {}
-    caps: dict[str, list[str]] = {}
-    for c in sidecars + [names.tracer]:
-        try:
-            text = backend.logs(c)
-        except EngineError:
-            continue
-        (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
-        if c.endswith("-capture"):
-            stats[c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")] = parse_tcpdump_stats(text)
-    for c in [names.host(h) for h in lab.hosts] + sidecars + [names.tracer]:
-        try:
-            caps[c] = backend.capabilities(c)
-        except EngineError:
-            pass
     steps = list(rd.read_jsonl(rd.steps_jsonl))
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
-    run.write_run_info(capture_stats=stats, capabilities=caps, engine=_safe_info(backend), collected_at=time.time())
+    run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
+                       collected_at=time.time())
 
 
 def remove_agent_dirs(rd: RunDir) -> None:

@@ -1,0 +1,32 @@
+"""Taking one lab down, as `lab down` does it: collect, remove, write the report, one closing line.
+
+Shared by the `lab down` command and the lab's keeper (:mod:`tcplab.cli.keeper`), so both say and do
+the same.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..backend.base import Backend
+from ..play.lifecycle import RunningLab, bring_down
+
+
+def take_down(backend: Backend, running: RunningLab, say: Callable[[str], None], cwd: str | None = None) -> str:
+    """Bring the run down and write its report; the line `lab down` prints (paths relative to ``cwd``)."""
+    rd, removed = bring_down(backend, running, say)
+    write_report_quietly(rd.path, say)
+    return (f"{running.lab} is down: removed {len(removed.containers)} containers, {len(removed.networks)} "
+            f"networks, {len(removed.volumes)} volumes; artifacts in {os.path.relpath(rd.path, cwd)}")
+
+
+def write_report_quietly(path: Path, say: Callable[[str], None]) -> None:
+    try:
+        from ..report import write_report
+    except ImportError:
+        return
+    try:
+        write_report(path)
+    except Exception as e:  # noqa: BLE001 - the report must not stop teardown
+        say(f"report not written: {e}")
