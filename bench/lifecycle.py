@@ -44,6 +44,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -215,7 +216,21 @@ def ensure_down(lab: LabUnderTest) -> None:
 
 # --- section: lab up + lab down -------------------------------------------------------------
 
-def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False) -> dict[str, Any]:
+def keeper_pids(lab: str) -> list[int]:
+    """The keeper processes `lab up` left for ``lab`` (tcplab/cli/keeper.py), by command line."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"tcplab.cli.keeper" in argv and lab.encode() in argv:
+                pids.append(int(d.name))
+    return pids
+
+
+def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False, without_keeper: bool = False) -> dict[str, Any]:
     rd = OUT / "runs" / f"{lab.name}-{tag}"
     shutil.rmtree(rd, ignore_errors=True)
     rc, t_up, so, se = lab_cli("up", str(lab.path), *lab.set_args(), "--out", str(rd))
@@ -230,6 +245,13 @@ def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False) -> dict[str, An
         {"kind": s.get("kind"), "name": s.get("name"), "seconds": round(s["end"] - s["start"], 4),
          "outcome": s.get("outcome")} for s in steps],
         story_waits=story_waits(steps), steps_ok=all(s.get("outcome") == "ok" for s in steps))
+    keepers = keeper_pids(lab.name)
+    if without_keeper:  # `lab down` as it runs when nobody kept the lab (killed, rebooted, older tcplab)
+        for pid in keepers:
+            os.kill(pid, signal.SIGKILL)
+        while keeper_pids(lab.name):
+            time.sleep(0.01)
+    rec["keeper_served_down"] = bool(keepers) and not without_keeper
     rc, t_down, so, se = lab_cli("down", lab.name)
     info = read_json(rd / "run.json") or {}
     rec.update(down_rc=rc, down_wall=t_down, phases_down={k: v for k, v in info.get("phases", {}).items()
@@ -260,6 +282,12 @@ def section_updown(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
             f"waits {r.get('story_waits', 0):.2f} s, load {load()[0]}")
         runs.append(r)
     ok = [r for r in runs if r.get("up_rc") == 0 and r.get("down_rc") == 0]
+    cold_downs = []  # for reference: `lab down` when no keeper answers
+    for i in range(min(3, n)):
+        r = one_up_down(lab, f"nk{i}", without_keeper=True)
+        log(f"updown without keeper {i + 1}/{min(3, n)}: down {r.get('down_wall', 0):.2f} s")
+        if r.get("down_rc") == 0:
+            cold_downs.append(r)
     phases: dict[str, list[float]] = {}
     for r in ok:
         for k, v in {**r["phases_up"], **r["phases_down"]}.items():
@@ -279,6 +307,10 @@ def section_updown(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
         "down_outside_phases": stats([r["down_wall"] - sum(r["phases_down"].values()) for r in ok]),
         "steps": {k: stats(v) for k, v in step_times.items()},
         "phases_kept_after_down": ok[-1]["phases_after_down"] if ok else [],
+        "keeper_served_down": sum(1 for r in ok if r.get("keeper_served_down")),
+        "down_without_keeper": stats([r["down_wall"] for r in cold_downs]),
+        "down_without_keeper_outside_phases": stats([r["down_wall"] - sum(r["phases_down"].values())
+                                                     for r in cold_downs]),
     }
 
 
@@ -578,6 +610,7 @@ def profile_child(argv: list[str]) -> None:
     import tcplab.cli.app as app_mod
 
     t_import = time.perf_counter() - t0
+    import tcplab.backend.agent as bagent
     import tcplab.backend.docker as bdocker
     import tcplab.backend.images as bimages
     import tcplab.play.lifecycle as lifecycle
@@ -621,6 +654,7 @@ def profile_child(argv: list[str]) -> None:
 
     D = bdocker.DockerBackend
     wrap(D, "exec", "docker.exec", lambda self, c, argv, *x, **k: argv[0])
+    wrap(bagent.HostAgent, "run", "agent.run", lambda self, argv, *x, **k: argv[0])
     wrap(D, "start_container", "docker.start_container", lambda self, spec: spec.labels.get("tcplab.role", "?"))
     wrap(D, "wait_log", "docker.wait_log", lambda self, c, needle, timeout: c.rsplit("-", 2)[-1] if
          c.endswith(("-capture", "-peer")) else c.rsplit("-", 1)[-1])
@@ -784,6 +818,13 @@ def section_profile(lab: LabUnderTest, n: int, res: dict[str, Any], subnet: str)
             by_cmd.setdefault(str(c.get("detail")), []).append(c["seconds"])
     prof["execs_by_command"] = {k: {"count": len(v), "total_s": round(sum(v), 3)}
                                 for k, v in sorted(by_cmd.items(), key=lambda kv: -sum(kv[1]))}
+    requests = [c for c in calls if c["what"] == "agent.run"]
+    prof["agent_requests"] = {"count": len(requests), **stats([c["seconds"] * 1000 for c in requests])}
+    by_req: dict[str, list[float]] = {}
+    for c in requests:
+        by_req.setdefault(str(c.get("detail")), []).append(c["seconds"])
+    prof["agent_requests_by_command"] = {k: {"count": len(v), "total_s": round(sum(v), 3)}
+                                         for k, v in sorted(by_req.items(), key=lambda kv: -sum(kv[1]))}
     prof["check_health"] = {"count": sum(1 for c in calls if c["what"] == "tcplab.check_health"),
                             "total_s": round(sum(c["seconds"] for c in calls if c["what"] == "tcplab.check_health"), 3)}
     prof["down_breakdown"] = {w: round(sum(c["seconds"] for c in calls if c["what"] == w and
@@ -914,6 +955,10 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
         for k in ("collection", "teardown"):
             p(f"{'  phase ' + k:40} {fmt(ud['phases'].get(k))}")
         p(f"{'  outside the phases (start, report..)':40} {fmt(ud['down_outside_phases'])}")
+        p(f"{'  served by the lab keeper':40} {ud.get('keeper_served_down', 0)} of {ud['down'].get('n', 0)}")
+        if ud.get("down_without_keeper", {}).get("n"):
+            p(f"{'lab down, keeper killed (reference)':40} {fmt(ud['down_without_keeper'])}")
+            p(f"{'  outside the phases':40} {fmt(ud['down_without_keeper_outside_phases'])}")
         p(f"{'lab up + lab down':40} {fmt(ud['up_down'])}")
         p(f"{'  story waits (wait steps)':40} {fmt(ud['story_waits'])}")
         p(f"{'  up + down - story waits':40} {fmt(ud['up_down_less_waits'])}")
@@ -956,6 +1001,9 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
         p(f"execs in one up+down: {pr['exec_in_lab']}")
         p("  by command (count, total s): " + ", ".join(f"{k} {v['count']} {v['total_s']}"
                                                       for k, v in pr["execs_by_command"].items()))
+        p(f"host agent requests in one up+down (ms): {pr['agent_requests']}")
+        p("  by command (count, total s): " + ", ".join(f"{k} {v['count']} {v['total_s']}"
+                                                      for k, v in pr["agent_requests_by_command"].items()))
         p(f"check_health: {pr['check_health']}")
         p("sidecar readiness (wait_log): " + ", ".join(f"{r['sidecar']} {r['seconds']}" for r in pr["sidecar_ready"]))
         p("snapshots: " + ", ".join(f"{r['label']} {r['seconds']}" for r in pr["snapshots"]))
