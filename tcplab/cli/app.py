@@ -22,22 +22,32 @@ SetOpt = typer.Option(None, "--set", help="Override a lab field by dotted path, 
 
 
 def _ensure_images(backend, names: set[str]) -> dict:  # noqa: ANN001
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from contextlib import nullcontext
 
     from ..backend.images import ImageBuilder
     from ..paths import IMAGES_DIR
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=True, disable=not err.is_terminal) as progress:
-        tasks: dict[str, int] = {}
+    if err.is_terminal:  # a live progress display; rich.progress is not even imported for logs and CI
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        def report(image: str, msg: str) -> None:
-            if image not in tasks:
-                tasks[image] = progress.add_task(image)
-            progress.update(tasks[image], description=f"{image}: {msg}")
-            if not err.is_terminal and msg in ("building", "built") or msg.startswith("mmdebstrap"):
+        display = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                           transient=True)
+    else:
+        display = None
+    tasks: dict[str, int] = {}
+
+    def report(image: str, msg: str) -> None:
+        if display is None:
+            if msg in ("building", "built") or msg.startswith("mmdebstrap"):
                 say(f"image {image}: {msg}")
+            return
+        if image not in tasks:
+            tasks[image] = display.add_task(image)
+        display.update(tasks[image], description=f"{image}: {msg}")
+        if msg.startswith("mmdebstrap"):
+            say(f"image {image}: {msg}")
 
+    with display if display is not None else nullcontext():
         records = ImageBuilder(backend, IMAGES_DIR, report).ensure(names)
     return {name: {"id": r.id, "base": r.base, "created": r.created, "built_now": r.built_now}
             for name, r in records.items()}

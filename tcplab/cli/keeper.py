@@ -148,6 +148,10 @@ def serve(lab: str) -> int:
     from ..rundir import RunDir
     from .takedown import take_down
 
+    try:
+        backend: DockerBackend | None = DockerBackend()  # the SDK client and its API version, ready
+    except EngineError:
+        backend = None
     words = sys.stdin.readline().split(maxsplit=1)
     if len(words) != 2 or words[0] != "go":
         return 0  # `lab up` failed, was interrupted or died: nothing to keep
@@ -182,7 +186,7 @@ def serve(lab: str) -> int:
                 _send(conn, say=msg)
 
             try:
-                backend = DockerBackend()
+                backend = backend or DockerBackend()
                 running = find_running(backend, lab)
                 if running is None or Path(running.run_dir).resolve() != rd.path:
                     _send(conn, exit=None)
