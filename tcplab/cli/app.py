@@ -114,13 +114,13 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
     interrupts_tear_down()
-    keeper = KeeperLaunch(lab.name)  # warms up while the lab comes up, so that `lab down` is quick
+    keeper = KeeperLaunch(lab.name)  # started as the story plays, so that `lab down` finds it warm
     handed_over = False
     try:
         backend = engine()
         checkpoint("images")
         images = _ensure_images(backend, _lab_images(lab))
-        run = bring_up(lab, resolved, backend, out_dir, images, say)
+        run = bring_up(lab, resolved, backend, out_dir, images, say, on_playing=keeper.start)
         keeper.hand_over(run.rd.path)
         handed_over = True
     except KeyboardInterrupt:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import socket
 import struct
 import subprocess
@@ -34,8 +33,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 CHECK_EVERY = 2.0  # seconds between the keeper's looks at its run (is the lab still up?)
-READY_LINE = "keeper listening"
-HANDOVER_WAIT = 1.0  # how long `lab up` waits for the keeper to listen (it has had the whole story to warm up)
 _TEST_ONLY_ENV = ("TCPLAB_INTERRUPT_AT", "TCPLAB_INTERRUPT_SIGNAL", "TCPLAB_CHECKPOINTS_LOG")
 
 
@@ -80,47 +77,47 @@ def ask_to_take_down(lab: str, write_out: Callable[[str], None], write_err: Call
 # --- `lab up`: starting and handing over ---------------------------------------------
 
 class KeeperLaunch:
-    """A keeper started by `lab up` before the lab comes up; handed the lab once it is up, else dropped."""
+    """The keeper of the lab `lab up` is bringing up: started once the story plays (the containers are
+    made by then: its imports do not compete with the engine's busiest part), handed the lab once it is
+    up, else dropped."""
 
     def __init__(self, lab: str) -> None:
         self.lab = lab
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in _TEST_ONLY_ENV}
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         try:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", "tcplab.cli.keeper", lab], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, cwd="/", env=env, start_new_session=True)  # Ctrl-C is not its business
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tcplab.cli.keeper", self.lab], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
+                start_new_session=True)  # a Ctrl-C in the terminal is `lab up`'s business, not the keeper's
         except OSError:
-            self.proc = None
+            self.proc = None  # `lab down` will do without
 
-    def hand_over(self, run_dir: Path) -> bool:
-        """Give the keeper the lab; True once it listens (False: `lab down` will do without it)."""
-        proc = self.proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
-            return False
+    def hand_over(self, run_dir: Path) -> None:
+        """Give the keeper the lab and go; it answers `lab down` from now on (one that came early waits)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.stdin is None:
+            return
         try:
             proc.stdin.write(f"go {run_dir}\n".encode())
             proc.stdin.close()
         except OSError:
-            return False
-        ready, _, _ = select.select([proc.stdout], [], [], HANDOVER_WAIT)
-        listening = bool(ready) and proc.stdout.readline().decode(errors="replace").strip() == READY_LINE
-        proc.stdout.close()
-        self.proc = None  # from here on it lives on its own
-        return listening
+            pass
 
     def drop(self) -> None:
         """`lab up` failed: the keeper reads end-of-file instead of `go` and exits."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        for f in (proc.stdin, proc.stdout):
-            try:
-                if f is not None:
-                    f.close()
-            except OSError:
-                pass
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -136,9 +133,18 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 def serve(lab: str) -> int:
-    """The keeper's life: warm up, wait for `lab up`'s word on stdin, then serve one `lab down`."""
+    """The keeper's life: claim the lab's name, warm up, wait for `lab up`'s word, serve one `lab down`.
+
+    The name is claimed first, so a `lab down` that comes while the keeper warms up (or while `lab up`
+    still plays) connects and waits for its answer instead of missing the keeper."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        os.nice(10)
+        listener.bind(socket_name(lab))
+    except OSError:
+        return 0  # another keeper holds the name: its lab is up, and this `lab up` will say so
+    listener.listen(4)
+    try:
+        os.nice(10)  # warm-up takes what CPU the story leaves
     except OSError:
         pass
     from ..backend.base import EngineError  # the imports `lab down` would otherwise pay for
@@ -154,19 +160,11 @@ def serve(lab: str) -> int:
         backend = None
     words = sys.stdin.readline().split(maxsplit=1)
     if len(words) != 2 or words[0] != "go":
-        return 0  # `lab up` failed, was interrupted or died: nothing to keep
+        return 0  # `lab up` failed, was interrupted or died: nothing to keep (a waiting client sees EOF)
     rd = RunDir(words[1].strip())
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        listener.bind(socket_name(lab))
-    except OSError:
-        return 0  # the name is taken: another keeper of a lab of this name, `lab down` has one to ask
-    listener.listen(4)
-    listener.settimeout(CHECK_EVERY)
-    print(READY_LINE, flush=True)
     devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
+    os.dup2(devnull, 0)
+    listener.settimeout(CHECK_EVERY)
     while (rd.read_json(rd.run_json, {}) or {}).get("state") == "up":
         try:
             conn, _ = listener.accept()

@@ -71,8 +71,10 @@ def load_run_lab(run: RunningLab) -> Lab:
 
 
 def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | None, images: dict[str, Any],
-             say: Say) -> LabRun:
-    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise."""
+             say: Say, on_playing: Callable[[], None] | None = None) -> LabRun:
+    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise.
+
+    ``on_playing`` is called once the hosts, sidecars and programs run, as the steps begin."""
     existing = find_running(backend, lab.name)
     if existing is not None:
         if existing.orphaned:
@@ -87,6 +89,7 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
         raise LabError(str(rd.path), "--out", "already holds a run; choose another directory")
     names = RunNames(lab.name, run_id, str(rd.path))
     run = LabRun(lab, resolved, backend, rd, names, say)
+    run.on_playing = on_playing
     try:
         run.up(images)
     except BaseException as e:

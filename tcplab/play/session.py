@@ -70,6 +70,7 @@ class LabRun:
         self.tracer_note: str | None = None
         self.step_index = 0
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
+        self.on_playing: Callable[[], None] | None = None  # called as the steps begin
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -161,6 +162,8 @@ class LabRun:
                     self.start_program(name, host.program.name, host.program.run, host.program.ready)
                     checkpoint(f"program:{name}")
         self.write_run_info(state="playing")
+        if self.on_playing is not None:
+            self.on_playing()
         with self.phase("steps"):
             self.play()
             self.check_health(watched=False)  # the last word is the engine's own, not its event stream's
