@@ -6,7 +6,9 @@ answers, so this module imports the standard library only.
 """
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 
 def main() -> None:
@@ -18,10 +20,31 @@ def main() -> None:
             code = ask_to_take_down(args[1], sys.stdout.write, sys.stderr.write)
         except KeyboardInterrupt:
             sys.stderr.write("lab: interrupted; the lab's keeper finishes taking it down\n")
-            raise SystemExit(130) from None
+            _exit_now(130)
         if code is not None:
-            sys.stdout.flush()
-            raise SystemExit(code)
+            _exit_now(code)
     from .app import main as app_main
 
-    app_main()
+    try:
+        app_main()
+    except SystemExit as e:
+        _exit_now(e.code)
+    _exit_now(0)
+
+
+def _exit_now(code: object) -> NoReturn:
+    """Leave without the interpreter's teardown of ~550 modules (60-90 ms on two cores).
+
+    Everything the command writes is closed by then (files through context managers, the lab's
+    containers are the engine's); only the standard streams are flushed here."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
