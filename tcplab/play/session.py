@@ -71,6 +71,7 @@ class LabRun:
         self.step_index = 0
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         self.on_playing: Callable[[], None] | None = None  # called as the steps begin
+        self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -171,6 +172,8 @@ class LabRun:
     def start_host_and_sidecars(self, name: str) -> None:
         self.backend.start_container(self.host_spec(name))
         checkpoint(f"host:{name}")
+        if self.stopping.is_set():
+            return
         self._all([lambda s=s, r=r: self.start_sidecar(s, r) for s, r in self.sidecar_specs(name)])
 
     def sidecar_specs(self, name: str) -> list[tuple[ContainerSpec, str]]:
@@ -191,6 +194,8 @@ class LabRun:
     def start_sidecar(self, spec: ContainerSpec, ready: str) -> None:
         self.backend.start_container(spec)
         checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
+        if self.stopping.is_set():
+            return
         if not self.backend.wait_log(spec.name, ready, timeout=20):
             tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
             if spec.name == self.names.tracer:  # transitions are a bonus: go on without them, say so once
@@ -204,8 +209,20 @@ class LabRun:
         if len(calls) == 1:
             calls[0]()
             return
-        with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
-            futures = [pool.submit(c) for c in calls]
+        pool = ThreadPoolExecutor(max_workers=min(16, len(calls)))
+        futures = [pool.submit(c) for c in calls]
+        interrupt: BaseException | None = None
+        while True:
+            try:
+                pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt as e:
+                # a container being created right now must exist before teardown lists what to remove:
+                # tell the workers to start nothing more, wait for them, then go on with the interrupt
+                interrupt = e
+                self.stopping.set()
+        if interrupt is not None:
+            raise interrupt
         for f in futures:
             f.result()
 
