@@ -755,8 +755,11 @@ def run_cprofile(lab: LabUnderTest) -> dict[str, Any]:
     rd = OUT / "runs" / f"{lab.name}-cprofile"
     shutil.rmtree(rd, ignore_errors=True)
     prof_file = OUT / "lab-run.cprofile"
-    rc, wall, so, se = lab_cli("run", str(lab.path), *lab.set_args(), "--out", str(rd),
-                               pyflags=("-m", "cProfile", "-o", str(prof_file)))
+    prof_file.unlink(missing_ok=True)  # never read an older run's profile
+    # through bench/lab_in_process.py: lab.py leaves with os._exit, before cProfile writes its file
+    rc, wall, so, se = run_timed([PY, "-m", "cProfile", "-o", str(prof_file), str(ROOT / "bench" / "lab_in_process.py"),
+                                  "run", str(lab.path), *lab.set_args(), "--out", str(rd)], timeout=300, cwd=OUT,
+                                 env={"TCPLAB_HOME": str(ROOT)})
     ensure_down(lab)
     shutil.rmtree(rd, ignore_errors=True)
     st = pstats.Stats(str(prof_file)).stats  # type: ignore[attr-defined]
