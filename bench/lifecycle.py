@@ -217,17 +217,11 @@ def ensure_down(lab: LabUnderTest) -> None:
 # --- section: lab up + lab down -------------------------------------------------------------
 
 def keeper_pids(lab: str) -> list[int]:
-    """The keeper processes `lab up` left for ``lab`` (tcplab/cli/keeper.py), by command line."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                argv = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"tcplab.cli.keeper" in argv and lab.encode() in argv:
-                pids.append(int(d.name))
-    return pids
+    """The keeper processes `lab up` left for ``lab`` (tcplab/cli/keeper.py)."""
+    sys.path.insert(0, str(ROOT))
+    from tcplab.cli.keeper import keeper_pids as pids
+
+    return pids(lab)
 
 
 def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False, without_keeper: bool = False) -> dict[str, Any]:

@@ -187,6 +187,7 @@ def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> N
     """Hosts, their state, and the sockets of interest now."""
     from ..observe.sockets import parse_netstat
     from ..play.lifecycle import running_labs
+    from .keeper import keeper_pids
 
     backend = engine()
     runs = [r for r in running_labs(backend).values() if lab_name in (None, r.lab)]
@@ -196,7 +197,8 @@ def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> N
         out.print("no lab is up")
     for r in runs:
         state = "up" if r.left_up else ("starting" if r.owner_alive else "orphaned (lab gc removes it)")
-        out.print(f"{r.lab}  {state}  run {r.run}  {r.run_dir}", markup=False)
+        keeper = ", ".join(str(p) for p in keeper_pids(r.lab)) or "none (lab down does the work itself)"
+        out.print(f"{r.lab}  {state}  run {r.run}  {r.run_dir}  keeper pid {keeper}", markup=False)
         for o in sorted(r.objects, key=lambda o: (o.kind, o.name)):
             if o.kind != "container":
                 continue

@@ -42,6 +42,20 @@ def socket_name(lab: str) -> bytes:
     return f"\0tcplab-keeper/{os.getuid()}/{engine}/{lab}".encode()[:107]
 
 
+def keeper_pids(lab: str) -> list[int]:
+    """The processes keeping ``lab`` (found by their command line; `lab status` shows them)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[1:4] == [b"-m", b"tcplab.cli.keeper", lab.encode()]:
+                pids.append(int(d.name))
+    return pids
+
+
 # --- `lab down LAB`: the client ------------------------------------------------------
 
 def ask_to_take_down(lab: str, write_out: Callable[[str], None], write_err: Callable[[str], None]) -> int | None:

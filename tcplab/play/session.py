@@ -84,7 +84,8 @@ class LabRun:
         agent = name in self.agents
         return ContainerSpec(
             name=self.names.host(name), image=host.image, labels=self.names.labels("host", name),
-            command=AGENT_COMMAND if agent else ["sleep", "infinity"], hostname=name, network=self.names.network, ip=self.ips[name],
+            command=list(AGENT_COMMAND) if agent else ["sleep", "infinity"], hostname=name,
+            network=self.names.network, ip=self.ips[name],
             aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
             nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
             environment=dict(host.program.env) if host.program else {},
@@ -263,8 +264,7 @@ class LabRun:
                 res = self.run_in(host, ["ss", "-Htln", f"sport = :{ready.listen}"])
                 ok = res.exit_code == 0 and res.stdout.strip() != ""
             else:
-                res = self.run_in(host, ["grep", "-qF", "--", ready.log or "",
-                                                    f"{PROGRAM_LOGS}/{prog}.log"])
+                res = self.run_in(host, ["grep", "-qF", "--", ready.log or "", f"{PROGRAM_LOGS}/{prog}.log"])
                 ok = res.exit_code == 0
             if ok:
                 return
@@ -478,7 +478,7 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     # none of these depends on another: the last snapshot, logs, capture counts and capabilities go at once
     run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
-             + [best_effort(f"capture counts of {c}", lambda c=c: sidecar_log(c)) for c in sidecars + [names.tracer]]
+             + [best_effort(f"logs of {c}", lambda c=c: sidecar_log(c)) for c in sidecars + [names.tracer]]
              + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
     steps = list(rd.read_jsonl(rd.steps_jsonl))
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
