@@ -650,6 +650,9 @@ def profile_child(argv: list[str]) -> None:
     wrap(D, "exec", "docker.exec", lambda self, c, argv, *x, **k: argv[0])
     wrap(bagent.HostAgent, "run", "agent.run", lambda self, argv, *x, **k: argv[0])
     wrap(D, "start_container", "docker.start_container", lambda self, spec: spec.labels.get("tcplab.role", "?"))
+    wrap(D, "create_container", "docker.create_container", lambda self, spec: spec.labels.get("tcplab.role", "?"))
+    wrap(D, "start_created", "docker.start_created", lambda self, c: c.rsplit("-", 1)[-1] if
+         c.endswith(("-capture", "-peer")) else "host")
     wrap(D, "wait_log", "docker.wait_log", lambda self, c, needle, timeout: c.rsplit("-", 2)[-1] if
          c.endswith(("-capture", "-peer")) else c.rsplit("-", 1)[-1])
     for m in ("state", "logs", "read_dir", "stop", "list_labeled", "remove_labeled", "create_network",

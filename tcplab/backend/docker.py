@@ -59,6 +59,14 @@ class DockerBackend:
 
     # --- containers --------------------------------------------------------
     def start_container(self, spec: ContainerSpec) -> None:
+        self.start_created(self.create_container(spec))
+
+    def start_created(self, container: str) -> None:
+        _engine_call(f"start container {container}", lambda: self.api.start(container))
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) the container; its name. A container that shares another's network
+        namespace may be created while that one is still starting: it only has to exist."""
         api = self.api
         binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
         host_config = api.create_host_config(
@@ -78,12 +86,12 @@ class DockerBackend:
             networking = api.create_networking_config({
                 spec.network: api.create_endpoint_config(ipv4_address=spec.ip, aliases=list(spec.aliases) or None)
             })
-        cid = _engine_call(f"create container {spec.name}", lambda: api.create_container(
+        _engine_call(f"create container {spec.name}", lambda: api.create_container(
             spec.image, command=spec.command, name=spec.name,
             hostname=None if spec.network_mode else spec.hostname,
             labels=spec.labels, host_config=host_config, networking_config=networking,
-            environment=spec.environment or None, user=spec.user or "", detach=True))["Id"]
-        _engine_call(f"start container {spec.name}", lambda: api.start(cid))
+            environment=spec.environment or None, user=spec.user or "", detach=True))
+        return spec.name
 
     def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult:
         api = self.api

@@ -171,11 +171,19 @@ class LabRun:
             self.check_health(watched=False)  # the last word is the engine's own, not its event stream's
 
     def start_host_and_sidecars(self, name: str) -> None:
-        self.backend.start_container(self.host_spec(name))
+        host = self.host_spec(name)
+        sidecars = self.sidecar_specs(name)
+        self.backend.create_container(host)
+        # the sidecars are created while their host starts: sharing its namespace needs it to exist, not to run
+        self._all([lambda: self.backend.start_created(host.name)]
+                  + [lambda s=s: self._create(s) for s, _ in sidecars])
         checkpoint(f"host:{name}")
         if self.stopping.is_set():
             return
-        self._all([lambda s=s, r=r: self.start_sidecar(s, r) for s, r in self.sidecar_specs(name)])
+        self._all([lambda s=s, r=r: self.start_sidecar(s, r, created=True) for s, r in sidecars])
+
+    def _create(self, spec: ContainerSpec) -> None:
+        self.backend.create_container(spec)
 
     def sidecar_specs(self, name: str) -> list[tuple[ContainerSpec, str]]:
         """The sidecars sharing host ``name``'s network namespace, each with the line that says it is ready."""
@@ -192,8 +200,11 @@ class LabRun:
             return
         self.start_sidecar(self.tracer_spec(), TRACER_READY)
 
-    def start_sidecar(self, spec: ContainerSpec, ready: str) -> None:
-        self.backend.start_container(spec)
+    def start_sidecar(self, spec: ContainerSpec, ready: str, created: bool = False) -> None:
+        if created:
+            self.backend.start_created(spec.name)
+        else:
+            self.backend.start_container(spec)
         checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
         if self.stopping.is_set():
             return
