@@ -746,6 +746,22 @@ RUN_FUNCS = {  # (file suffix, function) -> label; cumulative seconds under cPro
 }
 
 
+# the per-command calls the profile counts: (call, key of their latency, key of their counts by command)
+CALL_KINDS = (("docker.exec", "exec_in_lab", "execs_by_command"),
+              ("agent.run", "agent_requests", "agent_requests_by_command"))
+
+
+def calls_by_command(calls: list[dict[str, Any]], what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``what`` calls (Docker execs, agent requests): latency in ms, and count and total s per command."""
+    mine = [c for c in calls if c["what"] == what]
+    by_cmd: dict[str, list[float]] = {}
+    for c in mine:
+        by_cmd.setdefault(str(c.get("detail")), []).append(c["seconds"])
+    return ({"count": len(mine), **stats([c["seconds"] * 1000 for c in mine])},
+            {k: {"count": len(v), "total_s": round(sum(v), 3)}
+             for k, v in sorted(by_cmd.items(), key=lambda kv: -sum(kv[1]))})
+
+
 def run_cprofile(lab: LabUnderTest) -> dict[str, Any]:
     import pstats
 
@@ -810,21 +826,8 @@ def section_profile(lab: LabUnderTest, n: int, res: dict[str, Any], subnet: str)
                                     for c in calls if c["what"] == "docker.wait_log"), key=lambda r: -r["seconds"])
     prof["snapshots"] = [{"label": c.get("detail"), "seconds": round(c["seconds"], 3)}
                          for c in calls if c["what"] == "tcplab.snapshot"]
-    execs = [c["seconds"] for c in calls if c["what"] == "docker.exec"]
-    prof["exec_in_lab"] = {"count": len(execs), **stats([x * 1000 for x in execs])}
-    by_cmd: dict[str, list[float]] = {}
-    for c in calls:
-        if c["what"] == "docker.exec":
-            by_cmd.setdefault(str(c.get("detail")), []).append(c["seconds"])
-    prof["execs_by_command"] = {k: {"count": len(v), "total_s": round(sum(v), 3)}
-                                for k, v in sorted(by_cmd.items(), key=lambda kv: -sum(kv[1]))}
-    requests = [c for c in calls if c["what"] == "agent.run"]
-    prof["agent_requests"] = {"count": len(requests), **stats([c["seconds"] * 1000 for c in requests])}
-    by_req: dict[str, list[float]] = {}
-    for c in requests:
-        by_req.setdefault(str(c.get("detail")), []).append(c["seconds"])
-    prof["agent_requests_by_command"] = {k: {"count": len(v), "total_s": round(sum(v), 3)}
-                                         for k, v in sorted(by_req.items(), key=lambda kv: -sum(kv[1]))}
+    for what, key, by_key in CALL_KINDS:
+        prof[key], prof[by_key] = calls_by_command(calls, what)
     prof["check_health"] = {"count": sum(1 for c in calls if c["what"] == "tcplab.check_health"),
                             "total_s": round(sum(c["seconds"] for c in calls if c["what"] == "tcplab.check_health"), 3)}
     prof["down_breakdown"] = {w: round(sum(c["seconds"] for c in calls if c["what"] == w and
@@ -998,12 +1001,10 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
           f"down {ip['down_seconds']} s (process {ip['process_wall']} s)")
         p("up breakdown: " + ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in pr["up_breakdown"].items()))
         p("down breakdown: " + ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in pr["down_breakdown"].items()))
-        p(f"execs in one up+down: {pr['exec_in_lab']}")
-        p("  by command (count, total s): " + ", ".join(f"{k} {v['count']} {v['total_s']}"
-                                                      for k, v in pr["execs_by_command"].items()))
-        p(f"host agent requests in one up+down (ms): {pr['agent_requests']}")
-        p("  by command (count, total s): " + ", ".join(f"{k} {v['count']} {v['total_s']}"
-                                                      for k, v in pr["agent_requests_by_command"].items()))
+        for what, key, by_key in CALL_KINDS:
+            p(f"{what} calls in one up+down (ms): {pr[key]}")
+            p("  by command (count, total s): " + ", ".join(f"{k} {v['count']} {v['total_s']}"
+                                                          for k, v in pr[by_key].items()))
         p(f"check_health: {pr['check_health']}")
         p("sidecar readiness (wait_log): " + ", ".join(f"{r['sidecar']} {r['seconds']}" for r in pr["sidecar_ready"]))
         p("snapshots: " + ", ".join(f"{r['label']} {r['seconds']}" for r in pr["snapshots"]))

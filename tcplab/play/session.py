@@ -364,14 +364,13 @@ class LabRun:
 
         With ``watched``, a host the event stream has not seen die is taken as running."""
         for name, host in self.lab.hosts.items():
-            if watched and self.deaths is not None and self.deaths.live and self.host_running(name):
-                st = None
-            else:
+            seen_running = watched and self.deaths is not None and self.deaths.live and self.host_running(name)
+            if not seen_running:  # the engine's own word, with the exit code of a host that died
                 st = self.backend.state(self.names.host(name))
-            if st is not None and not st.running:
-                why = "was removed" if st.status == "missing" else (
-                    f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
-                raise HostFailure(f"host {name} {why}")
+                if not st.running:
+                    why = "was removed" if st.status == "missing" else (
+                        f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
+                    raise HostFailure(f"host {name} {why}")
             if programs and host.program and not self.program_alive(name, host.program.name):
                 raise HostFailure(f"host {name}: program {host.program.name} exited")
 
