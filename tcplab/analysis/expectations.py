@@ -20,19 +20,28 @@ from ..model.lab import Expectation, PacketMatch
 from ..observe.sockets import SocketRecord
 from ..rundir import RunDir
 from ..wire import ACK, FLAG_BITS
+from .evidence import TOOLS, missing_evidence, tool_ok
 from .packets import Packet, Traffic, load_traffic
 
 ARROW = "→"
 _FLAG_BIT = dict(FLAG_BITS)
 
 
+HELD, FAILED, ERROR = "held", "failed", "error"
+
+
 @dataclass
 class Verdict:
-    """One expectation judged; the fields of result.json's ``expectations`` items."""
+    """One expectation judged; the fields of result.json's ``expectations`` items.
+
+    ``status`` is ``held`` or ``failed`` only on evidence the run recorded; when
+    the evidence an expectation needs is missing or partial (a snapshot not
+    taken, a tool not in the image, a step that did not play, packets the
+    kernel dropped) it is ``error``: neither held nor failed."""
     name: str
     about: str
-    kind: str  # packet, state, transition; "step" for a step the run could not play
-    held: bool
+    kind: str  # packet, state, transition, program; "step" for a step the run could not play
+    status: str  # held, failed, error
     expected: str
     seen: str
     where: str
@@ -40,10 +49,24 @@ class Verdict:
     time: float | None = None  # when it held: the first matching packet or transition, the snapshot
     note: str = ""  # what differs, after the place to look: "; differs in flags, time"
     label: str = "seen"  # "closest" when ``seen`` is the nearest miss rather than what was found
+    missing: str = ""  # for an error: the evidence that was missing, in one line
+
+    @property
+    def held(self) -> bool:
+        return self.status == HELD
+
+    @held.setter
+    def held(self, value: bool) -> None:
+        self.status = HELD if value else FAILED
+
+    @property
+    def error(self) -> bool:
+        return self.status == ERROR
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "about": self.about, "kind": self.kind, "held": self.held,
-                "expected": self.expected, "seen": self.seen, "where": self.where, "message": self.message}
+        return {"name": self.name, "about": self.about, "kind": self.kind, "status": self.status,
+                "held": self.held, "expected": self.expected, "seen": self.seen, "where": self.where,
+                "message": self.message, "missing": self.missing}
 
 
 @dataclass
@@ -60,12 +83,16 @@ class Evaluation:
         return sum(1 for v in self.verdicts if v.held)
 
     @property
+    def errors(self) -> int:
+        return sum(1 for v in self.verdicts if v.error)
+
+    @property
     def failed(self) -> int:
-        return len(self.verdicts) - self.held
+        return len(self.verdicts) - self.held - self.errors
 
     @property
     def passed(self) -> bool:
-        return self.failed == 0
+        return self.held == len(self.verdicts)
 
 
 # --- what the run directory holds ------------------------------------------------
@@ -276,84 +303,148 @@ def describe_packet(p: Packet, m: PacketMatch, when: str) -> str:
     return " ".join(parts)
 
 
-def check_packet(exp: Expectation, view: RunView) -> Verdict:
-    m = exp.packet
-    assert m is not None
-    base = describe_match(m)
-    anchor_t: float | None = None
-    t0 = view.traffic.start
-    window: tuple[float, float] | None = None  # closed interval of allowed times
-    timing = ""
+@dataclass
+class PacketWindow:
+    """Where in the run a packet rule looks, from its ``after``, ``delay``, ``within`` and ``before``."""
+    start: float | None = None  # only packets after this moment (the anchor)
+    end: float | None = None  # only packets up to this moment (within, before)
+    target: tuple[float, float] | None = None  # with a delay: where the packet that counts must be
+    timing: str = ""  # in words, for "expected"
+    missing: str = ""  # why the window cannot be placed: an anchor that was not reached or did not hold
+    missing_where: str = ""
+    unresolved_delay: bool = False  # the delay names a field this run does not set
+
+    def contains(self, ts: float) -> bool:
+        return (self.start is None or ts > self.start) and (self.end is None or ts <= self.end)
+
+    def observed_until(self) -> float | None:
+        """The last moment the rule judges; None: the end of the run."""
+        if self.target is not None:
+            return self.target[1]
+        return self.end
+
+
+def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
+    w = PacketWindow()
     if m.after is not None:
         anchor_t, why = view.anchor(m.after)
         delay = m.delay_seconds(view.lab) if m.delay is not None else None
         if m.delay is not None:
             ref = f" ({m.delay})" if isinstance(m.delay, str) else ""
-            timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{ref}" if delay is not None
-                      else f" at {m.after}+{m.delay} (not set in this run)")
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{ref}" if delay is not None
+                        else f" at {m.after}+{m.delay} (not set in this run)")
+        elif m.within is not None:
+            w.timing = f" within {fmt_span(m.within)} after {m.after}"
         else:
-            timing = f" after {m.after}"
+            w.timing = f" after {m.after}"
         if anchor_t is None:
-            return _verdict(exp, False, _expected(base, timing, m.count), f"nothing to time from: {why}",
-                            _anchor_where(view, m.after), label="seen")
-        if m.delay is not None and delay is not None:
-            window = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
-        elif m.delay is None:
-            window = (anchor_t, float("inf"))
-    expected = _expected(base, timing, m.count)
-    unresolved_delay = m.delay is not None and m.after is not None and window is None
+            w.missing, w.missing_where = why, _anchor_where(view, m.after)
+            return w
+        w.start = anchor_t
+        if m.delay is not None:
+            if delay is None:
+                w.unresolved_delay = True
+            else:
+                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
+        if m.within is not None:
+            w.end = anchor_t + m.within
+    if m.before is not None:
+        before_t, why = view.anchor(m.before)
+        w.timing += f" before {m.before}"
+        if before_t is None:
+            w.missing, w.missing_where = why, _anchor_where(view, m.before)
+            return w
+        w.end = before_t if w.end is None else min(w.end, before_t)
+    return w
 
-    def in_window(p: Packet) -> bool:
-        if unresolved_delay:
-            return False
-        if window is None:
-            return True
-        if window[1] == float("inf"):
-            return p.ts > window[0]
-        return window[0] <= p.ts <= window[1]
+
+_ORDINAL = {1: "next", 2: "2nd", 3: "3rd"}
+
+
+def _ordinal(n: int) -> str:
+    return _ORDINAL.get(n, f"{n}th")
+
+
+def check_packet(exp: Expectation, view: RunView) -> Verdict:
+    """After an anchor a rule is about one packet, the next matching one (or the ``nth``): a later
+    packet that happens to fit the delay does not count unless ``any: true`` says so."""
+    m = exp.packet
+    assert m is not None
+    base = describe_match(m)
+    t0 = view.traffic.start
+    w = packet_window(m, view)
+    one = m.after is not None and m.count is None and not m.any
+    nth = m.nth or 1
+    expected = _expected(base, w.timing, m.count)
+    if m.nth is not None and m.nth > 1:
+        expected = f"the {_ordinal(m.nth)} {expected}" if m.after is not None else f"{expected} (the {_ordinal(m.nth)})"
+    if w.missing:
+        return _verdict(exp, False, expected, f"nothing to time from: {w.missing}", w.missing_where, label="seen")
+    anchor_t = w.start
 
     def when(p: Packet) -> str:
         return _when(p.ts, m.after, anchor_t, t0)
 
+    def on_target(p: Packet) -> bool:
+        return w.target is None or w.target[0] <= p.ts <= w.target[1]
+
     packets = view.traffic.packets
-    matching = [p for p in packets if not _packet_diffs(m, p) and in_window(p)]
+    candidates = [] if w.unresolved_delay else [p for p in packets if w.contains(p.ts) and not _packet_diffs(m, p)]
     if m.count is not None:
-        held = len(matching) == m.count
-        if not matching:
+        held = len(candidates) == m.count
+        if not candidates:
             return _verdict(exp, held, expected, f"none among the {len(packets)} packets captured", "capture/",
                             label="seen")
         shown = "; ".join(describe_packet(p, m, when(p)) + (f" ({p.where()})" if i else "")
-                          for i, p in enumerate(matching[:3]))
-        more = f"; and {len(matching) - 3} more" if len(matching) > 3 else ""
-        return _verdict(exp, held, expected, f"{len(matching)}: {shown}{more}", matching[0].where(),
-                        time=matching[0].ts if matching else None, label="seen")
-    if matching:
-        p = matching[0]
-        return _verdict(exp, True, expected, describe_packet(p, m, when(p)), p.where(), time=p.ts, label="seen")
+                          for i, p in enumerate(candidates[:3]))
+        more = f"; and {len(candidates) - 3} more" if len(candidates) > 3 else ""
+        return _verdict(exp, held, expected, f"{len(candidates)}: {shown}{more}", candidates[0].where(),
+                        time=candidates[0].ts, label="seen")
+    if one or m.nth is not None:
+        if len(candidates) >= nth:
+            p = candidates[nth - 1]
+            if on_target(p):
+                return _verdict(exp, True, expected, describe_packet(p, m, when(p)), p.where(), time=p.ts,
+                                label="seen")
+            note = "; differs in time"
+            fits = [(i, c) for i, c in enumerate(candidates, 1) if on_target(c)]
+            if fits:
+                i, c = fits[0]
+                note += (f" (the {_ordinal(i)} matching packet, {c.where()}, came {when(c)}: write nth: {i}, "
+                         "or any: true, if that is the one meant)")
+            return _verdict(exp, False, expected, describe_packet(p, m, when(p)), p.where(),
+                            note=note, label=f"the {_ordinal(nth)} matching packet")
+        if candidates:
+            shown = "; ".join(describe_packet(c, m, when(c)) + f" ({c.where()})" for c in candidates[:3])
+            return _verdict(exp, False, expected, f"only {len(candidates)} matching: {shown}", candidates[0].where(),
+                            label="seen")
+    else:
+        matching = [p for p in candidates if on_target(p)]
+        if matching:
+            p = matching[0]
+            return _verdict(exp, True, expected, describe_packet(p, m, when(p)), p.where(), time=p.ts, label="seen")
     if not packets:
         return _verdict(exp, False, expected, "no TCP packets were captured", "capture/")
 
     def distance(p: Packet) -> float:
-        if unresolved_delay:  # no moment to aim at: prefer what came after the anchor
+        if w.unresolved_delay:  # no moment to aim at: prefer what came after the anchor
             return 0.0 if anchor_t is None or p.ts > anchor_t else anchor_t - p.ts
-        if window is None:
-            return 0.0
-        if window[1] == float("inf"):
-            return 0.0 if p.ts > window[0] else window[0] - p.ts
-        return max(0.0, window[0] - p.ts, p.ts - window[1])
+        lo = w.target[0] if w.target is not None else w.start
+        hi = w.target[1] if w.target is not None else w.end
+        return max(0.0, (lo - p.ts) if lo is not None else 0.0, (p.ts - hi) if hi is not None else 0.0)
 
     def score(p: Packet) -> tuple[int, float]:
         d = _packet_diffs(m, p)
         off = distance(p)
-        return sum(w for _, w in d) + (1 if off > 0 else 0), off
+        return sum(wt for _, wt in d) + (1 if off > 0 else 0), off
 
     best = min(packets, key=score)
     differs = [f for f, _ in _packet_diffs(m, best)]
-    if distance(best) > 0 and not unresolved_delay:
+    if distance(best) > 0 and not w.unresolved_delay:
         differs.append("time")
     seen = describe_packet(best, m, when(best))
     note = f"; differs in {', '.join(dict.fromkeys(differs))}" if differs else ""
-    if unresolved_delay:
+    if w.unresolved_delay:
         note += f"; {m.delay} is not set in this run (only a Windows peer has that timer)"
     return _verdict(exp, False, expected, seen, best.where(), note=note)
 
@@ -377,9 +468,10 @@ def _anchor_where(view: RunView, name: str) -> str:
 # --- socket states ---------------------------------------------------------------
 
 def _records(tables: dict[str, Any]) -> tuple[list[SocketRecord], str]:
-    for tool in ("netstat", "ss"):
+    """The rows of the first tool whose table is evidence (it ran); none when no tool worked."""
+    for tool in TOOLS:
         t = tables.get(tool)
-        if t and t.get("records") is not None:
+        if isinstance(t, dict) and tool_ok(t) and t.get("records") is not None:
             return [SocketRecord.from_dict(r) for r in t["records"]], tool
     return [], "netstat"
 
@@ -532,7 +624,7 @@ def step_verdicts(view: RunView) -> list[Verdict]:
             continue
         name = f"step-{s.get('name', s.get('index'))}"[:31]
         expected = f"step {s.get('index')} ({s.get('title')}) completes"
-        out.append(_finish(Verdict(name, str(s.get("title", "")), "step", False, expected,
+        out.append(_finish(Verdict(name, str(s.get("title", "")), "step", FAILED, expected,
                                    str(s.get("detail", "")), f"steps.jsonl line {n}")))
     return out
 
@@ -544,21 +636,31 @@ _CHECKS = {"packet": check_packet, "state": check_state, "transition": check_tra
 
 def _verdict(exp: Expectation, held: bool, expected: str, seen: str, where: str, time: float | None = None,
              label: str = "closest", note: str = "") -> Verdict:
-    v = Verdict(exp.name, exp.about or expected, exp.kind, held, expected, seen + note, where, time=time,
-                note=note)
+    v = Verdict(exp.name, exp.about or expected, exp.kind, HELD if held else FAILED, expected, seen + note, where,
+                time=time, note=note)
     return _finish(v, label)
 
 
 def _finish(v: Verdict, label: str = "seen") -> Verdict:
     """The one-line message of the terminal, result.json and junit.xml:
-    ``FAIL name: expected E; closest: S (where); differs in ...``."""
+    ``FAIL name: expected E; closest: S (where); differs in ...``, or for an error
+    ``ERROR name: cannot judge: MISSING; expected E``."""
     core = v.seen[: len(v.seen) - len(v.note)] if v.note else v.seen
     v.label = label
     if v.held:
         v.message = f"PASS {v.name}: {core} ({v.where})"
+    elif v.error:
+        v.message = f"ERROR {v.name}: cannot judge: {v.missing}; expected {v.expected}"
     else:
         v.message = f"FAIL {v.name}: expected {v.expected}; {label}: {core} ({v.where}){v.note}"
     return v
+
+
+def as_error(v: Verdict, missing: str) -> Verdict:
+    """The verdict made an error: what was seen stays, for whoever looks, but it decides nothing."""
+    v.status = ERROR
+    v.missing = missing
+    return _finish(v, v.label)
 
 
 def evaluate(run_dir: str | Path | RunDir, lab: Lab | None = None) -> Evaluation:
@@ -573,6 +675,9 @@ def evaluate(run_dir: str | Path | RunDir, lab: Lab | None = None) -> Evaluation
     ev.verdicts.extend(step_verdicts(view))
     for exp in lab.expect:
         v = _CHECKS[exp.kind](exp, view)
+        missing = missing_evidence(exp, v, view)
+        if missing:
+            v = as_error(v, missing)
         view.verdicts[exp.name] = v
         ev.verdicts.append(v)
     return ev

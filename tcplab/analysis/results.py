@@ -25,7 +25,7 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def result_document(ev: Evaluation) -> dict[str, Any]:
     return {"lab": ev.lab, "run": ev.run, "passed": ev.passed,
-            "counts": {"held": ev.held, "failed": ev.failed},
+            "counts": {"held": ev.held, "failed": ev.failed, "error": ev.errors},
             "expectations": [v.to_dict() for v in ev.verdicts]}
 
 
@@ -40,6 +40,12 @@ def write_result_json(ev: Evaluation, path: str | Path) -> Path:
 def failure_block(v: Verdict) -> str:
     """What a person reads about one failed expectation: the verdict line, then its parts."""
     label = v.label
+    if v.error:
+        return (f"{v.message}\n"
+                f"  about:    {v.about}\n"
+                f"  missing:  {v.missing}\n"
+                f"  expected: {v.expected}\n"
+                f"  look at:  {v.where}")
     return (f"{v.message}\n"
             f"  about:    {v.about}\n"
             f"  expected: {v.expected}\n"
@@ -60,7 +66,7 @@ def junit_document(ev: Evaluation, hostname: str | None = None, timestamp: float
         "name": _x(ev.lab), "package": _x(f"tcplab.{ev.lab}"), "id": "0",
         "hostname": _x(hostname or platform.node() or "localhost"),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
-        "tests": str(len(ev.verdicts)), "failures": str(ev.failed), "errors": "0",
+        "tests": str(len(ev.verdicts)), "failures": str(ev.failed), "errors": str(ev.errors),
         "time": f"{duration:.3f}",
     })
     props = ET.SubElement(suite, "properties")
@@ -70,7 +76,9 @@ def junit_document(ev: Evaluation, hostname: str | None = None, timestamp: float
         case = ET.SubElement(suite, "testcase", {"name": _x(v.name), "classname": _x(f"{ev.lab}.{v.kind}"),
                                                  "time": "0"})
         if not v.held:
-            failure = ET.SubElement(case, "failure", {"message": _x(v.message), "type": _x(f"tcplab.{v.kind}")})
+            # an expectation the run had no evidence for is JUnit's <error> (it could not run), not a <failure>
+            failure = ET.SubElement(case, "error" if v.error else "failure",
+                                    {"message": _x(v.message), "type": _x(f"tcplab.{v.kind}")})
             failure.text = _x(failure_block(v))
     out = ET.SubElement(suite, "system-out")
     out.text = _x("\n".join(v.message for v in ev.verdicts) + "\n")

@@ -117,8 +117,13 @@ def judge(run_dir: Path, junit: Path | None) -> int:
             out.print(failure_block(v), markup=False)
     rel = os.path.relpath(rd.path)
     total = len(ev.verdicts)
-    summary = (f"{ev.lab}: all {total} expectations held" if ev.passed
-               else f"{ev.lab}: {ev.failed} of {total} expectations failed")
+    if ev.passed:
+        summary = f"{ev.lab}: all {total} expectations held"
+    elif not ev.errors:
+        summary = f"{ev.lab}: {ev.failed} of {total} expectations failed"
+    else:
+        summary = (f"{ev.lab}: {ev.failed} of {total} expectations failed, {ev.errors} could not be judged "
+                   "(error: evidence missing)")
     out.print(f"{summary}; run directory: {rel} (result.json, junit.xml"
               f"{', report.html' if rd.report_html.is_file() else ''})", markup=False)
     return EXIT_OK if ev.passed else EXIT_FAILED

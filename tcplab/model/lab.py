@@ -74,7 +74,9 @@ class Ready(Strict):
 
 class Program(Strict):
     """The host's own program, started before the first step (for the server: the server)."""
-    build: Annotated[str, AfterValidator(_project_path)] | None = None  # informational
+    # the program's source, from the project's top; the loader checks that the host's image copies it
+    # (tcplab builds no program itself: see model/build.py)
+    build: Annotated[str, AfterValidator(_project_path)] | None = None
     run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
               Annotated[str, StringConstraints(max_length=4096)]] = {}
@@ -280,8 +282,14 @@ class PacketMatch(Strict):
     payload: Annotated[str, StringConstraints(max_length=1024)] | None = None  # a substring of the payload
     count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # exactly this many (0: never)
     after: Anchor | None = None  # only packets after this moment count
-    delay: Delay | None = None  # ... and at after + delay +- tolerance
+    delay: Delay | None = None  # ... and the one that counts comes at after + delay +- tolerance
     tolerance: Seconds = 0.05
+    # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
+    # ``any: true`` lets any matching packet in the window count instead.
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = None
+    any: bool = False
+    within: Seconds | None = None  # only packets within this long after ``after`` count
+    before: Anchor | None = None  # only packets before this moment count
 
     def delay_seconds(self, lab: "Lab") -> float | None:
         """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""

@@ -12,7 +12,9 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from .. import paths
 from . import messages, yamlread
+from .build import check_build
 from .duration import format_duration
 from .errors import LabError
 from .lab import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
@@ -113,13 +115,21 @@ def validate(data: dict[str, Any], file: str) -> Lab:
 
 
 def check_references(lab: Lab, file: str, known_images: set[str] | None = None) -> None:
-    """Cross-field rules pydantic cannot see: hosts named in steps exist, names are unique..."""
+    """Cross-field rules pydantic cannot see: hosts named in steps exist, names are unique...
+
+    With ``known_images`` (a lab about to run from this project) the lab is also checked against the
+    project's files: each host's image is one of them and each ``program.build`` is copied by its image.
+    """
     hosts = lab.hosts
     if known_images is not None:
         for name, host in hosts.items():
             if host.image not in known_images:
                 raise LabError(file, f"hosts.{name}.image",
                                f"unknown image '{host.image}' (known: {', '.join(sorted(known_images))})")
+            if host.program is not None and host.program.build is not None:
+                wrong = check_build(host.program.build, host.image, paths.HOME, paths.IMAGES_DIR)
+                if wrong:
+                    raise LabError(file, f"hosts.{name}.program.build", wrong)
     subnet = lab.network.subnet
     seen_ips: dict[str, str] = {}
     for name in hosts:
@@ -232,6 +242,22 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                     raise LabError(file, f"{where}.packet.delay",
                                    f"'{pm.delay}' is not a duration field of a peer of this lab "
                                    "(peers.HOST.fin_wait2_timeout or peers.HOST.tcp_fin_timeout)") from None
+            if pm.before is not None and pm.before not in names and pm.before not in snapshots \
+                    and pm.before not in steps:
+                raise LabError(file, f"{where}.packet.before",
+                               f"'{pm.before}' is not an earlier expectation, a snapshot or a step "
+                               f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
+            if pm.within is not None and pm.after is None:
+                raise LabError(file, f"{where}.packet.within", "a window needs 'after' (the moment it starts at)")
+            if pm.within is not None and pm.delay is not None:
+                raise LabError(file, f"{where}.packet.within", "give delay (one packet at a moment) or within "
+                               "(the packets of a window), not both")
+            if pm.nth is not None and pm.any:
+                raise LabError(file, f"{where}.packet.nth", "give nth (that one packet) or any: true (whichever "
+                               "packet), not both")
+            if pm.count is not None and (pm.nth is not None or pm.any):
+                raise LabError(file, f"{where}.packet.count", "count counts every matching packet of the window: "
+                               f"drop {'nth' if pm.nth is not None else 'any'}")
             if pm.flags is not None and pm.has_flags is not None:
                 raise LabError(file, f"{where}.packet.has_flags", "give flags (exactly) or has_flags (at least), not both")
             both = set(pm.options or pm.with_options or []) & set(pm.without_options or [])

@@ -124,3 +124,45 @@ def _owner(rest: str) -> tuple[int | None, str | None]:
         return None, None
     users = sorted((int(u.group("pid")), u.group("prog")) for u in _USER.finditer(m.group("list")))
     return users[0][0], users[0][1] or None
+
+
+SNAP_SEPARATOR = "@@tcplab-ss@@\n"  # printed by images/common/labsnap between the two tables
+SNAP_STATUS = "@@tcplab-status@@"  # its last line: each tool's exit status
+_NOT_FOUND = (126, 127)
+
+
+def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -> dict[str, Any]:
+    """One host's ``labsnap`` output as the two tables of snapshots.json, each saying whether its tool
+    worked (``ok``) and, if not, why (``error``): an empty table is evidence only from a tool that ran."""
+    in_image = f" in the image {image}" if image else " in the host's image"
+    ns, sep, rest = stdout.partition(SNAP_SEPARATOR)
+    if not sep:
+        why = (f"labsnap is not{in_image} (it has no tcplab tools)" if exit_code in _NOT_FOUND
+               else f"labsnap failed (exit {exit_code}): {_first_line(stderr) or 'no output'}")
+        return {tool: {"argv": argv, "raw": "", "records": [], "ok": False, "error": why}
+                for tool, argv in (("netstat", NETSTAT_ARGV), ("ss", SS_ARGV))}
+    ss, _, status_line = rest.lstrip("\n").partition(SNAP_STATUS)
+    codes = dict(re.findall(r"(netstat|ss)=(\d+)", status_line))
+    out: dict[str, Any] = {}
+    for tool, argv, raw, parse in (("netstat", NETSTAT_ARGV, ns, parse_netstat), ("ss", SS_ARGV, ss, parse_ss)):
+        code = int(codes[tool]) if tool in codes else None
+        table: dict[str, Any] = {"argv": argv, "raw": raw, "records": [r.to_dict() for r in parse(raw)]}
+        if code is None:  # an older labsnap: no status line; a table with text is taken as the tool's
+            table["ok"] = bool(raw.strip())
+        else:
+            table["ok"] = code == 0
+        if not table["ok"]:
+            table["error"] = (f"{tool} is not{in_image}" if code in _NOT_FOUND
+                              else f"{tool} exited {code}: {_tool_error(stderr, tool)}" if code is not None
+                              else f"{tool} printed nothing")
+        out[tool] = table
+    return out
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def _tool_error(stderr: str, tool: str) -> str:
+    mine = [ln.strip() for ln in stderr.splitlines() if tool in ln]
+    return (mine[0] if mine else _first_line(stderr)) or "no message"

@@ -24,7 +24,7 @@ from ..model.lab import Ready, Step
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import COUNTS_LINE, CaptureSidecar, parse_tcpdump_stats
 from ..observe.merge import merge_captures
-from ..observe.sockets import NETSTAT_ARGV, SS_ARGV, parse_netstat, parse_ss
+from ..observe.sockets import snapshot_tables
 from ..observe.tracer import READY_LINE as TRACER_READY
 from ..observe.tracer import TRACEFS, StateTracer, instance_name, remove_instance, tracefs_missing
 from ..observe.watch import PcapTail
@@ -38,7 +38,6 @@ from .naming import RunNames
 
 Say = Callable[[str], None]
 POLL = 0.01
-SNAP_SEPARATOR = "@@tcplab-ss@@\n"  # printed by images/common/labsnap between the two tables
 PROGRAM_LOGS = "/var/log/lab"  # where labrun writes each program's output
 HEALTH_EVERY = 0.5  # seconds between host health checks during a wait step
 
@@ -72,6 +71,7 @@ class LabRun:
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         self.on_playing: Callable[[], None] | None = None  # called as the steps begin
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
+        self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -158,6 +158,7 @@ class LabRun:
             # each host's sidecars start as soon as that host runs; the tracer needs no host
             self._all([self.start_tracer] + [lambda n=n: self.start_host_and_sidecars(n) for n in self.lab.hosts])
         with self.phase("programs"):
+            self.probe_evidence()
             for name, host in self.lab.hosts.items():
                 if host.program:
                     self.say(f"{name}: start {' '.join(host.program.run)}")
@@ -268,12 +269,23 @@ class LabRun:
         pid = self.pids.get((host, prog))
         return pid is not None and self.run_in(host, ["test", "-d", f"/proc/{pid}"]).exit_code == 0
 
+    def listening(self, host: str, port: int) -> bool:
+        """Whether something listens on ``port`` in the host's network namespace: asked of the host's own
+        ss, else (an image without ss) of its capture sidecar, which shares that namespace."""
+        argv = ["ss", "-Htln", f"sport = :{port}"]
+        if host not in self.no_ss:
+            res = self.run_in(host, argv)
+            if res.exit_code not in (126, 127):
+                return res.exit_code == 0 and res.stdout.strip() != ""
+            self.no_ss.add(host)
+        res = self.backend.exec(self.names.sidecar(host, "capture"), argv)
+        return res.exit_code == 0 and res.stdout.strip() != ""
+
     def wait_ready(self, host: str, prog: str, ready: Ready) -> None:
         deadline = time.monotonic() + ready.timeout
         while time.monotonic() < deadline:
             if ready.listen is not None:
-                res = self.run_in(host, ["ss", "-Htln", f"sport = :{ready.listen}"])
-                ok = res.exit_code == 0 and res.stdout.strip() != ""
+                ok = self.listening(host, ready.listen)
             else:
                 res = self.run_in(host, ["grep", "-qF", "--", ready.log or "", f"{PROGRAM_LOGS}/{prog}.log"])
                 ok = res.exit_code == 0
@@ -380,21 +392,37 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            both = self.run_in(host, ["labsnap"]).stdout  # netstat, then ss: one round trip
-            ns, _, ss = both.partition(SNAP_SEPARATOR)
-            ss = ss.lstrip("\n")
+            res = self.run_in(host, ["labsnap"])  # netstat, then ss: one round trip
             checkpoint(f"snapshot:{label}:{host}")
-            self.rd.table(host, label).write_text(ns)
-            self.rd.table(host, label, "ss").write_text(ss)
-            tables[host] = {
-                "netstat": {"argv": NETSTAT_ARGV, "raw": ns, "records": [r.to_dict() for r in parse_netstat(ns)]},
-                "ss": {"argv": SS_ARGV, "raw": ss, "records": [r.to_dict() for r in parse_ss(ss)]},
-            }
+            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            self.rd.table(host, label).write_text(both["netstat"]["raw"])
+            self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
+            tables[host] = both
 
         running = [h for h in self.lab.hosts if self.host_running(h)]
         self._all([lambda h=h: one(h) for h in running])
+        for h in self.lab.hosts:
+            if h not in running:
+                tables[h] = {"missing": f"host {h} was not running"}
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
         self.rd.write_json(self.rd.snapshots_json, self.snapshots)
+
+    def probe_evidence(self) -> None:
+        """Before the story: can each host's socket tables be read? Said at once, one line per host whose
+        tables cannot be, and kept in run.json, so nobody learns it from a verdict."""
+        found: dict[str, dict[str, Any]] = {}
+
+        def one(host: str) -> None:
+            res = self.run_in(host, ["labsnap"])
+            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
+
+        self._all([lambda h=h: one(h) for h in self.lab.hosts])
+        for host, tools in sorted(found.items()):
+            if all(v != "ok" for v in tools.values()):
+                self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "
+                         f"{host} will be errors")
+        self.write_run_info(evidence={"socket_tables": dict(sorted(found.items()))})
 
     def program_logs(self, host: str) -> dict[str, bytes]:
         """The files of the host's /var/log/lab, by name: copied by its agent into its directory (no engine
@@ -468,7 +496,11 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
             return  # never started (no tracefs for a tracer) or already gone: nothing to keep
         (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
         if c.endswith("-capture"):
-            stats[c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")] = parse_tcpdump_stats(text)
+            host = c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")
+            stats[host] = parse_tcpdump_stats(text)
+            if stats[host].get("dropped"):
+                say(f"{host}: the capture lost {stats[host]['dropped']} packets (dropped by the kernel): "
+                    "expectations that need them will be errors")
 
     def engine_facts() -> None:
         engine.update(_safe_info(backend))

@@ -90,8 +90,10 @@ def summary(data: RunData) -> dict[str, Any]:
     if result:
         for v in result.get("expectations") or []:
             if isinstance(v, dict):
-                verdicts.append({k: ("" if v.get(k) is None else v.get(k)) for k in
-                                 ("name", "about", "kind", "held", "expected", "seen", "where", "message")})
+                item = {k: ("" if v.get(k) is None else v.get(k)) for k in
+                        ("name", "about", "kind", "held", "expected", "seen", "where", "message", "missing")}
+                item["status"] = v.get("status") or ("held" if v.get("held") else "failed")  # older result.json
+                verdicts.append(item)
     return {
         "lab": data.name, "run": str(info.get("run") or data.rd.path.name),
         "story": str(lab.get("story") or lab.get("summary") or ""), "summary": str(lab.get("summary") or ""),
