@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from ..model import LabError
+from ..model import Lab, LabError, StartStep
 from .common import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, err, out, resolve_lab, say,
                      interrupts_tear_down)
 
@@ -134,9 +134,19 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
             keeper.drop()
     rel = os.path.relpath(run.rd.path)
     out.print(f"{lab.name} is up; run directory: {rel}", markup=False)
-    out.print(f"  lab status {lab.name}\n  lab exec {lab.name} server -- netstat -tanp\n"
-              f"  lab shell {lab.name} {next(iter(lab.hosts))}\n  lab report {rel}\n  lab down {lab.name}",
-              markup=False)
+    out.print("\n".join("  " + line for line in up_hints(lab, rel)), markup=False)
+
+
+def up_hints(lab: Lab, run_dir: str) -> list[str]:
+    """What to try next, on the lab's own hosts: the first whose program ``lab up`` starts, else the first
+    a step starts one on, else the first host."""
+    import shlex
+
+    started = [h for h, host in lab.hosts.items() if host.program is not None]
+    started += [s.host for s in lab.steps if isinstance(s, StartStep)]
+    host = (started or list(lab.hosts))[0]
+    return [f"lab status {lab.name}", f"lab exec {lab.name} {host} -- netstat -tanp", f"lab shell {lab.name} {host}",
+            f"lab report {shlex.quote(run_dir)}", f"lab down {lab.name}"]
 
 
 def _running_or_die(backend, name: str):  # noqa: ANN001, ANN202

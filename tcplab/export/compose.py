@@ -19,7 +19,10 @@ here without a change. Each :class:`ContainerSpec` then becomes one service:
   holds PID 1 (``labrun`` daemonizes). Lab data never enters the script text.
 
 Compose interpolates ``$`` in every string value, so each value is escaped
-(``$`` -> ``$$``); the one variable the file means is the base image's.
+(``$`` -> ``$$``); the one variable the file means is the base image's. Text that
+is not all printable (a multi-line argument) is double-quoted with escapes. The
+steps are comment lines, one command each, whose words a shell splits into the
+lab's argv exactly (``$'...'`` for an argument with a line break).
 """
 from __future__ import annotations
 
@@ -225,7 +228,8 @@ def network(lab: Lab) -> dict[str, Any]:
 # --- the file ------------------------------------------------------------------
 
 class _Dumper(yaml.SafeDumper):
-    """Block style, but short argv-like lists on one line; never anchors."""
+    """Block style, but short argv-like lists on one line; never anchors; text that is not all
+    printable (line breaks, tabs, control characters) double-quoted with escapes."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
@@ -236,14 +240,24 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
 
 
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # PyYAML would write a line break, NEL or LS raw inside a quoted scalar and fold it on reading;
+    # YAML 1.2 readers (Compose v2) do not take NEL and LS as breaks at all. Escapes read the same everywhere.
+    style = None if data.isprintable() else '"'
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(str, _represent_str)
 
 
 def _dump(data: dict[str, Any], indent: int) -> str:
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
                      allow_unicode=True)
     pad = " " * indent
-    return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
+    # at "\n" only, where the emitter breaks lines: str.splitlines() also cuts at \x85, \u2028...
+    lines = text.removesuffix("\n").split("\n")
+    return "".join((pad + line if line.strip() else line) + "\n" for line in lines)
 
 
 # Everything YAML reads as a line break (\r, NEL, LS, PS) or a C0 control, so lab
@@ -261,8 +275,35 @@ def comment(text: str, indent: int = 0) -> str:
     return "".join(lines)
 
 
+_C_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def shell_word(arg: str) -> str:
+    """``arg`` as one shell word on one line: POSIX single quotes when it is all printable, else bash's
+    ``$'...'`` with escapes (a line break must not end the comment line the command is on)."""
+    if arg.isprintable():
+        return shlex.quote(arg)
+    out = []
+    for ch in arg:
+        if ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:  # bytes, not \u: the same whatever the reader's locale
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass")))
+    return "$'" + "".join(out) + "'"
+
+
+def shell_join(argv: Iterable[str]) -> str:
+    return " ".join(shell_word(a) for a in argv)
+
+
+def needs_bash(argv: Iterable[str]) -> bool:
+    return not all(a.isprintable() for a in argv)
+
+
 def _dc(*argv: str) -> str:
-    return "  " + shlex.join(["docker-compose", *argv])
+    return "  " + shell_join(["docker-compose", *argv])
 
 
 def step_lines(lab: Lab, i: int, step: Step) -> list[str]:
@@ -300,8 +341,16 @@ def _ready_lines(host: str, prog: str, ready: Ready) -> list[str]:
             _dc("exec", "-T", host, "grep", "-F", "--", ready.log or "", f"/var/log/lab/{prog}.log")]
 
 
-def header(lab: Lab, source: str, file_name: str, images_context: str, sets: list[str],
-           programs: list[str]) -> str:
+def step_argvs(step: Step) -> list[list[str]]:
+    """The lab's own text a step puts on its command lines."""
+    if isinstance(step, StartStep):
+        return [step.start, [step.ready.log]] if step.ready is not None and step.ready.log else [step.start]
+    if isinstance(step, SendStep):
+        return [[step.text]]
+    return []
+
+
+def header(lab: Lab, source: str, file_name: str, images_context: str, sets: list[str]) -> str:
     project = lab.name
     runs = "/".join([".", RUNS, lab.name])
     made = f"`lab export {lab.name}` from {source}" + (f" with {' '.join('--set ' + s for s in sets)}" if sets else "")
@@ -328,9 +377,11 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         "  docker-compose down -v   # removes every container and the network",
         "",
     ]
+    programs = {h: host.program.run for h, host in lab.hosts.items() if host.program}
     if programs:
-        parts += [*textwrap.wrap("Host programs start with their containers (lab up starts them before step 1): "
-                                 + "; ".join(programs) + ".", STORY_WIDTH, break_on_hyphens=False), ""]
+        # one line each, never wrapped: the argv exactly, as a shell reads it
+        parts += ["Host programs start with their containers (lab up starts them before step 1):",
+                  *(f"  {h}: {shell_join(run)}" for h, run in programs.items()), ""]
     parts += [
         f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file).",
         f"The tracer (kernel TCP state changes into {runs}/sockets/transitions.jsonl) is optional:",
@@ -347,6 +398,12 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         "and RSTs, and snapshots the socket tables); compose has no steps, so they are here as the",
         "commands to type, in order. Comments, not a script beside the file: this file alone is the",
         "whole lab to hand on, and a generated script would be a shell program made of lab data.",
+    ]
+    if needs_bash([a for run in programs.values() for a in run]
+                  + [a for s in lab.steps for argv in step_argvs(s) for a in argv]):
+        parts += ["An argument with a line break or another character that is not printable is written $'...'",
+                  "with that character escaped: type these commands into bash (or zsh, ksh), not dash."]
+    parts += [
         "",
     ]
     for i, step in enumerate(lab.steps):
@@ -393,8 +450,7 @@ def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name
             if name in services:
                 raise ExportError(f"two containers would be service {name!r}: rename a host")
             services[name] = (spec, to_service(spec, lab, rd, names, images_context))
-    programs = [f"{h}: {shlex.join(host.program.run)}" for h, host in lab.hosts.items() if host.program]
-    text = header(lab, source, file_name or f"{lab.name}.yml", images_context, list(sets), programs)
+    text = header(lab, source, file_name or f"{lab.name}.yml", images_context, list(sets))
     text += "\nservices:\n"
     for i, (name, (spec, body)) in enumerate(services.items()):
         text += ("\n" if i else "") + _service_comment(spec, lab, body) + _dump({name: body}, 2)

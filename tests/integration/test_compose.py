@@ -5,6 +5,7 @@ brought up by docker-compose, explored, and taken down; every test shares it.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -203,3 +204,107 @@ def test_build_sections_build_the_images(up: tuple[Path, str]) -> None:
                 client.images.remove(image)
             except docker.errors.ImageNotFound:
                 pass
+
+
+# --- arguments reach the programs exactly ----------------------------------------
+
+# A lab file as a person writes it: block scalars, quotes of both kinds, shell syntax, backslashes,
+# non-ASCII. The program is a shell loop, so its own argv stays readable in /proc/<pid>/cmdline.
+ARGV_LAB = r"""name: NAME
+network: {subnet: SUBNET}
+hosts:
+  server:
+    image: tcplab/server
+    program:
+      name: argv
+      run: &argv
+        - sh
+        - -c
+        - |
+          # a shell script as a block scalar; "$0" and "$@" are the lab's words
+          while :; do
+            sleep 1
+          done
+        - labprog
+        - a b
+        - 'it''s'
+        - "\"double\""
+        - $HOME
+        - ${PATH:-x} $$ $(id)
+        - ;
+        - '`id`; rm -rf /tmp/x'
+        - 'back\slash \n \\ \'
+        - "\ttab and\r\ncrlf"
+        - é
+        - 日本
+        - |+
+          multi
+            line, indented, two breaks after
+
+        - " lead and trail "
+        - "YAML 1.1 line breaks: NEL\N LS\L PS\P"
+        - "nel\Nline"
+  linux: {image: tcplab/client}
+steps:
+  - {host: linux, start: *argv, as: argv1}
+  - {host: linux, start: [cat], as: typed}
+  - host: linux
+    send: typed
+    text: |
+      GET / HTTP/1.0
+      é 日本 'q' "d" $HOME \n
+"""
+
+
+def _cmdline(container: docker.models.containers.Container, program: str) -> bytes:
+    """The argv of lab program ``program`` as its process has it (NUL-terminated words)."""
+    def pid() -> str:
+        res = container.exec_run(["cat", f"/run/lab/{program}.pid"])
+        return res.output.decode().strip() if res.exit_code == 0 else ""
+
+    got = container.exec_run(["cat", f"/proc/{poll(f'{program} started', pid)}/cmdline"])
+    assert got.exit_code == 0, got.output
+    return got.output
+
+
+def test_program_and_step_arguments_reach_the_processes_byte_for_byte(tmp_path: Path) -> None:
+    from tcplab.model import load_lab
+
+    _, name = make_lab(tmp_path, "closewait")
+    subnet = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())["network"]["subnet"]
+    path = tmp_path / "argv.yaml"
+    path.write_text(ARGV_LAB.replace("NAME", name).replace("SUBNET", subnet), encoding="utf-8")
+    lab, _ = load_lab(path)
+    run = lab.hosts["server"].program.run
+    # the YAML says what the test means
+    assert {"it's", "back\\slash \\n \\\\ \\", "\ttab and\r\ncrlf", "multi\n  line, indented, two breaks after\n\n",
+            " lead and trail ", "日本"} <= set(run) and run[2].endswith("done\n")
+    file = tmp_path / "compose" / f"{name}.yml"
+    lab_cmd("export", str(path), "--out", str(file), cwd=tmp_path, check=True)
+    try:
+        res = compose(file, name, "up", "-d", "server", "linux")
+        assert res.returncode == 0, res.stderr
+        expected = b"".join(a.encode() + b"\0" for a in run)
+        assert _cmdline(service(name, "server"), "argv") == expected
+
+        # the steps, as a person types them: each command line of the header, into bash
+        head = file.read_text(encoding="utf-8").split("\nservices:\n")[0]
+        lines = [line[4:] for line in head.splitlines() if line.startswith("#   docker-compose exec")]
+        assert len(lines) == 3
+        env = {**os.environ, "COMPOSE_FILE": file.name, "COMPOSE_PROJECT_NAME": name}
+        for line in lines:
+            done = subprocess.run(["bash", "-c", line], cwd=file.parent, env=env, capture_output=True, text=True,
+                                  timeout=60)
+            assert done.returncode == 0, (line, done.stderr)
+        linux = service(name, "linux")
+        assert _cmdline(linux, "argv1") == expected
+        typed = lab.steps[2].text.encode()
+
+        def typed_back() -> bool:
+            return linux.exec_run(["cat", "/var/log/lab/typed.log"]).output == typed
+
+        assert poll("the typed text in cat's output", typed_back, timeout=10)
+    finally:
+        down = compose(file, name, "down", "-v", "--timeout", "2")
+        left = project_objects(name)
+        assert down.returncode == 0 and left == [], (down.stderr, left)

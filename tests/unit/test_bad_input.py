@@ -145,3 +145,62 @@ def test_the_labs_of_the_project_are_valid() -> None:
     for f in labs:
         lab, _ = load_lab(f, [], known_images())
         assert lab.hosts
+
+
+# --- program.build: the host's image must copy the file ----------------------------
+
+DOCKERFILE = """ARG BASE=tcplab/base:bookworm
+FROM ${BASE} AS build
+COPY --from=other /x/prog.c /src/
+COPY app/main.c \\
+     app/util.c /src/
+ADD ["app/data/", "/data/"]
+COPY app/lib/*.h /src/
+RUN gcc -o /src/app /src/main.c
+FROM ${BASE}
+COPY --chown=1:1 common/tool /usr/local/bin/
+COPY --from=build /src/app /opt/lab/app
+"""
+
+
+@pytest.mark.parametrize("build,ok", [
+    ("images/app/main.c", True),             # COPY of the file itself
+    ("images/app/util.c", True),             # ... on a continued line
+    ("images/app/data/x.txt", True),         # in a directory ADDed in JSON form
+    ("images/app/lib/a.h", True),            # a glob
+    ("images/common/tool", True),            # a file of another directory, copied with a flag
+    ("images/app/prog.c", False),            # --from copies from a stage, not from images/
+    ("images/app/unused.c", False),          # in the image's directory, but copied by nothing
+    ("images/app/Dockerfile", False),
+    ("images/other/main.c", False),          # another image's file
+])
+def test_build_is_accepted_only_when_the_hosts_image_copies_it(build: str, ok: bool, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcplab.paths
+
+    images = tmp_path / "images"
+    for rel in ("app/main.c", "app/util.c", "app/data/x.txt", "app/lib/a.h", "app/prog.c", "app/unused.c", "common/tool",
+                "other/main.c", "other/Dockerfile"):
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        (images / rel).write_text("x\n")
+    (images / "app" / "Dockerfile").write_text(DOCKERFILE)
+    monkeypatch.setattr(tcplab.paths, "HOME", tmp_path)
+    monkeypatch.setattr(tcplab.paths, "IMAGES_DIR", images)
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(f"name: b\nhosts:\n  h:\n    image: tcplab/app\n    program: {{build: '{build}', run: [x]}}\n")
+    if ok:
+        load_lab(lab, [], {"tcplab/app", "tcplab/other"})
+        return
+    with pytest.raises(LabError) as info:
+        load_lab(lab, [], {"tcplab/app", "tcplab/other"})
+    assert info.value.field == "hosts.h.program.build"
+    assert "images/app/Dockerfile does not copy it" in info.value.message
+
+
+def test_build_is_checked_only_for_a_lab_about_to_run(tmp_path: Path) -> None:
+    """A run directory's lab.yaml is read again (lab report, on a copy from CI) where no project is: no check."""
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: b\nhosts:\n  h:\n    image: tcplab/server\n    program: {build: nope.c, run: [x]}\n")
+    assert load_lab(lab)[0].hosts["h"].program.build == "nope.c"
+    with pytest.raises(LabError, match="no such file: nope.c"):
+        load_lab(lab, [], known_images())

@@ -1,8 +1,10 @@
 """Issue 9: `lab export` - a lab as a compose file; the committed files under compose/ stay fresh."""
 from __future__ import annotations
 
+import random
 import re
 import shlex
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -230,3 +232,64 @@ def test_cli_bad_input_exits_2(tmp_path: Path, args: list[str], needle: str) -> 
     res = lab_cmd("export", *args, "--out", str(tmp_path / "x.yml"), cwd=tmp_path)
     assert res.returncode == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.yml").exists()
+
+
+# --- arguments round-trip exactly --------------------------------------------------
+
+# A shell script as a YAML block scalar would give it, and arguments a shell or YAML would take apart.
+SCRIPT = "# a comment line\nwhile :; do\n  sleep 1   \ndone\n\n"
+TRICKY = [SCRIPT, "a b", "it's", '"dq"', "$HOME", "${X:-y}", "$$", ";", "`id`", "back\\slash", "\\n", "é", "日本",
+          "\ttab", "cr\r", " lead", "trail ", "- dash", "key: v", "#hash", "[x]", "{y}", "*", "&a", "!t", "%p", "@",
+          "'", '"', "\\", "yes", "null", "0x10", "~", "\x85nel", "line\u2028sep", "para\u2029", "\ufeffbom",
+          "\u202eevil", "\x01\x1b[31m", "\x7f", "a\n", "\n", " ", "x" * 150 + " y" * 40]
+
+
+def _bash_argv(command_line: str) -> list[str]:
+    """The argv bash makes of one exported command line (docker-compose replaced by a printer)."""
+    printer = 'docker-compose() { printf "%s\\0" "$@"; }; '
+    out = subprocess.run(["bash", "-c", printer + command_line], capture_output=True, check=True).stdout
+    return [a.decode() for a in out.split(b"\0")[:-1]]
+
+
+def test_service_command_keeps_every_argument_exactly(tmp_path: Path) -> None:
+    run = ["sh", "-c", SCRIPT, "labprog", *TRICKY]
+    path = lab_file(tmp_path, changes={"hosts.server.program.run": run, "hosts.server.program.ready": None})
+    _, data = export(path)
+    assert data["services"]["server"]["command"] == escape(["sh", "-c", HOLD_SCRIPT, "labhold", "server", *run])
+
+
+def test_service_commands_of_random_arguments_round_trip(tmp_path: Path) -> None:
+    alphabet = list("ab $'\"\\`;#:-?[]{},&*!|>%@\n\r\t") + ["é", "日本", "\x85", "\u2028", "\u2029", "\x0b", "\x0c",
+                                                          "\x1c", "\x7f", "\x01", "\ufeff", "\xa0", "  ", "\n\n"]
+    rng = random.Random(14)
+    for _ in range(10):
+        run = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(40, 60))]
+        lab, resolved = load_lab(lab_file(tmp_path, changes={"hosts.server.program.run": run}))
+        data = yaml.safe_load(export_compose(lab, resolved, source="x").text)
+        assert data["services"]["server"]["command"][5:] == escape(run), run
+
+
+def test_step_and_program_lines_are_one_line_each_that_bash_splits_exactly(tmp_path: Path) -> None:
+    steps = [{"host": "linux", "start": ["sh", "-c", SCRIPT, "labprog", *TRICKY], "as": "t1"},
+             {"host": "linux", "send": "t1", "text": "GET / HTTP/1.0\r\n\r\né 日本 'q' $x\n"},
+             {"host": "linux", "stop": "t1"}]
+    run = ["/opt/lab/server", *TRICKY]
+    path = lab_file(tmp_path, changes={"steps": steps, "expect": [], "hosts.server.program.run": run})
+    text, _ = export(path)
+    head = text[: text.index("\nservices:\n")]
+    lines = [line[4:] for line in head.splitlines() if line.startswith("#   docker-compose exec")]
+    assert [_bash_argv(line)[2:] for line in lines] == [
+        ["linux", "labrun", "t1", *steps[0]["start"]],
+        ["linux", "labsend", "t1", steps[1]["text"]],
+        ["linux", "labstop", "t1", "TERM"]]
+    program = [line for line in head.splitlines() if line.startswith("#   server: ")]
+    assert len(program) == 1
+    assert _bash_argv("docker-compose " + program[0].removeprefix("#   server: ")) == run
+    assert "bash" in head  # the reader is told which shell reads $'...'
+    # printable arguments stay POSIX-quoted (shlex splits them): $'...' only where it is needed
+    plain, _ = export(lab_file(tmp_path))
+    first = next(line[4:] for line in plain.splitlines() if line.startswith("#   docker-compose exec"))
+    assert shlex.split(first) == ["docker-compose", "exec", "-T", "linux", "labrun", "telnet1", "telnet", "server",
+                                  "8000"]
+    assert "$'" not in plain and "bash" not in plain.split("\nservices:")[0]
+
