@@ -256,7 +256,7 @@ class CaptureBench:
             self.backend.start_container(self.run.host_spec(h))
             self.backend.start_container(ContainerSpec(
                 name=self.names.sidecar(h, "gen"), image="tcplab/tools", labels=self.names.labels("bench", h),
-                command=["sleep", "infinity"], network_mode=f"container:{self.names.host(h)}",
+                command=["sleep", "infinity"], joins=self.names.host(h),
                 mounts=(Mount(BENCH_DIR, "/bench", read_only=True),), mem_limit="256m", pids_limit=64))
 
     def teardown(self) -> None:

@@ -44,7 +44,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -216,19 +215,20 @@ def ensure_down(lab: LabUnderTest) -> None:
 
 # --- section: lab up + lab down -------------------------------------------------------------
 
-def keeper_pids(lab: str) -> list[int]:
-    """The keeper processes `lab up` left for ``lab`` (tcplab/cli/keeper.py)."""
-    sys.path.insert(0, str(ROOT))
-    from tcplab.cli.keeper import keeper_pids as pids
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children so far."""
+    import resource
 
-    return pids(lab)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
-def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False, without_keeper: bool = False) -> dict[str, Any]:
+def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False) -> dict[str, Any]:
     rd = OUT / "runs" / f"{lab.name}-{tag}"
     shutil.rmtree(rd, ignore_errors=True)
+    cpu = children_cpu()
     rc, t_up, so, se = lab_cli("up", str(lab.path), *lab.set_args(), "--out", str(rd))
-    rec: dict[str, Any] = {"up_rc": rc, "up_wall": t_up, "load1": load()[0]}
+    rec: dict[str, Any] = {"up_rc": rc, "up_wall": t_up, "up_cpu": children_cpu() - cpu, "load1": load()[0]}
     if rc != 0:
         rec["error"] = (se.strip().splitlines() or ["?"])[-1]
         ensure_down(lab)
@@ -239,16 +239,10 @@ def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False, without_keeper:
         {"kind": s.get("kind"), "name": s.get("name"), "seconds": round(s["end"] - s["start"], 4),
          "outcome": s.get("outcome")} for s in steps],
         story_waits=story_waits(steps), steps_ok=all(s.get("outcome") == "ok" for s in steps))
-    keepers = keeper_pids(lab.name)
-    if without_keeper:  # `lab down` as it runs when nobody kept the lab (killed, rebooted, older tcplab)
-        for pid in keepers:
-            os.kill(pid, signal.SIGKILL)
-        while keeper_pids(lab.name):
-            time.sleep(0.01)
-    rec["keeper_served_down"] = bool(keepers) and not without_keeper
+    cpu = children_cpu()
     rc, t_down, so, se = lab_cli("down", lab.name)
     info = read_json(rd / "run.json") or {}
-    rec.update(down_rc=rc, down_wall=t_down, phases_down={k: v for k, v in info.get("phases", {}).items()
+    rec.update(down_rc=rc, down_wall=t_down, down_cpu=children_cpu() - cpu, phases_down={k: v for k, v in info.get("phases", {}).items()
                                                            if k in ("collection", "teardown")},
                phases_after_down=sorted(info.get("phases", {})))
     if rc != 0:
@@ -276,12 +270,6 @@ def section_updown(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
             f"waits {r.get('story_waits', 0):.2f} s, load {load()[0]}")
         runs.append(r)
     ok = [r for r in runs if r.get("up_rc") == 0 and r.get("down_rc") == 0]
-    cold_downs = []  # for reference: `lab down` when no keeper answers
-    for i in range(min(3, n)):
-        r = one_up_down(lab, f"nk{i}", without_keeper=True)
-        log(f"updown without keeper {i + 1}/{min(3, n)}: down {r.get('down_wall', 0):.2f} s")
-        if r.get("down_rc") == 0:
-            cold_downs.append(r)
     phases: dict[str, list[float]] = {}
     for r in ok:
         for k, v in {**r["phases_up"], **r["phases_down"]}.items():
@@ -293,6 +281,7 @@ def section_updown(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
     res["updown"] = {
         "lab": lab.note, "runs": runs, "failed": len(runs) - len(ok),
         "up": stats([r["up_wall"] for r in ok]), "down": stats([r["down_wall"] for r in ok]),
+        "up_cpu": stats([r["up_cpu"] for r in ok]), "down_cpu": stats([r["down_cpu"] for r in ok]),
         "up_down": stats([r["up_wall"] + r["down_wall"] for r in ok]),
         "story_waits": stats([r["story_waits"] for r in ok]),
         "up_down_less_waits": stats([r["up_wall"] + r["down_wall"] - r["story_waits"] for r in ok]),
@@ -301,10 +290,6 @@ def section_updown(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
         "down_outside_phases": stats([r["down_wall"] - sum(r["phases_down"].values()) for r in ok]),
         "steps": {k: stats(v) for k, v in step_times.items()},
         "phases_kept_after_down": ok[-1]["phases_after_down"] if ok else [],
-        "keeper_served_down": sum(1 for r in ok if r.get("keeper_served_down")),
-        "down_without_keeper": stats([r["down_wall"] for r in cold_downs]),
-        "down_without_keeper_outside_phases": stats([r["down_wall"] - sum(r["phases_down"].values())
-                                                     for r in cold_downs]),
     }
 
 
@@ -601,7 +586,7 @@ def profile_child(argv: list[str]) -> None:
     t0 = time.perf_counter()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("TCPLAB_HOME", str(ROOT))
-    import tcplab.cli.app as app_mod
+    import tcplab.cli.common as common  # the command modules bind its helpers when imported: wrapped first, below
 
     t_import = time.perf_counter() - t0
     import tcplab.backend.agent as bagent
@@ -668,8 +653,12 @@ def profile_child(argv: list[str]) -> None:
     wrap(lifecycle, "collect", "tcplab.collect")
     wrap(lifecycle, "teardown", "tcplab.teardown")
     wrap(report, "write_report", "tcplab.write_report")
-    wrap(app_mod, "resolve_lab", "tcplab.resolve_lab")
-    wrap(app_mod, "engine", "tcplab.engine")
+    wrap(common, "resolve_lab", "tcplab.resolve_lab")
+    wrap(common, "engine", "tcplab.engine")
+    t = time.perf_counter()
+    import tcplab.cli.app as app_mod
+
+    t_import += time.perf_counter() - t
 
     def cli(*args: str) -> tuple[float, float, int]:
         t = time.perf_counter()
@@ -732,7 +721,7 @@ def summarize_calls(calls: list[dict[str, Any]], t_from: float, t_to: float) -> 
 
 RUN_FUNCS = {  # (file suffix, function) -> label; cumulative seconds under cProfile
     ("tcplab/cli/run_cmd.py", "run"): "run (the command)",
-    ("tcplab/cli/app.py", "_ensure_images"): "images check",
+    ("tcplab/cli/images_cmd.py", "ensure_images"): "images check",
     ("tcplab/cli/common.py", "engine"): "engine (docker client, ping)",
     ("tcplab/cli/common.py", "resolve_lab"): "load and validate the lab",
     ("tcplab/play/lifecycle.py", "bring_up"): "bring_up",
@@ -741,7 +730,7 @@ RUN_FUNCS = {  # (file suffix, function) -> label; cumulative seconds under cPro
     ("tcplab/play/session.py", "teardown"): "  teardown",
     ("tcplab/cli/run_cmd.py", "judge"): "judge",
     ("tcplab/analysis/expectations.py", "evaluate"): "  evaluate expectations",
-    ("tcplab/cli/app.py", "_write_report_quietly"): "  write report.html",
+    ("tcplab/cli/takedown.py", "write_report_quietly"): "  write report.html",
     ("tcplab/cli/run_cmd.py", "_remove_leftovers"): "leftover check",
 }
 
@@ -769,8 +758,7 @@ def run_cprofile(lab: LabUnderTest) -> dict[str, Any]:
     shutil.rmtree(rd, ignore_errors=True)
     prof_file = OUT / "lab-run.cprofile"
     prof_file.unlink(missing_ok=True)  # never read an older run's profile
-    # through bench/lab_in_process.py: lab.py leaves with os._exit, before cProfile writes its file
-    rc, wall, so, se = run_timed([PY, "-m", "cProfile", "-o", str(prof_file), str(ROOT / "bench" / "lab_in_process.py"),
+    rc, wall, so, se = run_timed([PY, "-m", "cProfile", "-o", str(prof_file), str(LAB_PY),
                                   "run", str(lab.path), *lab.set_args(), "--out", str(rd)], timeout=300, cwd=OUT,
                                  env={"TCPLAB_HOME": str(ROOT)})
     ensure_down(lab)
@@ -958,10 +946,8 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
         for k in ("collection", "teardown"):
             p(f"{'  phase ' + k:40} {fmt(ud['phases'].get(k))}")
         p(f"{'  outside the phases (start, report..)':40} {fmt(ud['down_outside_phases'])}")
-        p(f"{'  served by the lab keeper':40} {ud.get('keeper_served_down', 0)} of {ud['down'].get('n', 0)}")
-        if ud.get("down_without_keeper", {}).get("n"):
-            p(f"{'lab down, keeper killed (reference)':40} {fmt(ud['down_without_keeper'])}")
-            p(f"{'  outside the phases':40} {fmt(ud['down_without_keeper_outside_phases'])}")
+        p(f"{'lab up, process CPU (user + sys)':40} {fmt(ud.get('up_cpu'))}")
+        p(f"{'lab down, process CPU (user + sys)':40} {fmt(ud.get('down_cpu'))}")
         p(f"{'lab up + lab down':40} {fmt(ud['up_down'])}")
         p(f"{'  story waits (wait steps)':40} {fmt(ud['story_waits'])}")
         p(f"{'  up + down - story waits':40} {fmt(ud['up_down_less_waits'])}")
@@ -1056,7 +1042,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
            "base + images + warm lab run" if cd else "skipped (--no-cold)")
     target("teardown <= 1 s", g(ud["phases"].get("teardown")) if ud else None, 1.0, "run.json phase 'teardown'")
     target("lab down <= 1 s (whole process, for reference)", g(ud["down"]) if ud else None, 1.0, "")
-    if ud and fl:
+    if ud and g(ud["up_down"]) is not None and floor_ud:
         print(f"  ratios: up+down / floor(conc) {g(ud['up_down']) / floor_ud:.2f}; "
               f"(up+down - waits) / floor(conc) {g(ud['up_down_less_waits']) / floor_ud:.2f}"
               + (f"; up+down / Kathara {g(ud['up_down']) / g(kt['lstart_lclean']):.2f}" if kt else "")

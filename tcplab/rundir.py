@@ -33,6 +33,10 @@ class RunDir:
     @property
     def steps_jsonl(self) -> Path: return self.path / "steps.jsonl"
     @property
+    def programs_jsonl(self) -> Path:
+        """The story programs' events: start, exit, output (see tcplab/observe/programs.py)."""
+        return self.path / "programs.jsonl"
+    @property
     def capture_dir(self) -> Path: return self.path / "capture"
     @property
     def sockets_dir(self) -> Path: return self.path / "sockets"
@@ -68,6 +72,10 @@ class RunDir:
 
     def log(self, host: str) -> Path:
         return self.logs_dir / f"{safe_name(host)}.log"
+
+    def program_log(self, host: str, program: str) -> Path:
+        """One program's output alone (``logs/<host>.log`` has every program of the host)."""
+        return self.logs_dir / "programs" / f"{safe_name(host)}.{safe_name(program)}.log"
 
     def table(self, host: str, snapshot: str, tool: str = "netstat") -> Path:
         suffix = "" if tool == "netstat" else f".{safe_name(tool)}"

@@ -28,6 +28,8 @@ def is_negative(exp: Expectation) -> bool:
         return exp.packet.count is not None
     if exp.state is not None:
         return exp.state.absent or exp.state.not_ is not None
+    if exp.program is not None:
+        return exp.program.running is True  # it did not exit: true only if the run was watched to its end
     return False
 
 
@@ -41,6 +43,8 @@ def missing_evidence(exp: Expectation, verdict: "Verdict", view: "RunView") -> s
         return _state(exp, view)
     if exp.transition is not None:
         return _transition(exp, view)
+    if exp.program is not None:
+        return _program(exp, view)
     return None
 
 
@@ -163,3 +167,43 @@ def _transition(exp: Expectation, view: "RunView") -> str | None:
         note = view.info.get("tracer", "")
         return f"the tracer did not run ({note})" if note and note != "ok" else "the run has no transitions file"
     return unplayed(view, until)
+
+
+# --- story programs ----------------------------------------------------------------
+
+def _program(exp: Expectation, view: "RunView") -> str | None:
+    """A program's verdict needs its start, for ``exit``/``running`` its end (an exit, or the run seeing it
+    still running when it collected, having played every step), for ``output`` its collected output.
+    A program still running at a complete run's end has no exit status: ``exit`` on it failed."""
+    from ..model.lab import StartStep
+
+    m = exp.program
+    assert m is not None
+    who = f"{m.name} on {m.host}"
+    run = view.programs.get((m.host, m.name))
+    if run is None or (run.started is None and not run.exited):
+        starts = [i for i, s in enumerate(view.lab.steps)
+                  if isinstance(s, StartStep) and s.host == m.host and s.as_ == m.name]
+        played = {int(s.get("index", -1)): s for s in view.steps}
+        for i in starts:
+            if i not in played or played[i].get("outcome") not in (None, "ok"):
+                return unplayed(view, None) or f"step {i} ({_title(view, i)}) was never played"
+        if not view.rd.programs_jsonl.is_file():
+            return f"the run recorded no program events ({view.rel(view.rd.programs_jsonl)} is missing)"
+        return f"{view.rel(view.rd.programs_jsonl)} records no start of {who}"
+    if run.exited:
+        gap = None  # it ended: its status and (once collected) its whole output are known
+    elif run.running_at is None:
+        return (f"the end of {who} was never observed: no exit was recorded and its host's programs were not "
+                "collected")
+    else:
+        gap = unplayed(view, None)
+    if m.output is not None:
+        from .expectations import program_output
+
+        if program_output(view, run) is None:
+            return f"the output of {who} was not collected ({view.rel(view.rd.program_log(m.host, m.name))})"
+    if gap and (m.exit is not None or m.running is not None or m.output is not None):
+        return f"{who} was still running when the run stopped early: {gap}"
+    return None
+

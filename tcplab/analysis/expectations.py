@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..model import Lab, load_lab
-from ..model.lab import Expectation, PacketMatch
+from ..model.lab import Expectation, PacketMatch, ProgramMatch
+from ..observe.programs import ProgramRun, describe_status, last_lines, output_search, read_programs
 from ..observe.sockets import SocketRecord
+from ..observe.timewait import run_records, state_view
+from ..observe.tracer import join_connects
 from ..rundir import RunDir
 from ..wire import ACK, FLAG_BITS
 from .evidence import TOOLS, missing_evidence, tool_ok
@@ -99,7 +102,10 @@ class Evaluation:
 
 @dataclass
 class Transition:
-    line: int  # 1-based line in sockets/transitions.jsonl
+    """A state change as the run's reader sees it (tcplab.observe.timewait.run_records): the tracepoint's,
+    or one derived for a timewait socket (``derived``), or a tracepoint X -> CLOSE that was a hand-over to
+    a timewait socket (``handover``: no state change of the connection; never matched)."""
+    line: int  # 1-based line in sockets/transitions.jsonl; 0 for a record derived on read
     ts: float
     saddr: str
     sport: int
@@ -107,6 +113,23 @@ class Transition:
     dport: int
     old: str
     new: str
+    derived: str = ""  # "timewait": made from the hand-over, captures and snapshots
+    exact: bool = True  # False: a derived moment known only within bounds (a timer, a snapshot)
+    handover: str = ""  # for a hand-over: the timewait socket's state then (TIME_WAIT, or FIN_WAIT2: an orphan)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    expires: float | None = None  # derived entry still open at the end of the run: when its timer would end it
+
+    def where(self) -> str:
+        here = f"sockets/transitions.jsonl line {self.line}" if self.line else ""
+        if not self.derived:
+            return here or "sockets/transitions.jsonl"
+        parts = [self.evidence.get(k) for k in ("handover", "fin", "peer_fin", "rst", "timer")]
+        snaps = self.evidence.get("snapshots") or ([self.evidence["gone"]] if self.evidence.get("gone") else [])
+        if snaps:
+            parts.append("snapshot" + ("s " if len(snaps) > 1 else " ") + ", ".join(str(x) for x in snaps))
+        joined = ", ".join(str(p) for p in parts if p)
+        what = f"derived: {self.derived}" + (f", from {joined}" if joined else "")
+        return f"{here} ({what})" if here else what
 
 
 class RunView:
@@ -121,7 +144,8 @@ class RunView:
         self.ip_host = {ip: h for h, ip in self.hosts.items() if ip}
         self.snapshots: dict[str, Any] = rd.read_json(rd.snapshots_json, {}) or {}
         self.steps: list[dict[str, Any]] = list(rd.read_jsonl(rd.steps_jsonl))
-        self.transitions: list[Transition] = list(_read_transitions(rd.transitions_jsonl))
+        self.transitions: list[Transition] = list(_read_transitions(rd))
+        self.programs: dict[tuple[str, str], ProgramRun] = read_programs(rd)
         self.verdicts: dict[str, Verdict] = {}
 
     def rel(self, path: Path) -> str:
@@ -164,24 +188,19 @@ def _snapshot_names(lab: Lab) -> set[str]:
     return {getattr(s, "snapshot") for s in lab.steps if hasattr(s, "snapshot")} | {"end"}
 
 
-def _read_transitions(path: Path) -> Iterable[Transition]:
-    import json
-
-    try:
-        f = open(path)
-    except OSError:
-        return
-    with f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if r.get("event") != "inet_sock_set_state":
-                continue
-            yield Transition(n, float(r["ts"]), str(r.get("saddr", "")), int(r.get("sport", 0)),
-                             str(r.get("daddr", "")), int(r.get("dport", 0)), str(r.get("old", "")),
-                             str(r.get("new", "")))
+def _read_transitions(rd: RunDir) -> Iterable[Transition]:
+    """The run's state changes, each once: the derived TIME_WAIT records as written at collection, or
+    derived now for a run without them (one derivation, tcplab.observe.timewait); connect()'s sport 0
+    joined to its port."""
+    for r in join_connects(state_view(run_records(rd))):
+        try:
+            yield Transition(int(r.get("line") or 0), float(r["ts"]), str(r.get("saddr", "")),
+                             int(r.get("sport") or 0), str(r.get("daddr", "")), int(r.get("dport") or 0),
+                             str(r.get("old", "")), str(r.get("new", "")), str(r.get("derived") or ""),
+                             bool(r.get("exact", True)), str(r.get("handover") or ""),
+                             dict(r.get("evidence") or {}), r.get("expires"))
+        except (KeyError, TypeError, ValueError):
+            continue
 
 
 # --- formatting ----------------------------------------------------------------
@@ -584,14 +603,16 @@ def check_transition(exp: Expectation, view: RunView) -> Verdict:
         return _verdict(exp, False, expected, f"no state changes recorded: {reason}", where_file, label="seen")
     host_ip = view.hosts.get(m.host)
     peer_ip = view.hosts.get(m.peer) if m.peer else None
-    mine = [t for t in view.transitions
-            if t.saddr == host_ip and (m.port is None or t.sport == m.port)
-            and (m.peer is None or t.daddr == peer_ip)]
+    every = [t for t in view.transitions
+             if t.saddr == host_ip and (m.port is None or t.sport == m.port)
+             and (m.peer is None or t.daddr == peer_ip)]
+    mine = [t for t in every if not t.handover]  # a hand-over to a timewait socket is no state change
     t0 = view.traffic.start if view.traffic.packets else (view.transitions[0].ts if view.transitions else 0.0)
 
     def describe(t: Transition) -> str:
-        return (f"{m.host}:{t.sport}{ARROW}{view.name_of(t.daddr)}:{t.dport} {t.old}→{t.new} "
+        text = (f"{m.host}:{t.sport}{ARROW}{view.name_of(t.daddr)}:{t.dport} {t.old}→{t.new} "
                 f"{_when(t.ts, m.near, anchor_t, t0)}")
+        return text + (f" (derived{'' if t.exact else ', within bounds'})" if t.derived else "")
 
     def state_ok(t: Transition) -> bool:
         return t.new == m.to and (m.from_ is None or t.old == m.from_)
@@ -602,15 +623,125 @@ def check_transition(exp: Expectation, view: RunView) -> Verdict:
     hits = [t for t in mine if state_ok(t) and off(t) == 0.0]
     if hits:
         t = hits[0]
-        return _verdict(exp, True, expected, describe(t), f"{where_file} line {t.line}", time=t.ts, label="seen")
+        return _verdict(exp, True, expected, describe(t), t.where(), time=t.ts, label="seen")
     if not mine:
-        return _verdict(exp, False, expected, f"no state change of {sock} recorded", where_file, label="seen")
+        return _verdict(exp, False, expected, f"no state change of {sock} recorded", where_file,
+                        note=_transition_hint(m.to, every), label="seen")
     best = min(mine, key=lambda t: ((t.new != m.to) * 2 + (m.from_ is not None and t.old != m.from_)
-                                    + (off(t) > 0), off(t)))
+                                    + (off(t) > 0), off(t), not {m.from_, m.to} & {t.old, t.new}))
     differs = [w for w, bad in (("state", not state_ok(best)), ("time", off(best) > 0)) if bad]
-    history = ", ".join(f"{t.old}→{t.new}" for t in mine[:8])
-    return _verdict(exp, False, expected, describe(best), f"{where_file} line {best.line}",
-                    note=f"; differs in {', '.join(differs)} (its changes: {history})")
+    history = ", ".join(f"{t.old}→{t.new}" + (" (hand-over to a timewait socket)" if t.handover else
+                                             " (derived)" if t.derived else "") for t in every[:10])
+    note = f"; differs in {', '.join(differs)} (its changes: {history})"
+    return _verdict(exp, False, expected, describe(best), best.where(),
+                    note=note + _still_in(m.from_, every, t0) + _transition_hint(m.to, every))
+
+
+def _still_in(state: str | None, changes: list[Transition], t0: float) -> str:
+    """Why ``from: STATE`` found no way out: a socket still in that state at the end of the run."""
+    if state is None:
+        return ""
+    last: dict[tuple[int, str, int], Transition] = {}
+    for t in changes:
+        last[(t.sport, t.daddr, t.dport)] = t
+    for t in last.values():
+        now = t.handover or t.new
+        if now == state:
+            text = f"; still in {state} at the end of the run"
+            if t.expires is not None:
+                text += f" (by its timer it ends at about t={t.expires - t0:.3f}s, after the run)"
+            return text
+    return ""
+
+
+def _transition_hint(to: str, changes: list[Transition]) -> str:
+    """What the tracer cannot see, when that is what was asked for."""
+    if to == "LISTEN" and not any(t.new == "LISTEN" for t in changes):
+        return ("; a listener bound to the wildcard address (0.0.0.0) carries no lab address in the tracepoint, "
+                "which names no network namespace, so the tracer does not record it: bind the program to "
+                "the host's address")
+    if to == "TIME_WAIT" and not any(t.new == "TIME_WAIT" for t in changes):
+        return ("; TIME_WAIT is derived (no tracepoint fires for a timewait socket) from a FIN_WAIT2/CLOSING → "
+                "CLOSE hand-over with the peer's FIN captured or a snapshot listing TIME_WAIT")
+    return ""
+
+
+# --- story programs ----------------------------------------------------------------
+
+def describe_program_match(m: ProgramMatch) -> str:
+    """``reader on client exits with status 1 and prints /Connection reset by peer/``."""
+    said = []
+    if m.exit is not None:
+        said.append(f"exits with {describe_status(m.exit)}")
+    elif m.running is True:
+        said.append("is still running at the end")
+    elif m.running is False:
+        said.append("has exited by the end")
+    if m.output is not None:
+        said.append(f"prints /{m.output}/")
+    return f"{m.name} on {m.host} " + (" and ".join(said) if said else "is started")
+
+
+def _moment(view: RunView, ts: float) -> str:
+    """A moment of the run in the story's words: after the last step that began before it."""
+    before = [s for s in view.steps if float(s.get("start") or 0.0) <= ts]
+    if before:
+        s = before[-1]
+        return f"at {s.get('name')}{fmt_offset(ts - float(s['start']))}"
+    t0 = view.traffic.start if view.traffic.packets else float(view.info.get("started") or ts)
+    return f"at t={ts - t0:.3f}s"
+
+
+def program_output(view: RunView, run: ProgramRun) -> str | None:
+    """The program's output as the run collected it; None when it was not collected."""
+    if run.output_file is None:
+        return None
+    try:
+        return view.rd.program_log(run.host, run.name).read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def check_program(exp: Expectation, view: RunView) -> Verdict:
+    """How a story program ended and what it printed, from programs.jsonl and its collected output."""
+    m = exp.program
+    assert m is not None
+    expected = describe_program_match(m)
+    who = f"{m.name} on {m.host}"
+    run = view.programs.get((m.host, m.name))
+    events = view.rel(view.rd.programs_jsonl)
+    if run is None or (run.started is None and not run.exited):
+        return _verdict(exp, False, expected, f"{who} was never started", events, label="seen")
+    where = f"{events} line {run.exit_line or run.line}" if (run.exit_line or run.line) else events
+    if run.exited:
+        ended = f"{who} exited with {describe_status(run.status)} {_moment(view, run.ended or 0.0)}"
+    elif run.running_at is not None:
+        ended = f"{who} was still running when the run ended"
+    else:
+        ended = f"{who} was started {_moment(view, run.started or 0.0)}; its end was not recorded"
+    differs: list[str] = []
+    if m.exit is not None and run.status != m.exit:
+        differs.append("exit")
+    if m.running is not None and (run.running_at is None if m.running else not run.exited):
+        differs.append("running")
+    seen = ended
+    if m.output is not None:
+        text = program_output(view, run)
+        log = view.rel(view.rd.program_log(m.host, m.name))
+        found = output_search(m.output, text) if text is not None else None
+        if found is not None:
+            line = text.count("\n", 0, found.start()) + 1
+            whole = text.splitlines()[line - 1] if text.splitlines() else found.group(0)
+            seen += f"; printed {whole.strip()[:160]!r}"
+            if not differs:
+                where = f"{log} line {line}"
+        else:
+            differs.append("output")
+            seen += f"; {last_lines(text)}" if text is not None else "; its output was not collected"
+            where = log
+    note = f"; differs in {', '.join(differs)}" if differs else ""
+    return _verdict(exp, not differs, expected, seen, where, time=run.ended if run.exited else None, note=note,
+                    label="seen")
 
 
 # --- steps the run could not play ----------------------------------------------------
@@ -631,7 +762,7 @@ def step_verdicts(view: RunView) -> list[Verdict]:
 
 # --- the whole list --------------------------------------------------------------
 
-_CHECKS = {"packet": check_packet, "state": check_state, "transition": check_transition}
+_CHECKS = {"packet": check_packet, "state": check_state, "transition": check_transition, "program": check_program}
 
 
 def _verdict(exp: Expectation, held: bool, expected: str, seen: str, where: str, time: float | None = None,

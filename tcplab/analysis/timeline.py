@@ -6,30 +6,38 @@ new}``, optionally ``host``/``peer``), ``sockets/snapshots.json`` and the host
 addresses of ``run.json``. Output is one :class:`SocketTimeline` per socket:
 the intervals it spent in each state.
 
-Two quirks of the kernel's view are handled here so no reader has to:
+Two quirks of the kernel's view are handled before the intervals are built, so no reader has to:
 
 * ``connect()`` fires CLOSE -> SYN_SENT before the source port is chosen, so
   that event carries ``sport 0``; it is joined to the next event of the same
-  local address, peer and peer port.
-* When a socket becomes a *timewait mini-socket* (TIME_WAIT, or an orphaned
+  local address, peer and peer port (:func:`tcplab.observe.tracer.join_connects`).
+* When a socket becomes a *timewait socket* (TIME_WAIT, or an orphaned
   FIN_WAIT2 whose application already closed it), the full socket is freed and
-  the tracepoint reports ``FIN_WAIT2 -> CLOSE`` (or ``FIN_WAIT1``/``CLOSING``
-  -> ``CLOSE``) at once, although netstat and ss go on listing the socket in
-  FIN_WAIT2 or TIME_WAIT. The snapshots tell which: the interval is extended to
-  the last snapshot that lists the socket and marked as a timewait socket.
+  the tracepoint reports ``FIN_WAIT2 -> CLOSE`` (or ``CLOSING -> CLOSE``) although
+  netstat and ss go on listing the socket. :mod:`tcplab.observe.timewait` derives
+  what happened (FIN_WAIT2 -> TIME_WAIT, the orphan living on, the end of either
+  when the run saw it) as records marked ``"derived": "timewait"``; the intervals
+  they open have the source ``timewait`` and say in their note what they were
+  derived from. Records that already hold derived ones are not derived again.
 
 Without tracer data (``tracefs`` missing) the timeline is built from the
 snapshots alone, with the times of the snapshots as the (approximate) bounds.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-# States a full socket leaves for CLOSE when a timewait mini-socket takes over.
-_TIMEWAIT_FROM = {"FIN_WAIT1", "FIN_WAIT2", "CLOSING"}
-_MINI_STATES = {"FIN_WAIT2", "TIME_WAIT"}
+from ..observe.snapshots import SnapshotSocket, snapshot_order, snapshot_sockets, snapshot_times, timer_left
+from ..observe.timewait import HANDOVER, Segment, derive, has_derived, state_view
+from ..observe.tracer import join_connects
+from ..wire import RST
+
+# The snapshot rows live in tcplab.observe.snapshots (the TIME_WAIT derivation reads them too); their
+# names stay importable from here.
+__all__ = ["Interval", "SocketId", "SocketTimeline", "Timelines", "SnapshotSocket", "build_timelines",
+           "snapshot_order", "snapshot_sockets", "snapshot_times", "timer_left"]
+
 # How close a reset event must be to the CLOSE it explains.
 _RESET_WINDOW = 0.005
 
@@ -56,7 +64,7 @@ class Interval:
     state: str
     start: float
     end: float | None  # None: still in this state at the last observation
-    source: str  # "tracepoint", "snapshot" (bounds are snapshot times), "timewait" (mini-socket, seen by snapshots)
+    source: str  # "tracepoint", "snapshot" (bounds are snapshot times), "timewait" (derived: a timewait socket)
     note: str = ""
     ended_by: str = ""  # "reset received", "reset sent", "timewait socket gone", ...
     end_exact: bool = True  # False: the state ended somewhere between the last snapshot listing it and `end`
@@ -97,110 +105,24 @@ class Timelines:
         return next((s for s in self.sockets if s.sock == sock), None)
 
 
-# --- snapshots --------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SnapshotSocket:
-    """A connection socket as one snapshot listed it (ss preferred: it shows timers)."""
-    snapshot: str
-    time: float
-    host: str
-    state: str
-    local_ip: str
-    local_port: int
-    peer_ip: str
-    peer_port: int
-    pid: int | None
-    program: str | None
-    timer: str | None
-    recv_q: int | None = None
-
-
-def snapshot_order(snapshots: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Snapshots in time order (the file keeps insertion order, but a reader should not rely on it)."""
-    return sorted(((n, s) for n, s in snapshots.items() if isinstance(s, dict)),
-                  key=lambda kv: float(kv[1].get("time") or 0.0))
-
-
-def _rkey(r: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
-    return (r.get("local_addr"), r.get("local_port"), r.get("peer_addr"), r.get("peer_port"))
-
-
-def snapshot_sockets(snapshots: dict[str, Any]) -> list[SnapshotSocket]:
-    """Every connection socket of every snapshot (not listeners): netstat's rows (what the field report read,
-    with owners), each completed by ss's timer, then the sockets only ss listed."""
-    out: list[SnapshotSocket] = []
-    for name, snap in snapshot_order(snapshots):
-        t = float(snap.get("time") or 0.0)
-        for host, tables in sorted((snap.get("hosts") or {}).items()):
-            ss = [r for r in ((tables or {}).get("ss") or {}).get("records") or [] if isinstance(r, dict)]
-            ns = [r for r in ((tables or {}).get("netstat") or {}).get("records") or [] if isinstance(r, dict)]
-            by_ss = {_rkey(r): r for r in ss}
-            listed = set()
-            for r in ns + [r for r in ss if _rkey(r) not in {_rkey(n) for n in ns}]:
-                lp, pp = r.get("local_port"), r.get("peer_port")
-                if not lp or not pp or r.get("state") == "LISTEN" or _rkey(r) in listed:
-                    continue
-                listed.add(_rkey(r))
-                twin = by_ss.get(_rkey(r), {})
-                pid, prog = r.get("pid"), r.get("program")
-                if pid is None and twin.get("pid") is not None:
-                    pid, prog = twin.get("pid"), twin.get("program")
-                out.append(SnapshotSocket(name, t, host, str(r.get("state") or ""), str(r.get("local_addr")), int(lp),
-                                          str(r.get("peer_addr")), int(pp), pid, prog,
-                                          r.get("timer") or twin.get("timer"), r.get("recv_q")))
-    return out
-
-
-_SS_TIME = re.compile(r"^(?:(\d+)min)?(?:(\d+)(sec|\.))?(?:(\d+)ms)?$")
-
-
-def timer_left(timer: str | None) -> tuple[str, float] | None:
-    """ss's ``timer:(NAME,LEFT,RETRIES)`` as (name, seconds left). ss prints LEFT as ``58sec``, ``252ms``,
-    ``1min30sec``, and 1.252 s as ``1.252ms`` (seconds, a dot, then milliseconds)."""
-    if not timer:
-        return None
-    parts = timer.split(",")
-    if len(parts) < 2:
-        return None
-    m = _SS_TIME.match(parts[1].strip())
-    if not m or not any(m.groups()):
-        return None
-    mins, secs, sep, ms = m.groups()
-    left = int(mins or 0) * 60 + int(secs or 0) + (int(ms) / 1000 if ms else 0.0)
-    return parts[0], left
-
-
 # --- building ---------------------------------------------------------------
 
-def _events(transitions: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """State changes (with the sport-0 SYN_SENT joined to its socket) and reset events, in time order."""
+def _events(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """State changes (hand-overs marked, derived ones in, connect's sport 0 joined) and reset events,
+    in time order."""
     changes: list[dict[str, Any]] = []
     resets: list[dict[str, Any]] = []
-    for r in transitions:
+    for r in records:
         try:
             rec = dict(r, ts=float(r["ts"]), sport=int(r.get("sport") or 0), dport=int(r.get("dport") or 0))
         except (KeyError, TypeError, ValueError):
             continue
-        if rec.get("event") == "inet_sock_set_state":
-            changes.append(rec)
-        elif rec.get("event") in ("tcp_receive_reset", "tcp_send_reset"):
+        if rec.get("event") in ("tcp_receive_reset", "tcp_send_reset"):
             resets.append(rec)
-    changes.sort(key=lambda r: r["ts"])
+        elif rec.get("event") in ("inet_sock_set_state", HANDOVER):
+            changes.append(rec)
     resets.sort(key=lambda r: r["ts"])
-    pending: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    joined: list[dict[str, Any]] = []
-    for rec in changes:
-        k = (str(rec.get("saddr")), str(rec.get("daddr")), rec["dport"])
-        if rec["sport"] == 0:
-            pending.setdefault(k, []).append(rec)
-            continue
-        if rec.get("old") == "SYN_SENT" and pending.get(k):
-            first = pending[k].pop(0)
-            joined.append(dict(first, sport=rec["sport"]))
-        joined.append(rec)
-    joined.sort(key=lambda r: r["ts"])
-    return joined, resets
+    return join_connects(state_view(changes)), resets
 
 
 Reset = tuple[float, str, int, str, int]  # a captured RST: ts, source ip, port, destination ip, port
@@ -208,11 +130,18 @@ Reset = tuple[float, str, int, str, int]  # a captured RST: ts, source ip, port,
 
 def build_timelines(transitions: Iterable[dict[str, Any]], snapshots: dict[str, Any], hosts: dict[str, str],
                     end: float | None = None, sent_resets: Iterable[Reset] = ()) -> Timelines:
-    """Socket timelines of a run. ``hosts`` maps host name to address; ``end`` is the run's last moment;
-    ``sent_resets`` (RSTs in the captures) end a timewait socket's interval exactly when its own host reset
-    the connection (a peer emulation that resets and removes its socket)."""
+    """Socket timelines of a run. ``transitions``: the records of sockets/transitions.jsonl, best as
+    :func:`tcplab.observe.timewait.run_records` reads them (with the derived TIME_WAIT records); when
+    they hold none, they are derived here from the snapshots and ``sent_resets`` (RSTs in the captures,
+    which end a timewait socket exactly when its own host reset the connection). ``hosts`` maps host name
+    to address; ``end`` is the run's last moment."""
     ip_host = {ip: h for h, ip in hosts.items() if ip}
-    changes, resets = _events(transitions)
+    records = list(transitions)
+    if not has_derived(records):
+        resets_seen = [Segment(ts, src, sport, dst, dport, RST, ip_host.get(src, "")) for ts, src, sport, dst, dport
+                       in sent_resets]
+        records += derive(records, snapshots, resets_seen, end, hosts)
+    changes, resets = _events(records)
     snaps = snapshot_sockets(snapshots)
     times = [r["ts"] for r in changes] + [s.time for s in snaps]
     start = min(times) if times else 0.0
@@ -232,20 +161,31 @@ def build_timelines(transitions: Iterable[dict[str, Any]], snapshots: dict[str, 
             continue
         tl = sock_of(host, lip, rec["sport"], pip, rec["dport"])
         cur = tl.intervals[-1] if tl.intervals and tl.intervals[-1].end is None else None
+        if rec.get("handover"):
+            # a hand-over to a timewait socket is no state change: an orphan stays in FIN_WAIT2; for TIME_WAIT
+            # the derived FIN_WAIT2/CLOSING -> TIME_WAIT at the same moment ends the interval
+            if cur is not None and rec["handover"] == cur.state:
+                cur.source, cur.note = "timewait", str(rec.get("why") or "")
+            continue
+        derived = bool(rec.get("derived"))
         if cur is not None:
             cur.end = rec["ts"]
-            if rec.get("new") == "CLOSE":
+            if derived:
+                cur.end_exact = bool(rec.get("exact", True))
+                if rec.get("new") == "CLOSE":
+                    cur.ended_by = str(rec.get("ended_by") or "")
+                    cur.note = "; ".join(x for x in (cur.note, str(rec.get("why") or "")) if x)
+            elif rec.get("new") == "CLOSE":
                 cur.ended_by = _reset_near(resets, rec) or ""
         elif rec.get("old") not in ("CLOSE", "LISTEN", None, "") and not tl.intervals:
             # the socket existed before the tracer started
             tl.intervals.append(Interval(str(rec["old"]), start, rec["ts"], "tracepoint", "before the first event"))
         if rec.get("new") and rec.get("new") != "CLOSE":
-            tl.intervals.append(Interval(str(rec["new"]), rec["ts"], None, "tracepoint"))
+            tl.intervals.append(Interval(str(rec["new"]), rec["ts"], None, "timewait" if derived else "tracepoint",
+                                         str(rec.get("why") or "") if derived else ""))
 
     source = "tracepoint" if changes else ("snapshots" if snaps else "none")
     taken = snapshot_times(snapshots)
-    if changes:
-        _timewait_sockets(socks, snaps, taken, list(sent_resets))
     _snapshot_only(socks, snaps, sock_of, taken, traced=bool(changes))
     ordered = sorted(socks.values(), key=lambda s: (s.intervals[0].start if s.intervals else last, s.sock))
     return Timelines([s for s in ordered if s.intervals], start, last, source)
@@ -259,68 +199,6 @@ def _reset_near(resets: list[dict[str, Any]], rec: dict[str, Any]) -> str | None
         if same == (str(rec.get("saddr")), rec["sport"], str(rec.get("daddr")), rec["dport"]):
             return "reset received" if r.get("event") == "tcp_receive_reset" else "reset sent"
     return None
-
-
-def snapshot_times(snapshots: dict[str, Any]) -> dict[str, list[float]]:
-    """Host -> the times of the snapshots that have a table of that host (a socket absent there is gone)."""
-    out: dict[str, list[float]] = {}
-    for _, snap in snapshot_order(snapshots):
-        for host in snap.get("hosts") or {}:
-            out.setdefault(host, []).append(float(snap.get("time") or 0.0))
-    return out
-
-
-def _timewait_sockets(socks: dict[tuple[str, int, str, int], SocketTimeline], snaps: list[SnapshotSocket],
-                      taken: dict[str, list[float]], sent_resets: list[Reset]) -> None:
-    """Extend X -> CLOSE where snapshots show the socket living on as a timewait mini-socket."""
-    by_key: dict[tuple[str, int, str, int], list[SnapshotSocket]] = {}
-    for s in snaps:
-        by_key.setdefault((s.local_ip, s.local_port, s.peer_ip, s.peer_port), []).append(s)
-    for key, tl in socks.items():
-        snap_times = taken.get(tl.sock.host, [])
-        if not tl.intervals:
-            continue
-        iv = tl.intervals[-1]
-        if iv.end is None or iv.state not in _TIMEWAIT_FROM or iv.ended_by:
-            continue
-        later = [s for s in by_key.get(key, []) if s.time >= iv.end and s.state in _MINI_STATES]
-        if not later:
-            # no snapshot in between, but the socket's own host reset the connection later (the Windows
-            # peer's FIN_WAIT_2 timer): the orphaned FIN_WAIT2 lived on as a mini-socket until that RST
-            rst = next((r[0] for r in sorted(sent_resets) if r[1:] == key and r[0] >= iv.end), None)
-            if iv.state == "FIN_WAIT2" and rst is not None:
-                iv.note = ("orphaned FIN_WAIT2 (timewait socket): the tracepoint reports FIN_WAIT2 -> CLOSE when "
-                           "the full socket is freed; it ended when its host sent an RST (see the captures)")
-                iv.source, iv.end, iv.ended_by, iv.end_exact = "timewait", rst, "reset sent", True
-            continue
-        state = later[0].state
-        last_seen = max(s.time for s in later)
-        after = [t for t in snap_times if t > last_seen]
-        gone_at = after[0] if after else None
-        timer = next((s.timer for s in reversed(later) if s.timer), None)
-        what = "orphaned FIN_WAIT2 (timewait socket)" if state == "FIN_WAIT2" else "TIME_WAIT (timewait socket)"
-        last_name = max(later, key=lambda s: s.time).snapshot
-        note = (f"{what}: the tracepoint reports {iv.state} -> CLOSE when the full socket is freed; "
-                f"snapshots list it {'to the end of the run' if gone_at is None else 'until ' + last_name}")
-        if timer:
-            note += f" (timer {timer})"
-        ended_by = "" if gone_at is None else "timewait socket gone"
-        last_timed = next((s for s in reversed(later) if timer_left(s.timer)), None)
-        if gone_at is not None and last_timed is not None:
-            expiry = last_timed.time + timer_left(last_timed.timer)[1]  # type: ignore[index]
-            if last_seen <= expiry <= gone_at:  # the kernel's own countdown says when, within the snapshots' bounds
-                gone_at, ended_by = expiry, "timewait timer expired"
-                note += f"; by its timer it expired at about {expiry - iv.start:.3f} s after entering {state}"
-        if gone_at is not None:
-            rst = next((r[0] for r in sorted(sent_resets) if r[1:] == key and last_seen <= r[0] <= gone_at), None)
-            if rst is not None:  # the socket's own host reset the connection: the socket ended there
-                gone_at, ended_by = rst, "reset sent"
-                note += "; it ended when its host sent an RST (see the captures)"
-        exact = gone_at is None or ended_by == "reset sent"
-        if state == iv.state:
-            iv.note, iv.source, iv.end, iv.ended_by, iv.end_exact = note, "timewait", gone_at, ended_by, exact
-        else:
-            tl.intervals.append(Interval(state, iv.end, gone_at, "timewait", note, ended_by, exact))
 
 
 def _snapshot_only(socks: dict[tuple[str, int, str, int], SocketTimeline], snaps: list[SnapshotSocket],

@@ -2,7 +2,14 @@
 
 The Docker implementation lives in :mod:`tcplab.backend.docker`; another
 engine (Podman, Kubernetes) would fill the same interface, as Kathará's
-managers do. Nothing here knows about labs, reports or expectations.
+managers do, and :func:`tcplab.backend.connect` picks one. Nothing here
+knows about reports or expectations, and nothing outside the backend knows
+an engine's own words (its mount syntax, network modes or event format).
+
+An engine may run on another machine (``DOCKER_HOST=tcp://...``, a CI job's
+``docker:dind`` service): then :attr:`Backend.shares_files` is False, no
+path of this machine may be mounted, and files move through the backend
+(:meth:`Backend.read_dir`, :meth:`Backend.follow`) instead.
 """
 from __future__ import annotations
 
@@ -25,9 +32,12 @@ class EngineError(Exception):
 
 @dataclass(frozen=True)
 class Mount:
+    """``source`` mounted at ``target``. ``kind``: ``local`` a path of this machine (only where the engine
+    shares its files), ``engine`` a path of the engine's own machine (its tracefs), ``volume`` a volume."""
     source: str
     target: str
     read_only: bool = False
+    kind: str = "local"
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,8 @@ class ContainerSpec:
     network: str | None = None
     ip: str | None = None
     aliases: tuple[str, ...] = ()
-    network_mode: str | None = None  # "container:<name>": share that container's network namespace
+    joins: str | None = None  # a container whose network namespace this one shares (a host's sidecar)
+    isolated: bool = False  # no network at all
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     sysctls: dict[str, str] = field(default_factory=dict)
@@ -91,11 +102,26 @@ class LabeledObject:
     labels: dict[str, str]
 
 
+class ByteStream(Protocol):
+    """Chunks of a file as it grows; ``close()`` ends the stream from another thread."""
+    def __iter__(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+class DeathStream(Protocol):
+    """Names of containers as they die; ``close()`` ends the stream."""
+    def __iter__(self) -> Iterator[str]: ...
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
+    shares_files: bool  # the engine sees this machine's files (bind mounts of local paths work)
+
     def ping(self) -> None: ...
     def engine_info(self) -> dict[str, str]: ...
     def create_network(self, name: str, subnet: str, labels: dict[str, str]) -> None: ...
     def network_config(self, name: str) -> dict[str, object]: ...
+    def create_volume(self, name: str, labels: dict[str, str]) -> None: ...
     def start_container(self, spec: ContainerSpec) -> None: ...
     def create_container(self, spec: ContainerSpec) -> str: ...
     def start_created(self, container: str) -> None: ...
@@ -105,8 +131,9 @@ class Backend(Protocol):
     def state(self, container: str) -> ContainerState: ...
     def capabilities(self, container: str) -> list[str]: ...
     def read_dir(self, container: str, path: str) -> dict[str, bytes]: ...
+    def follow(self, container: str, path: str) -> ByteStream: ...
     def stop(self, containers: list[str], timeout: float) -> None: ...
     def signal(self, container: str, signal: str) -> None: ...
     def list_labeled(self, selector: dict[str, str] | None = None) -> list[LabeledObject]: ...
     def remove_labeled(self, selector: dict[str, str]) -> Removed: ...
-    def events(self, selector: dict[str, str]) -> Iterator[dict[str, object]]: ...
+    def deaths(self, selector: dict[str, str]) -> DeathStream: ...

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ class DockerBackend:
                 raise EngineError(f"no Docker engine answers ({e}); start one with scripts/setup") from None
         self.client = client
         self.api = client.api
+        self.shares_files = engine_shares_files(str(getattr(self.api, "base_url", "")))
 
     # --- engine ------------------------------------------------------------
     def ping(self) -> None:
@@ -57,6 +59,9 @@ class DockerBackend:
     def network_config(self, name: str) -> dict[str, Any]:
         return _engine_call(f"inspect network {name}", lambda: self.api.inspect_network(name))
 
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        _engine_call(f"create volume {name}", lambda: self.api.create_volume(name, labels=labels))
+
     # --- containers --------------------------------------------------------
     def start_container(self, spec: ContainerSpec) -> None:
         self.start_created(self.create_container(spec))
@@ -68,7 +73,12 @@ class DockerBackend:
         """Create (not start) the container; its name. A container that shares another's network
         namespace may be created while that one is still starting: it only has to exist."""
         api = self.api
-        binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts}
+        binds = [f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
+        if not self.shares_files and any(m.kind == "local" for m in spec.mounts):
+            local = [m.source for m in spec.mounts if m.kind == "local"]
+            raise EngineError(f"create container {spec.name}: the engine is on another machine and cannot mount "
+                              f"{', '.join(local)} of this one")
+        network_mode = (f"container:{spec.joins}" if spec.joins else "none" if spec.isolated else spec.network)
         host_config = api.create_host_config(
             binds=binds or None,
             cap_add=list(spec.cap_add) or None,
@@ -77,18 +87,18 @@ class DockerBackend:
             mem_limit=spec.mem_limit,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
-            network_mode=spec.network_mode or spec.network,
+            network_mode=network_mode,
             init=spec.init,
             privileged=False,
         )
         networking = None
-        if spec.network and not spec.network_mode:
+        if spec.network and not spec.joins and not spec.isolated:
             networking = api.create_networking_config({
                 spec.network: api.create_endpoint_config(ipv4_address=spec.ip, aliases=list(spec.aliases) or None)
             })
         _engine_call(f"create container {spec.name}", lambda: api.create_container(
             spec.image, command=spec.command, name=spec.name,
-            hostname=None if spec.network_mode else spec.hostname,
+            hostname=None if spec.joins else spec.hostname,
             labels=spec.labels, host_config=host_config, networking_config=networking,
             environment=spec.environment or None, user=spec.user or "", detach=True))
         return spec.name
@@ -173,6 +183,16 @@ class DockerBackend:
                         files[member.name.split("/", 1)[-1]] = f.read()
         return files
 
+    def follow(self, container: str, path: str) -> "FollowedFile":
+        """The file at ``path`` in the running container from its first byte, and each byte appended to it,
+        until ``close()`` or the container ends (``tail -F`` in the container: streamed, no local path)."""
+        api = self.api
+        argv = ["tail", "-c", "+1", "-F", path]
+        eid = _engine_call(f"follow {path} in {container}",
+                           lambda: api.exec_create(container, argv, stdout=True, stderr=False))["Id"]
+        sock = _engine_call(f"follow {path} in {container}", lambda: api.exec_start(eid, socket=True))
+        return FollowedFile(sock)
+
     def stop(self, containers: list[str], timeout: float) -> None:
         import docker.errors
 
@@ -245,10 +265,71 @@ class DockerBackend:
                 raise EngineError(f"remove {o.kind} {o.name}: {e.explanation or e}") from None
         return removed
 
-    def events(self, selector: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """The containers' events as the engine streams them; the returned stream has ``close()``."""
+    def deaths(self, selector: dict[str, str]) -> "ContainerDeaths":
+        """Names of the selected containers as they die (subscribed once this returns)."""
         filters = {"label": [f"{k}={v}" for k, v in selector.items()], "type": "container"}
-        return _engine_call("subscribe to engine events", lambda: self.api.events(filters=filters, decode=True))
+        events = _engine_call("subscribe to engine events", lambda: self.api.events(filters=filters, decode=True))
+        return ContainerDeaths(events)
+
+
+def engine_shares_files(base_url: str) -> bool:
+    """Whether the engine mounts this machine's paths: a local socket yes, TCP or SSH no.
+    ``TCPLAB_ENGINE_SHARES_FILES=0`` (or 1) says otherwise, e.g. for an engine in a VM behind a socket."""
+    told = os.environ.get("TCPLAB_ENGINE_SHARES_FILES")
+    if told in ("0", "1"):
+        return told == "1"
+    return not base_url.startswith(("http://", "https://", "ssh://", "tcp://"))
+
+
+class ContainerDeaths:
+    """The engine's event stream, reduced to the names of containers that died."""
+
+    def __init__(self, events: Any) -> None:
+        self._events = events
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._events:
+            if (event.get("Action") or event.get("status")) in ("die", "oom", "destroy"):
+                name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
+                if name:
+                    yield name
+
+    def close(self) -> None:
+        _close(self._events)
+
+
+class FollowedFile:
+    """The raw output of a ``tail -F`` exec: the engine's stream framing (an 8-byte header per frame when
+    no TTY is attached) is taken off here."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._raw = getattr(sock, "_sock", sock)
+
+    def __iter__(self) -> Iterator[bytes]:
+        buf = b""
+        while True:
+            try:
+                chunk = self._raw.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= 8:
+                size = int.from_bytes(buf[4:8], "big")
+                if len(buf) < 8 + size:
+                    break
+                stream, payload, buf = buf[0], buf[8:8 + size], buf[8 + size:]
+                if stream == 1:
+                    yield payload
+
+    def close(self) -> None:
+        for closer in (lambda: self._raw.shutdown(2), self._raw.close, self._sock.close):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - closing a stream that is already gone
+                pass
 
 
 def _close(stream: Any) -> None:

@@ -1,22 +1,47 @@
-"""What every command shares: loading labs, the engine, exit codes, progress output."""
+"""What every command shares: exit codes, one-line errors, output, loading labs, the engine.
+
+The top imports the standard library and Typer only, and so does every command module: a command
+imports what it uses when it runs, so `lab down` pays neither for validating lab files nor for
+`lab up`'s image builder, and `out`/`err` (rich consoles) are made on first use.
+"""
 from __future__ import annotations
 
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
+import typer
 
-from ..model import Lab, LabError, load_lab
-from ..model.messages import clip
-from ..paths import known_images, lab_file
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..backend.docker import DockerBackend
+    from ..model import Lab
+
+    out: Console  # standard output (made on first use, see __getattr__)
+    err: Console  # standard error
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+SetOpt = typer.Option(None, "--set", help="Override a lab field by dotted path, e.g. peers.win.fin_wait2_timeout=2s")
+
+
+def __getattr__(name: str) -> Any:
+    """``out`` and ``err``, the consoles, made when a command first prints."""
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _console(name: str) -> Console:
+    console = globals().get(name)
+    if console is None:
+        from rich.console import Console
+
+        console = globals()[name] = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+    return console
 
 
 def die(code: int, line: str) -> NoReturn:
@@ -26,6 +51,10 @@ def die(code: int, line: str) -> NoReturn:
 
 def resolve_lab(name_or_path: str, sets: list[str] | None = None) -> tuple[Lab, dict[str, Any], Path]:
     """The validated lab for a name or file; bad input exits 2 with one line."""
+    from ..model import LabError, load_lab
+    from ..model.messages import clip
+    from ..paths import known_images, lab_file
+
     path = lab_file(name_or_path)
     if path is None:
         shown = clip(name_or_path)
@@ -46,7 +75,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def engine():  # noqa: ANN201 - DockerBackend, imported lazily
+def engine() -> DockerBackend:
     from ..backend.base import EngineError
     from ..backend.docker import DockerBackend
 
@@ -72,5 +101,7 @@ def interrupts_tear_down() -> None:
 
 
 def say(msg: str) -> None:
-    err.print(f"[dim]·[/dim] {msg}", markup=True, highlight=False) if sys.stderr.isatty() else \
-        err.print(f"· {msg}", markup=False)
+    if sys.stderr.isatty():
+        _console("err").print(f"[dim]·[/dim] {msg}", markup=True, highlight=False)
+    else:
+        _console("err").print(f"· {msg}", markup=False)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, say
 
 
 class NotARun(Exception):
@@ -82,32 +82,34 @@ def _engine_lookup(name: str) -> str | None:
 
 def register(app: typer.Typer) -> None:
     """Add `lab report` to `app`."""
+    app.command("report")(report)
 
-    @app.command("report")
-    def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR]",
-                                                      help="A run directory, or a lab that is up; default: the "
-                                                           "newest run under ./runs."),
-               open_: bool = typer.Option(False, "--open", help="Open the report in a browser (if there is a "
-                                                                "display; else print its path).")) -> None:
-        """(Re)write report.html for a run from its artifacts; works on a running lab and on a finished run."""
-        from ..report import write_report
 
-        try:
-            run_dir = resolve_run_dir(target, Path("runs"), _engine_lookup)
-        except NotARun as e:
-            die(EXIT_BAD_INPUT, str(e))
-        try:
-            path = write_report(run_dir)
-        except OSError as e:
-            die(EXIT_ENVIRONMENT, f"report not written: {e}")
-        rel = os.path.relpath(path)
-        shown = str(path) if rel.startswith("..") else rel
-        out.print(shown, markup=False)
-        if open_:
-            if has_display():
-                import webbrowser
+def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR]",
+                                                  help="A run directory, or a lab that is up; default: the "
+                                                       "newest run under ./runs."),
+           open_: bool = typer.Option(False, "--open", help="Open the report in a browser (if there is a "
+                                                            "display; else print its path).")) -> None:
+    """(Re)write report.html for a run from its artifacts; works on a running lab and on a finished run."""
+    from ..report import write_report
+    from .common import out
 
-                if not webbrowser.open(path.resolve().as_uri()):
-                    say(f"no browser found: open {shown} yourself")
-            else:
-                say(f"no display: open {shown} in a browser")
+    try:
+        run_dir = resolve_run_dir(target, Path("runs"), _engine_lookup)
+    except NotARun as e:
+        die(EXIT_BAD_INPUT, str(e))
+    try:
+        path = write_report(run_dir)
+    except OSError as e:
+        die(EXIT_ENVIRONMENT, f"report not written: {e}")
+    rel = os.path.relpath(path)
+    shown = str(path) if rel.startswith("..") else rel
+    out.print(shown, markup=False)
+    if open_:
+        if has_display():
+            import webbrowser
+
+            if not webbrowser.open(path.resolve().as_uri()):
+                say(f"no browser found: open {shown} yourself")
+        else:
+            say(f"no display: open {shown} in a browser")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 
+from .common import SetOpt
+
 if TYPE_CHECKING:
     from ..backend.base import Backend
 
@@ -23,9 +25,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
 
 
-def run(lab_name: str = typer.Argument(..., metavar="LAB"),
-        sets: Optional[List[str]] = typer.Option(
-            None, "--set", help="Override a lab field by dotted path, e.g. peers.win.fin_wait2_timeout=2s"),
+def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[str]] = SetOpt,
         junit: Optional[Path] = typer.Option(None, "--junit", help="Also write junit.xml here."),
         out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>).")
         ) -> None:
@@ -35,9 +35,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
     from ..play.lifecycle import RunningLab, bring_down, bring_up
     from ..play.naming import new_run_id, process_start
     from ..play.session import StepFailure
-    from .app import _ensure_images, _lab_images
     from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
         interrupts_tear_down
+    from .images_cmd import ensure_images, lab_images
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
     if not lab.expect:
@@ -49,7 +49,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"),
     step_failed: str | None = None
     try:
         try:
-            images = _ensure_images(backend, _lab_images(lab))
+            images = ensure_images(backend, lab_images(lab))
             try:
                 lab_run = bring_up(lab, resolved, backend, rd_path, images, say)
             except StepFailure as e:  # bring_up collected what there was and removed everything

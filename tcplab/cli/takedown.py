@@ -1,7 +1,6 @@
 """Taking one lab down, as `lab down` does it: collect, remove, write the report, one closing line.
 
-Shared by the `lab down` command and the lab's keeper (:mod:`tcplab.cli.keeper`), so both say and do
-the same.
+`lab run` writes its report with the same :func:`write_report_quietly`.
 """
 from __future__ import annotations
 
@@ -13,12 +12,12 @@ from ..backend.base import Backend
 from ..play.lifecycle import RunningLab, bring_down
 
 
-def take_down(backend: Backend, running: RunningLab, say: Callable[[str], None], cwd: str | None = None) -> str:
-    """Bring the run down and write its report; the line `lab down` prints (paths relative to ``cwd``)."""
+def take_down(backend: Backend, running: RunningLab, say: Callable[[str], None]) -> str:
+    """Bring the run down and write its report; the line `lab down` prints."""
     rd, removed = bring_down(backend, running, say)
     write_report_quietly(rd.path, say)
     return (f"{running.lab} is down: removed {len(removed.containers)} containers, {len(removed.networks)} "
-            f"networks, {len(removed.volumes)} volumes; artifacts in {os.path.relpath(rd.path, cwd)}")
+            f"networks, {len(removed.volumes)} volumes; artifacts in {os.path.relpath(rd.path)}")
 
 
 def write_report_quietly(path: Path, say: Callable[[str], None]) -> None:

@@ -75,6 +75,7 @@ class ComposeExport:
 
 class _NoEngine:
     """A backend stand-in: building specs needs no engine; any call to one fails loudly."""
+    shares_files = True  # the compose file mounts the run directory beside it
 
     def __getattr__(self, name: str) -> Any:
         raise ExportError(f"the export runs no engine, but building the lab's containers called backend.{name}()")
@@ -122,8 +123,8 @@ def escape(value: Any) -> Any:
 
 def volume(mount: Mount, rd: RunDir, lab: str) -> str:
     """A bind mount in compose's short syntax, its source relative to the file (or tracefs)."""
-    if mount.source == TRACEFS:
-        source = TRACEFS
+    if mount.kind == "engine":  # the engine machine's own path (tracefs): the same on any machine
+        source = mount.source
     else:
         try:
             rel = Path(mount.source).resolve().relative_to(rd.path)
@@ -164,7 +165,7 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
     svc: dict[str, Any] = {"image": spec.image}
     if role == "tracer":
         svc["profiles"] = [TRACER_PROFILE]
-    if spec.hostname and not spec.network_mode:
+    if spec.hostname and not spec.joins:
         svc["hostname"] = spec.hostname
     if spec.init:
         svc["init"] = True
@@ -173,14 +174,10 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
     command = program_command(program.name, program.run) if program is not None else spec.command
     if command is not None:
         svc["command"] = list(command)
-    if spec.network_mode:
-        mode = spec.network_mode
-        if mode.startswith("container:"):
-            svc["network_mode"] = "service:" + service_name(names, mode.removeprefix("container:"))
-        elif mode == "none":
-            svc["network_mode"] = "none"
-        else:
-            raise ExportError(f"container {spec.name}: network mode {mode!r} has no compose form here")
+    if spec.joins:
+        svc["network_mode"] = "service:" + service_name(names, spec.joins)
+    elif spec.isolated:
+        svc["network_mode"] = "none"
     elif spec.network == names.network:
         endpoint: dict[str, Any] = {}
         if spec.ip:
@@ -323,6 +320,10 @@ def step_lines(lab: Lab, i: int, step: Step) -> list[str]:
         w = step.wait
         if w.seconds is not None:
             lines.append("  " + shlex.join(["sleep", f"{w.seconds:g}"]))
+        elif w.exit is not None:
+            lines.append(f"  # until {w.exit} exits (lab up gives up after {step.timeout:g} s); labrun then "
+                         "writes its pid, exit status and time to:")
+            lines.append(_dc("exec", "-T", step.host or "", "cat", f"/var/log/lab/{w.exit}.exit"))
         else:
             host = w.rst_from or w.fin_from or ""
             what = "an RST" if w.rst_from else "a FIN"

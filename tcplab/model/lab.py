@@ -8,7 +8,8 @@ import ipaddress
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
+                      Tag, ValidationInfo, field_validator)
 
 from .duration import parse_duration
 
@@ -65,10 +66,24 @@ class Network(Strict):
     subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_private_subnet)] = ipaddress.IPv4Network("10.77.0.0/24")
 
 
+def _regex(value: str) -> str:
+    """A regular expression (Python's re) to search a program's output with."""
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"{value[:40]!r} is not a regular expression: {e} (a backslash makes . * + ? ( ) [ ] "
+                         "mean themselves)") from None
+    return value
+
+
+# searched in a program's output with Python's re: anywhere in it, ^ and $ at each line's ends
+Regex = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_regex)]
+
+
 class Ready(Strict):
-    """When a started program counts as ready: a port it listens on, or a line in its output."""
+    """When a started program counts as ready: a port it listens on, or a line of its output (a regex)."""
     listen: Port | None = None
-    log: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    log: Regex | None = None
     timeout: Seconds = 10.0
 
 
@@ -166,10 +181,12 @@ class WaitFor(Strict):
     rst_from: Name | None = None
     fin_from: Name | None = None
     seconds: Seconds | None = None
+    exit: Name | None = None  # a story program of the step's host ends (its ``as``, or the host's program's name)
 
 
 class WaitStep(Strict):
     wait: WaitFor
+    host: Name | None = None  # with ``exit``: the program's host
     timeout: Seconds = 30.0
     title: Title | None = None
 
@@ -233,6 +250,8 @@ def step_title(step: Step) -> str:
         return f"wait for an RST from {w.rst_from}"
     if w.fin_from:
         return f"wait for a FIN from {w.fin_from}"
+    if w.exit:
+        return f"wait for {w.exit} on {step.host} to exit"
     return f"wait {w.seconds:g} s"
 
 
@@ -313,15 +332,58 @@ class StateMatch(Strict):
     owner: Literal["none", "any"] | Name | None = None
 
 
+def _traced(value: str) -> str:
+    """A state a transition can name: the tracepoint never reports the request socket's."""
+    if value == "NEW_SYN_RECV":
+        raise ValueError("NEW_SYN_RECV is the request socket of a handshake in progress, which the kernel makes and "
+                         "frees without a state-change tracepoint: write SYN_RECV (the socket the completed "
+                         "handshake makes)")
+    return value
+
+
+TracedState = Annotated[State, AfterValidator(_traced)]
+
+
 class TransitionMatch(Strict):
-    """A state change of a socket of ``host`` (kernel tracepoint), within ``within`` of ``near``."""
+    """A state change of a socket of ``host`` (kernel tracepoint), within ``within`` of ``near``.
+
+    TIME_WAIT and the end of TIME_WAIT have no tracepoint: they are derived (tcplab/observe/timewait.py),
+    from FIN_WAIT2 or CLOSING only. A listener is recorded only when bound to the host's own address."""
     host: Name
     port: Port | None = None
     peer: Name | None = None
-    from_: State | None = Field(None, alias="from")
-    to: State
+    from_: TracedState | None = Field(None, alias="from")
+    to: TracedState
     near: Anchor | None = None
     within: Seconds = 0.05
+
+    @field_validator("to")
+    @classmethod
+    def _can_happen(cls, to: str, info: ValidationInfo) -> str:
+        """Refuse what no run can show, so a lab never waits for a change that cannot come."""
+        frm, peer = info.data.get("from_"), info.data.get("peer")
+        if frm == to:
+            raise ValueError(f"from and to are both {to}: a transition changes the state")
+        if to == "TIME_WAIT" and frm not in (None, "FIN_WAIT2", "CLOSING"):
+            raise ValueError(f"a socket enters TIME_WAIT from FIN_WAIT2 or CLOSING, never from {frm}")
+        if frm == "TIME_WAIT" and to != "CLOSE":
+            raise ValueError(f"TIME_WAIT ends only in CLOSE (its 60 s timer, or a reset), never in {to}")
+        if to == "LISTEN" and peer is not None:
+            raise ValueError("a listening socket has no peer: drop 'peer'")
+        return to
+
+
+class ProgramMatch(Strict):
+    """A story program: the host's own (``hosts.X.program.name``) or a started one (its ``as``).
+
+    ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
+    says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
+    a regex found in its output. With none of them: it was started."""
+    host: Name
+    name: Name
+    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = None
+    running: bool | None = None
+    output: Regex | None = None
 
 
 class Expectation(Strict):
@@ -330,9 +392,12 @@ class Expectation(Strict):
     packet: PacketMatch | None = None
     state: StateMatch | None = None
     transition: TransitionMatch | None = None
+    program: ProgramMatch | None = None
 
     @property
     def kind(self) -> str:
+        if self.program is not None:
+            return "program"
         return "packet" if self.packet else "state" if self.state else "transition"
 
 
@@ -340,6 +405,8 @@ class Lab(Strict):
     name: Name
     summary: Annotated[str, StringConstraints(max_length=300)] = ""
     story: Annotated[str, StringConstraints(max_length=5000)] = ""
+    # a field report the report compares the run with (tcplab/analysis/references); none: no comparison
+    reference: Literal["closewait-field-report"] | None = None
     network: Network = Network()
     capture: Capture = Capture()
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]

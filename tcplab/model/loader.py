@@ -17,7 +17,7 @@ from . import messages, yamlread
 from .build import check_build
 from .duration import format_duration
 from .errors import LabError
-from .lab import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
+from .lab import Lab, ProgramMatch, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
 from .yamlread import MAX_FILE_BYTES
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
@@ -186,10 +186,18 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
             snapshots.add(step.snapshot)
         elif isinstance(step, WaitStep):
             w = step.wait
-            given = [k for k in ("rst_from", "fin_from", "seconds") if getattr(w, k) is not None]
+            given = [k for k in ("rst_from", "fin_from", "seconds", "exit") if getattr(w, k) is not None]
             if len(given) != 1:
-                raise LabError(file, f"{where}.wait", "give exactly one of rst_from, fin_from, seconds "
+                raise LabError(file, f"{where}.wait", "give exactly one of rst_from, fin_from, seconds, exit "
                                f"({'this one has ' + ' and '.join(given) if given else 'none given'})")
+            if w.exit is not None and step.host is None:
+                raise LabError(file, f"{where}.host", f"a wait for '{w.exit}' to exit names the host it runs on")
+            if w.exit is None and step.host is not None:
+                raise LabError(file, f"{where}.host", "only a wait for a program's exit names a host")
+            if w.exit is not None and step.host is not None and (step.host, w.exit) not in started \
+                    and (step.host, w.exit) not in stopped:
+                raise LabError(file, f"{where}.wait.exit",
+                               f"no program '{w.exit}' was started on {step.host} before this step")
             for k in ("rst_from", "fin_from"):
                 h = getattr(w, k)
                 if h is not None and h not in hosts:
@@ -208,9 +216,9 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
     steps = {f"steps.{i}" for i in range(len(lab.steps))} | {step_name(s, i) for i, s in enumerate(lab.steps)}
     for i, exp in enumerate(lab.expect):
         where = f"expect.{i}"
-        given = [k for k in ("packet", "state", "transition") if getattr(exp, k) is not None]
+        given = [k for k in ("packet", "state", "transition", "program") if getattr(exp, k) is not None]
         if len(given) != 1:
-            raise LabError(file, where, "an expectation has exactly one of: packet, state, transition")
+            raise LabError(file, where, "an expectation has exactly one of: packet, state, transition, program")
         if exp.name in names:
             raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
         body = getattr(exp, given[0])
@@ -218,6 +226,8 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
             h = getattr(body, field, None)
             if isinstance(h, str) and h not in hosts:
                 raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
+        if exp.program is not None:
+            _check_program(lab, file, where, exp.program)
         if exp.state is not None:
             if exp.state.at not in snapshots:
                 raise LabError(file, f"{where}.state.at", f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
@@ -264,6 +274,22 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
             if both:
                 raise LabError(file, f"{where}.packet.without_options", f"{', '.join(sorted(both))} is also required present")
         names.add(exp.name)
+
+
+def _check_program(lab: Lab, file: str, where: str, pm: ProgramMatch) -> None:
+    """The program is one of its host's: the host's own or one a step starts there; it says one thing."""
+    host = lab.hosts[pm.host]
+    names = ([host.program.name] if host.program else []) + [
+        s.as_ for s in lab.steps if isinstance(s, StartStep) and s.host == pm.host]
+    if pm.name not in names:
+        elsewhere = sorted({h for h, other in lab.hosts.items() if other.program and other.program.name == pm.name}
+                           | {s.host for s in lab.steps if isinstance(s, StartStep) and s.as_ == pm.name})
+        known = f"programs of {pm.host}: {', '.join(dict.fromkeys(names))}" if names else f"{pm.host} runs no program"
+        hint = f"; it runs on {', '.join(elsewhere)}" if elsewhere else ""
+        raise LabError(file, f"{where}.program.name", f"no program '{pm.name}' on {pm.host} ({known}{hint})")
+    if pm.exit is not None and pm.running:
+        raise LabError(file, f"{where}.program.running", "a program that exited is not running at the end: "
+                       "give exit or running: true, not both")
 
 
 def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] | None = None,

@@ -19,6 +19,11 @@ One line of ``sockets/transitions.jsonl``::
 wildcard address (a LISTEN socket before any connection) have no lab address
 and are not recorded: the tracepoint does not say which network namespace a
 socket lives in.
+
+No tracepoint fires for a timewait socket (TIME_WAIT, an orphaned FIN_WAIT2):
+once the tracer has stopped, ``lab down`` appends the records derived for them
+(``"derived": "timewait"``, see :mod:`tcplab.observe.timewait`), and readers
+read the file through :func:`tcplab.observe.timewait.run_records`.
 """
 from __future__ import annotations
 
@@ -75,11 +80,14 @@ class StateTracer:
                 self.instance, *(f"{h}={ip}" for h, ip in sorted(self.hosts.items()))]
 
 
-def read_transitions(path: Path, host_ips: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def read_transitions(path: Path, host_ips: dict[str, str] | None = None,
+                     numbered: bool = False) -> Iterator[dict[str, Any]]:
     """The records of a transitions.jsonl; a line cut by a crash is skipped.
 
     With ``host_ips``, records written without attribution (an older tracer)
-    get their ``host`` and ``peer`` from the address table.
+    get their ``host`` and ``peer`` from the address table. With ``numbered``,
+    each record gets ``line``, its 1-based line in the file (where a verdict
+    tells a person to look); it is never written back.
     """
     ip_host = {ip: h for h, ip in (host_ips or {}).items()}
     try:
@@ -87,7 +95,7 @@ def read_transitions(path: Path, host_ips: dict[str, str] | None = None) -> Iter
     except OSError:
         return
     with f:
-        for line in f:
+        for n, line in enumerate(f, 1):
             try:
                 rec = json.loads(line)
             except ValueError:
@@ -97,4 +105,26 @@ def read_transitions(path: Path, host_ips: dict[str, str] | None = None) -> Iter
             if ip_host:
                 rec.setdefault("host", ip_host.get(rec.get("saddr", "")))
                 rec.setdefault("peer", ip_host.get(rec.get("daddr", "")))
+            if numbered:
+                rec["line"] = n
             yield rec
+
+
+def join_connects(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """State changes in time order, with connect()'s CLOSE -> SYN_SENT given its port.
+
+    connect() fires CLOSE -> SYN_SENT before the source port is chosen, so that record carries
+    ``sport 0``; it is joined to the next SYN_SENT -> ... of the same local address, peer and peer
+    port. A ``sport 0`` record that nothing joins is dropped (it names no socket)."""
+    pending: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    joined: list[dict[str, Any]] = []
+    for rec in sorted(changes, key=lambda r: float(r["ts"])):
+        k = (str(rec.get("saddr")), str(rec.get("daddr")), int(rec.get("dport") or 0))
+        if not int(rec.get("sport") or 0):
+            pending.setdefault(k, []).append(rec)
+            continue
+        if rec.get("old") == "SYN_SENT" and pending.get(k):
+            joined.append(dict(pending[k].pop(0), sport=int(rec["sport"])))
+        joined.append(rec)
+    joined.sort(key=lambda r: float(r["ts"]))
+    return joined

@@ -10,8 +10,6 @@ a set. When the stream ends (the engine restarted, the connection broke),
 from __future__ import annotations
 
 import threading
-from typing import Any
-
 from ..backend.base import Backend
 
 
@@ -19,27 +17,22 @@ class DeathWatch:
     def __init__(self, backend: Backend, selector: dict[str, str]) -> None:
         self.dead: set[str] = set()
         self.live = True
-        self._stream = backend.events(selector)  # subscribed once this returns: no death is missed after it
+        self._stream = backend.deaths(selector)  # subscribed once this returns: no death is missed after it
         self._thread = threading.Thread(target=self._read, name="tcplab-death-watch", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
-            for event in self._stream:
-                if (event.get("Action") or event.get("status")) in ("die", "oom", "destroy"):
-                    name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
-                    if name:
-                        self.dead.add(name)
+            for name in self._stream:
+                self.dead.add(name)
         except Exception:  # noqa: BLE001 - a broken stream: callers fall back to inspecting
             pass
         finally:
             self.live = False
 
     def close(self) -> None:
-        close: Any = getattr(self._stream, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # noqa: BLE001
-                pass
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001 - a stream that broke on its own
+            pass
         self._thread.join(timeout=2)

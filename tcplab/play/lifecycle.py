@@ -71,10 +71,8 @@ def load_run_lab(run: RunningLab) -> Lab:
 
 
 def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | None, images: dict[str, Any],
-             say: Say, on_playing: Callable[[], None] | None = None) -> LabRun:
-    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise.
-
-    ``on_playing`` is called once the hosts, sidecars and programs run, as the steps begin."""
+             say: Say) -> LabRun:
+    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise."""
     existing = find_running(backend, lab.name)
     if existing is not None:
         if existing.orphaned:
@@ -89,7 +87,6 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
         raise LabError(str(rd.path), "--out", "already holds a run; choose another directory")
     names = RunNames(lab.name, run_id, str(rd.path))
     run = LabRun(lab, resolved, backend, rd, names, say)
-    run.on_playing = on_playing
     try:
         run.up(images)
     except BaseException as e:
@@ -127,11 +124,24 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
         removed = teardown(backend, running.run)
         remove_agent_dirs(rd)
         if rd.exists():
+            derive_timewait(rd, say)
+        if rd.exists():
             info = rd.read_json(rd.run_json, {}) or {}
             info.setdefault("phases", {})["teardown"] = round(time.monotonic() - t, 4)
             info.update(state="down", ended=time.time())
             rd.write_json(rd.run_json, info)
     return rd, removed
+
+
+def derive_timewait(rd: RunDir, say: Say) -> None:
+    """Append the derived TIME_WAIT records to sockets/transitions.jsonl. Called after teardown: the tracer
+    is gone, so no hand-over can be written after them. Never fatal: readers derive on read without them."""
+    from ..observe.timewait import append_derived  # here: `lab up` never needs it
+
+    try:
+        append_derived(rd)
+    except Exception as e:  # noqa: BLE001 - the run is down and its artifacts are kept whatever happens here
+        say(f"TIME_WAIT not derived into sockets/transitions.jsonl: {type(e).__name__}: {e}")
 
 
 def garbage(backend: Backend) -> list[RunningLab]:

@@ -26,6 +26,10 @@ def new_run_id(lab: str) -> str:
     return f"{lab}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
+# the sidecars' artifacts by kind: where each is mounted in them (/capture, /sockets, /peer)
+ARTIFACT_VOLUMES = ("capture", "sockets", "peer")
+
+
 @dataclass(frozen=True)
 class RunNames:
     lab: str
@@ -45,6 +49,10 @@ class RunNames:
     @property
     def tracer(self) -> str:
         return f"tcplab-{self.lab}-tracer"
+
+    def volume(self, kind: str) -> str:
+        """A volume the sidecars write ``kind`` artifacts into, on an engine that does not share our files."""
+        return f"tcplab-{self.lab}-{kind}"
 
     def labels(self, role: str, host: str = "") -> dict[str, str]:
         pid = os.getpid()

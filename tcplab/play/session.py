@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+from pathlib import Path
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +19,15 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR, HostAgent, prepare_agent_dir
-from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult, Mount, Removed
+from ..backend.base import (LABEL_HOST, LABEL_ROLE, LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult,
+                            Mount, Removed)
 from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import COUNTS_LINE, CaptureSidecar, parse_tcpdump_stats
 from ..observe.merge import merge_captures
+from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_collected,
+                                record_start)
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import READY_LINE as TRACER_READY
 from ..observe.tracer import TRACEFS, StateTracer, instance_name, remove_instance, tracefs_missing
@@ -34,7 +38,8 @@ from ..rundir import RunDir
 from ..wire import FIN, RST
 from .checkpoints import checkpoint
 from .deaths import DeathWatch
-from .naming import RunNames
+from .mirror import FileMirror
+from .naming import ARTIFACT_VOLUMES, RunNames
 
 Say = Callable[[str], None]
 POLL = 0.01
@@ -43,11 +48,12 @@ HEALTH_EVERY = 0.5  # seconds between host health checks during a wait step
 
 
 class HostFailure(EngineError):
-    """A host, its program or a sidecar died while the lab ran (exit status 3)."""
+    """A host or a sidecar died while the lab ran (exit status 3). A story program that exits is no
+    failure: its exit is an event of the story (programs.jsonl)."""
 
 
 class StepFailure(EngineError):
-    """A step could not be played: its program did not become ready, a wait timed out."""
+    """A step could not be played: its program did not become ready (or exited first), a wait timed out."""
 
 
 class LabRun:
@@ -72,6 +78,7 @@ class LabRun:
         self.on_playing: Callable[[], None] | None = None  # called as the steps begin
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
+        self.mirrors: list[FileMirror] = []  # captures followed from an engine that does not share our files
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -97,16 +104,16 @@ class LabRun:
         side = CaptureSidecar(name, self.lab.capture.filter)
         return ContainerSpec(
             name=self.names.sidecar(name, "capture"), image="tcplab/tools", labels=self.names.labels("capture", name),
-            command=side.command(self.rd.pcap(name).name), network_mode=f"container:{self.names.host(name)}",
-            cap_add=side.capabilities, mounts=(Mount(str(self.rd.capture_dir), "/capture"),),
+            command=side.command(self.rd.pcap(name).name), joins=self.names.host(name),
+            cap_add=side.capabilities, mounts=(self.artifacts("capture", self.rd.capture_dir),),
             mem_limit="128m", pids_limit=64)
 
     def tracer_spec(self) -> ContainerSpec:
         tracer = StateTracer(str(self.lab.network.subnet), instance_name(self.names.run), hosts=self.ips)
         return ContainerSpec(
             name=self.names.tracer, image="tcplab/tools", labels=self.names.labels("tracer"),
-            command=tracer.command(), network_mode="none",
-            mounts=(Mount(TRACEFS, "/tracefs"), Mount(str(self.rd.sockets_dir), "/sockets")),
+            command=tracer.command(), isolated=True,
+            mounts=(Mount(TRACEFS, "/tracefs", kind="engine"), self.artifacts("sockets", self.rd.sockets_dir)),
             mem_limit="128m", pids_limit=64)
 
     def peer_spec(self, name: str) -> ContainerSpec | None:
@@ -117,8 +124,15 @@ class LabRun:
         (self.rd.logs_dir / "peer").mkdir(exist_ok=True)
         return ContainerSpec(
             name=self.names.sidecar(name, "peer"), image="tcplab/tools", labels=self.names.labels("peer", name),
-            command=side.command(), network_mode=f"container:{self.names.host(name)}", cap_add=side.capabilities,
-            mounts=(Mount(str(self.rd.logs_dir / "peer"), "/peer"),), mem_limit="256m", pids_limit=64)
+            command=side.command(), joins=self.names.host(name), cap_add=side.capabilities,
+            mounts=(self.artifacts("peer", self.rd.logs_dir / "peer"),), mem_limit="256m", pids_limit=64)
+
+    def artifacts(self, kind: str, local: Path) -> Mount:
+        """Where a sidecar writes its files (at ``/<kind>``): the run directory itself when the engine shares
+        this machine's files, else a volume of the run, copied out at collection (:func:`copy_out`)."""
+        if self.backend.shares_files:
+            return Mount(str(local), f"/{kind}")
+        return Mount(self.names.volume(kind), f"/{kind}", kind="volume")
 
     # --- bring up --------------------------------------------------------------
     @contextmanager
@@ -136,12 +150,17 @@ class LabRun:
         self.rd.lab_yaml.write_text(yaml.safe_dump(self.resolved, sort_keys=False))
         self.rd.write_json(self.rd.images_json, images)
         self.write_run_info(state="starting", started=time.time())
-        for h in self.lab.hosts:  # where a FIFO cannot be made (an odd filesystem), Docker exec serves
+        # where a FIFO cannot be made (an odd filesystem, an engine elsewhere), Docker exec serves
+        for h in self.lab.hosts if self.backend.shares_files else ():
             if prepare_agent_dir(self.rd.agent_dir(h)):
                 self.agents[h] = HostAgent(self.rd.agent_dir(h), h, self._running(h))
         with self.phase("network"):
             self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
             self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
+            if not self.backend.shares_files:
+                self.say("the engine is on another machine: artifacts are copied out through it")
+                for kind in ARTIFACT_VOLUMES:
+                    self.backend.create_volume(self.names.volume(kind), self.names.labels("artifacts"))
             checkpoint("network")
         self.deaths = DeathWatch(self.backend, {LABEL_RUN: self.names.run})
         try:
@@ -162,7 +181,7 @@ class LabRun:
             for name, host in self.lab.hosts.items():
                 if host.program:
                     self.say(f"{name}: start {' '.join(host.program.run)}")
-                    self.start_program(name, host.program.name, host.program.run, host.program.ready)
+                    self.start_program(name, host.program.name, host.program.run, host.program.ready, step=None)
                     checkpoint(f"program:{name}")
         self.write_run_info(state="playing")
         if self.on_playing is not None:
@@ -195,7 +214,8 @@ class LabRun:
         return sidecars
 
     def start_tracer(self) -> None:
-        self.tracer_note = tracefs_missing()
+        # on an engine elsewhere, its own machine's tracefs counts: the tracer says if it has none
+        self.tracer_note = tracefs_missing() if self.backend.shares_files else None
         if self.tracer_note is not None:
             self.say(f"no socket state transitions: {self.tracer_note}")
             return
@@ -216,6 +236,10 @@ class LabRun:
                 self.say(f"no socket state transitions: {self.tracer_note}")
                 return
             raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
+        host = spec.labels.get(LABEL_HOST, "")
+        if not self.backend.shares_files and spec.labels.get(LABEL_ROLE) == "capture" and host:
+            self.mirrors.append(FileMirror(self.backend, spec.name, f"/capture/{self.rd.pcap(host).name}",
+                                           self.rd.pcap(host)))
 
     def _all(self, calls: list[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
@@ -240,12 +264,15 @@ class LabRun:
             f.result()
 
     # --- programs --------------------------------------------------------------
-    def start_program(self, host: str, prog: str, argv: list[str], ready: Ready | None) -> int:
+    def start_program(self, host: str, prog: str, argv: list[str], ready: Ready | None, step: int | None) -> int:
+        """Start a story program (``step``: the start step's index; None for the host's own program)."""
+        asked = time.time()
         res = self.run_in(host, ["labrun", prog, *argv])
         if res.exit_code != 0:
             raise StepFailure(f"{host}: could not start {prog}: {(res.stderr or res.stdout).strip()}")
         pid = int(res.stdout.strip().splitlines()[-1])
         self.pids[(host, prog)] = pid
+        record_start(self.rd, host, prog, pid, argv, step, asked)
         if ready is not None:
             self.wait_ready(host, prog, ready)
         return pid
@@ -265,10 +292,6 @@ class LabRun:
         agent = self.agents.get(host)
         return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
 
-    def program_alive(self, host: str, prog: str) -> bool:
-        pid = self.pids.get((host, prog))
-        return pid is not None and self.run_in(host, ["test", "-d", f"/proc/{pid}"]).exit_code == 0
-
     def listening(self, host: str, port: int) -> bool:
         """Whether something listens on ``port`` in the host's network namespace: asked of the host's own
         ss, else (an image without ss) of its capture sidecar, which shares that namespace."""
@@ -282,22 +305,43 @@ class LabRun:
         return res.exit_code == 0 and res.stdout.strip() != ""
 
     def wait_ready(self, host: str, prog: str, ready: Ready) -> None:
+        """Until the program is ready; StepFailure, naming its last lines, when it is not in time or exits."""
         deadline = time.monotonic() + ready.timeout
+        output = ProgramOutput(lambda argv: self.run_in(host, argv), prog)
         while time.monotonic() < deadline:
+            # whether it ended is asked first: a program that printed its line and exited at once was ready
+            status = self.exit_status(host, prog)
             if ready.listen is not None:
                 ok = self.listening(host, ready.listen)
             else:
-                res = self.run_in(host, ["grep", "-qF", "--", ready.log or "", f"{PROGRAM_LOGS}/{prog}.log"])
-                ok = res.exit_code == 0
+                ok = output.search(ready.log or "")
             if ok:
                 return
-            if not self.program_alive(host, prog):
-                out = self.run_in(host, ["tail", "-n", "3", f"{PROGRAM_LOGS}/{prog}.log"]).stdout
-                last = " | ".join(out.strip().splitlines()) or "no output"
-                raise HostFailure(f"{host}: program {prog} exited before it was ready: {last}")
+            if status is not None:
+                raise StepFailure(f"{host}: program {prog} exited with {describe_status(status)} before it was "
+                                  f"{self._ready_words(ready)}; {self._last_lines(output)}")
             time.sleep(POLL)
-        what = f"listening on port {ready.listen}" if ready.listen else f"printing {ready.log!r}"
-        raise StepFailure(f"{host}: program {prog} was not {what} within {ready.timeout:g} s")
+        raise StepFailure(f"{host}: program {prog} was not {self._ready_words(ready)} within {ready.timeout:g} s; "
+                          f"{self._last_lines(output)}")
+
+    @staticmethod
+    def _ready_words(ready: Ready) -> str:
+        return f"listening on port {ready.listen}" if ready.listen is not None else f"printing /{ready.log}/"
+
+    @staticmethod
+    def _last_lines(output: ProgramOutput) -> str:
+        """The program's last lines, for a one-line message: ``its last lines: "a" | "b"``."""
+        output.poll()  # what it printed last, as it ended or timed out
+        return output.last_lines()
+
+    def exit_status(self, host: str, prog: str) -> int | None:
+        """The exit status of the program's current run (labrun's watcher wrote it), None while it runs."""
+        pid = self.pids.get((host, prog))
+        res = self.run_in(host, ["cat", f"{PROGRAM_LOGS}/{prog}{EXIT_SUFFIX}"])
+        if res.exit_code != 0:
+            return None
+        ends = [status for p, status, _ in parse_exit_file(res.stdout) if pid is None or p == pid]
+        return ends[-1] if ends else None
 
     # --- steps -----------------------------------------------------------------
     def play(self) -> None:
@@ -314,7 +358,7 @@ class LabRun:
         outcome, detail = "ok", ""
         try:
             detail = self._do(step)
-            self.check_health(programs=False)  # an inspect per host: cheap; programs are checked while waiting
+            self.check_health()  # from the engine's event stream: a set lookup
         except BaseException as e:
             outcome, detail = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), str(e)
             raise
@@ -324,14 +368,15 @@ class LabRun:
 
     def _do(self, step: Step) -> str:
         if isinstance(step, StartStep):
-            pid = self.start_program(step.host, step.as_, step.start, step.ready)
+            pid = self.start_program(step.host, step.as_, step.start, step.ready, step=self.step_index)
             return f"pid {pid}"
         if isinstance(step, StopStep):
             res = self.run_in(step.host, ["labstop", step.stop, step.signal])
             if res.exit_code != 0:
                 raise StepFailure(f"{step.host}: could not stop {step.stop}: {res.stderr.strip()}")
             self.pids.pop((step.host, step.stop), None)
-            return f"sent SIG{step.signal}"
+            how = res.stdout.strip()  # labstop: "exited with status 143", "had already exited with status 1"
+            return how if how.startswith("had already") else f"sent SIG{step.signal}" + (f"; {how}" if how else "")
         if isinstance(step, SendStep):
             res = self.run_in(step.host, ["labsend", step.send, step.text])
             if res.exit_code != 0:
@@ -351,6 +396,8 @@ class LabRun:
                 time.sleep(min(left, HEALTH_EVERY))
                 self.check_health()  # a host that dies during a long wait ends the run now, not at the end
             return f"waited {w.seconds:g} s"
+        if w.exit is not None:
+            return self.wait_exit(step.host or "", w.exit, step.timeout)
         host, flag, what = (w.rst_from, RST, "RST") if w.rst_from else (w.fin_from, FIN, "FIN")
         assert host is not None
         key = (host, what)
@@ -371,11 +418,27 @@ class LabRun:
                 raise StepFailure(f"no {what} from {host} within {step.timeout:g} s")
             time.sleep(POLL)
 
-    def check_health(self, programs: bool = True, watched: bool = True) -> None:
-        """Hosts still running (and, with ``programs``, their own programs: one agent request each).
+    def wait_exit(self, host: str, prog: str, timeout: float) -> str:
+        """Until the story program ``prog`` ends (labrun's watcher says so); its time is the watcher's."""
+        deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + HEALTH_EVERY
+        while (status := self.exit_status(host, prog)) is None:
+            if time.monotonic() > deadline:
+                output = ProgramOutput(lambda argv: self.run_in(host, argv), prog)
+                raise StepFailure(f"{host}: program {prog} did not exit within {timeout:g} s; "
+                                  f"{self._last_lines(output)}")
+            if time.monotonic() > next_check:
+                self.check_health()
+                next_check = time.monotonic() + HEALTH_EVERY
+            time.sleep(POLL)
+        return f"{prog} exited with {describe_status(status)}"
 
-        With ``watched``, a host the event stream has not seen die is taken as running."""
-        for name, host in self.lab.hosts.items():
+    def check_health(self, watched: bool = True) -> None:
+        """Hosts still running. With ``watched``, a host the event stream has not seen die is taken as running.
+
+        Programs are not looked at: a story program that exits (the host's own one too, whatever its
+        status) is an event of the story, recorded in programs.jsonl at collection, not a failure."""
+        for name in self.lab.hosts:
             seen_running = watched and self.deaths is not None and self.deaths.live and self.host_running(name)
             if not seen_running:  # the engine's own word, with the exit code of a host that died
                 st = self.backend.state(self.names.host(name))
@@ -383,8 +446,6 @@ class LabRun:
                     why = "was removed" if st.status == "missing" else (
                         f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
                     raise HostFailure(f"host {name} {why}")
-            if programs and host.program and not self.program_alive(name, host.program.name):
-                raise HostFailure(f"host {name}: program {host.program.name} exited")
 
     # --- observations ----------------------------------------------------------
     def snapshot(self, label: str) -> None:
@@ -471,13 +532,17 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
             run.snapshot("end")
 
     def host_logs(h: str) -> None:
+        copied_at = time.time()
         files = run.program_logs(h)
         with open(rd.log(h), "w") as f:
             for fname, data in sorted(files.items()):
+                if fname.endswith(EXIT_SUFFIX):
+                    continue  # labrun's record of how each program ended: events, below
                 f.write(f"==> {fname} <==\n")
                 f.write(data.decode("utf-8", "replace"))
                 if data and not data.endswith(b"\n"):
                     f.write("\n")
+        record_collected(rd, h, files, copied_at)  # exits, outputs, what still runs: programs.jsonl
 
     stats: dict[str, Any] = {}
     caps: dict[str, list[str]] = {}
@@ -522,10 +587,39 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
              + [best_effort(f"logs of {c}", lambda c=c: sidecar_log(c)) for c in sidecars + [names.tracer]]
              + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
+    if not backend.shares_files:
+        best_effort("copying the artifacts out", lambda: copy_out(backend, rd, names, lab))()
     steps = list(rd.read_jsonl(rd.steps_jsonl))
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
     run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
                        collected_at=time.time())
+
+
+def copy_out(backend: Backend, rd: RunDir, names: RunNames, lab: Lab) -> None:
+    """The sidecars' files, from the run's volumes on an engine elsewhere, into the run directory.
+
+    Each volume is read through a sidecar that mounts it (the engine's archive API): the captures and
+    the peers' logs through their host's sidecars, the transitions through the tracer."""
+    readers = {"capture": [names.sidecar(h, "capture") for h in lab.hosts],
+               "peer": [names.sidecar(h, "peer") for h in lab.hosts if lab.hosts[h].peer.windows],
+               "sockets": [names.tracer]}
+    places = {"capture": rd.capture_dir, "peer": rd.logs_dir / "peer", "sockets": rd.sockets_dir}
+    for kind, containers in readers.items():
+        files: dict[str, bytes] = {}
+        for c in containers:
+            try:
+                files = backend.read_dir(c, f"/{kind}")
+                break
+            except EngineError:
+                continue  # that sidecar is gone (never started, a dead host): another one mounts the volume
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                continue  # the sidecars write flat files; anything else is none of the run's
+            target = places[kind] / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.copy")
+            tmp.write_bytes(data)
+            tmp.replace(target)  # a mirror still appending to the old file writes to nobody's copy
 
 
 def remove_agent_dirs(rd: RunDir) -> None:
@@ -550,6 +644,8 @@ def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
 
     deadline = time.monotonic() + patience
     with _signals_deferred():
+        if not backend.shares_files:
+            _stop_tracers(backend, run)
         while True:
             try:
                 removed = backend.remove_labeled({LABEL_RUN: run})
@@ -559,9 +655,22 @@ def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
                     raise
                 time.sleep(0.5)
         # the tracer was killed with its container: its tracefs instance (kernel ring buffers) is ours to remove
-        if tracefs_missing() is None:
+        if backend.shares_files and tracefs_missing() is None:
             remove_instance(instance_name(run))
         return removed
+
+
+def _stop_tracers(backend: Backend, run: str) -> None:
+    """On an engine elsewhere its tracefs is out of our reach: the tracer removes its own instance when it
+    is stopped (SIGTERM), so it is stopped before anything is removed."""
+    from ..backend.base import LABEL_ROLE, LABEL_RUN
+
+    try:
+        tracers = [o.name for o in backend.list_labeled({LABEL_RUN: run, LABEL_ROLE: "tracer"})
+                   if o.kind == "container"]
+        backend.stop(tracers, timeout=5)
+    except EngineError:
+        pass  # removal goes on; a stopped engine has nothing to stop
 
 
 @contextmanager

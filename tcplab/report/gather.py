@@ -12,6 +12,7 @@ from typing import Any
 
 from ..analysis.packets import Traffic, load_traffic
 from ..model import LabError, parse_yaml
+from ..observe.timewait import run_records
 from ..rundir import RunDir
 
 LOG_BYTES = 512 * 1024  # read at most this much of each log (its beginning)
@@ -25,11 +26,12 @@ class RunData:
     images: dict[str, Any]
     steps: list[dict[str, Any]]
     snapshots: dict[str, Any]
-    transitions: list[dict[str, Any]]
+    transitions: list[dict[str, Any]]  # with the derived TIME_WAIT records (tcplab.observe.timewait.run_records)
     result: dict[str, Any] | None
     logs: dict[str, str]  # file stem in logs/ -> text
     traffic: Traffic
     problems: list[str] = field(default_factory=list)
+    peer_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # logs/peer/<host>.jsonl
 
     @property
     def name(self) -> str:
@@ -74,7 +76,12 @@ def gather(run_dir: str | Path | RunDir) -> RunData:
     except (OSError, ValueError) as e:
         problems.append(f"captures could not be read: {e}")
         traffic = Traffic([], [], dict(info.get("hosts") or {}))
+    peer_events: dict[str, list[dict[str, Any]]] = {}
+    peer_dir = rd.logs_dir / "peer"
+    if peer_dir.is_dir():
+        for p in sorted(peer_dir.glob("*.jsonl")):
+            peer_events[p.stem] = [e for e in rd.read_jsonl(p) if isinstance(e, dict)]
     return RunData(rd, lab if isinstance(lab, dict) else {}, info, images if isinstance(images, dict) else {},
                    list(rd.read_jsonl(rd.steps_jsonl)), snapshots if isinstance(snapshots, dict) else {},
-                   list(rd.read_jsonl(rd.transitions_jsonl)), result if isinstance(result, dict) else None,
-                   logs, traffic, problems)
+                   run_records(rd), result if isinstance(result, dict) else None,
+                   logs, traffic, problems, peer_events)

@@ -130,6 +130,7 @@ def timeline_rows(timelines: Timelines, t0: float, names: dict[str, str], limit:
 _WHAT = {
     "lab.yaml": "the lab as resolved (defaults and --set applied)", "run.json": "hosts, engine, phases, capabilities",
     "images.json": "image IDs", "steps.jsonl": "the steps played", "result.json": "expectations: verdicts",
+    "programs.jsonl": "the story programs: start, exit status and time, output",
     "junit.xml": "the verdicts for CI", "capture/all.pcapng": "every host merged on one clock, steps as comments",
     "sockets/snapshots.json": "socket tables, parsed", "sockets/transitions.jsonl": "TCP state changes (tracepoint)",
 }
@@ -138,7 +139,7 @@ _WHAT = {
 def artifacts(data: RunData) -> list[Artifact]:
     rd = data.rd
     paths: list[Path] = []
-    for name in ("lab.yaml", "run.json", "images.json", "steps.jsonl", "result.json", "junit.xml"):
+    for name in ("lab.yaml", "run.json", "images.json", "steps.jsonl", "programs.jsonl", "result.json", "junit.xml"):
         if (rd.path / name).is_file():
             paths.append(rd.path / name)
     if rd.capture_dir.is_dir():
@@ -185,7 +186,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
     snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}
-    ex: Explanation = explain(traffic, timelines, data.snapshots, host_logs, data.lab, data.info.get("engine") or {})
+    ex: Explanation = explain(traffic, timelines, data.snapshots, host_logs, data.lab, info=data.info,
+                              transitions=data.transitions, peer_events=data.peer_events)
     drawn = {p.n for p in ladder.drawn}
     steps = [{"index": s.get("index"), "t": f"{float(s['start']) - t0:.6f}" if s.get("start") else "",
               "title": str(s.get("title") or s.get("name") or ""), "host": str(s.get("host") or ""),

@@ -1,5 +1,6 @@
 """Issue 8.3: a crash mid-run makes `lab run` exit 3 naming what died, keep artifacts and a report,
-and leave nothing behind. (The engine restart case is in test_zz_engine_restart.py: it runs last.)"""
+and leave nothing behind. (The engine restart case is in test_zz_engine_restart.py: it runs last.)
+A story program that dies is no crash: it is an event of the story, judged like the rest."""
 from __future__ import annotations
 
 import json
@@ -46,13 +47,22 @@ def finish(proc: subprocess.Popen[str], name: str, out: Path, expect_in_line: st
     record_figure("crashes", kind, len(labeled_objects(name)))
 
 
-def test_server_program_dies(tmp_path: Path) -> None:
+def test_server_program_killed_mid_run_is_an_event_not_a_crash(tmp_path: Path) -> None:
+    """A story program that dies (here the host's own, killed from outside during a wait) is no failure of
+    the environment: the run goes on, records its exit, and judges it."""
     import docker
 
-    proc, name, out = start_run(tmp_path, LONG_WAIT)
+    proc, name, out = start_run(tmp_path, {
+        "steps.6": {"wait": {"seconds": "8s"}, "timeout": "10s"},
+        "expect": [{"name": "server-killed", "program": {"host": "server", "name": "server", "exit": 137}}]})
     server = docker.from_env().containers.get(f"tcplab-{name}-server")
     assert server.exec_run(["pkill", "-KILL", "-x", "server"]).exit_code == 0
-    finish(proc, name, out, "host server: program server exited", "program dies")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert "PASS server-killed" in stdout
+    assert labeled_objects(name) == []
+    exits = [e for e in map(json.loads, (out / "programs.jsonl").read_text().splitlines()) if e["event"] == "exit"]
+    assert [(e["name"], e["status"], e["signal"]) for e in exits if e["host"] == "server"] == [("server", 137, "KILL")]
 
 
 def test_host_container_killed_from_outside(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_ladder_and_timelines_are_in_the_rendered_dom(run: dict[str, Any], dom: 
     assert len(bars) >= 6
     cw = [b for b in bars if "s-close-wait" in b.get("class")]
     assert len(cw) == 1 and "open" not in cw[0].get("class") and float(cw[0].get("width")) > 20
-    finding = dom.xpath("//div[contains(@class,'finding')]")
+    finding = dom.xpath("//div[contains(@class,'finding')][contains(@class,'close-wait')]")
     assert len(finding) == 1
     text = finding[0].text_content()
     assert ":8000" in text and "until the RST from win" in text and "never accept()ed" in text
@@ -127,7 +127,7 @@ def test_ladder_and_timelines_are_in_the_rendered_dom(run: dict[str, Any], dom: 
 
 def test_screenshot_shows_arrows_and_the_close_wait_bar(run: dict[str, Any]) -> None:
     png = run["dir"] / "report-screenshot.png"
-    proc = _chromium([f"--screenshot={png}", "--window-size=1400,4400"], (run["dir"] / "report.html").as_uri(),
+    proc = _chromium([f"--screenshot={png}", "--window-size=1400,5600"], (run["dir"] / "report.html").as_uri(),
                      run["tmp"] / "chrome-shot")
     assert png.is_file(), proc.stderr[-2000:]
     # report.css uses these only for the ladder's arrows (and their labels) and the timeline's CLOSE_WAIT bars

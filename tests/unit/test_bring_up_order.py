@@ -16,6 +16,7 @@ from tcplab.rundir import RunDir
 
 class RecordingBackend:
     """Records create/start calls; a host's start takes a while, as on a real engine."""
+    shares_files = True
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, float]] = []

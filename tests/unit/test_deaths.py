@@ -5,6 +5,7 @@ import queue
 import threading
 from typing import Any, Iterator
 
+from tcplab.backend.docker import ContainerDeaths
 from tcplab.play.deaths import DeathWatch
 
 from ..conftest import wait_for
@@ -31,9 +32,10 @@ class FakeBackend:
         self.stream = FakeStream()
         self.selectors: list[dict[str, str]] = []
 
-    def events(self, selector: dict[str, str]) -> FakeStream:
+    def deaths(self, selector: dict[str, str]) -> ContainerDeaths:
+        """The Docker backend's reading of an event stream, over the test's stream."""
         self.selectors.append(selector)
-        return self.stream
+        return ContainerDeaths(self.stream)
 
 
 def event(action: str, name: str) -> dict[str, Any]:
@@ -70,8 +72,8 @@ def test_a_broken_stream_is_not_live_either() -> None:
             yield {}
 
     class B:
-        def events(self, selector: dict[str, str]) -> Broken:
-            return Broken()
+        def deaths(self, selector: dict[str, str]) -> ContainerDeaths:
+            return ContainerDeaths(Broken())
 
     watch = DeathWatch(B(), {})  # type: ignore[arg-type]
     wait_for(lambda: not watch.live, 5, "the watch to notice")

@@ -28,8 +28,8 @@ def _explain(rd: Path, logs: dict[str, str] | None = None) -> tuple[Explanation,
 
 def test_windows_peer_close_wait_found_on_server_side_ended_by_rst(tmp_path: Path) -> None:
     ex, traffic = _explain(write_closewait_run(tmp_path, windows=True))
-    assert len(ex.findings) == 1
-    f = ex.findings[0]
+    assert len(ex.of("close_wait")) == 1
+    f = ex.of("close_wait")[0]
     assert (f.kind, f.socket.host, f.socket.local_port, f.socket.peer_ip, f.socket.peer_port) == \
         ("close_wait", "server", 8000, HOSTS["win"], 52552)
     assert f.side == "server"
@@ -50,7 +50,7 @@ def test_windows_peer_close_wait_found_on_server_side_ended_by_rst(tmp_path: Pat
 
 def test_linux_peer_close_wait_still_open_and_no_rst_explained(tmp_path: Path) -> None:
     ex, traffic = _explain(write_closewait_run(tmp_path, windows=False))
-    f = ex.findings[0]
+    f = ex.of("close_wait")[0]
     assert f.until is None and f.ended_by == ""
     text = " ".join(x.text for x in f.facts)
     assert "still in CLOSE_WAIT at the end of the run" in text
@@ -64,8 +64,8 @@ def test_accepted_connection_is_not_called_unaccepted(tmp_path: Path) -> None:
     rd = write_closewait_run(tmp_path, windows=True)
     log = (rd / "logs" / "server.log").read_text() + f"Accept client {HOSTS['win']}:52552\n"
     ex, _ = _explain(rd, {"server": log})
-    assert ex.findings[0].accepted is True
-    assert "never accept()ed" not in ex.findings[0].conclusion
+    assert ex.of("close_wait")[0].accepted is True
+    assert "never accept()ed" not in ex.of("close_wait")[0].conclusion
 
 
 def test_no_close_wait_no_findings(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_no_close_wait_no_findings(tmp_path: Path) -> None:
                 tool["records"] = [r for r in tool["records"] if r["state"] != "CLOSE_WAIT"]
     (rd / "sockets" / "snapshots.json").write_text(json.dumps(snaps))
     ex, _ = _explain(rd)
-    assert ex.findings == [] and ex.differences == []
+    assert ex.of("close_wait") == []
 
 
 def test_differences_with_field_report_are_computed_from_the_packets(tmp_path: Path) -> None:

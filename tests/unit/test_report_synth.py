@@ -92,11 +92,15 @@ def tables(rows: dict[str, tuple[list[str], list[str]]]) -> dict[str, Any]:
 
 
 def write_closewait_run(root: Path, windows: bool = True, payload: bytes = b"hello\r\n", timer: float = 120.002,
-                        result: dict[str, Any] | None = None, hosts: dict[str, str] | None = None) -> Path:
+                        result: dict[str, Any] | None = None, hosts: dict[str, str] | None = None,
+                        reference: str | None = "closewait-field-report", fin_ack: float = 0.0003,
+                        run_info: dict[str, Any] | None = None, ack_win: int = 256) -> Path:
     """A run directory of the closewait story under ``root``; returns its path.
 
     Timeline (relative to T0): linux connects at 0.0 and sends ``payload`` at 0.1; win connects at 0.3,
-    sends its FIN at 0.8 (server acks at +0.3 ms); with ``windows`` win resets at FIN + ``timer``.
+    sends its FIN at 0.8 (server acks at + ``fin_ack``); with ``windows`` win resets at FIN + ``timer``.
+    The lab names ``reference`` (as labs/closewait.yaml does); ``run_info`` is merged into run.json; win's
+    handshake ACK advertises ``ack_win``.
     """
     ips = hosts or HOSTS
     names = list(ips)
@@ -115,10 +119,10 @@ def write_closewait_run(root: Path, windows: bool = True, payload: bytes = b"hel
     # win <-> server: handshake (Windows 7 SYN), FIN, kernel's ack
     w.send(t + 0.3, win, srv, 52552, 8000, 7000, 0, S, 8192, OPT_SYN_WIN7, ttl=128)
     w.send(t + 0.30005, srv, win, 8000, 52552, 9000, 7001, S | A, 64240, OPT_SYNACK_NOTS)
-    w.send(t + 0.3001, win, srv, 52552, 8000, 7001, 9001, A, 256, ttl=128)
+    w.send(t + 0.3001, win, srv, 52552, 8000, 7001, 9001, A, ack_win, ttl=128)
     fin = t + 0.8
     w.send(fin, win, srv, 52552, 8000, 7001, 9001, F | A, 256, ttl=128)
-    w.send(fin + 0.0003, srv, win, 8000, 52552, 9001, 7002, A, 63)
+    w.send(fin + fin_ack, srv, win, 8000, 52552, 9001, 7002, A, 63)
     rst = fin + timer
     if windows:
         w.send(rst, win, srv, 52552, 8000, 7002, 9001, R | A, 0, ttl=128)
@@ -172,7 +176,9 @@ def write_closewait_run(root: Path, windows: bool = True, payload: bytes = b"hel
         return ns_line(f"{S_}:8000", f"{W}:52552", st, "-", recv_q=1 if st == "CLOSE_WAIT" else 0)
 
     def ss_srv(st: str) -> str:
-        return ss_line(st, f"{S_}:8000", f"{W}:52552", "ino:0 sk:1")
+        # as the kernel shows it: no ato before the FIN (no data received), ato:40 once the delayed ACK ran
+        info = "\n\t sack bbr wscale:8,10 rto:204" + (" ato:40" if st == "CLOSE-WAIT" else "") + " mss:1460"
+        return ss_line(st, f"{S_}:8000", f"{W}:52552", "ino:0 sk:1 <->" + info)
 
     # the Windows peer keeps the orphan longer than its own timer (a long tcp_fin_timeout); Linux: 60 s
     fw2_timer = "timewait,2min10sec,0" if windows else "timewait,58sec,0"
@@ -217,6 +223,8 @@ def write_closewait_run(root: Path, windows: bool = True, payload: bytes = b"hel
            "hosts": {srv: {"image": "tcplab/server"}, lin: {"image": "tcplab/client"},
                      win: {"image": "tcplab/client", "peer": peer}},
            "expect": [{"packet": {"from": win, "flags": "F."}}]}
+    if reference:
+        lab["reference"] = reference
     (rd / "lab.yaml").write_text(json.dumps(lab))  # JSON is YAML
     image = {"id": "sha256:" + "ab" * 32, "base": "tcplab/base", "created": "2026-11-24T08:00:00Z", "built_now": False}
     (rd / "images.json").write_text(json.dumps({"tcplab/server": image}))
@@ -224,7 +232,8 @@ def write_closewait_run(root: Path, windows: bool = True, payload: bytes = b"hel
         "lab": "closewait", "run": rd.name, "hosts": ips, "state": "down", "started": t - 1.0, "ended": after + 1.0,
         "collected_at": after + 0.5, "tracer": "ok",
         "engine": {"docker": "20.10.24", "api": "1.41", "kernel": "6.1.0-test", "os": "linux"},
-        "capabilities": {f"tcplab-closewait-{srv}": [], f"tcplab-closewait-{srv}-capture": ["NET_RAW"]}}))
+        "capabilities": {f"tcplab-closewait-{srv}": [], f"tcplab-closewait-{srv}-capture": ["NET_RAW"]},
+        **(run_info or {})}))
     if result is not None:
         (rd / "result.json").write_text(json.dumps(result))
     return rd

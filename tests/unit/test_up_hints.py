@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tcplab.cli.app import up_hints
+from tcplab.cli.up_cmd import up_hints
 from tcplab.model import validate
 
 PROGRAM = {"run": ["/opt/lab/server", "8000", "5"]}

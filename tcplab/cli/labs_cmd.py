@@ -1,0 +1,60 @@
+"""`lab ls` and `lab validate`: the labs there are, and whether lab files are sound. Nothing is started."""
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from .common import SetOpt, resolve_lab
+
+
+def register(app: typer.Typer) -> None:
+    """Add `lab ls` and `lab validate` to `app`."""
+    app.command("ls")(ls_cmd)
+    app.command("validate")(validate)
+
+
+def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Labs in labs/ and labs running now."""
+    from ..model import LabError, load_lab
+    from ..paths import LABS_DIR
+    from .common import out
+
+    labs = []
+    for f in sorted(LABS_DIR.glob("*.y*ml")):
+        try:
+            lab, _ = load_lab(f)
+            labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{f.name}"})
+        except LabError as e:
+            labs.append({"name": f.stem, "summary": f"invalid: {e}", "file": f"labs/{f.name}"})
+    running = []
+    try:
+        from ..backend.docker import DockerBackend
+        from ..play.lifecycle import running_labs
+
+        for r in running_labs(DockerBackend()).values():
+            running.append({"lab": r.lab, "run": r.run, "run_dir": r.run_dir,
+                            "state": "up" if r.left_up else ("starting" if r.owner_alive else "orphaned")})
+    except Exception:  # noqa: BLE001 - listing labs works without an engine
+        pass
+    if as_json:
+        out.print_json(json.dumps({"labs": labs, "running": running}))
+        return
+    for lab in labs:
+        out.print(f"{lab['name']:<20} {lab['summary']}", markup=False)
+    if running:
+        out.print("\nrunning:")
+        for r in running:
+            out.print(f"  {r['lab']:<18} {r['state']:<9} {r['run_dir']}", markup=False)
+
+
+def validate(files: List[str] = typer.Argument(..., help="Lab files or names."),
+             sets: Optional[List[str]] = SetOpt) -> None:
+    """Check lab files; nothing is started."""
+    from .common import out
+
+    for f in files:
+        lab, _, path = resolve_lab(f, sets)
+        out.print(f"{path}: ok ({lab.name}: {len(lab.hosts)} hosts, {len(lab.steps)} steps, "
+                  f"{len(lab.expect)} expectations)", markup=False)
