@@ -2,7 +2,7 @@
 
 The top imports the standard library and Typer only, and so does every command module: a command
 imports what it uses when it runs, so `lab down` pays neither for validating lab files nor for
-`lab up`'s image builder, and `out`/`err` (rich consoles) are made on first use.
+`lab up`'s image builder, nor for rich where a plain line does.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
 
@@ -20,28 +20,51 @@ if TYPE_CHECKING:
     from ..backend.docker import DockerBackend
     from ..model import Lab
 
-    out: Console  # standard output (made on first use, see __getattr__)
-    err: Console  # standard error
-
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 SetOpt = typer.Option(None, "--set", help="Override a lab field by dotted path, e.g. peers.win.fin_wait2_timeout=2s")
 
 
-def __getattr__(name: str) -> Any:
-    """``out`` and ``err``, the consoles, made when a command first prints."""
-    if name in ("out", "err"):
-        return _console(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class Output:
+    """A standard stream as the commands print to it: plain lines, written as they are and flushed at once
+    (so stdout and stderr keep their order in one log), and a rich console made only for what needs one:
+    styles on a terminal, JSON, image build progress."""
+
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+        self._rich: Console | None = None
+
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self.stderr else sys.stdout  # looked up at each use: a test may swap the streams
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.file.isatty()
+
+    @property
+    def rich(self) -> Console:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(stderr=self.stderr, highlight=False, soft_wrap=True)
+        return self._rich
+
+    def print(self, text: str = "", markup: bool = False) -> None:
+        """One line; with ``markup``, rich's markup (``[dim]...[/dim]``) is rendered."""
+        if markup:
+            self.rich.print(text, markup=True)
+            return
+        f = self.file
+        f.write(f"{text}\n")
+        f.flush()
+
+    def print_json(self, text: str) -> None:
+        self.rich.print_json(text)
 
 
-def _console(name: str) -> Console:
-    console = globals().get(name)
-    if console is None:
-        from rich.console import Console
-
-        console = globals()[name] = Console(stderr=name == "err", highlight=False, soft_wrap=True)
-    return console
+out = Output(stderr=False)
+err = Output(stderr=True)
 
 
 def die(code: int, line: str) -> NoReturn:
@@ -102,6 +125,6 @@ def interrupts_tear_down() -> None:
 
 def say(msg: str) -> None:
     if sys.stderr.isatty():
-        _console("err").print(f"[dim]·[/dim] {msg}", markup=True, highlight=False)
+        err.print(f"[dim]·[/dim] {msg}", markup=True)
     else:
-        _console("err").print(f"· {msg}", markup=False)
+        err.print(f"· {msg}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, engine, say
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, engine, out, say
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,6 @@ def down(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]"),
     """Collect the last artifacts, then remove every object of the lab."""
     from ..backend.base import EngineError
     from ..play.lifecycle import find_running, running_labs
-    from .common import out
     from .takedown import take_down
 
     if not lab_name and not all_labs:
@@ -40,7 +39,6 @@ def down(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]"),
 def gc() -> None:
     """Remove objects left by runs whose process is gone (killed, crashed)."""
     from ..play.lifecycle import collect_garbage
-    from .common import out
 
     backend = engine()
     removed = collect_garbage(backend)

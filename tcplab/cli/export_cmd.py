@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, die, resolve_lab
+from .common import EXIT_BAD_INPUT, die, out, resolve_lab
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,6 @@ def export_cmd(
     """Write the lab as a compose file that docker-compose runs as is (default compose/LAB.yml)."""
     from ..export import FORMATS, ExportError, export_to
     from ..paths import COMPOSE_DIR
-    from .common import out
 
     if fmt not in FORMATS:
         die(EXIT_BAD_INPUT, f"--format {fmt}: unknown format (known: {', '.join(FORMATS)})")

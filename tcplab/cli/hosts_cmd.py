@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, engine
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, engine, out
 
 if TYPE_CHECKING:
     from ..backend.base import Backend
@@ -66,7 +66,6 @@ def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> N
     """Hosts, their state, and the sockets of interest now."""
     from ..observe.sockets import parse_netstat
     from ..play.lifecycle import running_labs
-    from .common import out
 
     backend = engine()
     runs = [r for r in running_labs(backend).values() if lab_name in (None, r.lab)]

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .common import EXIT_ENVIRONMENT, die, engine, say
+from .common import EXIT_ENVIRONMENT, die, engine, err, out, say
 
 if TYPE_CHECKING:
     from ..backend.docker import DockerBackend
@@ -26,12 +26,11 @@ def ensure_images(backend: DockerBackend, names: set[str]) -> dict[str, dict[str
 
     from ..backend.images import ImageBuilder
     from ..paths import IMAGES_DIR
-    from .common import err
 
     if err.is_terminal:  # a live progress display; rich.progress is not even imported for logs and CI
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        display = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+        display = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err.rich,
                            transient=True)
     else:
         display = None
@@ -63,7 +62,6 @@ def images_build(force: bool = typer.Option(False, "--force", help="Rebuild even
     """Build (or bring up to date) every image of the project."""
     from ..backend.base import EngineError
     from ..paths import known_images
-    from .common import out
 
     backend = engine()
     try:
@@ -82,7 +80,6 @@ def images_build(force: bool = typer.Option(False, "--force", help="Rebuild even
 def images_ls() -> None:
     """The project's images and their IDs."""
     from ..paths import known_images
-    from .common import out
 
     backend = engine()
     for name in sorted(known_images() | {"tcplab/base:bookworm"}):

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import SetOpt, resolve_lab
+from .common import SetOpt, out, resolve_lab
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,6 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     """Labs in labs/ and labs running now."""
     from ..model import LabError, load_lab
     from ..paths import LABS_DIR
-    from .common import out
 
     labs = []
     for f in sorted(LABS_DIR.glob("*.y*ml")):
@@ -41,18 +40,17 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if as_json:
         out.print_json(json.dumps({"labs": labs, "running": running}))
         return
-    for lab in labs:
-        out.print(f"{lab['name']:<20} {lab['summary']}", markup=False)
+    for entry in labs:
+        out.print(f"{entry['name']:<20} {entry['summary']}", markup=False)
     if running:
         out.print("\nrunning:")
-        for r in running:
-            out.print(f"  {r['lab']:<18} {r['state']:<9} {r['run_dir']}", markup=False)
+        for run in running:
+            out.print(f"  {run['lab']:<18} {run['state']:<9} {run['run_dir']}", markup=False)
 
 
 def validate(files: List[str] = typer.Argument(..., help="Lab files or names."),
              sets: Optional[List[str]] = SetOpt) -> None:
     """Check lab files; nothing is started."""
-    from .common import out
 
     for f in files:
         lab, _, path = resolve_lab(f, sets)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, say
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
 
 
 class NotARun(Exception):
@@ -92,7 +92,6 @@ def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR
                                                             "display; else print its path).")) -> None:
     """(Re)write report.html for a run from its artifacts; works on a running lab and on a finished run."""
     from ..report import write_report
-    from .common import out
 
     try:
         run_dir = resolve_run_dir(target, Path("runs"), _engine_lookup)

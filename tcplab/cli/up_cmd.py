@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, SetOpt, die, engine, interrupts_tear_down, \
-    resolve_lab, say
+    out, resolve_lab, say
 from .images_cmd import ensure_images, lab_images
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     from ..model import LabError
     from ..play.checkpoints import checkpoint
     from ..play.lifecycle import bring_up
-    from .common import out
 
     lab, resolved, _ = resolve_lab(lab_name, sets)
     interrupts_tear_down()
