@@ -28,6 +28,7 @@ from ..observe.capture import COUNTS_LINE, CaptureSidecar, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_collected,
                                 record_start)
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import READY_LINE as TRACER_READY
 from ..observe.tracer import TRACEFS, StateTracer, instance_name, remove_instance, tracefs_missing
@@ -472,18 +473,29 @@ class LabRun:
         """Before the story: can each host's socket tables be read? Said at once, one line per host whose
         tables cannot be, and kept in run.json, so nobody learns it from a verdict."""
         found: dict[str, dict[str, Any]] = {}
+        sysctls: dict[str, dict[str, str]] = {}
+        kernel: dict[str, Any] = {}
 
         def one(host: str) -> None:
             res = self.run_in(host, ["labsnap"])
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        self._all([lambda h=h: one(h) for h in self.lab.hosts])
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
+            res = self.run_in(host, sysctl_argv())
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr)
+
+        def hz() -> None:
+            kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
+
+        self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
+                  + [hz])
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "
                          f"{host} will be errors")
-        self.write_run_info(evidence={"socket_tables": dict(sorted(found.items()))})
+        self.write_run_info(evidence={"socket_tables": dict(sorted(found.items()))},
+                            sysctls=dict(sorted(sysctls.items())), **({"kernel": kernel} if kernel else {}))
 
     def program_logs(self, host: str) -> dict[str, bytes]:
         """The files of the host's /var/log/lab, by name: copied by its agent into its directory (no engine
