@@ -154,7 +154,7 @@ def healthcheck(name: str, ready: Ready) -> dict[str, Any]:
     if ready.listen is not None:
         test = ["CMD", "sh", "-c", 'ss -Htln "sport = :$1" | grep -q .', "ready", str(ready.listen)]
     else:
-        test = ["CMD", "grep", "-qF", "--", ready.log or "", f"/var/log/lab/{name}.log"]
+        test = ["CMD", "grep", "-qP", "--", ready.log or "", f"/var/log/lab/{name}.log"]  # a regex, as lab up reads it
     return {"test": test, "interval": "1s", "timeout": "5s", "retries": max(1, math.ceil(ready.timeout))}
 
 
@@ -338,8 +338,8 @@ def _ready_lines(host: str, prog: str, ready: Ready) -> list[str]:
     if ready.listen is not None:
         return [f"  # ready once it listens on port {ready.listen}:",
                 _dc("exec", "-T", host, "ss", "-Htln", f"sport = :{ready.listen}")]
-    return [f"  # ready once it printed {ready.log!r}:",
-            _dc("exec", "-T", host, "grep", "-F", "--", ready.log or "", f"/var/log/lab/{prog}.log")]
+    return [f"  # ready once its output matches the regex {ready.log!r}:",
+            _dc("exec", "-T", host, "grep", "-P", "--", ready.log or "", f"/var/log/lab/{prog}.log")]
 
 
 def step_argvs(step: Step) -> list[list[str]]:

@@ -179,7 +179,7 @@ def test_log_readiness_becomes_a_grep_healthcheck(tmp_path: Path) -> None:
     path = lab_file(tmp_path, changes={"hosts.server.program.ready": {"log": "up $now", "timeout": "3s"}})
     _, data = export(path)
     check = data["services"]["server"]["healthcheck"]
-    assert check["test"] == ["CMD", "grep", "-qF", "--", "up $$now", "/var/log/lab/server.log"]
+    assert check["test"] == ["CMD", "grep", "-qP", "--", "up $$now", "/var/log/lab/server.log"]
     assert check["retries"] == 3
 
 
