@@ -2,7 +2,7 @@
 """Benchmark: the packet rate a lab's capture path holds with no kernel drops.
 
 Two lab hosts (``a`` sends to ``b``) on one internal bridge network, made by
-tcplab's own specs (LabRun.host_spec, LabRun.capture_spec). The traffic comes
+tcplab's own plan (tcplab/plan: the hosts and their capture sidecars). The traffic comes
 from small Python generators (this file, ``gen`` mode) in tcplab/tools
 sidecars that share each host's network namespace, so the packets cross the
 same veth/bridge path as a lab's programs. In one invocation:
@@ -222,8 +222,8 @@ class CaptureBench:
         from tcplab.backend.images import ImageBuilder
         from tcplab.model import load_lab
         from tcplab.paths import IMAGES_DIR
-        from tcplab.play.naming import RunNames, new_run_id
-        from tcplab.play.session import LabRun
+        from tcplab.plan import RunNames, plan_lab
+        from tcplab.play.naming import new_run_id
         from tcplab.rundir import RunDir
 
         ImageBuilder(self.backend, IMAGES_DIR, lambda i, m: self.say(f"image {i}: {m}")).ensure(
@@ -239,11 +239,12 @@ class CaptureBench:
             lab_file = os.path.join(out, f"{name}.yaml")
             with open(lab_file, "w") as f:
                 yaml.safe_dump(data, f)
-            lab, resolved = load_lab(lab_file)
+            lab, _ = load_lab(lab_file)
             run_id = new_run_id(name)
             self.rd = RunDir(os.path.join(out, run_id)).create()
             self.names = RunNames(lab.name, run_id, str(self.rd.path))
-            self.run = LabRun(lab, resolved, self.backend, self.rd, self.names, self.say)
+            self.lab = lab
+            self.plan = plan_lab(lab, self.names, self.rd, volumes=not self.backend.shares_files)
             try:
                 self.backend.create_network(self.names.network, subnet, self.names.labels("network"))
                 break
@@ -251,9 +252,9 @@ class CaptureBench:
                 if attempt == 5:
                     raise
                 self.say(f"subnet {subnet}: {e}")
-        self.ips = self.run.ips
+        self.ips = {h: str(lab.host_ip(h)) for h in lab.hosts}
         for h in ("a", "b"):
-            self.backend.start_container(self.run.host_spec(h))
+            self.backend.start_container(self.plan.host(h).spec)
             self.backend.start_container(ContainerSpec(
                 name=self.names.sidecar(h, "gen"), image="tcplab/tools", labels=self.names.labels("bench", h),
                 command=["sleep", "infinity"], joins=self.names.host(h),
@@ -284,9 +285,9 @@ class CaptureBench:
         from tcplab.observe.capture import READY_LINE, CaptureSidecar
 
         for h in ("a", "b"):
-            spec = self.run.capture_spec(h)
+            spec = next(s.spec for s in self.plan.host(h).sidecars if s.role == "capture")
             if buffer_kib is not None:
-                side = CaptureSidecar(h, self.run.lab.capture.filter, buffer_kib=buffer_kib)
+                side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=buffer_kib)
                 spec = dataclasses.replace(spec, command=side.command(self.rd.pcap(h).name))
             self.backend.start_container(spec)
             if not self.backend.wait_log(spec.name, READY_LINE, timeout=20):

@@ -13,8 +13,8 @@ updown   `lab up LAB --set peers.win.fin_wait2_timeout=2s` and `lab down LAB`, e
          as its own process (wall time), with the phases `run.json` reports
          (network, hosts, sidecars, programs, steps; collection, teardown) and
          the story's own waits (the wait steps in steps.jsonl).
-floor    the same containers (3 hosts, 3 captures, tracer, peer: as
-         tcplab/play/session.py makes them, but every one running
+floor    the same containers (3 hosts, 3 captures, tracer, peer: tcplab's plan
+         of the lab, as `lab up` makes them, but every one running
          `sleep infinity`) made, started and removed with the Docker SDK from a
          separate Python process: one at a time (seq) and concurrently (conc,
          in the lab's order: hosts at once, then sidecars at once).
@@ -191,7 +191,7 @@ class LabUnderTest:
         self.base = "closewait-linux"
         self.sets = ["peers.win.tcp_fin_timeout=1", "steps.6.wait.seconds=2s"]
         self.note = f"closewait-linux, tcp_fin_timeout 1 s, its 5 s wait shortened to 2 s ({why})"
-        FLOOR_FLAGS[:] = ["--no-peer"]
+        FLOOR_LAB[:] = [self.base, "peers.win.tcp_fin_timeout=1"]
         self.path, self.name = make_lab(self.base, self.subnet)
 
     def set_args(self) -> list[str]:
@@ -324,15 +324,36 @@ def section_run(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
 
 # --- section: the Docker SDK floor ----------------------------------------------------------
 
+def floor_specs(subnet: str) -> Path:
+    """The containers `lab up` makes for the floor's lab, from tcplab's plan, written as JSON for the floor's
+    own process (which imports the Docker SDK alone); returns the file, in the run's scratch directory."""
+    from dataclasses import asdict
+
+    from tcplab.model import load_lab
+    from tcplab.plan import RunNames, plan_lab
+    from tcplab.rundir import RunDir
+
+    base, *sets = FLOOR_LAB
+    run = f"benchfl-{uuid.uuid4().hex[:6]}"
+    lab, _ = load_lab(ROOT / "labs" / f"{base}.yaml", [*sets, f"name={run}", f"network.subnet={subnet}"])
+    tmp = OUT / "floor" / run
+    plan = plan_lab(lab, RunNames(run, run, str(tmp)), RunDir(tmp))
+    doc = {"run": run, "network": plan.network.name, "subnet": plan.network.subnet,
+           "hosts": [asdict(h.spec) for h in plan.hosts], "sidecars": [asdict(s.spec) for s in plan.sidecars()]}
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "plan.json").write_text(json.dumps(doc))
+    return tmp / "plan.json"
+
+
 def floor_child(argv: list[str]) -> None:
-    """`lifecycle.py _floor --mode seq|conc ...`: the lab's containers with the Docker SDK alone; prints JSON."""
+    """`lifecycle.py _floor --mode seq|conc --specs FILE ...`: the lab's containers with the Docker SDK alone;
+    prints JSON."""
     t_start = time.perf_counter()
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=("seq", "conc"), required=True)
-    ap.add_argument("--subnet", required=True)
+    ap.add_argument("--specs", type=Path, required=True, help="the plan's containers, as floor_specs writes them")
     ap.add_argument("--image-prefix", default="tcplab/")  # tcplab/ (warm) or tcplab-bench/ (cold)
     ap.add_argument("--probe", type=int, default=0, help="also time this many execs and inspects")
-    ap.add_argument("--no-peer", action="store_true", help="the Linux control: no peer sidecar, no Windows sysctls")
     args = ap.parse_args(argv)
     import docker
     import docker.errors
@@ -341,57 +362,40 @@ def floor_child(argv: list[str]) -> None:
     t_imported = time.perf_counter()
     client = docker.from_env(timeout=120)
     api = client.api
-    run = f"benchfl-{uuid.uuid4().hex[:6]}"
-    labels = {BENCH_LABEL: "floor", f"{BENCH_LABEL}.run": run}
-    tmp = OUT / "floor" / run
-    for d in ("capture", "sockets", "peer"):
-        (tmp / d).mkdir(parents=True, exist_ok=True)
-    net = ipaddress.ip_network(args.subnet)
-    img = args.image_prefix
-    # what tcplab/play/session.py makes for closewait (host_spec, capture_spec, tracer_spec, peer_spec)
-    win_sysctls = {"net.ipv4.ip_default_ttl": "128", "net.ipv4.tcp_timestamps": "0",
-                   "net.ipv4.tcp_rmem": "4096 131072 12582912", "net.ipv4.tcp_fin_timeout": "60"}
-    if args.no_peer:
-        win_sysctls = {"net.ipv4.tcp_fin_timeout": "1"}
-    hosts = [("server", f"{img}server", {}), ("linux", f"{img}client", {}), ("win", f"{img}client", win_sysctls)]
+    doc = json.loads(args.specs.read_text())
+    run = doc["run"]
+    labels = {BENCH_LABEL: "floor", f"{BENCH_LABEL}.run": run}  # no tcplab.lab: `lab gc` never sees them
+    tmp = args.specs.parent
+    hosts: list[dict[str, Any]] = doc["hosts"]
+    sidecars: list[dict[str, Any]] = doc["sidecars"]
+    for spec in hosts + sidecars:
+        for m in spec["mounts"]:
+            if m["kind"] == "local":
+                Path(m["source"]).mkdir(parents=True, exist_ok=True)
 
-    def create_start(name: str, image: str, host_config: dict[str, Any], networking: Any = None,
-                     hostname: str | None = None) -> None:
-        cid = api.create_container(image, command=["sleep", "infinity"], name=name, hostname=hostname,
-                                   labels=labels, host_config=host_config, networking_config=networking,
-                                   detach=True)["Id"]
+    def create_start(spec: dict[str, Any]) -> None:
+        """As tcplab's DockerBackend makes a ContainerSpec, but running `sleep infinity` under bench labels."""
+        binds = {m["source"]: {"bind": m["target"], "mode": "ro" if m["read_only"] else "rw"} for m in spec["mounts"]
+                 if m["kind"] != "engine" or os.path.isdir(m["source"])}  # no tracefs here: the tracer without it
+        network_mode = (f"container:{spec['joins']}" if spec["joins"] else "none" if spec["isolated"]
+                        else spec["network"])
+        hc = api.create_host_config(binds=binds or None, cap_add=spec["cap_add"] or None,
+                                    cap_drop=spec["cap_drop"] or None, sysctls=spec["sysctls"] or None,
+                                    mem_limit=spec["mem_limit"], nano_cpus=spec["nano_cpus"],
+                                    pids_limit=spec["pids_limit"], network_mode=network_mode, init=spec["init"],
+                                    privileged=False)
+        nc = None
+        if spec["network"] and not spec["joins"] and not spec["isolated"]:
+            nc = api.create_networking_config({spec["network"]: api.create_endpoint_config(
+                ipv4_address=spec["ip"], aliases=spec["aliases"] or None)})
+        image = args.image_prefix + spec["image"].removeprefix("tcplab/")
+        cid = api.create_container(image, command=["sleep", "infinity"], name=spec["name"],
+                                   hostname=None if spec["joins"] else spec["hostname"], labels=labels,
+                                   host_config=hc, networking_config=nc, detach=True)["Id"]
         api.start(cid)
 
-    def host(i: int) -> None:
-        h, image, sysctls = hosts[i]
-        hc = api.create_host_config(cap_drop=["NET_RAW"], sysctls=sysctls or None, mem_limit="256m",
-                                    nano_cpus=int(1e9), pids_limit=512, network_mode=run, init=True,
-                                    privileged=False)
-        nc = api.create_networking_config({run: api.create_endpoint_config(
-            ipv4_address=str(net.network_address + 2 + i), aliases=[h])})
-        create_start(f"{run}-{h}", image, hc, nc, hostname=h)
-
-    def sidecar(kind: str, h: str = "") -> None:
-        if kind == "tracer":
-            binds = {str(tmp / "sockets"): {"bind": "/sockets", "mode": "rw"}}
-            if os.path.isdir("/sys/kernel/tracing"):
-                binds["/sys/kernel/tracing"] = {"bind": "/tracefs", "mode": "rw"}
-            hc = api.create_host_config(binds=binds, mem_limit="128m", pids_limit=64, network_mode="none",
-                                        init=True, privileged=False)
-            create_start(f"{run}-tracer", f"{img}tools", hc)
-            return
-        caps = ["NET_RAW"] if kind == "capture" else ["NET_RAW", "NET_ADMIN"]
-        mount = (tmp / "capture", "/capture") if kind == "capture" else (tmp / "peer", "/peer")
-        hc = api.create_host_config(binds={str(mount[0]): {"bind": mount[1], "mode": "rw"}}, cap_add=caps,
-                                    mem_limit="128m" if kind == "capture" else "256m", pids_limit=64,
-                                    network_mode=f"container:{run}-{h}", init=True, privileged=False)
-        create_start(f"{run}-{h}-{kind}", f"{img}tools", hc)
-
-    sidecars: list[tuple[str, str]] = [("capture", h) for h, _, _ in hosts] + [("tracer", "")]
-    if not args.no_peer:
-        sidecars.append(("peer", "win"))
-    names_side = [f"{run}-{h}-{k}" if h else f"{run}-{k}" for k, h in sidecars]
-    names_host = [f"{run}-{h}" for h, _, _ in hosts]
+    names_side = [s["name"] for s in sidecars]
+    names_host = [h["name"] for h in hosts]
 
     def rm(name: str) -> None:
         try:
@@ -399,25 +403,25 @@ def floor_child(argv: list[str]) -> None:
         except docker.errors.NotFound:
             pass
 
-    def each(fn: Callable[..., None], items: list[Any]) -> None:
+    def each(fn: Callable[[Any], None], items: list[Any]) -> None:
         if args.mode == "seq":
             for it in items:
-                fn(*it) if isinstance(it, tuple) else fn(it)
+                fn(it)
             return
         with ThreadPoolExecutor(max_workers=8) as pool:
-            futs = [pool.submit(fn, *it) if isinstance(it, tuple) else pool.submit(fn, it) for it in items]
+            futs = [pool.submit(fn, it) for it in items]
         for f in futs:
             f.result()
 
     out: dict[str, Any] = {"mode": args.mode, "containers": len(hosts) + len(sidecars)}
     try:
         t0 = time.perf_counter()
-        api.create_network(run, driver="bridge", internal=True, labels=labels, check_duplicate=True,
-                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=args.subnet)]))
+        api.create_network(doc["network"], driver="bridge", internal=True, labels=labels, check_duplicate=True,
+                           ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=doc["subnet"])]))
         t1 = time.perf_counter()
-        each(host, list(range(len(hosts))))
+        each(create_start, hosts)
         t2 = time.perf_counter()
-        each(sidecar, sidecars)
+        each(create_start, sidecars)
         t3 = time.perf_counter()
         out.update(up=t3 - t0, network=t1 - t0, hosts=t2 - t1, sidecars=t3 - t2)
         if args.probe:
@@ -425,13 +429,13 @@ def floor_child(argv: list[str]) -> None:
         t4 = time.perf_counter()
         each(rm, names_side)
         each(rm, names_host)
-        api.remove_network(run)
+        api.remove_network(doc["network"])
         out["down"] = time.perf_counter() - t4
     finally:
         for name in names_side + names_host:
             rm(name)
         try:
-            api.remove_network(run)
+            api.remove_network(doc["network"])
         except docker.errors.NotFound:
             pass
         shutil.rmtree(tmp, ignore_errors=True)
@@ -467,12 +471,13 @@ def probe(api: Any, container: str, n: int) -> dict[str, Any]:
     return out
 
 
-FLOOR_FLAGS: list[str] = []  # ["--no-peer"] once the benchmark fell back to the Linux control
+# the lab (and its --set) whose containers the floor makes: the Linux control once the benchmark fell back
+FLOOR_LAB: list[str] = ["closewait", TIMER]
 
 
 def run_floor(mode: str, subnet: str, image_prefix: str = "tcplab/", probe_n: int = 0) -> dict[str, Any]:
-    rc, wall, so, se = run_timed([PY, str(Path(__file__)), "_floor", "--mode", mode, "--subnet", subnet,
-                                  "--image-prefix", image_prefix, "--probe", str(probe_n), *FLOOR_FLAGS],
+    rc, wall, so, se = run_timed([PY, str(Path(__file__)), "_floor", "--mode", mode, "--specs",
+                                  str(floor_specs(subnet)), "--image-prefix", image_prefix, "--probe", str(probe_n)],
                                  timeout=300)
     if rc != 0:
         raise SystemExit(f"floor ({mode}) failed: {se.strip()[-500:]}")

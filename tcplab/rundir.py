@@ -1,16 +1,14 @@
 """The run directory: the only hand-over between running a lab and understanding it.
 
 Layout (see PRODUCT.md): lab.yaml, images.json, steps.jsonl, capture/,
-sockets/, logs/, result.json, junit.xml, report.html. Writers and readers
-both go through this class so the names live in one place.
+sockets/, logs/, result.json, junit.xml, report.html. The names live here,
+in one place; what the files hold, and the one reader and the one writer of
+each, are in :mod:`tcplab.runfiles`.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -43,6 +41,10 @@ class RunDir:
     @property
     def logs_dir(self) -> Path: return self.path / "logs"
     @property
+    def peer_logs_dir(self) -> Path:
+        """A Windows peer's sidecar writes its events here, one ``<host>.jsonl`` each."""
+        return self.logs_dir / "peer"
+    @property
     def snapshots_json(self) -> Path: return self.sockets_dir / "snapshots.json"
     @property
     def transitions_jsonl(self) -> Path: return self.sockets_dir / "transitions.jsonl"
@@ -50,8 +52,6 @@ class RunDir:
     def merged_pcapng(self) -> Path: return self.capture_dir / "all.pcapng"
     @property
     def run_json(self) -> Path: return self.path / "run.json"
-    @property
-    def peers_jsonl(self) -> Path: return self.path / "logs" / "peers.jsonl"
     @property
     def result_json(self) -> Path: return self.path / "result.json"
     @property
@@ -88,32 +88,3 @@ class RunDir:
 
     def exists(self) -> bool:
         return self.lab_yaml.is_file()
-
-    # io
-    def write_json(self, path: Path, data: Any) -> None:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-        os.replace(tmp, path)
-
-    def read_json(self, path: Path, default: Any = None) -> Any:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return default
-
-    def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        with open(path, "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
-
-    def read_jsonl(self, path: Path) -> Iterator[dict[str, Any]]:
-        try:
-            with open(path) as f:
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        try:
-                            yield json.loads(line)
-                        except ValueError:
-                            continue  # a line cut by a crash
-        except OSError:
-            return

@@ -1,7 +1,7 @@
 """What the run shows and why: every registered explainer, then the comparison the lab asks for.
 
 Pure data in (packets, socket timelines, snapshots, program logs, the lab as
-resolved, run.json, the tracer's records), structured findings out; the
+the model reads it, run.json, the tracer's records), structured findings out; the
 report renders them. Each phenomenon (CLOSE_WAIT, a lingering FIN_WAIT2,
 TIME_WAIT, an RST after a close, ...) is one explainer in
 :mod:`tcplab.analysis.explainers` that speaks only when the run shows it.
@@ -11,8 +11,12 @@ A lab that names a field report (``reference:``) is compared with it by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..model import Lab
+from ..runfiles.peer_events import PeerEvent
+from ..runfiles.run_info import RunInfo
+from ..runfiles.snapshots import Snapshots
+from ..runfiles.transitions import TransitionRecord
 from .explainers import EXPLAINERS, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, option_shape
 from .packets import Traffic
 from .references import Difference, reference_named
@@ -50,13 +54,15 @@ class Explanation:
         return [f for f in self.findings if f.kind == kind]
 
 
-def explain(traffic: Traffic, timelines: Timelines, snapshots: dict[str, Any], logs: dict[str, str],
-            lab: dict[str, Any], engine: dict[str, Any] | None = None, *, info: dict[str, Any] | None = None,
-            transitions: list[dict[str, Any]] | None = None,
-            peer_events: dict[str, list[dict[str, Any]]] | None = None) -> Explanation:
-    """Run every explainer over one run's evidence. ``info`` is run.json (the engine, and what else the run
-    recorded: HZ, sysctls); ``engine`` alone is accepted for callers that have only that."""
-    run_info = dict(info or {})
+def explain(traffic: Traffic, timelines: Timelines, snapshots: Snapshots, logs: dict[str, str],
+            lab: Lab | None, engine: dict[str, str] | None = None, *, info: RunInfo | None = None,
+            transitions: list[TransitionRecord] | None = None,
+            peer_events: dict[str, list[PeerEvent]] | None = None, reference: str | None = None) -> Explanation:
+    """Run every explainer over one run's evidence. ``lab`` is the run's lab.yaml through the model (None
+    when the run has no readable one); ``info`` is run.json (the engine, and what else the run recorded:
+    HZ, sysctls); ``engine`` alone is accepted for callers that have only that. ``reference``: the field
+    report the lab names, when the model could not read it (a lab of a tcplab that knows other reports)."""
+    run_info = RunInfo(**(info or {}))
     if engine and not run_info.get("engine"):
         run_info["engine"] = engine
     run = RunEvidence(traffic, timelines, snapshots, logs, lab, run_info, list(transitions or []),
@@ -72,7 +78,7 @@ def explain(traffic: Traffic, timelines: Timelines, snapshots: dict[str, Any], l
         if r.more:
             more.append((cls.what, r.more))
         notes += r.notes
-    name = str(lab.get("reference") or "")
+    name = str((lab.reference if lab is not None else None) or reference or "")
     ref = reference_named(name)
     differences = ref.compare(run, findings) if ref is not None else []
     unknown = name if name and ref is None else ""

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..observe.merge import keeps_copy
 from ..rundir import RunDir
+from ..runfiles import run_info
+from ..runfiles.run_info import RunInfo
 from ..wire import ACK, SYN, TcpPacket, decode_tcp, format_options, read_pcap
 
 ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
@@ -111,14 +113,10 @@ class Traffic:
         return self.packets[0].ts if self.packets else 0.0
 
 
-def host_addresses(rd: RunDir) -> dict[str, str]:
-    info = rd.read_json(rd.run_json, {}) or {}
-    return dict(info.get("hosts") or {})
-
-
-def load_traffic(run_dir: str | Path | RunDir) -> Traffic:
+def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> Traffic:
+    """The run's packets; ``info``: its run.json, when the caller has read it already."""
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    hosts = host_addresses(rd)
+    hosts = dict((run_info.read(rd) if info is None else info).get("hosts") or {})
     if not hosts:  # a run without run.json: take the captures' names, no attribution
         hosts = {p.stem: "" for p in rd.capture_dir.glob("*.pcap")}
     ip_host = {ip: h for h, ip in hosts.items() if ip}

@@ -8,33 +8,31 @@ every value is escaped; characters XML 1.0 cannot carry are replaced.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
-from .expectations import Evaluation, Verdict
+from ..rundir import RunDir
+from ..runfiles import result
+from ..runfiles.result import ResultDocument
+from .verdicts import Evaluation, Verdict
 
 # XML 1.0 allows tab, newline, carriage return and everything from 0x20 on, except surrogates and FFFE/FFFF
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def result_document(ev: Evaluation) -> dict[str, Any]:
+def result_document(ev: Evaluation) -> ResultDocument:
     return {"lab": ev.lab, "run": ev.run, "passed": ev.passed,
             "counts": {"held": ev.held, "failed": ev.failed, "error": ev.errors},
             "expectations": [v.to_dict() for v in ev.verdicts]}
 
 
-def write_result_json(ev: Evaluation, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result_document(ev), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+def write_result_json(ev: Evaluation, target: RunDir | str | Path) -> Path:
+    """result.json of the run directory ``target`` (or the file ``target``) for ``ev``."""
+    return result.write(target if isinstance(target, RunDir) else Path(target), result_document(ev))
 
 
 def failure_block(v: Verdict) -> str:

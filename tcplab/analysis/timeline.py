@@ -26,11 +26,13 @@ snapshots alone, with the times of the snapshots as the (approximate) bounds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from ..observe.snapshots import SnapshotSocket, snapshot_order, snapshot_sockets, snapshot_times, timer_left
 from ..observe.timewait import HANDOVER, Segment, derive, has_derived, state_view
 from ..observe.tracer import join_connects
+from ..runfiles.snapshots import Snapshots
+from ..runfiles.transitions import TransitionRecord
 from ..wire import RST
 
 # The snapshot rows live in tcplab.observe.snapshots (the TIME_WAIT derivation reads them too); their
@@ -107,14 +109,15 @@ class Timelines:
 
 # --- building ---------------------------------------------------------------
 
-def _events(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _events(records: list[TransitionRecord]) -> tuple[list[TransitionRecord], list[TransitionRecord]]:
     """State changes (hand-overs marked, derived ones in, connect's sport 0 joined) and reset events,
     in time order."""
-    changes: list[dict[str, Any]] = []
-    resets: list[dict[str, Any]] = []
+    changes: list[TransitionRecord] = []
+    resets: list[TransitionRecord] = []
     for r in records:
         try:
-            rec = dict(r, ts=float(r["ts"]), sport=int(r.get("sport") or 0), dport=int(r.get("dport") or 0))
+            rec = cast(TransitionRecord, {**r, "ts": float(r["ts"]), "sport": int(r.get("sport") or 0),
+                                          "dport": int(r.get("dport") or 0)})
         except (KeyError, TypeError, ValueError):
             continue
         if rec.get("event") in ("tcp_receive_reset", "tcp_send_reset"):
@@ -128,7 +131,7 @@ def _events(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
 Reset = tuple[float, str, int, str, int]  # a captured RST: ts, source ip, port, destination ip, port
 
 
-def build_timelines(transitions: Iterable[dict[str, Any]], snapshots: dict[str, Any], hosts: dict[str, str],
+def build_timelines(transitions: Iterable[TransitionRecord], snapshots: Snapshots, hosts: dict[str, str],
                     end: float | None = None, sent_resets: Iterable[Reset] = ()) -> Timelines:
     """Socket timelines of a run. ``transitions``: the records of sockets/transitions.jsonl, best as
     :func:`tcplab.observe.timewait.run_records` reads them (with the derived TIME_WAIT records); when
@@ -191,7 +194,7 @@ def build_timelines(transitions: Iterable[dict[str, Any]], snapshots: dict[str, 
     return Timelines([s for s in ordered if s.intervals], start, last, source)
 
 
-def _reset_near(resets: list[dict[str, Any]], rec: dict[str, Any]) -> str | None:
+def _reset_near(resets: list[TransitionRecord], rec: TransitionRecord) -> str | None:
     for r in resets:
         if abs(r["ts"] - rec["ts"]) > _RESET_WINDOW:
             continue

@@ -21,16 +21,26 @@ class NotARun(Exception):
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "run.json").is_file() or (path / "lab.yaml").is_file())
+    from ..rundir import RunDir
+    from ..runfiles import lab, run_info
+
+    return path.is_dir() and (run_info.exists(RunDir(path)) or lab.exists(RunDir(path)))
 
 
 def newest_run(runs: Path) -> Path:
     """The most recently started run directory under ``runs``."""
+    from ..rundir import RunDir
+    from ..runfiles import run_info
+
     cands = [p for p in runs.iterdir() if is_run_dir(p)] if runs.is_dir() else []
     if not cands:
         raise NotARun(f"no run directories under {runs}; give a RUN_DIR or a LAB that is up")
-    return max(cands, key=lambda p: ((p / "run.json").stat().st_mtime if (p / "run.json").is_file()
-                                     else p.stat().st_mtime, p.name))
+
+    def last_written(p: Path) -> tuple[float, str]:
+        written = run_info.modified(RunDir(p))
+        return (p.stat().st_mtime if written is None else written), p.name
+
+    return max(cands, key=last_written)
 
 
 def lab_name_of(target: str) -> str:

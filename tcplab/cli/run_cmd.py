@@ -89,9 +89,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
 
 def _a_step_failed(run_dir: Path) -> bool:
     from ..rundir import RunDir
+    from ..runfiles import steps
 
-    rd = RunDir(run_dir)
-    return any(s.get("outcome") == "failed" for s in rd.read_jsonl(rd.steps_jsonl))
+    return any(s.get("outcome") == "failed" for s in steps.read(RunDir(run_dir)))
 
 
 def judge(run_dir: Path, junit: Path | None) -> int:
@@ -104,7 +104,7 @@ def judge(run_dir: Path, junit: Path | None) -> int:
 
     rd = RunDir(run_dir)
     ev = evaluate(rd)
-    write_result_json(ev, rd.result_json)
+    write_result_json(ev, rd)
     write_junit(ev, rd.junit_xml)
     if junit is not None:
         write_junit(ev, junit)

@@ -1,14 +1,14 @@
 """A lab as a compose file that ``docker-compose`` (1.29, or ``docker compose``) runs as is.
 
-The containers come from the code ``lab up`` uses: a :class:`LabRun` is built over
-a scratch run directory and a backend stand-in that refuses every call. Hosts come from ``LabRun.host_spec``; sidecars from
-``LabRun.sidecar_specs`` itself, so a sidecar added to ``lab up`` shows up
-here without a change. Each :class:`ContainerSpec` then becomes one service:
+The containers are the plan's (:mod:`tcplab.plan`), the one ``lab up`` creates,
+made for a run directory that is never written (its files are ``./runs/<lab>/``
+beside this file), so a sidecar added to the plan shows up here without a
+change. Each :class:`ContainerSpec` then becomes one service:
 
 * container names become service names (``tcplab-<lab>-server-capture`` ->
   ``server-capture``): compose adds its project name, so two projects never clash;
 * ``container:<name>`` network modes become ``service:<service>``;
-* mounts under the scratch run directory become ``./runs/<lab>/...``, relative
+* mounts under that run directory become ``./runs/<lab>/...``, relative
   to the file; the host's tracefs is the one host path kept (the tracer's, in
   a profile of its own, since a machine may not have it);
 * labels: ``tcplab.compose: <lab>`` replaces ``tcplab.lab``/``tcplab.run`` and
@@ -22,7 +22,8 @@ Compose interpolates ``$`` in every string value, so each value is escaped
 (``$`` -> ``$$``); the one variable the file means is the base image's. Text that
 is not all printable (a multi-line argument) is double-quoted with escapes. The
 steps are comment lines, one command each, whose words a shell splits into the
-lab's argv exactly (``$'...'`` for an argument with a line break).
+lab's argv exactly (``$'...'`` for an argument with a line break); what to type
+for a step is its player's (:meth:`tcplab.play.steps.StepPlayer.by_hand`).
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import math
 import os
 import re
 import shlex
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +39,13 @@ from typing import Any, Iterable
 import yaml
 
 from ..backend.base import LABEL_HOST, LABEL_ROLE, ContainerSpec, Mount
-from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_title
+from ..model import Lab, step_title
 from ..model.lab import Ready, Step
-from ..observe.sockets import NETSTAT_ARGV
 from ..observe.tracer import TRACEFS
 from ..paths import HOME, IMAGES_DIR
-from ..play.naming import RunNames
-from ..play.session import LabRun
+from ..peers import peer_kind
+from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
+from ..play.steps import HandLine, InHost, Note, OnMachine, player_for
 from ..rundir import RunDir
 
 FORMATS = ("compose",)
@@ -59,7 +59,8 @@ BASE_ARG = "${TCPLAB_BASE_IMAGE:-" + BASE_IMAGE + "}"
 HOLD_SCRIPT = 'labrun "$@" && exec sleep infinity'
 HOLD_NAME = "labhold"  # the script's $0, what ps shows
 RUNS = "runs"  # captures and logs go to ./runs/<lab>/ beside the file
-ROLE_ORDER = {"host": 0, "capture": 1, "peer": 2}
+# The run directory the plan is made for: never created, never in the file (its mounts become ./runs/<lab>/).
+PLANNED_RUN_DIR = Path("/tcplab-export")
 STORY_WIDTH = 88
 
 
@@ -73,32 +74,11 @@ class ComposeExport:
     services: tuple[str, ...]
 
 
-class _NoEngine:
-    """A backend stand-in: building specs needs no engine; any call to one fails loudly."""
-    shares_files = True  # the compose file mounts the run directory beside it
-
-    def __getattr__(self, name: str) -> Any:
-        raise ExportError(f"the export runs no engine, but building the lab's containers called backend.{name}()")
-
-
-def lab_specs(lab: Lab, resolved: dict[str, Any], scratch: Path) -> tuple[list[ContainerSpec], RunDir, RunNames]:
-    """Every container `lab up` would start for the lab: hosts, then each host's sidecars, then the rest.
-
-    ``scratch`` becomes the run directory the specs' mounts point into.
-    """
-    rd = RunDir(scratch).create()
+def export_plan(lab: Lab) -> tuple[LabPlan, RunDir, RunNames]:
+    """What `lab up` would create for the lab, for a run directory beside the compose file."""
+    rd = RunDir(PLANNED_RUN_DIR / lab.name)
     names = RunNames(lab.name, f"compose-{lab.name}", ".")
-    run = LabRun(lab, resolved, _NoEngine(), rd, names)  # type: ignore[arg-type]
-    hosts = [run.host_spec(h) for h in lab.hosts]
-    # the tracer always: this machine may have no tracefs, the reader's may
-    sidecars = [spec for h in lab.hosts for spec, _ in run.sidecar_specs(h)] + [run.tracer_spec()]
-    order = {h: i for i, h in enumerate(lab.hosts)}
-
-    def key(s: ContainerSpec) -> tuple[int, int, int, str]:
-        host = s.labels.get(LABEL_HOST)
-        return (host is None, order.get(host or "", 0), ROLE_ORDER.get(s.labels.get(LABEL_ROLE, ""), 9), s.name)
-
-    return hosts + sorted(sidecars, key=key), rd, names
+    return plan_lab(lab, names, rd), rd, names
 
 
 # --- one container -> one service ----------------------------------------
@@ -303,52 +283,27 @@ def _dc(*argv: str) -> str:
     return "  " + shell_join(["docker-compose", *argv])
 
 
+def hand_lines(lab: Lab, step: Step) -> list[HandLine]:
+    """What a person types for one step of the lab (its player says), the run's files beside this file."""
+    return player_for(step).by_hand(step, lab, "/".join([".", RUNS, lab.name]))
+
+
 def step_lines(lab: Lab, i: int, step: Step) -> list[str]:
     """One step of the lab as commands a person types (lines of a comment)."""
     lines = [f"step {i + 1}: {step_title(step)}"]
-    if isinstance(step, StartStep):
-        lines.append(_dc("exec", "-T", step.host, "labrun", step.as_, *step.start))
-        if step.ready is not None:
-            lines += _ready_lines(step.host, step.as_, step.ready)
-    elif isinstance(step, StopStep):
-        lines.append(_dc("exec", "-T", step.host, "labstop", step.stop, step.signal))
-    elif isinstance(step, SendStep):
-        lines.append(_dc("exec", "-T", step.host, "labsend", step.send, step.text))
-    elif isinstance(step, SnapshotStep):
-        lines += [_dc("exec", "-T", h, *NETSTAT_ARGV) for h in lab.hosts]
-    elif isinstance(step, WaitStep):
-        w = step.wait
-        if w.seconds is not None:
-            lines.append("  " + shlex.join(["sleep", f"{w.seconds:g}"]))
-        elif w.exit is not None:
-            lines.append(f"  # until {w.exit} exits (lab up gives up after {step.timeout:g} s); labrun then "
-                         "writes its pid, exit status and time to:")
-            lines.append(_dc("exec", "-T", step.host or "", "cat", f"/var/log/lab/{w.exit}.exit"))
+    for line in hand_lines(lab, step):
+        if isinstance(line, InHost):
+            lines.append(_dc("exec", "-T", line.host, *line.argv))
+        elif isinstance(line, OnMachine):
+            lines.append("  " + shell_join(line.argv))
         else:
-            host = w.rst_from or w.fin_from or ""
-            what = "an RST" if w.rst_from else "a FIN"
-            pcap = "/".join([".", RUNS, lab.name, "capture", f"{host}.pcap"])
-            lines.append(f"  # until {host} sends {what} (lab up gives up after {step.timeout:g} s); "
-                         f"it shows in {pcap}:")
-            lines.append("  " + shlex.join(["tcpdump", "-nr", pcap, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"]))
+            lines.append(f"  # {line.text}")
     return lines
 
 
-def _ready_lines(host: str, prog: str, ready: Ready) -> list[str]:
-    if ready.listen is not None:
-        return [f"  # ready once it listens on port {ready.listen}:",
-                _dc("exec", "-T", host, "ss", "-Htln", f"sport = :{ready.listen}")]
-    return [f"  # ready once its output matches the regex {ready.log!r}:",
-            _dc("exec", "-T", host, "grep", "-P", "--", ready.log or "", f"/var/log/lab/{prog}.log")]
-
-
-def step_argvs(step: Step) -> list[list[str]]:
-    """The lab's own text a step puts on its command lines."""
-    if isinstance(step, StartStep):
-        return [step.start, [step.ready.log]] if step.ready is not None and step.ready.log else [step.start]
-    if isinstance(step, SendStep):
-        return [[step.text]]
-    return []
+def step_argvs(lab: Lab, step: Step) -> list[list[str]]:
+    """The command lines a step puts in the file (to see whether they need bash's $'...')."""
+    return [line.argv for line in hand_lines(lab, step) if not isinstance(line, Note)]
 
 
 def header(lab: Lab, source: str, file_name: str, images_context: str, sets: list[str]) -> str:
@@ -401,7 +356,7 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         "whole lab to hand on, and a generated script would be a shell program made of lab data.",
     ]
     if needs_bash([a for run in programs.values() for a in run]
-                  + [a for s in lab.steps for argv in step_argvs(s) for a in argv]):
+                  + [a for s in lab.steps for argv in step_argvs(lab, s) for a in argv]):
         parts += ["An argument with a line break or another character that is not printable is written $'...'",
                   "with that character escaped: type these commands into bash (or zsh, ksh), not dash."]
     parts += [
@@ -414,28 +369,22 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
     return comment("\n".join(parts))
 
 
-def _service_comment(spec: ContainerSpec, lab: Lab, svc: dict[str, Any]) -> str:
-    role = spec.labels.get(LABEL_ROLE, "")
+def _service_comment(spec: ContainerSpec, lab: Lab, sidecar: SidecarPlan | None) -> str:
+    """What the service is, in a comment above it: a host's address and program, a sidecar's job."""
     host = spec.labels.get(LABEL_HOST, "")
-    if role == "host":
+    if sidecar is None:
         h = lab.hosts[host]
-        what = f"host {host}, {lab.host_ip(host)}"
+        text = f"host {host}, {lab.host_ip(host)}"
         if h.program:
-            what += f": its program {h.program.name} runs under labrun (logs in /var/log/lab/)"
-        if h.peer.windows:
-            what += "; sysctls of a Windows peer"
-        text = what
-    elif role == "capture":
-        text = f"tcpdump in {host}'s network namespace (NET_RAW only, no promiscuous mode)"
-    elif role == "peer":
-        seconds = lab.hosts[host].peer.fin_wait2_seconds()
-        text = (f"Windows emulation for {host}, in its network namespace: SYN fingerprint, and the"
-                f" FIN_WAIT_2 timer ({seconds:g} s) ending in an RST; NET_RAW and NET_ADMIN")
-    elif role == "tracer":
+            text += f": its program {h.program.name} runs under labrun (logs in /var/log/lab/)"
+        note = peer_kind(h.peer.os).host_note(h.peer)
+        if note:
+            text += f"; {note}"
+    elif sidecar.role == "tracer":
         text = (f"OPTIONAL (profile {TRACER_PROFILE}): needs the host's tracefs at {TRACEFS};"
                 f" `docker-compose --profile {TRACER_PROFILE} up -d`")
     else:
-        text = f"{role} sidecar" + (f" of {host}" if host else "")
+        text = sidecar.about or f"{sidecar.role} sidecar" + (f" of {host}" if host else "")
     return comment("\n".join(textwrap.wrap(text, STORY_WIDTH, break_on_hyphens=False)), 2)
 
 
@@ -443,18 +392,19 @@ def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name
                    images_context: str = "../images", sets: Iterable[str] = ()) -> ComposeExport:
     """The compose file of ``lab``. ``source`` names the lab file in the header (keep it relative);
     ``images_context`` is the ``images/`` directory relative to where the file is written."""
-    with tempfile.TemporaryDirectory(prefix="tcplab-export-") as tmp:
-        specs, rd, names = lab_specs(lab, resolved, Path(tmp))
-        services: dict[str, tuple[ContainerSpec, dict[str, Any]]] = {}
-        for spec in specs:
-            name = service_name(names, spec.name)
-            if name in services:
-                raise ExportError(f"two containers would be service {name!r}: rename a host")
-            services[name] = (spec, to_service(spec, lab, rd, names, images_context))
+    plan, rd, names = export_plan(lab)
+    containers: list[tuple[ContainerSpec, SidecarPlan | None]] = [(h.spec, None) for h in plan.hosts]
+    containers += [(s.spec, s) for s in plan.sidecars()]
+    services: dict[str, tuple[ContainerSpec, SidecarPlan | None, dict[str, Any]]] = {}
+    for spec, sidecar in containers:
+        name = service_name(names, spec.name)
+        if name in services:
+            raise ExportError(f"two containers would be service {name!r}: rename a host")
+        services[name] = (spec, sidecar, to_service(spec, lab, rd, names, images_context))
     text = header(lab, source, file_name or f"{lab.name}.yml", images_context, list(sets))
     text += "\nservices:\n"
-    for i, (name, (spec, body)) in enumerate(services.items()):
-        text += ("\n" if i else "") + _service_comment(spec, lab, body) + _dump({name: body}, 2)
+    for i, (name, (spec, sidecar, body)) in enumerate(services.items()):
+        text += ("\n" if i else "") + _service_comment(spec, lab, sidecar) + _dump({name: body}, 2)
     text += "\nnetworks:\n" + _dump({NETWORK: network(lab)}, 2)
     return ComposeExport(text, tuple(services))
 

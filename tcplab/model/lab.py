@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal, Union
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
                       Tag, ValidationInfo, field_validator)
 
-from .duration import parse_duration
+from ..peers import PEER_KINDS, peer_kind
+from .duration import format_duration, parse_duration
 
 # Names become container names, file names and DNS names: keep them boring.
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
@@ -99,27 +102,19 @@ class Program(Strict):
     name: Name = "program"
 
 
+if TYPE_CHECKING:
+    PeerOs = str
+else:  # the kinds tcplab/peers registers, as a Literal: a wrong one is refused naming them all
+    PeerOs = Literal[tuple(PEER_KINDS)]
+
+
 class Peer(Strict):
-    """The TCP stack a host shows on the wire. ``linux`` leaves the kernel alone."""
-    os: Literal["linux", "windows"] = "linux"
+    """The TCP stack a host shows on the wire: ``os`` names its kind (tcplab/peers), which checks the rest.
+    ``linux`` leaves the kernel alone."""
+    os: PeerOs = "linux"
     fin_wait2_timeout: Seconds | None = None
     syn: Literal["linux", "windows-7", "windows-10"] | None = None
     tcp_fin_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
-
-    @property
-    def windows(self) -> bool:
-        return self.os == "windows"
-
-    def fin_wait2_seconds(self) -> float | None:
-        """Windows' FIN_WAIT_2 timer (120 s unless set); None for a Linux peer."""
-        if not self.windows:
-            return None
-        return 120.0 if self.fin_wait2_timeout is None else self.fin_wait2_timeout
-
-    def syn_profile(self) -> str:
-        if self.syn is not None:
-            return self.syn
-        return "windows-10" if self.windows else "linux"
 
 
 class Limits(Strict):
@@ -148,32 +143,129 @@ class Capture(Strict):
 
 
 # --- steps ---------------------------------------------------------------
+# Each kind of step is one class below and its line in STEP_KINDS: its fields (the YAML key that names
+# the kind is one of them), its name and title, and how it is checked against the steps before it.
+# How it plays is its player in tcplab/play/steps/.
 
-class StartStep(Strict):
+class StepProblem(ValueError):
+    """A step that does not fit the story so far: the field (under the step) and what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class StorySoFar:
+    """What the steps before the one being checked did, as the loader walks the steps in order."""
+    hosts: list[str]
+    started: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): its step, -1: own
+    stopped: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): the step
+    snapshots: set[str] = dataclass_field(default_factory=set)
+
+    def running(self, host: str, program: str, field: str) -> None:
+        """StepProblem at ``field`` unless ``program`` was started on ``host`` and is not stopped yet."""
+        if (host, program) in self.stopped:
+            raise StepProblem(field, f"program '{program}' on {host} was already stopped "
+                                     f"at steps.{self.stopped[(host, program)]}")
+        if (host, program) not in self.started:
+            elsewhere = sorted(h for h, p in self.started if p == program)
+            hint = f" (it runs on {', '.join(elsewhere)})" if elsewhere else ""
+            raise StepProblem(field, f"no program '{program}' was started on {host} before this step{hint}")
+
+
+class BaseStep(Strict):
+    """What every kind of step answers. Fields are each kind's own (``title`` last in each, as users read
+    them in an error's list of fields)."""
+
+    if TYPE_CHECKING:
+        title: str | None
+
+    def name_at(self, index: int) -> str:
+        """A stable name for the step at ``index``: what expectations anchor on (``after: stop-telnet2``)."""
+        raise NotImplementedError
+
+    def default_title(self) -> str:
+        """What a person reads in the report and in Wireshark's packet comments when the lab gives no title."""
+        raise NotImplementedError
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        """StepProblem when the step does not fit the steps before it; records what it does to ``story``."""
+
+
+class StartStep(BaseStep):
     host: Name
     start: Annotated[list[Arg], Field(min_length=1, max_length=64)]
     as_: Name = Field(alias="as")
     ready: Ready | None = None
     title: Title | None = None
 
+    def name_at(self, index: int) -> str:
+        return f"start-{self.as_}"
 
-class StopStep(Strict):
+    def default_title(self) -> str:
+        return f"{self.host} starts {self.as_}: {' '.join(self.start)}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if (self.host, self.as_) in story.started:
+            raise StepProblem("as", f"a program '{self.as_}' is already started on {self.host}")
+        story.started[(self.host, self.as_)] = index
+        story.stopped.pop((self.host, self.as_), None)
+
+
+class StopStep(BaseStep):
     host: Name
     stop: Name
     signal: Literal["TERM", "INT", "KILL", "HUP"] = "TERM"
     title: Title | None = None
 
+    def name_at(self, index: int) -> str:
+        return f"stop-{self.stop}"
 
-class SendStep(Strict):
+    def default_title(self) -> str:
+        return f"{self.host} closes {self.stop}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        story.running(self.host, self.stop, "stop")
+        del story.started[(self.host, self.stop)]
+        story.stopped[(self.host, self.stop)] = index
+
+
+class SendStep(BaseStep):
     host: Name
     send: Name
     text: Annotated[str, StringConstraints(max_length=65536)]
     title: Title | None = None
 
+    def name_at(self, index: int) -> str:
+        return f"send-{self.send}-{index}"
 
-class SnapshotStep(Strict):
+    def default_title(self) -> str:
+        return f"{self.host} types into {self.send}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        story.running(self.host, self.send, "send")
+
+
+class SnapshotStep(BaseStep):
     snapshot: Name
     title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return self.snapshot
+
+    def default_title(self) -> str:
+        return f"snapshot {self.snapshot}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if self.snapshot == "end":
+            raise StepProblem("snapshot", "'end' is the name of the snapshot taken when the steps are done: "
+                                          "choose another name")
+        if self.snapshot in story.snapshots:
+            raise StepProblem("snapshot", f"a snapshot '{self.snapshot}' was taken before: snapshot names must "
+                                          "be unique")
+        story.snapshots.add(self.snapshot)
 
 
 class WaitFor(Strict):
@@ -184,14 +276,49 @@ class WaitFor(Strict):
     exit: Name | None = None  # a story program of the step's host ends (its ``as``, or the host's program's name)
 
 
-class WaitStep(Strict):
+class WaitStep(BaseStep):
     wait: WaitFor
     host: Name | None = None  # with ``exit``: the program's host
     timeout: Seconds = 30.0
     title: Title | None = None
 
+    def name_at(self, index: int) -> str:
+        return f"wait-{index}"
 
-STEP_KINDS: dict[str, type[BaseModel]] = {
+    def default_title(self) -> str:
+        w = self.wait
+        if w.rst_from:
+            return f"wait for an RST from {w.rst_from}"
+        if w.fin_from:
+            return f"wait for a FIN from {w.fin_from}"
+        if w.exit:
+            return f"wait for {w.exit} on {self.host} to exit"
+        return f"wait {w.seconds:g} s"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        w = self.wait
+        given = [k for k in ("rst_from", "fin_from", "seconds", "exit") if getattr(w, k) is not None]
+        if len(given) != 1:
+            raise StepProblem("wait", "give exactly one of rst_from, fin_from, seconds, exit "
+                                      f"({'this one has ' + ' and '.join(given) if given else 'none given'})")
+        if w.exit is not None and self.host is None:
+            raise StepProblem("host", f"a wait for '{w.exit}' to exit names the host it runs on")
+        if w.exit is None and self.host is not None:
+            raise StepProblem("host", "only a wait for a program's exit names a host")
+        if w.exit is not None and self.host is not None and (self.host, w.exit) not in story.started \
+                and (self.host, w.exit) not in story.stopped:
+            raise StepProblem("wait.exit", f"no program '{w.exit}' was started on {self.host} before this step")
+        for k in ("rst_from", "fin_from"):
+            h = getattr(w, k)
+            if h is not None and h not in story.hosts:
+                raise StepProblem(f"wait.{k}", f"unknown host '{h}' (hosts: {', '.join(story.hosts)})")
+        if w.seconds is not None and w.seconds > self.timeout:
+            raise StepProblem("timeout", f"{format_duration(self.timeout)} is shorter than the wait itself "
+                                         f"({format_duration(w.seconds)}): make the timeout longer")
+
+
+# The kinds of step, by the YAML key that names each: one line per kind.
+STEP_KINDS: dict[str, type[BaseStep]] = {
     "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
 }
 
@@ -206,14 +333,14 @@ def _step_tag(value: object) -> str | None:
     return None
 
 
-Step = Annotated[
-    Union[
-        Annotated[StartStep, Tag("start")], Annotated[StopStep, Tag("stop")], Annotated[SendStep, Tag("send")],
-        Annotated[SnapshotStep, Tag("snapshot")], Annotated[WaitStep, Tag("wait")],
-    ],
-    Discriminator(_step_tag, custom_error_type="step_kind",
-                  custom_error_message="a step needs exactly one of: start, stop, send, snapshot, wait"),
-]
+if TYPE_CHECKING:
+    Step = BaseStep  # pydantic reads the tagged union below; code reads any kind of step
+else:
+    Step = Annotated[
+        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_KINDS.items())],
+        Discriminator(_step_tag, custom_error_type="step_kind",
+                      custom_error_message=f"a step needs exactly one of: {', '.join(STEP_KINDS)}"),
+    ]
 
 
 def step_kind(step: Step) -> str:
@@ -222,37 +349,12 @@ def step_kind(step: Step) -> str:
 
 def step_name(step: Step, index: int) -> str:
     """A stable name for a step: its snapshot or program name, else its position."""
-    if isinstance(step, SnapshotStep):
-        return step.snapshot
-    if isinstance(step, StartStep):
-        return f"start-{step.as_}"
-    if isinstance(step, StopStep):
-        return f"stop-{step.stop}"
-    if isinstance(step, SendStep):
-        return f"send-{step.send}-{index}"
-    return f"wait-{index}"
+    return step.name_at(index)
 
 
 def step_title(step: Step) -> str:
     """What a person reads in the report and in Wireshark's packet comments."""
-    if step.title:
-        return step.title
-    if isinstance(step, StartStep):
-        return f"{step.host} starts {step.as_}: {' '.join(step.start)}"
-    if isinstance(step, StopStep):
-        return f"{step.host} closes {step.stop}"
-    if isinstance(step, SendStep):
-        return f"{step.host} types into {step.send}"
-    if isinstance(step, SnapshotStep):
-        return f"snapshot {step.snapshot}"
-    w = step.wait
-    if w.rst_from:
-        return f"wait for an RST from {w.rst_from}"
-    if w.fin_from:
-        return f"wait for a FIN from {w.fin_from}"
-    if w.exit:
-        return f"wait for {w.exit} on {step.host} to exit"
-    return f"wait {w.seconds:g} s"
+    return step.title or step.default_title()
 
 
 # --- expectations --------------------------------------------------------
@@ -386,19 +488,45 @@ class ProgramMatch(Strict):
     output: Regex | None = None
 
 
+# The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
+# expectation has exactly one of them (the loader says so with this list); each has one check
+# (tcplab/analysis/checks/) registered for its model.
+EXPECTATION_KINDS: dict[str, type[Strict]] = {
+    "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
+}
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch]
+
+
 class Expectation(Strict):
     name: Name  # what the terminal, result.json, the report and JUnit call it
     about: Annotated[str, StringConstraints(max_length=300)] | None = None  # one line: the fact it checks
+    # one field per kind of EXPECTATION_KINDS, named by it (checked below)
     packet: PacketMatch | None = None
     state: StateMatch | None = None
     transition: TransitionMatch | None = None
     program: ProgramMatch | None = None
 
+    def kinds_given(self) -> list[str]:
+        """The kinds this expectation gives a body for (the loader accepts exactly one)."""
+        return [k for k in EXPECTATION_KINDS if getattr(self, k) is not None]
+
     @property
     def kind(self) -> str:
-        if self.program is not None:
-            return "program"
-        return "packet" if self.packet else "state" if self.state else "transition"
+        """packet, state, transition or program."""
+        given = self.kinds_given()
+        return given[0] if given else ""
+
+    @property
+    def match(self) -> Match:
+        """The body of its kind: what to look for."""
+        body = getattr(self, self.kind, None) if self.kind else None
+        if body is None:
+            raise ValueError(f"expectation {self.name} has no body (give one of: {', '.join(EXPECTATION_KINDS)})")
+        return body  # type: ignore[no-any-return]
+
+
+for _kind, _cls in EXPECTATION_KINDS.items():  # a kind without its field would be silently ignored
+    assert Expectation.model_fields[_kind].annotation == _cls | None, _kind
 
 
 class Lab(Strict):
@@ -415,7 +543,7 @@ class Lab(Strict):
 
     def duration_field(self, ref: str) -> float | None:
         """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses
-        it: a Windows peer's unset FIN_WAIT_2 timer is its 120 s default. KeyError for an unknown field."""
+        it: an unset FIN_WAIT_2 timer is the peer kind's own (Windows: 120 s). KeyError for an unknown field."""
         parts = ref.split(".")
         if parts[0] == "peers":
             parts = ["hosts", parts[1], "peer", *parts[2:]]
@@ -424,7 +552,7 @@ class Lab(Strict):
         peer = self.hosts[parts[1]].peer
         field = parts[3]
         if field == "fin_wait2_timeout":
-            return peer.fin_wait2_seconds()
+            return peer_kind(peer.os).fin_wait2_reset(peer.fin_wait2_timeout)
         if field == "tcp_fin_timeout":
             return None if peer.tcp_fin_timeout is None else float(peer.tcp_fin_timeout)
         raise KeyError(ref)

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from .. import paths
 from . import messages, yamlread
 from .build import check_build
-from .duration import format_duration
+from ..peers import peer_kind
 from .errors import LabError
-from .lab import Lab, ProgramMatch, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_name
+from .lab import EXPECTATION_KINDS, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
 from .yamlread import MAX_FILE_BYTES
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
@@ -140,72 +140,22 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
             raise LabError(file, f"hosts.{name}.ip", f"{ip} is also the address of host '{seen_ips[str(ip)]}'")
         seen_ips[str(ip)] = name
     for name, host in hosts.items():
-        peer = host.peer
-        if not peer.windows and (peer.fin_wait2_timeout is not None):
-            raise LabError(file, f"hosts.{name}.peer.fin_wait2_timeout",
-                           "only a Windows peer has this timer (set peer.os: windows, or use tcp_fin_timeout)")
-        if peer.windows and peer.fin_wait2_timeout is not None and peer.fin_wait2_timeout < 0.05:
-            raise LabError(file, f"hosts.{name}.peer.fin_wait2_timeout", "must be at least 50ms")
-    started: dict[tuple[str, str], int] = {}
-    stopped: dict[tuple[str, str], int] = {}
-    snapshots: set[str] = set()
+        for problem in peer_kind(host.peer.os).problems(host.peer):
+            raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)
+    story = StorySoFar(list(hosts))
     for name, host in hosts.items():
         if host.program:
-            started[(name, host.program.name)] = -1
+            story.started[(name, host.program.name)] = -1
     for i, step in enumerate(lab.steps):
         where = f"steps.{i}"
-        host = getattr(step, "host", None)
-        if host is not None and host not in hosts:
-            raise LabError(file, f"{where}.host", f"unknown host '{host}' (hosts: {', '.join(hosts)})")
-        if isinstance(step, StartStep):
-            if (step.host, step.as_) in started:
-                raise LabError(file, f"{where}.as", f"a program '{step.as_}' is already started on {step.host}")
-            started[(step.host, step.as_)] = i
-            stopped.pop((step.host, step.as_), None)
-        elif isinstance(step, (StopStep, SendStep)):
-            prog = step.stop if isinstance(step, StopStep) else step.send
-            field = "stop" if isinstance(step, StopStep) else "send"
-            if (step.host, prog) in stopped:
-                raise LabError(file, f"{where}.{field}", f"program '{prog}' on {step.host} was already stopped "
-                               f"at steps.{stopped[(step.host, prog)]}")
-            if (step.host, prog) not in started:
-                elsewhere = sorted(h for h, p in started if p == prog)
-                hint = f" (it runs on {', '.join(elsewhere)})" if elsewhere else ""
-                raise LabError(file, f"{where}.{field}",
-                               f"no program '{prog}' was started on {step.host} before this step{hint}")
-            if isinstance(step, StopStep):
-                del started[(step.host, prog)]
-                stopped[(step.host, prog)] = i
-        elif isinstance(step, SnapshotStep):
-            if step.snapshot == "end":
-                raise LabError(file, f"{where}.snapshot", "'end' is the name of the snapshot taken when the steps "
-                               "are done: choose another name")
-            if step.snapshot in snapshots:
-                raise LabError(file, f"{where}.snapshot", f"a snapshot '{step.snapshot}' was taken before: "
-                               "snapshot names must be unique")
-            snapshots.add(step.snapshot)
-        elif isinstance(step, WaitStep):
-            w = step.wait
-            given = [k for k in ("rst_from", "fin_from", "seconds", "exit") if getattr(w, k) is not None]
-            if len(given) != 1:
-                raise LabError(file, f"{where}.wait", "give exactly one of rst_from, fin_from, seconds, exit "
-                               f"({'this one has ' + ' and '.join(given) if given else 'none given'})")
-            if w.exit is not None and step.host is None:
-                raise LabError(file, f"{where}.host", f"a wait for '{w.exit}' to exit names the host it runs on")
-            if w.exit is None and step.host is not None:
-                raise LabError(file, f"{where}.host", "only a wait for a program's exit names a host")
-            if w.exit is not None and step.host is not None and (step.host, w.exit) not in started \
-                    and (step.host, w.exit) not in stopped:
-                raise LabError(file, f"{where}.wait.exit",
-                               f"no program '{w.exit}' was started on {step.host} before this step")
-            for k in ("rst_from", "fin_from"):
-                h = getattr(w, k)
-                if h is not None and h not in hosts:
-                    raise LabError(file, f"{where}.wait.{k}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
-            if w.seconds is not None and w.seconds > step.timeout:
-                raise LabError(file, f"{where}.timeout", f"{format_duration(step.timeout)} is shorter than the wait "
-                               f"itself ({format_duration(w.seconds)}): make the timeout longer")
-    _check_expectations(lab, file, snapshots)
+        on = getattr(step, "host", None)  # every kind that names a host names one of the lab's
+        if on is not None and on not in hosts:
+            raise LabError(file, f"{where}.host", f"unknown host '{on}' (hosts: {', '.join(hosts)})")
+        try:
+            step.check_story(i, story)
+        except StepProblem as e:
+            raise LabError(file, f"{where}.{e.field}", e.message) from None
+    _check_expectations(lab, file, story.snapshots)
 
 
 def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
@@ -216,9 +166,9 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
     steps = {f"steps.{i}" for i in range(len(lab.steps))} | {step_name(s, i) for i, s in enumerate(lab.steps)}
     for i, exp in enumerate(lab.expect):
         where = f"expect.{i}"
-        given = [k for k in ("packet", "state", "transition", "program") if getattr(exp, k) is not None]
+        given = exp.kinds_given()
         if len(given) != 1:
-            raise LabError(file, where, "an expectation has exactly one of: packet, state, transition, program")
+            raise LabError(file, where, f"an expectation has exactly one of: {', '.join(EXPECTATION_KINDS)}")
         if exp.name in names:
             raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
         body = getattr(exp, given[0])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Container, Iterable
 
+from ..runfiles.steps import StepRecord
 from ..wire import PcapngWriter, RawPacket, read_pcap
 
 SAME_FRAME_WINDOW = 0.010  # seconds: identical non-IP frames this close are one frame seen twice
@@ -57,7 +58,7 @@ class StepMark:
     text: str
 
 
-def step_marks(steps: Iterable[dict[str, Any]]) -> list[StepMark]:
+def step_marks(steps: Iterable[StepRecord]) -> list[StepMark]:
     """The comments of played steps (records of steps.jsonl), in time order."""
     marks = []
     for s in steps:
@@ -91,7 +92,7 @@ def select_packets(captures: dict[str, list[RawPacket]], host_ips: dict[str, str
     return [(ts, host, raw) for ts, _, host, raw in keep]
 
 
-def merge_captures(pcaps: dict[str, Path], host_ips: dict[str, str], steps: Iterable[dict[str, Any]],
+def merge_captures(pcaps: dict[str, Path], host_ips: dict[str, str], steps: Iterable[StepRecord],
                    out: Path, title: str = "") -> int:
     """Write ``out``; returns the number of packets written. Missing captures are skipped."""
     captures: dict[str, list[RawPacket]] = {}

@@ -3,18 +3,9 @@
 A story program is a host's own program (``hosts.X.program``) or one a ``start`` step runs. labrun
 (images/common/labrun) starts it under a small watcher that appends ``PID STATUS TIME`` to
 ``/var/log/lab/NAME.exit`` the moment the program ends (STATUS as the shell reports it: 128+N for
-signal N); its output goes to ``/var/log/lab/NAME.log``. The run writes one line per event, through
-:class:`RunDir` only (this module is the file's one writer and its one reader):
-
-``{"event": "start", "host", "name", "pid", "argv", "step", "time"}``
-    when tcplab asked labrun to start it (``step``: the step's index; null for the host's own program)
-``{"event": "exit", "host", "name", "pid", "status", "signal", "time"}``
-    when it ended, by the container's clock (the host's: the same clock as the captures);
-    ``signal`` is the signal's name when STATUS is above 128, else null
-``{"event": "running", "host", "name", "pid", "time"}``
-    still running when the run collected its artifacts: it has no exit status
-``{"event": "output", "host", "name", "file", "bytes", "lines", "time"}``
-    its output, collected (at ``time``) into ``file`` (``logs/programs/HOST.NAME.log``)
+signal N); its output goes to ``/var/log/lab/NAME.log``. This module makes the events of
+``programs.jsonl`` (its schema, reader and writer are :mod:`tcplab.runfiles.programs`) from those files,
+and reads them back as one :class:`ProgramRun` per program.
 
 Exits, outputs and ``running`` are written at collection (``lab down``, the end of ``lab run``), from
 the files labrun left; the times are those the files carry. Lines are in the order they were written,
@@ -24,11 +15,12 @@ from __future__ import annotations
 
 import re
 import signal as _signal
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..rundir import RunDir
+from ..runfiles import programs as program_events
+from ..runfiles.programs import ExitEvent, OutputEvent, ProgramEvent, RunningEvent, StartEvent
 
 if TYPE_CHECKING:
     from ..backend.base import ExecResult
@@ -36,7 +28,6 @@ if TYPE_CHECKING:
 LOG_DIR = "/var/log/lab"  # in the host: where labrun writes each program's output and exit
 EXIT_SUFFIX = ".exit"
 LOG_SUFFIX = ".log"
-_LOCK = threading.Lock()  # collection runs one thread per host: one line at a time
 
 
 def signal_name(status: int | None) -> str | None:
@@ -73,18 +64,18 @@ def parse_exit_file(text: str) -> list[tuple[int, int, float]]:
 
 def record_start(rd: RunDir, host: str, name: str, pid: int, argv: list[str], step: int | None,
                  at: float) -> None:
-    _append(rd, {"event": "start", "host": host, "name": name, "pid": pid, "argv": list(argv), "step": step,
-                 "time": at})
+    program_events.append(rd, [StartEvent(event="start", host=host, name=name, pid=pid, argv=list(argv), step=step,
+                                          time=at)])
 
 
 def record_collected(rd: RunDir, host: str, files: dict[str, bytes], at: float) -> None:
     """The exits, the outputs and what still runs, from the copy of a host's /var/log/lab (``files``:
     name -> content) at collection. Exits already recorded are not written again."""
-    events = read_events(rd)
-    started = {(e["name"], e.get("pid")) for e in events if e.get("event") == "start" and e.get("host") == host}
-    recorded = {(e["name"], e.get("pid")) for e in events if e.get("event") == "exit" and e.get("host") == host}
+    events = [e for _, e in program_events.read(rd)]
+    started = {(e["name"], e.get("pid")) for e in events if e["event"] == "start" and e.get("host") == host}
+    recorded = {(e["name"], e.get("pid")) for e in events if e["event"] == "exit" and e.get("host") == host}
     ended: set[tuple[str, int | None]] = set()
-    new: list[dict[str, Any]] = []
+    new: list[ProgramEvent] = []
     for fname, data in sorted(files.items()):
         if not fname.endswith(EXIT_SUFFIX) or "/" in fname:
             continue
@@ -92,11 +83,11 @@ def record_collected(rd: RunDir, host: str, files: dict[str, bytes], at: float) 
         for pid, status, t in parse_exit_file(data.decode("utf-8", "replace")):
             ended.add((name, pid))
             if (name, pid) not in recorded:
-                new.append({"event": "exit", "host": host, "name": name, "pid": pid, "status": status,
-                            "signal": signal_name(status), "time": t})
+                new.append(ExitEvent(event="exit", host=host, name=name, pid=pid, status=status,
+                                     signal=signal_name(status), time=t))
     for prog, started_pid in sorted(started, key=lambda k: (k[0], k[1] or 0)):
         if (prog, started_pid) not in ended:
-            new.append({"event": "running", "host": host, "name": prog, "pid": started_pid, "time": at})
+            new.append(RunningEvent(event="running", host=host, name=prog, pid=started_pid, time=at))
     for fname, data in sorted(files.items()):
         if not fname.endswith(LOG_SUFFIX) or "/" in fname:
             continue
@@ -104,20 +95,10 @@ def record_collected(rd: RunDir, host: str, files: dict[str, bytes], at: float) 
         path = rd.program_log(host, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        new.append({"event": "output", "host": host, "name": name, "file": str(path.relative_to(rd.path)),
-                    "bytes": len(data), "lines": data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0),
-                    "time": at})
-    for e in new:
-        _append(rd, e)
-
-
-def _append(rd: RunDir, event: dict[str, Any]) -> None:
-    with _LOCK:
-        rd.append_jsonl(rd.programs_jsonl, event)
-
-
-def read_events(rd: RunDir) -> list[dict[str, Any]]:
-    return [e for e in rd.read_jsonl(rd.programs_jsonl) if isinstance(e, dict) and isinstance(e.get("name"), str)]
+        new.append(OutputEvent(event="output", host=host, name=name, file=str(path.relative_to(rd.path)),
+                               bytes=len(data),
+                               lines=data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0), time=at))
+    program_events.append(rd, new)
 
 
 # --- a running program's output -----------------------------------------------------------------
@@ -205,38 +186,30 @@ class ProgramRun:
 def read_programs(rd: RunDir) -> dict[tuple[str, str], ProgramRun]:
     """Every program of the run by (host, name), from programs.jsonl."""
     runs: dict[tuple[str, str], ProgramRun] = {}
-    exits: dict[tuple[str, str, int | None], tuple[int, dict[str, Any]]] = {}
-    later: list[tuple[int, dict[str, Any]]] = []
-    for n, e in enumerate(read_events(rd), 1):
+    exits: dict[tuple[str, str, int | None], tuple[int, ExitEvent]] = {}
+    later: list[tuple[int, RunningEvent | OutputEvent]] = []
+    for n, e in program_events.read(rd):
         key = (str(e.get("host")), e["name"])
-        kind = e.get("event")
-        if kind == "start":
-            runs[key] = ProgramRun(key[0], key[1], pid=_int(e.get("pid")), argv=e.get("argv"),
-                                   step=_int(e.get("step")), started=_float(e.get("time")), line=n)
-        elif kind == "exit":
-            exits[(key[0], key[1], _int(e.get("pid")))] = (n, e)
+        if e["event"] == "start":
+            runs[key] = ProgramRun(key[0], key[1], pid=e.get("pid"), argv=e.get("argv"), step=e.get("step"),
+                                   started=e.get("time"), line=n)
+        elif e["event"] == "exit":
+            exits[(key[0], key[1], e.get("pid"))] = (n, e)
         else:
             later.append((n, e))
-    for (host, name, pid), (n, e) in exits.items():
+    for (host, name, pid), (n, x) in exits.items():
         run = runs.get((host, name))
         if run is None:  # no start recorded (a run cut short between the start and its record)
             run = runs[(host, name)] = ProgramRun(host, name, pid=pid, line=n)
         if run.pid is None or run.pid == pid:
-            run.pid, run.status, run.ended, run.exit_line = pid, _int(e.get("status")), _float(e.get("time")), n
-    for n, e in later:
-        run = runs.get((str(e.get("host")), e["name"]))
+            run.pid, run.status, run.ended, run.exit_line = pid, x.get("status"), x.get("time"), n
+    for n, o in later:
+        run = runs.get((str(o.get("host")), o["name"]))
         if run is None:
-            run = runs[(str(e.get("host")), e["name"])] = ProgramRun(str(e.get("host")), e["name"], line=n)
-        if e.get("event") == "running" and (run.pid is None or _int(e.get("pid")) == run.pid) and not run.exited:
-            run.running_at = _float(e.get("time"))
-        elif e.get("event") == "output":
-            run.output_file, run.output_bytes = str(e.get("file") or ""), _int(e.get("bytes"))
+            run = runs[(str(o.get("host")), o["name"])] = ProgramRun(str(o.get("host")), o["name"], line=n)
+        if o["event"] == "running":
+            if (run.pid is None or o.get("pid") == run.pid) and not run.exited:
+                run.running_at = o.get("time")
+        else:
+            run.output_file, run.output_bytes = str(o.get("file") or ""), o.get("bytes")
     return runs
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

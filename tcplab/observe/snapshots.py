@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..runfiles.snapshots import Snapshot, Snapshots, SocketRow
 
 @dataclass(frozen=True)
 class SnapshotSocket:
@@ -31,17 +32,17 @@ class SnapshotSocket:
         return (self.local_ip, self.local_port, self.peer_ip, self.peer_port)
 
 
-def snapshot_order(snapshots: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def snapshot_order(snapshots: Snapshots) -> list[tuple[str, Snapshot]]:
     """Snapshots in time order (the file keeps insertion order, but a reader should not rely on it)."""
     return sorted(((n, s) for n, s in snapshots.items() if isinstance(s, dict)),
                   key=lambda kv: float(kv[1].get("time") or 0.0))
 
 
-def _rkey(r: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+def _rkey(r: SocketRow) -> tuple[Any, Any, Any, Any]:
     return (r.get("local_addr"), r.get("local_port"), r.get("peer_addr"), r.get("peer_port"))
 
 
-def snapshot_sockets(snapshots: dict[str, Any]) -> list[SnapshotSocket]:
+def snapshot_sockets(snapshots: Snapshots) -> list[SnapshotSocket]:
     """Every connection socket of every snapshot (not listeners): netstat's rows (what the field report read,
     with owners), each completed by ss's timer, then the sockets only ss listed."""
     out: list[SnapshotSocket] = []
@@ -57,7 +58,7 @@ def snapshot_sockets(snapshots: dict[str, Any]) -> list[SnapshotSocket]:
                 if not lp or not pp or r.get("state") == "LISTEN" or _rkey(r) in listed:
                     continue
                 listed.add(_rkey(r))
-                twin = by_ss.get(_rkey(r), {})
+                twin: SocketRow = by_ss.get(_rkey(r), {})
                 pid, prog = r.get("pid"), r.get("program")
                 if pid is None and twin.get("pid") is not None:
                     pid, prog = twin.get("pid"), twin.get("program")
@@ -67,7 +68,7 @@ def snapshot_sockets(snapshots: dict[str, Any]) -> list[SnapshotSocket]:
     return out
 
 
-def snapshot_times(snapshots: dict[str, Any]) -> dict[str, list[float]]:
+def snapshot_times(snapshots: Snapshots) -> dict[str, list[float]]:
     """Host -> the times of the snapshots that have a table of that host (a socket absent there is gone)."""
     out: dict[str, list[float]] = {}
     for _, snap in snapshot_order(snapshots):

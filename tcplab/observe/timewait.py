@@ -36,20 +36,22 @@ host without the socket, or the run lasting past its timer. Otherwise the entry 
 ``expires`` and readers show it still in that state at the end of the run.
 
 :func:`append_derived` writes the derived records at the end of ``sockets/transitions.jsonl`` once the
-tracer has stopped; :func:`run_records` is how every reader (expectations, timelines, the report) reads
+tracer has stopped; :func:`run_records` is how every reader (expectations, timelines, the report) sees
 that file: as written when the derived records are there, else with them derived on read. Never both.
+The file itself is read and written by :mod:`tcplab.runfiles.transitions` only.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from ..rundir import RunDir
+from ..runfiles import run_info, snapshots as snapshot_file, transitions as transitions_file
+from ..runfiles.snapshots import Snapshots
+from ..runfiles.transitions import TransitionRecord
 from ..wire import FIN, RST, SYN, decode_tcp, read_pcap
 from .snapshots import SnapshotSocket, snapshot_order, snapshot_sockets, timer_left
-from .tracer import read_transitions
 
 TIMEWAIT_LEN = 60.0  # seconds: the kernel's TCP_TIMEWAIT_LEN, fixed (no sysctl changes it)
 DERIVED = "timewait"  # the value of "derived" on every record made here
@@ -59,7 +61,7 @@ RESET_WINDOW = 0.005  # a reset event this close to X -> CLOSE makes it a reset,
 # Captures are stamped with CLOCK_REALTIME, the tracepoint with the monotonic clock plus an offset measured
 # once; a FIN captured this little after the hand-over came with the segment that caused it.
 CLOCK_SLOP = 0.0005
-TRANSITIONS = "sockets/transitions.jsonl"
+TRANSITIONS = transitions_file.NAME
 
 Key = tuple[str, int, str, int]  # local ip, local port, peer ip, peer port
 
@@ -80,20 +82,20 @@ class Segment:
         return f"capture/{self.capture}.pcap #{self.frame}" if self.frame else f"capture/{self.capture}.pcap"
 
 
-def is_derived(rec: dict[str, Any]) -> bool:
+def is_derived(rec: TransitionRecord) -> bool:
     return bool(rec.get("derived"))
 
 
-def has_derived(records: Iterable[dict[str, Any]]) -> bool:
+def has_derived(records: Iterable[TransitionRecord]) -> bool:
     """Whether the derivation already ran on these records (at collection, or on read)."""
     return any(is_derived(r) for r in records)
 
 
-def _key(rec: dict[str, Any]) -> Key:
+def _key(rec: TransitionRecord) -> Key:
     return (str(rec.get("saddr")), int(rec.get("sport") or 0), str(rec.get("daddr")), int(rec.get("dport") or 0))
 
 
-def _line(rec: dict[str, Any]) -> str:
+def _line(rec: TransitionRecord) -> str:
     return f"{TRANSITIONS} line {rec['line']}" if rec.get("line") else TRANSITIONS
 
 
@@ -104,15 +106,15 @@ def _span(seconds: float) -> str:
 
 # --- the derivation ------------------------------------------------------------------------------
 
-def derive(records: Iterable[dict[str, Any]], snapshots: dict[str, Any], segments: Iterable[Segment] = (),
-           end: float | None = None, hosts: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def derive(records: Iterable[TransitionRecord], snapshots: Snapshots, segments: Iterable[Segment] = (),
+           end: float | None = None, hosts: dict[str, str] | None = None) -> list[TransitionRecord]:
     """The derived records for every hand-over to a timewait socket in ``records`` (tracepoint records, in
     any order; a ``line`` in them is cited as evidence). ``segments``: captured SYN/FIN/RST segments;
     ``end``: the last moment the run observed (an end of TIME_WAIT later than that is not stated);
     ``hosts``: host -> address, for records without attribution. Records already derived are ignored."""
     ip_host = {ip: h for h, ip in (hosts or {}).items() if ip}
-    changes: list[dict[str, Any]] = []
-    resets: list[dict[str, Any]] = []
+    changes: list[TransitionRecord] = []
+    resets: list[TransitionRecord] = []
     for r in records:
         if is_derived(r) or "ts" not in r:
             continue
@@ -121,7 +123,7 @@ def derive(records: Iterable[dict[str, Any]], snapshots: dict[str, Any], segment
         elif r.get("event") in ("tcp_receive_reset", "tcp_send_reset"):
             resets.append(r)
     changes.sort(key=lambda r: float(r["ts"]))
-    by_key: dict[Key, list[dict[str, Any]]] = {}
+    by_key: dict[Key, list[TransitionRecord]] = {}
     for r in changes:
         if int(r.get("sport") or 0):
             by_key.setdefault(_key(r), []).append(r)
@@ -130,15 +132,15 @@ def derive(records: Iterable[dict[str, Any]], snapshots: dict[str, Any], segment
         rows.setdefault(row.key(), []).append(row)
     taken: dict[str, list[tuple[float, str]]] = {}
     for name, snap in snapshot_order(snapshots):
-        for host in snap.get("hosts") or {}:
-            taken.setdefault(host, []).append((float(snap.get("time") or 0.0), name))
+        for taker in snap.get("hosts") or {}:
+            taken.setdefault(taker, []).append((float(snap.get("time") or 0.0), name))
     segs: dict[frozenset[tuple[str, int]], list[Segment]] = {}
     for s in segments:
         segs.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)
     times = [float(r["ts"]) for r in changes] + [t for ts in taken.values() for t, _ in ts]
     last = max(times + ([end] if end is not None else []), default=0.0)
 
-    out: list[dict[str, Any]] = []
+    out: list[TransitionRecord] = []
     for key, recs in by_key.items():
         for i, r in enumerate(recs):
             if r.get("new") != "CLOSE" or r.get("old") not in HANDOVER_FROM or _reset_at(resets, r):
@@ -158,14 +160,14 @@ def derive(records: Iterable[dict[str, Any]], snapshots: dict[str, Any], segment
     return out
 
 
-def _reset_at(resets: list[dict[str, Any]], rec: dict[str, Any]) -> bool:
+def _reset_at(resets: list[TransitionRecord], rec: TransitionRecord) -> bool:
     return any(_key(x) == _key(rec) and abs(float(x["ts"]) - float(rec["ts"])) <= RESET_WINDOW for x in resets)
 
 
 @dataclass(frozen=True)
 class Handover:
     """One tracepoint X -> CLOSE that may be a hand-over, and the span of its connection's life around it."""
-    rec: dict[str, Any]
+    rec: TransitionRecord
     key: Key
     host: str
     peer: str
@@ -191,7 +193,7 @@ class Phase:
 
 
 def _one(h: Handover, segs: list[Segment], rows: list[SnapshotSocket], taken: list[tuple[float, str]],
-         peer_changes: list[dict[str, Any]], last: float) -> list[dict[str, Any]]:
+         peer_changes: list[TransitionRecord], last: float) -> list[TransitionRecord]:
     """The derived records of one X -> CLOSE, or none when nothing says what the timewait socket was."""
     phases = _phases(h, segs, rows, taken, peer_changes)
     if not phases:
@@ -208,20 +210,21 @@ def _one(h: Handover, segs: list[Segment], rows: list[SnapshotSocket], taken: li
             ph.why += (f"; snapshot{'s' if many else ''} {', '.join(names)} list{'' if many else 's'} it as {ph.state}"
                        + (f" (timer:({timed[-1].timer}) at {timed[-1].snapshot})" if timed else ""))
     t, old, base = h.ts, str(h.rec["old"]), h.base()
-    out: list[dict[str, Any]] = [{"ts": t, "event": HANDOVER, **base, "old": old, "new": "CLOSE",
-                                  "state": phases[0].state, "derived": DERIVED, "handover_line": h.rec.get("line"),
-                                  "why": phases[0].why}]
+    out: list[TransitionRecord] = [cast(TransitionRecord, {
+        "ts": t, "event": HANDOVER, **base, "old": old, "new": "CLOSE", "state": phases[0].state, "derived": DERIVED,
+        "handover_line": h.rec.get("line"), "why": phases[0].why})]
     prev = old
     for ph in phases:
         if ph.state != prev:
-            out.append({"ts": ph.start, "event": "inet_sock_set_state", **base, "old": prev, "new": ph.state,
-                        "derived": DERIVED, "exact": ph.exact, "evidence": ph.evidence, "why": ph.why})
+            out.append(cast(TransitionRecord, {
+                "ts": ph.start, "event": "inet_sock_set_state", **base, "old": prev, "new": ph.state,
+                "derived": DERIVED, "exact": ph.exact, "evidence": ph.evidence, "why": ph.why}))
         prev = ph.state
     final = phases[-1]
     ending = _ending(final, h, segs, rows, taken, last)
     if ending is not None:
-        out.append({"ts": ending.pop("ts"), "event": "inet_sock_set_state", **base, "old": final.state, "new": "CLOSE",
-                    "derived": DERIVED, **ending})
+        out.append(cast(TransitionRecord, {"ts": ending.pop("ts"), "event": "inet_sock_set_state", **base,
+                                           "old": final.state, "new": "CLOSE", "derived": DERIVED, **ending}))
     else:
         expiry = _expiry(final, rows, h)
         if expiry is not None:  # still there at the end of the run: when its timer would end it
@@ -230,7 +233,7 @@ def _one(h: Handover, segs: list[Segment], rows: list[SnapshotSocket], taken: li
 
 
 def _phases(h: Handover, segs: list[Segment], rows: list[SnapshotSocket], taken: list[tuple[float, str]],
-            peer_changes: list[dict[str, Any]]) -> list[Phase]:
+            peer_changes: list[TransitionRecord]) -> list[Phase]:
     """What the timewait socket was from the hand-over on: TIME_WAIT; or an orphaned FIN_WAIT2, maybe turned
     TIME_WAIT by the peer's FIN; or nothing known."""
     t, old = h.ts, str(h.rec["old"])
@@ -364,14 +367,12 @@ def _ending(ph: Phase, h: Handover, segs: list[Segment], rows: list[SnapshotSock
 
 # --- the run directory -------------------------------------------------------------------------------
 
-def read_records(rd: RunDir) -> list[dict[str, Any]]:
+def read_records(rd: RunDir) -> list[TransitionRecord]:
     """The records of sockets/transitions.jsonl as written, each with its ``line``."""
-    info = rd.read_json(rd.run_json, {}) or {}
-    hosts = info.get("hosts") if isinstance(info, dict) else None
-    return list(read_transitions(rd.transitions_jsonl, hosts if isinstance(hosts, dict) else None, numbered=True))
+    return transitions_file.read(rd)
 
 
-def _candidates(records: list[dict[str, Any]]) -> set[frozenset[tuple[str, int]]]:
+def _candidates(records: list[TransitionRecord]) -> set[frozenset[tuple[str, int]]]:
     return {frozenset({_key(r)[:2], _key(r)[2:]}) for r in records
             if r.get("event") == "inet_sock_set_state" and not is_derived(r) and r.get("new") == "CLOSE"
             and r.get("old") in HANDOVER_FROM}
@@ -397,26 +398,20 @@ def read_segments(rd: RunDir, hosts: dict[str, str], conns: set[frozenset[tuple[
     return out
 
 
-def derive_run(rd: RunDir | Any, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def derive_run(rd: RunDir | Any, records: list[TransitionRecord] | None = None) -> list[TransitionRecord]:
     """The derived records of a run directory (computed, not written)."""
     rd = rd if isinstance(rd, RunDir) else RunDir(rd)
     records = read_records(rd) if records is None else records
     conns = _candidates(records)
     if not conns:
         return []
-    info = rd.read_json(rd.run_json, {}) or {}
-    hosts = dict(info.get("hosts") or {}) if isinstance(info, dict) else {}
-    snapshots = rd.read_json(rd.snapshots_json, {}) or {}
-    snapshots = snapshots if isinstance(snapshots, dict) else {}
-    end = info.get("collected_at") if isinstance(info, dict) else None
-    try:
-        end = float(end) if end is not None else None
-    except (TypeError, ValueError):
-        end = None
-    return derive(records, snapshots, read_segments(rd, hosts, conns), end, hosts)
+    info = run_info.read(rd)
+    hosts = dict(info.get("hosts") or {})
+    return derive(records, dict(snapshot_file.read(rd)), read_segments(rd, hosts, conns), info.get("collected_at"),
+                  hosts)
 
 
-def run_records(rd: RunDir | Any) -> list[dict[str, Any]]:
+def run_records(rd: RunDir | Any) -> list[TransitionRecord]:
     """sockets/transitions.jsonl as every reader should see it: with the derived records, written at
     collection or (for a run without them) derived now; each record read from the file has its ``line``."""
     rd = rd if isinstance(rd, RunDir) else RunDir(rd)
@@ -434,29 +429,27 @@ def append_derived(rd: RunDir | Any) -> int:
     if not records or has_derived(records):
         return 0
     derived = derive_run(rd, records)
-    with open(rd.transitions_jsonl, "a") as f:
-        for rec in derived:
-            f.write(json.dumps(rec) + "\n")
+    transitions_file.append(rd, derived)
     return len(derived)
 
 
 # --- reading with the derived records ---------------------------------------------------------------------
 
-def state_view(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def state_view(records: Iterable[TransitionRecord]) -> list[TransitionRecord]:
     """The state changes a reader should see, in time order: the tracepoint's ``inet_sock_set_state``
     records and the derived ones. A tracepoint X -> CLOSE that was a hand-over comes as a copy with
     ``handover`` set to the timewait socket's state at that moment (TIME_WAIT, or FIN_WAIT2 for an orphan)
     and ``why``: it is no state change of the connection."""
     records = list(records)
     marks = {(_key(r), round(float(r["ts"]), 6)): r for r in records if r.get("event") == HANDOVER}
-    out: list[tuple[float, int, dict[str, Any]]] = []
+    out: list[tuple[float, int, TransitionRecord]] = []
     for r in records:
         if r.get("event") != "inet_sock_set_state" or "ts" not in r:
             continue
         mark = None if is_derived(r) else marks.get((_key(r), round(float(r["ts"]), 6)))
         if mark is not None and r.get("new") == "CLOSE":
-            r = dict(r, handover=mark.get("state"), why=mark.get("why", ""),
-                     **({"expires": mark["expires"]} if "expires" in mark else {}))
+            r = cast(TransitionRecord, {**r, "handover": mark.get("state"), "why": mark.get("why", ""),
+                                        **({"expires": mark["expires"]} if "expires" in mark else {})})
         out.append((float(r["ts"]), 1 if is_derived(r) else 0, r))
     out.sort(key=lambda x: (x[0], x[1]))
     return [r for _, _, r in out]

@@ -8,17 +8,11 @@ instance (``instances/tcplab-<run>``) so labs never share trace settings, and
 keeps only events of the lab's addresses; each record names the host that owns
 the socket (by its local address) and the host at the other end.
 
-One line of ``sockets/transitions.jsonl``::
-
-    {"ts": 1795508890.32559, "event": "inet_sock_set_state", "saddr": "10.77.0.2", "sport": 8000,
-     "daddr": "10.77.0.4", "dport": 43692, "old": "ESTABLISHED", "new": "CLOSE_WAIT",
-     "host": "server", "peer": "win"}
-
-``tcp_send_reset`` and ``tcp_receive_reset`` records carry ``state`` (and
-``reason`` for a sent reset) instead of ``old``/``new``. Sockets bound to the
-wildcard address (a LISTEN socket before any connection) have no lab address
-and are not recorded: the tracepoint does not say which network namespace a
-socket lives in.
+It writes one line per event into ``sockets/transitions.jsonl`` (the records
+and their one reader are :mod:`tcplab.runfiles.transitions`). Sockets bound to
+the wildcard address (a LISTEN socket before any connection) have no lab
+address and are not recorded: the tracepoint does not say which network
+namespace a socket lives in.
 
 No tracepoint fires for a timewait socket (TIME_WAIT, an orphaned FIN_WAIT2):
 once the tracer has stopped, ``lab down`` appends the records derived for them
@@ -27,11 +21,11 @@ read the file through :func:`tcplab.observe.timewait.run_records`.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import cast
+
+from ..runfiles.transitions import TransitionRecord
 
 TRACEFS = "/sys/kernel/tracing"
 EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset")
@@ -80,51 +74,21 @@ class StateTracer:
                 self.instance, *(f"{h}={ip}" for h, ip in sorted(self.hosts.items()))]
 
 
-def read_transitions(path: Path, host_ips: dict[str, str] | None = None,
-                     numbered: bool = False) -> Iterator[dict[str, Any]]:
-    """The records of a transitions.jsonl; a line cut by a crash is skipped.
-
-    With ``host_ips``, records written without attribution (an older tracer)
-    get their ``host`` and ``peer`` from the address table. With ``numbered``,
-    each record gets ``line``, its 1-based line in the file (where a verdict
-    tells a person to look); it is never written back.
-    """
-    ip_host = {ip: h for h, ip in (host_ips or {}).items()}
-    try:
-        f = open(path)
-    except OSError:
-        return
-    with f:
-        for n, line in enumerate(f, 1):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict) or "ts" not in rec:
-                continue
-            if ip_host:
-                rec.setdefault("host", ip_host.get(rec.get("saddr", "")))
-                rec.setdefault("peer", ip_host.get(rec.get("daddr", "")))
-            if numbered:
-                rec["line"] = n
-            yield rec
-
-
-def join_connects(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def join_connects(changes: list[TransitionRecord]) -> list[TransitionRecord]:
     """State changes in time order, with connect()'s CLOSE -> SYN_SENT given its port.
 
     connect() fires CLOSE -> SYN_SENT before the source port is chosen, so that record carries
     ``sport 0``; it is joined to the next SYN_SENT -> ... of the same local address, peer and peer
     port. A ``sport 0`` record that nothing joins is dropped (it names no socket)."""
-    pending: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    joined: list[dict[str, Any]] = []
+    pending: dict[tuple[str, str, int], list[TransitionRecord]] = {}
+    joined: list[TransitionRecord] = []
     for rec in sorted(changes, key=lambda r: float(r["ts"])):
         k = (str(rec.get("saddr")), str(rec.get("daddr")), int(rec.get("dport") or 0))
         if not int(rec.get("sport") or 0):
             pending.setdefault(k, []).append(rec)
             continue
         if rec.get("old") == "SYN_SENT" and pending.get(k):
-            joined.append(dict(pending[k].pop(0), sport=int(rec["sport"])))
+            joined.append(cast(TransitionRecord, {**pending[k].pop(0), "sport": int(rec["sport"])}))
         joined.append(rec)
     joined.sort(key=lambda r: float(r["ts"]))
     return joined

@@ -1,6 +1,7 @@
 """The Windows peer: what a Linux host needs to look like a Windows client on the wire.
 
-Two parts, both pure data here (nothing in this module talks to an engine):
+A peer kind (:mod:`tcplab.peers.base`) in two parts, both pure data here
+(nothing in this module talks to an engine):
 
 * :func:`host_sysctls` - the host container's own kernel settings (its network
   namespace): TTL 128, no TCP timestamps, a receive buffer that makes the
@@ -17,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .base import PeerKind, PeerProblem, PeerSidecar
+
 if TYPE_CHECKING:
     from tcplab.model.lab import Peer
 
@@ -32,6 +35,9 @@ WINDOWS_TCP_RMEM = "4096 131072 12582912"
 # tcp_fin_timeout from the start (net/ipv4/tcp_input.c, tcp_timer.c).
 TCP_TIMEWAIT_LEN = 60
 FIN_TIMEOUT_MARGIN = 5  # seconds the kernel socket outlives the emulated timer
+DEFAULT_FIN_WAIT2_TIMEOUT = 120.0  # Windows' own FIN_WAIT_2 timer, when the lab sets none
+MIN_FIN_WAIT2_TIMEOUT = 0.05  # the shortest timer a lab may set
+DEFAULT_SYN = "windows-10"
 
 
 def orphan_fin_wait2_lifetime(tcp_fin_timeout: int) -> int:
@@ -54,21 +60,26 @@ def fin_timeout_for(fin_wait2_timeout: float) -> int:
     return TCP_TIMEWAIT_LEN + math.ceil(need / 2)
 
 
-def host_sysctls(peer: "Peer") -> dict[str, str]:
-    """The sysctls of the host container (its own network namespace) for this peer."""
-    out: dict[str, str] = {}
-    if not peer.windows:
-        if peer.tcp_fin_timeout is not None:
-            out["net.ipv4.tcp_fin_timeout"] = str(peer.tcp_fin_timeout)
-        return out
-    out["net.ipv4.ip_default_ttl"] = str(WINDOWS_TTL)
-    if peer.syn_profile().startswith("windows"):
+def fin_wait2_seconds(peer: Peer) -> float:
+    """The FIN_WAIT_2 timer a Windows peer runs: the lab's, else Windows' own 120 s."""
+    return DEFAULT_FIN_WAIT2_TIMEOUT if peer.fin_wait2_timeout is None else peer.fin_wait2_timeout
+
+
+def syn_profile(peer: Peer) -> str:
+    """Whose SYN the peer sends: the lab's choice, else Windows 10's."""
+    return peer.syn if peer.syn is not None else DEFAULT_SYN
+
+
+def host_sysctls(peer: Peer) -> dict[str, str]:
+    """The sysctls of a Windows peer's host container (its own network namespace)."""
+    out: dict[str, str] = {"net.ipv4.ip_default_ttl": str(WINDOWS_TTL)}
+    if syn_profile(peer).startswith("windows"):
         out["net.ipv4.tcp_timestamps"] = "0"
     out["net.ipv4.tcp_rmem"] = WINDOWS_TCP_RMEM
-    seconds = peer.fin_wait2_seconds()
-    assert seconds is not None
     # an explicit tcp_fin_timeout in the lab file wins; otherwise the kernel keeps the socket past the timer
-    fin_timeout = peer.tcp_fin_timeout if peer.tcp_fin_timeout is not None else fin_timeout_for(seconds)
+    fin_timeout = peer.tcp_fin_timeout
+    if fin_timeout is None:
+        fin_timeout = fin_timeout_for(fin_wait2_seconds(peer))
     out["net.ipv4.tcp_fin_timeout"] = str(fin_timeout)
     return out
 
@@ -95,9 +106,37 @@ class WindowsPeerSidecar:
                 "--events", self.events_path()]
 
     @classmethod
-    def for_peer(cls, host: str, peer: "Peer") -> "WindowsPeerSidecar | None":
-        """The sidecar a host's peer needs, or None for a Linux peer."""
-        seconds = peer.fin_wait2_seconds()
-        if seconds is None:
+    def for_peer(cls, host: str, peer: Peer) -> WindowsPeerSidecar | None:
+        """The sidecar a host's peer needs, or None for a peer that is not Windows."""
+        if peer.os != WindowsPeer.os:
             return None
-        return cls(host, seconds, peer.syn_profile())
+        return cls(host, fin_wait2_seconds(peer), syn_profile(peer))
+
+
+class WindowsPeer(PeerKind):
+    os = "windows"
+    title = "Windows"
+
+    def problems(self, peer: Peer) -> list[PeerProblem]:
+        if peer.fin_wait2_timeout is not None and peer.fin_wait2_timeout < MIN_FIN_WAIT2_TIMEOUT:
+            return [PeerProblem("fin_wait2_timeout", "must be at least 50ms")]
+        return []
+
+    def sysctls(self, peer: Peer) -> dict[str, str]:
+        return host_sysctls(peer)
+
+    def sidecars(self, host: str, peer: Peer) -> list[PeerSidecar]:
+        side = WindowsPeerSidecar(host, fin_wait2_seconds(peer), syn_profile(peer))
+        about = (f"Windows emulation for {host}, in its network namespace: SYN fingerprint, and the FIN_WAIT_2 "
+                 f"timer ({side.fin_wait2_timeout:g} s) ending in an RST; NET_RAW and NET_ADMIN")
+        return [PeerSidecar(role="peer", command=side.command(), capabilities=side.capabilities,
+                            ready_line=READY_LINE, artifacts="peer", folder="logs/peer", about=about)]
+
+    def host_note(self, peer: Peer) -> str | None:
+        return "sysctls of a Windows peer"
+
+    def fin_wait2_reset(self, configured: float | None) -> float | None:
+        return DEFAULT_FIN_WAIT2_TIMEOUT if configured is None else configured
+
+
+WINDOWS = WindowsPeer()

@@ -13,8 +13,11 @@ from typing import Any, Callable
 
 from ..backend.base import (LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_RUN, LABEL_RUN_DIR, Backend,
                             LabeledObject, Removed)
-from ..model import Lab, LabError, load_lab
+from ..model import Lab, LabError
 from ..rundir import RunDir
+from ..runfiles import lab as lab_file
+from ..runfiles import run_info
+from ..runfiles.run_info import RunInfoFile
 from .naming import RunNames, new_run_id, owner_alive
 from .session import LabRun, collect, remove_agent_dirs, teardown
 
@@ -37,9 +40,7 @@ class RunningLab:
     @property
     def left_up(self) -> bool:
         """`lab up` finished and handed the lab to the user: its run.json says so."""
-        rd = RunDir(self.run_dir)
-        info = rd.read_json(rd.run_json, {}) or {}
-        return info.get("state") == "up"
+        return run_info.read(RunDir(self.run_dir)).get("state") == "up"
 
     @property
     def orphaned(self) -> bool:
@@ -65,9 +66,7 @@ def find_running(backend: Backend, lab_name: str) -> RunningLab | None:
 
 
 def load_run_lab(run: RunningLab) -> Lab:
-    rd = RunDir(run.run_dir)
-    lab, _ = load_lab(rd.lab_yaml)
-    return lab
+    return lab_file.read(RunDir(run.run_dir))
 
 
 def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | None, images: dict[str, Any],
@@ -93,7 +92,7 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
         interrupted = isinstance(e, KeyboardInterrupt)
         say("interrupted: removing what was created" if interrupted else f"failed: {e}; collecting and removing")
         try:
-            if rd.lab_yaml.exists():  # an interrupt affords no final snapshot
+            if lab_file.exists(rd):  # an interrupt affords no final snapshot
                 collect(backend, rd, names, lab, say, final_snapshot=not interrupted)
         except BaseException as inner:  # noqa: BLE001 - teardown must still happen
             say(f"collecting artifacts failed: {inner}")
@@ -114,9 +113,7 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
             t = time.monotonic()
             collect(backend, rd, names, lab, say)
             collected = time.monotonic() - t
-            info = rd.read_json(rd.run_json, {}) or {}
-            info.setdefault("phases", {})["collection"] = round(collected, 4)
-            rd.write_json(rd.run_json, info)
+            RunInfoFile(rd).update(phases={"collection": round(collected, 4)})
         else:
             say(f"run directory {rd.path} is gone: removing objects without collecting")
     finally:
@@ -126,10 +123,7 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
         if rd.exists():
             derive_timewait(rd, say)
         if rd.exists():
-            info = rd.read_json(rd.run_json, {}) or {}
-            info.setdefault("phases", {})["teardown"] = round(time.monotonic() - t, 4)
-            info.update(state="down", ended=time.time())
-            rd.write_json(rd.run_json, info)
+            RunInfoFile(rd).update(phases={"teardown": round(time.monotonic() - t, 4)}, state="down", ended=time.time())
     return rd, removed
 
 

@@ -1,21 +1,11 @@
-"""Names and labels of a run's Docker objects. One lab runs once at a time per engine."""
+"""Run ids and the owners of runs; the names of a run's objects are the plan's (:mod:`tcplab.plan.names`)."""
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass
 
-from ..backend.base import (LABEL_HOST, LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_ROLE, LABEL_RUN,
-                            LABEL_RUN_DIR)
+from ..plan.names import RunNames, process_start
 
-
-def process_start(pid: int) -> str:
-    """The kernel's start time of a process (clock ticks since boot): with the pid it names one process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+__all__ = ["RunNames", "new_run_id", "owner_alive", "process_start"]
 
 
 def owner_alive(pid: str, start: str) -> bool:
@@ -24,40 +14,3 @@ def owner_alive(pid: str, start: str) -> bool:
 
 def new_run_id(lab: str) -> str:
     return f"{lab}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-
-
-# the sidecars' artifacts by kind: where each is mounted in them (/capture, /sockets, /peer)
-ARTIFACT_VOLUMES = ("capture", "sockets", "peer")
-
-
-@dataclass(frozen=True)
-class RunNames:
-    lab: str
-    run: str
-    run_dir: str
-
-    @property
-    def network(self) -> str:
-        return f"tcplab-{self.lab}"
-
-    def host(self, host: str) -> str:
-        return f"tcplab-{self.lab}-{host}"
-
-    def sidecar(self, host: str, role: str) -> str:
-        return f"tcplab-{self.lab}-{host}-{role}"
-
-    @property
-    def tracer(self) -> str:
-        return f"tcplab-{self.lab}-tracer"
-
-    def volume(self, kind: str) -> str:
-        """A volume the sidecars write ``kind`` artifacts into, on an engine that does not share our files."""
-        return f"tcplab-{self.lab}-{kind}"
-
-    def labels(self, role: str, host: str = "") -> dict[str, str]:
-        pid = os.getpid()
-        out = {LABEL_LAB: self.lab, LABEL_RUN: self.run, LABEL_ROLE: role, LABEL_RUN_DIR: self.run_dir,
-               LABEL_OWNER_PID: str(pid), LABEL_OWNER_START: process_start(pid)}
-        if host:
-            out[LABEL_HOST] = host
-        return out

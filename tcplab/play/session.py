@@ -1,7 +1,9 @@
-"""Running a lab: bring its hosts and sidecars up, play its steps, collect, tear down.
+"""Running a lab: create what its plan says, play its steps, collect, tear down.
 
-A :class:`LabRun` is the whole network of one run (Mininet's ``net.py``);
-each host is driven through the backend's exec, never a shell string. The
+A :class:`LabRun` is the whole network of one run (Mininet's ``net.py``): its
+containers are its plan's (:mod:`tcplab.plan`), each step is played by the
+player of its kind (:mod:`tcplab.play.steps`), and each host is driven
+through the backend's exec, never a shell string. The
 run directory is written as the run goes, so what happened up to a crash or
 an interrupt is on disk.
 """
@@ -9,52 +11,43 @@ from __future__ import annotations
 
 import shutil
 import signal
-from pathlib import Path
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-import yaml
-
-from ..backend.agent import AGENT_COMMAND, AGENT_DIR, HostAgent, prepare_agent_dir
-from ..backend.base import (LABEL_HOST, LABEL_ROLE, LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult,
-                            Mount, Removed)
-from ..model import Lab, SendStep, SnapshotStep, StartStep, StopStep, WaitStep, step_kind, step_name, step_title
+from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
+from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult, Removed
+from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
-from ..observe.capture import READY_LINE as CAPTURE_READY
-from ..observe.capture import COUNTS_LINE, CaptureSidecar, parse_tcpdump_stats
+from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_collected,
                                 record_start)
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
-from ..observe.tracer import READY_LINE as TRACER_READY
-from ..observe.tracer import TRACEFS, StateTracer, instance_name, remove_instance, tracefs_missing
+from ..observe.tracer import instance_name, remove_instance, tracefs_missing
 from ..observe.watch import PcapTail
-from ..peers.windows import READY_LINE as PEER_READY
-from ..peers.windows import WindowsPeerSidecar, host_sysctls
+from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
 from ..rundir import RunDir
-from ..wire import FIN, RST
+from ..runfiles import images as images_file
+from ..runfiles import lab as lab_file
+from ..runfiles import snapshots as snapshots_file
+from ..runfiles import steps as steps_file
+from ..runfiles.run_info import Default, RunInfoFile
+from ..runfiles.steps import StepRecord
 from .checkpoints import checkpoint
 from .deaths import DeathWatch
+from .errors import HostFailure, StepFailure
 from .mirror import FileMirror
-from .naming import ARTIFACT_VOLUMES, RunNames
+from .steps import player_for
+from .steps.base import POLL, last_lines_of
+
+__all__ = ["HostFailure", "LabRun", "StepFailure", "collect", "copy_out", "remove_agent_dirs", "teardown"]
 
 Say = Callable[[str], None]
-POLL = 0.01
 PROGRAM_LOGS = "/var/log/lab"  # where labrun writes each program's output
-HEALTH_EVERY = 0.5  # seconds between host health checks during a wait step
-
-
-class HostFailure(EngineError):
-    """A host or a sidecar died while the lab ran (exit status 3). A story program that exits is no
-    failure: its exit is an event of the story (programs.jsonl)."""
-
-
-class StepFailure(EngineError):
-    """A step could not be played: its program did not become ready (or exited first), a wait timed out."""
 
 
 class LabRun:
@@ -83,57 +76,12 @@ class LabRun:
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
+        self.plan = self.make_plan()
 
-    # --- sidecar and host specs ------------------------------------------------
-    def host_spec(self, name: str) -> ContainerSpec:
-        host = self.lab.hosts[name]
-        sysctls = host_sysctls(host.peer)
-        sysctls.update({k: str(v) for k, v in host.sysctls.items()})
-        agent = name in self.agents
-        return ContainerSpec(
-            name=self.names.host(name), image=host.image, labels=self.names.labels("host", name),
-            command=list(AGENT_COMMAND) if agent else ["sleep", "infinity"], hostname=name,
-            network=self.names.network, ip=self.ips[name],
-            aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
-            nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
-            environment=dict(host.program.env) if host.program else {},
-            cap_drop=("NET_RAW",),  # hosts need no raw sockets; the sidecars that do get them alone
-            mounts=(Mount(str(self.rd.agent_dir(name)), AGENT_DIR),) if agent else (),
-        )
-
-    def capture_spec(self, name: str) -> ContainerSpec:
-        side = CaptureSidecar(name, self.lab.capture.filter)
-        return ContainerSpec(
-            name=self.names.sidecar(name, "capture"), image="tcplab/tools", labels=self.names.labels("capture", name),
-            command=side.command(self.rd.pcap(name).name), joins=self.names.host(name),
-            cap_add=side.capabilities, mounts=(self.artifacts("capture", self.rd.capture_dir),),
-            mem_limit="128m", pids_limit=64)
-
-    def tracer_spec(self) -> ContainerSpec:
-        tracer = StateTracer(str(self.lab.network.subnet), instance_name(self.names.run), hosts=self.ips)
-        return ContainerSpec(
-            name=self.names.tracer, image="tcplab/tools", labels=self.names.labels("tracer"),
-            command=tracer.command(), isolated=True,
-            mounts=(Mount(TRACEFS, "/tracefs", kind="engine"), self.artifacts("sockets", self.rd.sockets_dir)),
-            mem_limit="128m", pids_limit=64)
-
-    def peer_spec(self, name: str) -> ContainerSpec | None:
-        peer = self.lab.hosts[name].peer
-        if not peer.windows:
-            return None
-        side = WindowsPeerSidecar(name, peer.fin_wait2_seconds() or 120.0, peer.syn_profile())
-        (self.rd.logs_dir / "peer").mkdir(exist_ok=True)
-        return ContainerSpec(
-            name=self.names.sidecar(name, "peer"), image="tcplab/tools", labels=self.names.labels("peer", name),
-            command=side.command(), joins=self.names.host(name), cap_add=side.capabilities,
-            mounts=(self.artifacts("peer", self.rd.logs_dir / "peer"),), mem_limit="256m", pids_limit=64)
-
-    def artifacts(self, kind: str, local: Path) -> Mount:
-        """Where a sidecar writes its files (at ``/<kind>``): the run directory itself when the engine shares
-        this machine's files, else a volume of the run, copied out at collection (:func:`copy_out`)."""
-        if self.backend.shares_files:
-            return Mount(str(local), f"/{kind}")
-        return Mount(self.names.volume(kind), f"/{kind}", kind="volume")
+    # --- the plan ---------------------------------------------------------------
+    def make_plan(self) -> LabPlan:
+        """What this run creates, for the engine it runs on and the hosts whose agent directory is ready."""
+        return plan_lab(self.lab, self.names, self.rd, volumes=not self.backend.shares_files, agents=set(self.agents))
 
     # --- bring up --------------------------------------------------------------
     @contextmanager
@@ -148,20 +96,23 @@ class LabRun:
         """Network, hosts, sidecars, programs, then the steps. Raises after tearing nothing down:
         the caller decides (``lab up`` tears down on failure, keeping artifacts)."""
         self.rd.create()
-        self.rd.lab_yaml.write_text(yaml.safe_dump(self.resolved, sort_keys=False))
-        self.rd.write_json(self.rd.images_json, images)
+        lab_file.write(self.rd, self.resolved)
+        images_file.write(self.rd, images)
         self.write_run_info(state="starting", started=time.time())
         # where a FIFO cannot be made (an odd filesystem, an engine elsewhere), Docker exec serves
         for h in self.lab.hosts if self.backend.shares_files else ():
             if prepare_agent_dir(self.rd.agent_dir(h)):
                 self.agents[h] = HostAgent(self.rd.agent_dir(h), h, self._running(h))
+        self.plan = plan = self.make_plan()
+        for artifacts in plan.artifacts:  # the sidecars' folders, written into or copied out into
+            (self.rd.path / artifacts.folder).mkdir(parents=True, exist_ok=True)
         with self.phase("network"):
-            self.say(f"network {self.names.network} ({self.lab.network.subnet}, internal)")
-            self.backend.create_network(self.names.network, str(self.lab.network.subnet), self.names.labels("network"))
-            if not self.backend.shares_files:
+            self.say(f"network {plan.network.name} ({plan.network.subnet}, internal)")
+            self.backend.create_network(plan.network.name, plan.network.subnet, plan.network.labels)
+            if plan.volumes:
                 self.say("the engine is on another machine: artifacts are copied out through it")
-                for kind in ARTIFACT_VOLUMES:
-                    self.backend.create_volume(self.names.volume(kind), self.names.labels("artifacts"))
+                for volume in plan.volumes:
+                    self.backend.create_volume(volume, plan.volume_labels)
             checkpoint("network")
         self.deaths = DeathWatch(self.backend, {LABEL_RUN: self.names.run})
         try:
@@ -192,27 +143,19 @@ class LabRun:
             self.check_health(watched=False)  # the last word is the engine's own, not its event stream's
 
     def start_host_and_sidecars(self, name: str) -> None:
-        host = self.host_spec(name)
-        sidecars = self.sidecar_specs(name)
+        planned = self.plan.host(name)
+        host = planned.spec
         self.backend.create_container(host)
         # the sidecars are created while their host starts: sharing its namespace needs it to exist, not to run
         self._all([lambda: self.backend.start_created(host.name)]
-                  + [lambda s=s: self._create(s) for s, _ in sidecars])
+                  + [lambda s=s: self._create(s.spec) for s in planned.sidecars])
         checkpoint(f"host:{name}")
         if self.stopping.is_set():
             return
-        self._all([lambda s=s, r=r: self.start_sidecar(s, r, created=True) for s, r in sidecars])
+        self._all([lambda s=s: self.start_sidecar(s, created=True) for s in planned.sidecars])
 
     def _create(self, spec: ContainerSpec) -> None:
         self.backend.create_container(spec)
-
-    def sidecar_specs(self, name: str) -> list[tuple[ContainerSpec, str]]:
-        """The sidecars sharing host ``name``'s network namespace, each with the line that says it is ready."""
-        sidecars = [(self.capture_spec(name), CAPTURE_READY)]
-        peer = self.peer_spec(name)
-        if peer is not None:
-            sidecars.append((peer, PEER_READY))
-        return sidecars
 
     def start_tracer(self) -> None:
         # on an engine elsewhere, its own machine's tracefs counts: the tracer says if it has none
@@ -220,9 +163,10 @@ class LabRun:
         if self.tracer_note is not None:
             self.say(f"no socket state transitions: {self.tracer_note}")
             return
-        self.start_sidecar(self.tracer_spec(), TRACER_READY)
+        self.start_sidecar(self.plan.tracer)
 
-    def start_sidecar(self, spec: ContainerSpec, ready: str, created: bool = False) -> None:
+    def start_sidecar(self, sidecar: SidecarPlan, created: bool = False) -> None:
+        spec = sidecar.spec
         if created:
             self.backend.start_created(spec.name)
         else:
@@ -230,17 +174,15 @@ class LabRun:
         checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
         if self.stopping.is_set():
             return
-        if not self.backend.wait_log(spec.name, ready, timeout=20):
+        if not self.backend.wait_log(spec.name, sidecar.ready, timeout=20):
             tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
-            if spec.name == self.names.tracer:  # transitions are a bonus: go on without them, say so once
+            if sidecar.optional:  # the tracer: transitions are a bonus, go on without them, say so once
                 self.tracer_note = f"the tracer did not start: {tail[0]}"
                 self.say(f"no socket state transitions: {self.tracer_note}")
                 return
             raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
-        host = spec.labels.get(LABEL_HOST, "")
-        if not self.backend.shares_files and spec.labels.get(LABEL_ROLE) == "capture" and host:
-            self.mirrors.append(FileMirror(self.backend, spec.name, f"/capture/{self.rd.pcap(host).name}",
-                                           self.rd.pcap(host)))
+        if not self.backend.shares_files:
+            self.mirrors += [FileMirror(self.backend, spec.name, f.path, f.local) for f in sidecar.follow]
 
     def _all(self, calls: list[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
@@ -320,20 +262,14 @@ class LabRun:
                 return
             if status is not None:
                 raise StepFailure(f"{host}: program {prog} exited with {describe_status(status)} before it was "
-                                  f"{self._ready_words(ready)}; {self._last_lines(output)}")
+                                  f"{self._ready_words(ready)}; {last_lines_of(output)}")
             time.sleep(POLL)
         raise StepFailure(f"{host}: program {prog} was not {self._ready_words(ready)} within {ready.timeout:g} s; "
-                          f"{self._last_lines(output)}")
+                          f"{last_lines_of(output)}")
 
     @staticmethod
     def _ready_words(ready: Ready) -> str:
         return f"listening on port {ready.listen}" if ready.listen is not None else f"printing /{ready.log}/"
-
-    @staticmethod
-    def _last_lines(output: ProgramOutput) -> str:
-        """The program's last lines, for a one-line message: ``its last lines: "a" | "b"``."""
-        output.poll()  # what it printed last, as it ended or timed out
-        return output.last_lines()
 
     def exit_status(self, host: str, prog: str) -> int | None:
         """The exit status of the program's current run (labrun's watcher wrote it), None while it runs."""
@@ -352,87 +288,22 @@ class LabRun:
 
     def play_step(self, i: int, step: Step) -> None:
         title = step_title(step)
-        self.say(f"step {i}: {title}" + (f" (up to {step.timeout:g} s)" if isinstance(step, WaitStep) else ""))
+        player = player_for(step)
+        limit = player.time_limit(step)
+        self.say(f"step {i}: {title}" + (f" (up to {limit:g} s)" if limit is not None else ""))
         checkpoint(f"step:{i}")
-        record: dict[str, Any] = {"index": i, "name": step_name(step, i), "kind": step_kind(step), "title": title,
-                                  "host": getattr(step, "host", None), "start": time.time()}
+        record = StepRecord(index=i, name=step_name(step, i), kind=step_kind(step), title=title,
+                            host=getattr(step, "host", None), start=time.time())
         outcome, detail = "ok", ""
         try:
-            detail = self._do(step)
+            detail = player.play(self, step, i)
             self.check_health()  # from the engine's event stream: a set lookup
         except BaseException as e:
             outcome, detail = ("interrupted" if isinstance(e, KeyboardInterrupt) else "failed"), str(e)
             raise
         finally:
-            record.update(end=time.time(), outcome=outcome, detail=detail)
-            self.rd.append_jsonl(self.rd.steps_jsonl, record)
-
-    def _do(self, step: Step) -> str:
-        if isinstance(step, StartStep):
-            pid = self.start_program(step.host, step.as_, step.start, step.ready, step=self.step_index)
-            return f"pid {pid}"
-        if isinstance(step, StopStep):
-            res = self.run_in(step.host, ["labstop", step.stop, step.signal])
-            if res.exit_code != 0:
-                raise StepFailure(f"{step.host}: could not stop {step.stop}: {res.stderr.strip()}")
-            self.pids.pop((step.host, step.stop), None)
-            how = res.stdout.strip()  # labstop: "exited with status 143", "had already exited with status 1"
-            return how if how.startswith("had already") else f"sent SIG{step.signal}" + (f"; {how}" if how else "")
-        if isinstance(step, SendStep):
-            res = self.run_in(step.host, ["labsend", step.send, step.text])
-            if res.exit_code != 0:
-                raise StepFailure(f"{step.host}: could not send to {step.send}: {res.stderr.strip()}")
-            return f"{len(step.text)} characters"
-        if isinstance(step, SnapshotStep):
-            self.snapshot(step.snapshot)
-            return f"{len(self.lab.hosts)} hosts"
-        assert isinstance(step, WaitStep)
-        return self.wait(step)
-
-    def wait(self, step: WaitStep) -> str:
-        w = step.wait
-        if w.seconds is not None:
-            end = time.monotonic() + w.seconds
-            while (left := end - time.monotonic()) > 0:
-                time.sleep(min(left, HEALTH_EVERY))
-                self.check_health()  # a host that dies during a long wait ends the run now, not at the end
-            return f"waited {w.seconds:g} s"
-        if w.exit is not None:
-            return self.wait_exit(step.host or "", w.exit, step.timeout)
-        host, flag, what = (w.rst_from, RST, "RST") if w.rst_from else (w.fin_from, FIN, "FIN")
-        assert host is not None
-        key = (host, what)
-        deadline = time.monotonic() + step.timeout
-        ip = self.ips[host]
-        next_check = time.monotonic() + HEALTH_EVERY
-        while True:
-            if time.monotonic() > next_check:
-                self.check_health()
-                next_check = time.monotonic() + HEALTH_EVERY
-            for p in self.tails[host].new_packets():
-                if p.src == ip and p.flags & flag:
-                    self.seen[key] = self.seen.get(key, 0) + 1
-            if self.seen.get(key, 0) > self.consumed.get(key, 0):
-                self.consumed[key] = self.consumed.get(key, 0) + 1
-                return f"{what} from {host} seen"
-            if time.monotonic() > deadline:
-                raise StepFailure(f"no {what} from {host} within {step.timeout:g} s")
-            time.sleep(POLL)
-
-    def wait_exit(self, host: str, prog: str, timeout: float) -> str:
-        """Until the story program ``prog`` ends (labrun's watcher says so); its time is the watcher's."""
-        deadline = time.monotonic() + timeout
-        next_check = time.monotonic() + HEALTH_EVERY
-        while (status := self.exit_status(host, prog)) is None:
-            if time.monotonic() > deadline:
-                output = ProgramOutput(lambda argv: self.run_in(host, argv), prog)
-                raise StepFailure(f"{host}: program {prog} did not exit within {timeout:g} s; "
-                                  f"{self._last_lines(output)}")
-            if time.monotonic() > next_check:
-                self.check_health()
-                next_check = time.monotonic() + HEALTH_EVERY
-            time.sleep(POLL)
-        return f"{prog} exited with {describe_status(status)}"
+            record.update({"end": time.time(), "outcome": outcome, "detail": detail})
+            steps_file.append(self.rd, record)
 
     def check_health(self, watched: bool = True) -> None:
         """Hosts still running. With ``watched``, a host the event stream has not seen die is taken as running.
@@ -467,7 +338,7 @@ class LabRun:
             if h not in running:
                 tables[h] = {"missing": f"host {h} was not running"}
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
-        self.rd.write_json(self.rd.snapshots_json, self.snapshots)
+        snapshots_file.write(self.rd, self.snapshots)
 
     def probe_evidence(self) -> None:
         """Before the story: can each host's socket tables be read? Said at once, one line per host whose
@@ -518,15 +389,11 @@ class LabRun:
         remove_agent_dirs(self.rd)
 
     def write_run_info(self, **fields: Any) -> None:
-        info = self.rd.read_json(self.rd.run_json, {}) or {}
-        info.update({"lab": self.lab.name, "run": self.names.run, "hosts": self.ips,
-                     "containers": {h: self.names.host(h) for h in self.lab.hosts},
-                     "subnet": str(self.lab.network.subnet),
-                     "phases": {**(info.get("phases") or {}), **self.phases}})
-        if self.tracer_note is not None or "tracer" not in info:
-            info["tracer"] = self.tracer_note or "ok"
-        info.update(fields)
-        self.rd.write_json(self.rd.run_json, info)
+        RunInfoFile(self.rd).update(
+            lab=self.lab.name, run=self.names.run, hosts=self.ips,
+            containers={h: self.names.host(h) for h in self.lab.hosts}, subnet=str(self.lab.network.subnet),
+            phases=self.phases, tracer=Default("ok") if self.tracer_note is None else (self.tracer_note or "ok"),
+            **fields)
 
 
 # --- collecting and tearing down (also used by `lab down` on a lab another process brought up) ----
@@ -534,9 +401,8 @@ class LabRun:
 def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, final_snapshot: bool = True) -> None:
     """Final snapshot, logs, flushed captures, merged pcapng. Best effort: a dead host is skipped."""
     run = LabRun(lab, {}, backend, rd, names, say)
-    run.snapshots = rd.read_json(rd.snapshots_json, {}) or {}
-    sidecars = [names.sidecar(h, "capture") for h in lab.hosts] + [names.sidecar(h, "peer") for h in lab.hosts
-                                                                    if lab.hosts[h].peer.windows]
+    run.snapshots = snapshots_file.read(rd)
+    sidecars = run.plan.sidecars()  # the hosts' and the tracer
 
     def last_snapshot() -> None:
         if final_snapshot and "end" not in run.snapshots:
@@ -560,8 +426,9 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     caps: dict[str, list[str]] = {}
     engine: dict[str, str] = {}
 
-    def sidecar_log(c: str) -> None:
-        if c.endswith("-capture"):
+    def sidecar_log(sidecar: SidecarPlan) -> None:
+        c = sidecar.spec.name
+        if sidecar.role == "capture":
             # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
             # packet), so no sidecar is stopped: teardown removes them, as it removes the tracer and the
             # peers (whose files are written line by line). A stop would cost ~0.3 s of the engine's time.
@@ -572,8 +439,8 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
         except EngineError:
             return  # never started (no tracefs for a tracer) or already gone: nothing to keep
         (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
-        if c.endswith("-capture"):
-            host = c.removeprefix(f"tcplab-{lab.name}-").removesuffix("-capture")
+        if sidecar.role == "capture" and sidecar.host is not None:
+            host = sidecar.host
             stats[host] = parse_tcpdump_stats(text)
             if stats[host].get("dropped"):
                 say(f"{host}: the capture lost {stats[host]['dropped']} packets (dropped by the kernel): "
@@ -581,7 +448,7 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     def engine_facts() -> None:
         engine.update(_safe_info(backend))
-        for c in [names.host(h) for h in lab.hosts] + sidecars + [names.tracer]:
+        for c in [spec.name for spec in run.plan.containers()]:
             try:
                 caps[c] = backend.capabilities(c)
             except EngineError:
@@ -597,37 +464,34 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     # none of these depends on another: the last snapshot, logs, capture counts and capabilities go at once
     run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
-             + [best_effort(f"logs of {c}", lambda c=c: sidecar_log(c)) for c in sidecars + [names.tracer]]
+             + [best_effort(f"logs of {s.spec.name}", lambda s=s: sidecar_log(s)) for s in sidecars]
              + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
     if not backend.shares_files:
-        best_effort("copying the artifacts out", lambda: copy_out(backend, rd, names, lab))()
-    steps = list(rd.read_jsonl(rd.steps_jsonl))
+        best_effort("copying the artifacts out", lambda: copy_out(backend, rd, run.plan))()
+    steps = steps_file.read(rd)
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
     run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
                        collected_at=time.time())
 
 
-def copy_out(backend: Backend, rd: RunDir, names: RunNames, lab: Lab) -> None:
+def copy_out(backend: Backend, rd: RunDir, plan: LabPlan) -> None:
     """The sidecars' files, from the run's volumes on an engine elsewhere, into the run directory.
 
     Each volume is read through a sidecar that mounts it (the engine's archive API): the captures and
     the peers' logs through their host's sidecars, the transitions through the tracer."""
-    readers = {"capture": [names.sidecar(h, "capture") for h in lab.hosts],
-               "peer": [names.sidecar(h, "peer") for h in lab.hosts if lab.hosts[h].peer.windows],
-               "sockets": [names.tracer]}
-    places = {"capture": rd.capture_dir, "peer": rd.logs_dir / "peer", "sockets": rd.sockets_dir}
-    for kind, containers in readers.items():
+    for artifacts in plan.artifacts:
+        place = rd.path / artifacts.folder
         files: dict[str, bytes] = {}
-        for c in containers:
+        for c in plan.writers(artifacts.kind):
             try:
-                files = backend.read_dir(c, f"/{kind}")
+                files = backend.read_dir(c, artifacts.target)
                 break
             except EngineError:
                 continue  # that sidecar is gone (never started, a dead host): another one mounts the volume
         for name, data in files.items():
             if "/" in name or name.startswith("."):
                 continue  # the sidecars write flat files; anything else is none of the run's
-            target = places[kind] / name
+            target = place / name
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{name}.copy")
             tmp.write_bytes(data)

@@ -2,7 +2,9 @@
 
 A run may be finished, still up (captures growing, no ``all.pcapng`` yet),
 interrupted, or copied from CI without some files: every artifact is
-optional and its absence is something the report says, not an error.
+optional and its absence is something the report says, not an error. Each
+file is read by its one reader (:mod:`tcplab.runfiles`); the lab is the
+model's, so the report and the analysis under it know the lab's defaults.
 """
 from __future__ import annotations
 
@@ -11,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.packets import Traffic, load_traffic
-from ..model import LabError, parse_yaml
+from ..model import Lab
 from ..observe.timewait import run_records
 from ..rundir import RunDir
+from ..runfiles import images, lab as lab_file, peer_events, result, run_info, snapshots, steps
+from ..runfiles.images import Images
+from ..runfiles.peer_events import PeerEvent
+from ..runfiles.result import ResultDocument
+from ..runfiles.run_info import RunInfo
+from ..runfiles.snapshots import Snapshots
+from ..runfiles.steps import StepRecord
+from ..runfiles.transitions import TransitionRecord
 
 LOG_BYTES = 512 * 1024  # read at most this much of each log (its beginning)
 
@@ -21,21 +31,28 @@ LOG_BYTES = 512 * 1024  # read at most this much of each log (its beginning)
 @dataclass
 class RunData:
     rd: RunDir
-    lab: dict[str, Any]
-    info: dict[str, Any]
-    images: dict[str, Any]
-    steps: list[dict[str, Any]]
-    snapshots: dict[str, Any]
-    transitions: list[dict[str, Any]]  # with the derived TIME_WAIT records (tcplab.observe.timewait.run_records)
-    result: dict[str, Any] | None
+    lab: Lab | None  # None: the run has no lab.yaml the model can read (said in ``problems``)
+    info: RunInfo
+    images: Images
+    steps: list[StepRecord]
+    snapshots: Snapshots
+    transitions: list[TransitionRecord]  # with the derived TIME_WAIT records (tcplab.observe.timewait.run_records)
+    result: ResultDocument | None
     logs: dict[str, str]  # file stem in logs/ -> text
     traffic: Traffic
     problems: list[str] = field(default_factory=list)
-    peer_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # logs/peer/<host>.jsonl
+    peer_events: dict[str, list[PeerEvent]] = field(default_factory=dict)  # logs/peer/<host>.jsonl
+    lab_refused: dict[str, Any] = field(default_factory=dict)  # lab.yaml's fields the model refused, as written
+
+    @property
+    def reference(self) -> str:
+        """The field report the lab names, known to this tcplab or not."""
+        named = self.lab.reference if self.lab is not None else None
+        return str(named or self.lab_refused.get("reference") or "")
 
     @property
     def name(self) -> str:
-        return str(self.lab.get("name") or self.info.get("lab") or self.rd.path.name)
+        return str((self.lab.name if self.lab is not None else None) or self.info.get("lab") or self.rd.path.name)
 
 
 def read_log(path: Path) -> str:
@@ -49,21 +66,9 @@ def read_log(path: Path) -> str:
 
 def gather(run_dir: str | Path | RunDir) -> RunData:
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    problems: list[str] = []
-    lab: dict[str, Any] = {}
-    if rd.lab_yaml.is_file():
-        try:
-            lab = parse_yaml(rd.lab_yaml.read_text(encoding="utf-8", errors="replace"), "lab.yaml")
-        except LabError as e:
-            problems.append(f"lab.yaml could not be read: {e}")
-    else:
-        problems.append("lab.yaml is missing")
-    info = rd.read_json(rd.run_json, {}) or {}
-    if not isinstance(info, dict):
-        info = {}
-    images = rd.read_json(rd.images_json, {}) or {}
-    snapshots = rd.read_json(rd.snapshots_json, {}) or {}
-    result = rd.read_json(rd.result_json, None)
+    read = lab_file.read_for_report(rd)
+    problems = list(read.problems)
+    info = run_info.read(rd)
     logs: dict[str, str] = {}
     if rd.logs_dir.is_dir():
         for p in sorted(rd.logs_dir.glob("*.log")):
@@ -72,16 +77,9 @@ def gather(run_dir: str | Path | RunDir) -> RunData:
             except OSError as e:
                 problems.append(f"logs/{p.name}: {e}")
     try:
-        traffic = load_traffic(rd)
+        traffic = load_traffic(rd, info)
     except (OSError, ValueError) as e:
         problems.append(f"captures could not be read: {e}")
         traffic = Traffic([], [], dict(info.get("hosts") or {}))
-    peer_events: dict[str, list[dict[str, Any]]] = {}
-    peer_dir = rd.logs_dir / "peer"
-    if peer_dir.is_dir():
-        for p in sorted(peer_dir.glob("*.jsonl")):
-            peer_events[p.stem] = [e for e in rd.read_jsonl(p) if isinstance(e, dict)]
-    return RunData(rd, lab if isinstance(lab, dict) else {}, info, images if isinstance(images, dict) else {},
-                   list(rd.read_jsonl(rd.steps_jsonl)), snapshots if isinstance(snapshots, dict) else {},
-                   run_records(rd), result if isinstance(result, dict) else None,
-                   logs, traffic, problems, peer_events)
+    return RunData(rd, read.lab, info, images.read(rd), steps.read(rd), snapshots.read(rd), run_records(rd),
+                   result.read(rd), logs, traffic, problems, peer_events.read(rd), read.refused)

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Union
 from markupsafe import Markup
 
 from ..analysis.packets import Packet, Traffic
+from ..runfiles.steps import StepRecord
 from ..wire import ACK, FIN, RST, SYN
 from .svg import el, svg, text, title
 
@@ -252,7 +253,7 @@ class Ladder:
     gaps: list[GapRow]
 
 
-def build_ladder(traffic: Traffic, steps: list[dict[str, Any]], opts: LadderOptions | None = None) -> Ladder:
+def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions | None = None) -> Ladder:
     opts = opts or LadderOptions()
     keep = select_packets(traffic, opts)
     rows = plan_rows(traffic.packets, keep, steps, opts.gap)

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from ..analysis.explain import Explanation, explain, fmt_span
 from ..analysis.packets import Packet
 from ..analysis.timeline import Timelines, build_timelines, snapshot_order
+from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData
 from .ladder import Ladder, LadderOptions, build_ladder, packet_class
@@ -96,11 +97,12 @@ def summary(data: RunData) -> dict[str, Any]:
                 verdicts.append(item)
     return {
         "lab": data.name, "run": str(info.get("run") or data.rd.path.name),
-        "story": str(lab.get("story") or lab.get("summary") or ""), "summary": str(lab.get("summary") or ""),
+        "story": (lab.story or lab.summary) if lab is not None else "",
+        "summary": lab.summary if lab is not None else "",
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
         "capabilities": caps, "capture_stats": stats, "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
-        "expect_count": len(lab.get("expect") or []), "error": str(info.get("error") or ""),
+        "expect_count": len(lab.expect) if lab is not None else 0, "error": str(info.get("error") or ""),
         "problems": data.problems,
     }
 
@@ -127,19 +129,14 @@ def timeline_rows(timelines: Timelines, t0: float, names: dict[str, str], limit:
     return rows
 
 
-_WHAT = {
-    "lab.yaml": "the lab as resolved (defaults and --set applied)", "run.json": "hosts, engine, phases, capabilities",
-    "images.json": "image IDs", "steps.jsonl": "the steps played", "result.json": "expectations: verdicts",
-    "programs.jsonl": "the story programs: start, exit status and time, output",
-    "junit.xml": "the verdicts for CI", "capture/all.pcapng": "every host merged on one clock, steps as comments",
-    "sockets/snapshots.json": "socket tables, parsed", "sockets/transitions.jsonl": "TCP state changes (tracepoint)",
-}
+_WHAT = {**RUN_FILES, "junit.xml": "the verdicts for CI",
+         "capture/all.pcapng": "every host merged on one clock, steps as comments"}
 
 
 def artifacts(data: RunData) -> list[Artifact]:
     rd = data.rd
     paths: list[Path] = []
-    for name in ("lab.yaml", "run.json", "images.json", "steps.jsonl", "programs.jsonl", "result.json", "junit.xml"):
+    for name in [*(n for n in RUN_FILES if "/" not in n), "junit.xml"]:  # the files at the top, then junit.xml
         if (rd.path / name).is_file():
             paths.append(rd.path / name)
     if rd.capture_dir.is_dir():
@@ -187,7 +184,7 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}
     ex: Explanation = explain(traffic, timelines, data.snapshots, host_logs, data.lab, info=data.info,
-                              transitions=data.transitions, peer_events=data.peer_events)
+                              transitions=data.transitions, peer_events=data.peer_events, reference=data.reference)
     drawn = {p.n for p in ladder.drawn}
     steps = [{"index": s.get("index"), "t": f"{float(s['start']) - t0:.6f}" if s.get("start") else "",
               "title": str(s.get("title") or s.get("name") or ""), "host": str(s.get("host") or ""),

@@ -13,6 +13,7 @@ from typing import Any
 from ..analysis.timeline import snapshot_order
 from ..observe.sockets import parse_netstat
 from ..rundir import RunDir
+from ..runfiles.snapshots import SocketRow
 
 _QUEUED_STATES = {"ESTABLISHED", "CLOSE_WAIT", "SYN_RECV"}
 
@@ -43,7 +44,7 @@ class SnapshotView:
     hosts: list[HostTable]
 
 
-def mark_lines(raw: str, ss_records: list[dict[str, Any]] | None = None) -> list[TableLine]:
+def mark_lines(raw: str, ss_records: list[SocketRow] | None = None) -> list[TableLine]:
     """Each line of netstat's output, with marks on the sockets a reader should look at."""
     lines = raw.splitlines()
     recs = [parse_netstat(line) for line in lines]

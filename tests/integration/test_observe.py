@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from tcplab.observe.sockets import SocketRecord
-from tcplab.observe.tracer import instance_name, read_transitions
+from tcplab.observe.tracer import instance_name
+from tcplab.runfiles.transitions import read_path as read_transitions
 from tcplab.wire import ACK, FIN, SYN, RawPacket, TcpPacket, decode_tcp, read_pcap
 
 from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab, wait_for

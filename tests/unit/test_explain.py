@@ -9,7 +9,8 @@ import pytest
 from tcplab.analysis.explain import Explanation, explain, option_shape, window_reason, wscale_reason
 from tcplab.analysis.packets import load_traffic
 from tcplab.analysis.timeline import build_timelines
-from tcplab.model import parse_yaml
+from tcplab.rundir import RunDir
+from tcplab.runfiles.lab import read_for_report
 
 from .test_report_synth import HOSTS, write_closewait_run
 
@@ -22,7 +23,7 @@ def _explain(rd: Path, logs: dict[str, str] | None = None) -> tuple[Explanation,
     tl = build_timelines(trans, snaps, traffic.hosts, info["collected_at"])
     if logs is None:
         logs = {p.stem: p.read_text() for p in (rd / "logs").glob("*.log")}
-    lab = parse_yaml((rd / "lab.yaml").read_text(), "lab.yaml")
+    lab = read_for_report(RunDir(rd)).lab  # as the report reads it: this run's `expect` is not the model's
     return explain(traffic, tl, snaps, logs, lab, info["engine"]), traffic
 
 
@@ -123,10 +124,10 @@ def test_prompt_passive_close_is_not_a_finding_but_a_slow_one_is() -> None:
     from tcplab.analysis.packets import Traffic
 
     hosts = {"server": "10.0.0.2", "client": "10.0.0.3"}
-    quick = explain(Traffic([], [], hosts), build_timelines(_cw(10.0, 0.002), {}, hosts), {}, {}, {})
+    quick = explain(Traffic([], [], hosts), build_timelines(_cw(10.0, 0.002), {}, hosts), {}, {}, None)
     assert quick.findings == [] and quick.normal_closes == 1
     assert quick.normal_longest == pytest.approx(0.002)
-    slow = explain(Traffic([], [], hosts), build_timelines(_cw(10.0, 5.0), {}, hosts), {}, {}, {})
+    slow = explain(Traffic([], [], hosts), build_timelines(_cw(10.0, 5.0), {}, hosts), {}, {}, None)
     assert len(slow.findings) == 1 and slow.normal_closes == 0
     f = slow.findings[0]
     assert f.closed_by_app and f.ended_by == "close() by the application"

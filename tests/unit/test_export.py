@@ -14,12 +14,12 @@ import yaml
 
 from tcplab.backend.base import ContainerSpec, Mount
 from tcplab.export import ExportError, export_compose, export_to
-from tcplab.export.compose import HOLD_SCRIPT, LABEL_COMPOSE, escape, lab_specs
+from tcplab.export.compose import HOLD_SCRIPT, LABEL_COMPOSE, escape, export_plan
 from tcplab.model import load_lab
 from tcplab.observe.tracer import TRACEFS
 from tcplab.paths import COMPOSE_DIR, LABS_DIR
 from tcplab.peers.windows import WindowsPeerSidecar, host_sysctls
-from tcplab.play.session import LabRun
+from tcplab.plan import SidecarPlan, lab_plan
 
 from ..conftest import ROOT, lab_cmd, make_lab
 
@@ -77,13 +77,14 @@ def test_the_path_check_sees_a_host_path() -> None:
 
 
 def test_a_mount_outside_the_run_directory_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    original = LabRun.capture_spec
+    original = lab_plan.capture_sidecar
 
-    def leaky(self: LabRun, name: str) -> ContainerSpec:
-        spec = original(self, name)
-        return ContainerSpec(**{**spec.__dict__, "mounts": (Mount("/work/secret", "/capture"),)})
+    def leaky(*args: Any) -> SidecarPlan:
+        side = original(*args)
+        spec = ContainerSpec(**{**side.spec.__dict__, "mounts": (Mount("/work/secret", "/capture"),)})
+        return SidecarPlan(**{**side.__dict__, "spec": spec})
 
-    monkeypatch.setattr(LabRun, "capture_spec", leaky)
+    monkeypatch.setattr(lab_plan, "capture_sidecar", leaky)
     lab, resolved = load_lab(LABS_DIR / "closewait.yaml")
     with pytest.raises(ExportError, match="outside the run directory"):
         export_compose(lab, resolved, source="labs/closewait.yaml")
@@ -99,8 +100,7 @@ def test_export_is_deterministic() -> None:
 
 def test_services_are_the_containers_lab_up_starts() -> None:
     lab, resolved = load_lab(LABS_DIR / "closewait.yaml")
-    with tempfile.TemporaryDirectory() as tmp:
-        specs, _, _ = lab_specs(lab, resolved, Path(tmp))
+    specs = export_plan(lab)[0].containers()
     assert [s.name.removeprefix("tcplab-closewait-") for s in specs] == [
         "server", "linux", "win", "server-capture", "linux-capture", "win-capture", "win-peer", "tracer"]
     _, data = export(LABS_DIR / "closewait-linux.yaml")

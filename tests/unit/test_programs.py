@@ -17,6 +17,7 @@ from tcplab.model.loader import validate
 from tcplab.observe.programs import (ProgramOutput, describe_status, last_lines, parse_exit_file, read_programs,
                                      record_collected, record_start)
 from tcplab.rundir import RunDir
+from tcplab.runfiles import programs as program_events
 
 from .test_expectations import FIN_T, ROOT, STEP_TIMES, T0, make_run
 
@@ -292,7 +293,7 @@ def test_collection_records_exits_outputs_and_what_still_runs(tmp_path: Path) ->
              "first.log": b"Connected to server.\n"}
     record_collected(rd, "client", files, 103.0)
     record_collected(rd, "client", files, 104.0)  # a second collection writes no second exit
-    events = list(rd.read_jsonl(rd.programs_jsonl))
+    events = [e for _, e in program_events.read(rd)]
     assert [e["event"] for e in events].count("exit") == 1
     runs = read_programs(rd)
     reader, first = runs[("client", "reader")], runs[("client", "first")]

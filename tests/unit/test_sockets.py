@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 
 from tcplab.observe.sockets import SocketRecord, parse_netstat, parse_ss
-from tcplab.observe.tracer import StateTracer, instance_name, read_transitions, remove_instance, tracefs_missing
+from tcplab.observe.tracer import StateTracer, instance_name, remove_instance, tracefs_missing
+from tcplab.runfiles.transitions import read_path as read_transitions
 
 from ..conftest import load_module
 

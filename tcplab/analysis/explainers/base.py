@@ -2,7 +2,7 @@
 
 An explainer is one phenomenon (CLOSE_WAIT, a lingering FIN_WAIT2, TIME_WAIT,
 an RST after a close, ...). It reads the run's evidence (packets, socket
-timelines, snapshots, logs, the lab as resolved, run.json) and returns
+timelines, snapshots, logs, the lab as the model reads it, run.json) and returns
 findings only when its phenomenon is in the run; a run without it gets
 nothing from it. Each finding says which socket, which side, since when, why,
 and what fixes it, with every number taken from this run.
@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, ClassVar
 
+from ...model import Lab, Peer
+from ...peers import peer_kind
+from ...runfiles import run_info
+from ...runfiles.peer_events import PeerEvent
+from ...runfiles.run_info import RunInfo
+from ...runfiles.snapshots import Snapshots, SocketRow
+from ...runfiles.transitions import TransitionRecord
 from ...wire import ACK, FIN, RST, SYN
 from ..packets import Connection, Packet, Traffic
 from ..timeline import Interval, SnapshotSocket, SocketId, SocketTimeline, Timelines, snapshot_order, snapshot_sockets
@@ -89,12 +96,12 @@ class RunEvidence:
     """Everything an explainer may read, loaded once for all of them."""
     traffic: Traffic
     timelines: Timelines
-    snapshots: dict[str, Any]
+    snapshots: Snapshots
     logs: dict[str, str]
-    lab: dict[str, Any]
-    info: dict[str, Any]  # run.json
-    transitions: list[dict[str, Any]] = field(default_factory=list)  # sockets/transitions.jsonl records
-    peer_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # logs/peer/<host>.jsonl records
+    lab: Lab | None  # the run's lab.yaml through the model (None: a run without a readable one)
+    info: RunInfo  # run.json
+    transitions: list[TransitionRecord] = field(default_factory=list)  # sockets/transitions.jsonl records
+    peer_events: dict[str, list[PeerEvent]] = field(default_factory=dict)  # logs/peer/<host>.jsonl records
 
     @cached_property
     def t0(self) -> float:
@@ -118,8 +125,17 @@ class RunEvidence:
     def name(self, ip: str) -> str:
         return self.names.get(ip, ip)
 
-    def peer_conf(self, host: str) -> dict[str, Any]:
-        return peer_conf(self.lab, host)
+    def peer(self, host: str) -> Peer:
+        """The TCP stack ``host`` shows on the wire, as the lab set it (the model's default for a host the lab
+        does not name)."""
+        h = self.lab.hosts.get(host) if self.lab is not None else None
+        return h.peer if h is not None else Peer()
+
+    def fin_wait2_reset(self, host: str) -> float | None:
+        """After how many seconds ``host``'s stack resets a connection left in FIN_WAIT_2, as the run played it
+        (the lab's timer, else its peer kind's own: Windows' 120 s); None: it never does (Linux)."""
+        p = self.peer(host)
+        return peer_kind(p.os).fin_wait2_reset(p.fin_wait2_timeout)
 
     def connection(self, sock: SocketId) -> Connection | None:
         return find_connection(self.traffic, sock)
@@ -151,19 +167,19 @@ class RunEvidence:
         rec = ((self.info.get("sysctls") or {}).get(host) or {})
         if isinstance(rec, dict) and rec.get(name) is not None:
             return str(rec[name])
-        h = ((self.lab.get("hosts") or {}).get(host) or {})
-        if isinstance(h, dict):
-            if (h.get("sysctls") or {}).get(name) is not None:
-                return str(h["sysctls"][name])
-            if name == "net.ipv4.tcp_fin_timeout" and (h.get("peer") or {}).get("tcp_fin_timeout") is not None:
-                return str(h["peer"]["tcp_fin_timeout"])
+        h = self.lab.hosts.get(host) if self.lab is not None else None
+        if h is not None:
+            if h.sysctls.get(name) is not None:
+                return str(h.sysctls[name])
+            if name == "net.ipv4.tcp_fin_timeout" and h.peer.tcp_fin_timeout is not None:
+                return str(h.peer.tcp_fin_timeout)
         return None
 
     def sysctl_source(self, host: str, name: str) -> str:
         rec = ((self.info.get("sysctls") or {}).get(host) or {})
         return "recorded in run.json" if isinstance(rec, dict) and rec.get(name) is not None else "set in lab.yaml"
 
-    def resets(self, event: str | None = None) -> list[dict[str, Any]]:
+    def resets(self, event: str | None = None) -> list[TransitionRecord]:
         """The tracer's reset records (tcp_send_reset / tcp_receive_reset), in time order."""
         out = [r for r in self.transitions if r.get("event") in ("tcp_send_reset", "tcp_receive_reset")
                and (event is None or r.get("event") == event)]
@@ -257,7 +273,7 @@ def previous_interval(tl: SocketTimeline, iv: Interval) -> Interval | None:
     return tl.intervals[i - 1] if i > 0 else None
 
 
-def listener_records(snapshots: dict[str, Any], host: str, port: int) -> list[tuple[str, float, dict[str, Any]]]:
+def listener_records(snapshots: Snapshots, host: str, port: int) -> list[tuple[str, float, SocketRow]]:
     """The LISTEN socket of ``host`` on ``port`` in each snapshot (netstat's record: owner, Recv-Q)."""
     out = []
     for name, snap in snapshot_order(snapshots):
@@ -278,20 +294,6 @@ def log_mentions(text: str) -> dict[str, list[str]]:
     return out
 
 
-def peer_conf(lab: dict[str, Any], host: str) -> dict[str, Any]:
-    h = ((lab.get("hosts") or {}).get(host) or {})
-    return dict(h.get("peer") or {}) if isinstance(h, dict) else {}
-
-
-def seconds(value: Any) -> float | None:
-    from ...model.duration import parse_duration
-
-    try:
-        return parse_duration(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def last_timer(rows: list[SnapshotSocket], sock: SocketId) -> tuple[str, str] | None:
     """The last (snapshot, ss timer) shown for ``sock``: the kernel's own countdown, e.g. ``timewait,51sec,0``."""
     found = None
@@ -310,10 +312,10 @@ def kernel_version(release: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def kernel_hz(info: dict[str, Any]) -> tuple[int, str] | None:
+def kernel_hz(info: RunInfo) -> tuple[int, str] | None:
     """The kernel's HZ (timer ticks per second) and where the run found it: run.json ``kernel.hz``
     (with ``kernel.hz_source``); None when the run does not record it."""
     k = info.get("kernel")
     if isinstance(k, dict) and isinstance(k.get("hz"), int) and k["hz"] > 0:
-        return k["hz"], str(k.get("hz_source") or "run.json")
+        return k["hz"], str(k.get("hz_source") or run_info.NAME)
     return None

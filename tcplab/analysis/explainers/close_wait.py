@@ -7,11 +7,12 @@ within :data:`LINGER` is a normal passive close: counted, not explained.
 """
 from __future__ import annotations
 
+from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ..packets import Packet
 from ..timeline import Interval, SnapshotSocket, SocketId, SocketTimeline, timer_left
 from .base import (LINGER, MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t,
                    is_fin, is_rst, is_syn, last_timer, listener_records, log_mentions, next_interval,
-                   packets_from, register, seconds, where)
+                   packets_from, register, where)
 
 
 @register
@@ -212,8 +213,6 @@ def _program_busy(rows: list[SnapshotSocket], host: str, s: SocketId, owner: str
 def _peer_side(run: RunEvidence, s: SocketId, peer: str, fin: Packet | None, rst: Packet | None,
                closed_by_app: bool) -> Fact | None:
     other = run.other_end(s)
-    conf = run.peer_conf(peer)
-    os_name = str(conf.get("os") or "linux")
     t0 = run.t0
     parts: list[str] = []
     at: float | None = None
@@ -243,12 +242,11 @@ def _peer_side(run: RunEvidence, s: SocketId, peer: str, fin: Packet | None, rst
                     text += f": timer:({timer[1]}) at snapshot {timer[0]}" + (
                         f", {fmt_span(left[1])} left" if left else "")
                 parts.append(text + ")")
-    if os_name == "windows":
-        timeout = seconds(conf.get("fin_wait2_timeout"))
-        timeout = 120.0 if timeout is None else timeout
+    timeout = run.fin_wait2_reset(peer)  # its FIN_WAIT_2 timer: a Windows peer's
+    if timeout is not None:
         text = (f"{peer} emulates Windows, which resets a connection whose peer never sends its FIN "
                 f"{fmt_span(timeout)} after its own FIN (peer.fin_wait2_timeout in this run's lab.yaml; "
-                "Windows' default is 120 s)")
+                f"Windows' default is {WINDOWS_DEFAULT:g} s)")
         if rst is not None and fin is not None:
             text += f"; measured here: {fmt_span(rst.ts - fin.ts)}"
         parts.append(text)
@@ -256,7 +254,7 @@ def _peer_side(run: RunEvidence, s: SocketId, peer: str, fin: Packet | None, rst
         parts.append(f"{peer}'s program still holds its socket ({held} in the snapshots) after shutting down its "
                      "side: no timer ends its FIN_WAIT2, and nothing from the peer will end the CLOSE_WAIT")
     elif fin is not None and rst is None and not closed_by_app:
-        fto = conf.get("tcp_fin_timeout")
+        fto = run.peer(peer).tcp_fin_timeout
         when = f"net.ipv4.tcp_fin_timeout ({fto} s in this run's lab.yaml; 60 s by default)" if fto else \
             "net.ipv4.tcp_fin_timeout (60 s by default)"
         parts.append(f"{peer} is a Linux peer: Linux drops an orphaned FIN_WAIT2 socket silently after {when} "

@@ -8,9 +8,10 @@ application still holds after shutdown() (no timer at all).
 """
 from __future__ import annotations
 
+from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ..timeline import Interval, SocketTimeline, timer_left
 from .base import (LINGER, MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, ack_of, fmt_span, fmt_t,
-                   is_fin, is_rst, last_timer, packets_from, register, seconds, where)
+                   is_fin, is_rst, last_timer, packets_from, register, where)
 
 
 @register
@@ -85,8 +86,8 @@ def fin_wait2_finding(run: RunEvidence, tl: SocketTimeline, iv: Interval) -> Fin
             text += f"; its socket sat in CLOSE_WAIT from {fmt_t(cw.start, t0)}: {peer}'s side never closed"
         facts.append(Fact(text + ".", None))
 
-    conf = run.peer_conf(host)
-    windows = str(conf.get("os") or "linux") == "windows"
+    timeout = run.fin_wait2_reset(host)  # its FIN_WAIT_2 timer: a Windows peer's
+    windows = timeout is not None
     rst = next((p for p in packets_from(conn, s.local_ip) if is_rst(p) and p.ts >= iv.start - 0.001), None)
     ended_by = ""
     if iv.end is None:
@@ -109,12 +110,10 @@ def fin_wait2_finding(run: RunEvidence, tl: SocketTimeline, iv: Interval) -> Fin
                           + (f", with no RST from {host} in the captures" if conn is not None and rst is None else "")
                           + ".", iv.end))
 
-    timeout = seconds(conf.get("fin_wait2_timeout"))
-    if windows:
-        timeout = 120.0 if timeout is None else timeout
+    if timeout is not None:
         facts.append(Fact(f"{host} emulates Windows, whose FIN_WAIT_2 timer resets the connection "
                           f"{fmt_span(timeout)} after its FIN (peer.fin_wait2_timeout in this run's lab.yaml; "
-                          "Windows' default is 120 s).", None))
+                          f"Windows' default is {WINDOWS_DEFAULT:g} s).", None))
     elif fto is not None:
         src = run.sysctl_source(host, "net.ipv4.tcp_fin_timeout")
         facts.append(Fact(f"net.ipv4.tcp_fin_timeout on {host} is {fto} s ({src}; "

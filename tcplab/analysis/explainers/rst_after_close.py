@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
+from ...runfiles.peer_events import PeerEvent
+from ...runfiles.transitions import TransitionRecord
 from ..packets import Connection, Packet
 from ..timeline import SocketId
 from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_fin, is_rst,
-                   is_synack, packets_from, register, seconds, where)
+                   is_synack, packets_from, register, where)
 
 _NEAR = 0.005  # a tracer reset record this close to a captured RST (same ports) is about that RST
 
@@ -45,7 +48,7 @@ class RstAfterClose(Explainer):
         return out
 
 
-def _reason(run: RunEvidence, rst: Packet) -> dict[str, Any] | None:
+def _reason(run: RunEvidence, rst: Packet) -> TransitionRecord | None:
     key = (rst.tcp.src, rst.tcp.sport, rst.tcp.dst, rst.tcp.dport)
     for r in run.resets("tcp_send_reset"):
         if (str(r.get("saddr")), int(r.get("sport") or 0), str(r.get("daddr")), int(r.get("dport") or 0)) == key \
@@ -54,7 +57,7 @@ def _reason(run: RunEvidence, rst: Packet) -> dict[str, Any] | None:
     return None
 
 
-def _received(run: RunEvidence, rst: Packet) -> dict[str, Any] | None:
+def _received(run: RunEvidence, rst: Packet) -> TransitionRecord | None:
     key = (rst.tcp.dst, rst.tcp.dport, rst.tcp.src, rst.tcp.sport)
     for r in run.resets("tcp_receive_reset"):
         if (str(r.get("saddr")), int(r.get("sport") or 0), str(r.get("daddr")), int(r.get("dport") or 0)) == key \
@@ -63,7 +66,7 @@ def _received(run: RunEvidence, rst: Packet) -> dict[str, Any] | None:
     return None
 
 
-def _peer_log(run: RunEvidence, host: str, rst: Packet) -> dict[str, Any] | None:
+def _peer_log(run: RunEvidence, host: str, rst: Packet) -> PeerEvent | None:
     """The peer sidecar's own record of sending this RST (logs/peer/<host>.jsonl)."""
     for e in run.peer_events.get(host, []):
         conn = e.get("conn") or {}
@@ -80,15 +83,14 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     own_fin = next((p for p in packets_from(conn, src_ip) if is_fin(p) and p.n < rst.n), None)
     peer_fin = next((p for p in packets_from(conn, dst_ip) if is_fin(p) and p.n < rst.n), None)
     reason_rec = _reason(run, rst)
-    reason = str((reason_rec or {}).get("reason") or "")
+    reason = str(reason_rec.get("reason") or "") if reason_rec is not None else ""
     data_after = [p for p in packets_from(conn, dst_ip) if p.tcp.payload and p.n < rst.n
                   and (own_fin is None or p.n > own_fin.n)]
     unread = [p for p in packets_from(conn, dst_ip) if p.tcp.payload and p.n < rst.n]
     sock = SocketId(host, src_ip, rst.tcp.sport, dst_ip, rst.tcp.dport)
     facts: list[Fact] = []
     since: float | None = None
-    conf = run.peer_conf(host)
-    windows = str(conf.get("os") or "linux") == "windows"
+    timeout = run.fin_wait2_reset(host)  # its FIN_WAIT_2 timer: a Windows peer's
 
     if own_fin is not None and peer_fin is None and not data_after:
         kind = "fin_wait2_timeout"
@@ -137,7 +139,8 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     got = _received(run, rst)
     other = run.timelines.find(SocketId(peer, dst_ip, rst.tcp.dport, src_ip, rst.tcp.sport))
     if got is not None or other is not None:
-        state = (got or {}).get("state") or (other.state_at(rst.ts - 1e-6) if other is not None else None)
+        state = (got.get("state") if got is not None else None) or (
+            other.state_at(rst.ts - 1e-6) if other is not None else None)
         if state:
             facts.append(Fact(f"On {peer} the RST ended a socket in {state}"
                               + (" (tracepoint tcp_receive_reset)" if got is not None else "") + ".", rst.ts))
@@ -146,13 +149,11 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     if kind == "fin_wait2_timeout" and own_fin is not None:
         after = fmt_span(rst.ts - own_fin.ts)
         title = f"{place}: RST {after} after {host}'s FIN"
-        if windows:
-            timeout = seconds(conf.get("fin_wait2_timeout"))
-            timeout = 120.0 if timeout is None else timeout
+        if timeout is not None:
             why = (f"{host} emulates Windows: when a connection it has closed stays in FIN_WAIT_2 (its FIN acked, no "
-                   f"FIN from the peer) for its FIN_WAIT_2 timer, {fmt_span(timeout)} in this run's lab.yaml (120 s in "
-                   f"Windows), Windows resets it. Linux would not: it drops an orphaned FIN_WAIT2 silently after "
-                   "net.ipv4.tcp_fin_timeout.")
+                   f"FIN from the peer) for its FIN_WAIT_2 timer, {fmt_span(timeout)} in this run's lab.yaml "
+                   f"({WINDOWS_DEFAULT:g} s in Windows), Windows resets it. Linux would not: it drops an orphaned "
+                   "FIN_WAIT2 silently after net.ipv4.tcp_fin_timeout.")
         else:
             why = f"{host} gave up waiting for {peer}'s FIN {after} after its own and reset the connection."
         fix = (f"The RST is {host}'s way out of a connection the other end never closed. The fix is on {peer}: "

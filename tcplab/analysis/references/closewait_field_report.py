@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ...peers.windows import syn_profile
 from ...wire import ACK
 from ..explainers.base import (Finding, RunEvidence, find_connection, fmt_span, is_fin, is_rst, is_syn, is_synack,
-                               kernel_hz, kernel_version, option_shape, seconds)
+                               kernel_hz, kernel_version, option_shape)
 from ..packets import Connection, Packet
 from ..timeline import SocketId
 from .base import Difference, Reference, register_reference
@@ -200,8 +201,8 @@ def compare_connection(run: RunEvidence, conn: Connection) -> list[Difference]:
     synack = next((p for p in conn.packets if is_synack(p)), None)
     client = conn.client or client_ip
     server = conn.server or server_ip
-    conf = run.peer_conf(client)
-    peer_os = str(conf.get("os") or "linux")
+    peer = run.peer(client)
+    peer_os = peer.os
     if syn is not None:
         mine = f"win {syn.tcp.win}, {option_shape(syn.tcp.options)}, ttl {syn.tcp.ttl}"
         r = ref["syn"]
@@ -209,7 +210,7 @@ def compare_connection(run: RunEvidence, conn: Connection) -> list[Difference]:
         if mine == theirs:
             why = "The same: this run's client SYN matches the Windows 7 fingerprint."
         elif peer_os == "windows":
-            prof = conf.get("syn") or "windows-10"
+            prof = syn_profile(peer)
             why = (f"{client} emulates Windows with the SYN profile '{prof}' (lab.yaml); "
                    + window_reason(syn.tcp.win, _mss(syn), False, "client", rule=False))
         else:
@@ -279,7 +280,7 @@ def compare_connection(run: RunEvidence, conn: Connection) -> list[Difference]:
     theirs = f"{r['label']}, {r['after_fin']:.3f} s after the FIN"
     if rst is not None:
         mine = f"{rst.label()}, {rst.ts - fin.ts:.3f} s after the FIN"
-        timeout = seconds(conf.get("fin_wait2_timeout"))
+        timeout = peer.fin_wait2_timeout  # as the lab set it (None: Windows' own)
         why = ("Windows' FIN_WAIT_2 timer" + (f", set to {fmt_span(timeout)} in this run's lab.yaml "
                                               "(120 s in Windows)" if timeout is not None else ""))
         rows.append(Difference(f"{client}'s RST", theirs, mine, why + "."))
