@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Container, Iterable
+from typing import Container, Iterable
 
 from ..runfiles.steps import StepRecord
 from ..wire import PcapngWriter, RawPacket, read_pcap

@@ -66,6 +66,14 @@ def run_end(data: RunData, timelines_hint: float | None = None) -> float:
     return max(times) if times else time.time()
 
 
+def expect_count(data: RunData) -> int:
+    """How many expectations the lab defines (those of a lab.yaml the model refused, too)."""
+    if data.lab is not None and "expect" not in data.lab_refused:
+        return len(data.lab.expect)
+    refused = data.lab_refused.get("expect")
+    return len(refused) if isinstance(refused, list) else 0
+
+
 def summary(data: RunData) -> dict[str, Any]:
     info, lab = data.info, data.lab
     started, ended = info.get("started"), info.get("ended") or info.get("collected_at")
@@ -102,7 +110,7 @@ def summary(data: RunData) -> dict[str, Any]:
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
         "capabilities": caps, "capture_stats": stats, "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
-        "expect_count": len(lab.expect) if lab is not None else 0, "error": str(info.get("error") or ""),
+        "expect_count": expect_count(data), "error": str(info.get("error") or ""),
         "problems": data.problems,
     }
 

@@ -129,7 +129,7 @@ def fin_wait2_finding(run: RunEvidence, tl: SocketTimeline, iv: Interval) -> Fin
         lim = f"{fto} s here" if fto is not None else "60 s by default"
         why += (" No application holds this socket any more, so the operating system bounds the wait: Linux drops an "
                 f"orphaned FIN_WAIT2 silently after net.ipv4.tcp_fin_timeout ({lim}); Windows resets the connection "
-                "when its FIN_WAIT_2 timer expires (120 s by default).")
+                f"when its FIN_WAIT_2 timer expires ({WINDOWS_DEFAULT:g} s by default).")
     elif owners:
         why += (" The application still holds the socket after shutdown(), so no timer applies: it waits as long as "
                 "that.")

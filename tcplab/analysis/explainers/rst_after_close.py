@@ -14,8 +14,6 @@ unexplained here.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ...runfiles.peer_events import PeerEvent
 from ...runfiles.transitions import TransitionRecord

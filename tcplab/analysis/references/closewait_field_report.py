@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ...peers.windows import syn_profile
 from ...wire import ACK
 from ..explainers.base import (Finding, RunEvidence, find_connection, fmt_span, is_fin, is_rst, is_syn, is_synack,
@@ -282,7 +283,7 @@ def compare_connection(run: RunEvidence, conn: Connection) -> list[Difference]:
         mine = f"{rst.label()}, {rst.ts - fin.ts:.3f} s after the FIN"
         timeout = peer.fin_wait2_timeout  # as the lab set it (None: Windows' own)
         why = ("Windows' FIN_WAIT_2 timer" + (f", set to {fmt_span(timeout)} in this run's lab.yaml "
-                                              "(120 s in Windows)" if timeout is not None else ""))
+                                              f"({WINDOWS_DEFAULT:g} s in Windows)" if timeout is not None else ""))
         rows.append(Difference(f"{client}'s RST", theirs, mine, why + "."))
     else:
         fto = run.sysctl(client, "net.ipv4.tcp_fin_timeout")
