@@ -58,7 +58,8 @@ def lab(*args: str, cwd: Path) -> None:
 
 
 def summary(name: str, errors_ms: list[float]) -> str:
-    return (f"{name:<34} n={len(errors_ms):<3} min {min(errors_ms):7.3f} ms  median {statistics.median(errors_ms):7.3f} ms"
+    median = statistics.median(errors_ms)
+    return (f"{name:<34} n={len(errors_ms):<3} min {min(errors_ms):7.3f} ms  median {median:7.3f} ms"
             f"  max {max(errors_ms):7.3f} ms")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -219,7 +219,7 @@ class PcapngWriter:
         self.interfaces += 1
         return self.interfaces - 1
 
-    def add_packet(self, interface: int, ts: float, data: bytes, orig_len: int, comments: list[str] = ()) -> None:
+    def add_packet(self, interface: int, ts: float, data: bytes, orig_len: int, comments: Sequence[str] = ()) -> None:
         us = int(round(ts * 1e6))
         opts = b"".join(_opt(1, c.encode()) for c in comments)
         if opts:

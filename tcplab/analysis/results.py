@@ -82,7 +82,8 @@ def junit_document(ev: Evaluation, hostname: str | None = None, timestamp: float
     out.text = _x("\n".join(v.message for v in ev.verdicts) + "\n")
     ET.SubElement(suite, "system-err").text = ""
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
 
 
 def write_junit(ev: Evaluation, path: str | Path) -> Path:

@@ -93,9 +93,8 @@ class DockerBackend:
         )
         networking = None
         if spec.network and not spec.joins and not spec.isolated:
-            networking = api.create_networking_config({
-                spec.network: api.create_endpoint_config(ipv4_address=spec.ip, aliases=list(spec.aliases) or None)
-            })
+            endpoint = api.create_endpoint_config(ipv4_address=spec.ip, aliases=list(spec.aliases) or None)
+            networking = api.create_networking_config({spec.network: endpoint})  # type: ignore[arg-type]  # the stubs say one EndpointConfig; the API takes a mapping by network
         _engine_call(f"create container {spec.name}", lambda: api.create_container(
             spec.image, command=spec.command, name=spec.name,
             hostname=None if spec.joins else spec.hostname,
@@ -105,7 +104,8 @@ class DockerBackend:
 
     def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult:
         api = self.api
-        eid = _engine_call(f"exec in {container}", lambda: api.exec_create(container, argv, stdout=True, stderr=True))["Id"]
+        eid = _engine_call(f"exec in {container}",
+                           lambda: api.exec_create(container, argv, stdout=True, stderr=True))["Id"]
         out, err = _engine_call(f"exec in {container}", lambda: api.exec_start(eid, demux=True))
         code = _engine_call(f"exec in {container}", lambda: api.exec_inspect(eid)).get("ExitCode")
         return ExecResult(code if code is not None else -1, (out or b"").decode("utf-8", "replace"),

@@ -31,7 +31,8 @@ def parse_yaml(text: str, file: str) -> dict[str, Any]:
     if data is None:
         raise LabError(file, "", "the file is empty: a lab needs at least a name and hosts")
     if not isinstance(data, dict):
-        kind = {list: "a list", str: "a string"}.get(type(data), f"a {type(data).__name__}")
+        kinds: dict[type, str] = {list: "a list", str: "a string"}
+        kind = kinds.get(type(data), f"a {type(data).__name__}")
         raise LabError(file, "", f"a lab file is a mapping (name: ..., hosts: ..., steps: ...), not {kind}")
     return data
 
@@ -175,16 +176,19 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
         for field in (("from_", "to") if exp.packet is not None else ("host", "peer")):
             h = getattr(body, field, None)
             if isinstance(h, str) and h not in hosts:
-                raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}", f"unknown host '{h}' (hosts: {', '.join(hosts)})")
+                raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}",
+                               f"unknown host '{h}' (hosts: {', '.join(hosts)})")
         if exp.program is not None:
             _check_program(lab, file, where, exp.program)
         if exp.state is not None:
             if exp.state.at not in snapshots:
-                raise LabError(file, f"{where}.state.at", f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
+                raise LabError(file, f"{where}.state.at",
+                               f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
             said = [k for k, v in (("is", exp.state.is_), ("not", exp.state.not_), ("absent", exp.state.absent or None))
                     if v is not None]
             if len(said) != 1:
-                raise LabError(file, f"{where}.state", "give exactly one of 'is: STATE', 'not: STATE' or 'absent: true'")
+                raise LabError(file, f"{where}.state",
+                               "give exactly one of 'is: STATE', 'not: STATE' or 'absent: true'")
         anchor_field = "after" if exp.packet is not None else "near"
         anchor = getattr(body, anchor_field, None)
         if anchor is not None and anchor not in names and anchor not in snapshots and anchor not in steps:
@@ -194,7 +198,8 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
         if exp.packet is not None:
             pm = exp.packet
             if pm.delay is not None and pm.after is None:
-                raise LabError(file, f"{where}.packet.delay", "a delay needs 'after' (the expectation or step it counts from)")
+                raise LabError(file, f"{where}.packet.delay",
+                               "a delay needs 'after' (the expectation or step it counts from)")
             if isinstance(pm.delay, str):
                 try:
                     lab.duration_field(pm.delay)
@@ -219,10 +224,12 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                 raise LabError(file, f"{where}.packet.count", "count counts every matching packet of the window: "
                                f"drop {'nth' if pm.nth is not None else 'any'}")
             if pm.flags is not None and pm.has_flags is not None:
-                raise LabError(file, f"{where}.packet.has_flags", "give flags (exactly) or has_flags (at least), not both")
+                raise LabError(file, f"{where}.packet.has_flags",
+                               "give flags (exactly) or has_flags (at least), not both")
             both = set(pm.options or pm.with_options or []) & set(pm.without_options or [])
             if both:
-                raise LabError(file, f"{where}.packet.without_options", f"{', '.join(sorted(both))} is also required present")
+                raise LabError(file, f"{where}.packet.without_options",
+                               f"{', '.join(sorted(both))} is also required present")
         names.add(exp.name)
 
 

@@ -14,7 +14,7 @@ import re
 import reprlib
 import types
 import typing
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel
 
@@ -30,9 +30,11 @@ _USER_KEYS = {"hosts", "env", "sysctls"}
 _PATTERN_HINTS = {
     r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$": "is not an image of this project (write e.g. tcplab/client)",
     r"^[1-9][0-9]{0,5}[kmg]$": "is not a size (write e.g. 256m or 1g)",
-    r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$": "cannot be set: a lab sets only net.ipv4.*, net.ipv6.* and net.core.* sysctls",
+    r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$":
+        "cannot be set: a lab sets only net.ipv4.*, net.ipv6.* and net.core.* sysctls",
     r"^[0-9 ]{1,64}$": "is not a sysctl value (write a number, or numbers separated by spaces)",
-    r"^[A-Za-z_][A-Za-z0-9_]{0,63}$": "is not an environment variable name (letters, digits and '_', not starting with a digit)",
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}$":
+        "is not an environment variable name (letters, digits and '_', not starting with a digit)",
     r"^[SFRPUEW.]{1,8}$|^none$": "is not a set of TCP flags as tcpdump prints them (e.g. S, S., F., R., .)",
     r"^[SFRPUEW]{1,7}$": "is not a set of TCP flag letters (S F R P U E W, e.g. F)",
 }
@@ -63,7 +65,8 @@ def _type_name(value: Any) -> str:
         return f"'{'true' if value else 'false'}'"
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
-    return {str: "a string", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    kinds: dict[type, str] = {str: "a string", list: "a list", dict: "a mapping"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def render_key(key: Any) -> str:
@@ -231,7 +234,7 @@ def _size(given: Any) -> int | None:
         return None
 
 
-def message(err: dict[str, Any], root: type[BaseModel]) -> str:
+def message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     """The 'what is wrong' part of the line for one pydantic error."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -264,7 +267,8 @@ def message(err: dict[str, Any], root: type[BaseModel]) -> str:
         return f"expected true or false, not {short(given)}"
     if kind in ("greater_than", "greater_than_equal"):
         bound = ctx.get("gt", ctx.get("ge"))
-        return f"{short(given)} is too small (it must be {'more than' if kind == 'greater_than' else 'at least'} {bound})"
+        least = "more than" if kind == "greater_than" else "at least"
+        return f"{short(given)} is too small (it must be {least} {bound})"
     if kind in ("less_than", "less_than_equal"):
         bound = ctx.get("lt", ctx.get("le"))
         return f"{short(given)} is too large (it must be {'less than' if kind == 'less_than' else 'at most'} {bound})"
@@ -307,7 +311,7 @@ def _parent(loc: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(loc[:-1])
 
 
-def pick(errors: list[dict[str, Any]]) -> dict[str, Any]:
+def pick(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The error to report: the first, except that a typo ('imgae') beats the field it left missing."""
     first = errors[0]
     if first["type"] == "missing":
@@ -317,7 +321,7 @@ def pick(errors: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-def describe(errors: list[dict[str, Any]], root: type[BaseModel]) -> tuple[str, str]:
+def describe(errors: Sequence[Mapping[str, Any]], root: type[BaseModel]) -> tuple[str, str]:
     """(field path, message) for a pydantic ValidationError's errors()."""
     err = pick(errors)
     return render_path(clean_loc(err["loc"])), message(err, root)

@@ -44,7 +44,7 @@ class _SlowLoader(yaml.SafeLoader):
     """Pure-Python SafeLoader: its error messages are the same on every installation."""
 
 
-class _Loader(_FastLoader):  # type: ignore[misc, valid-type]
+class _Loader(_FastLoader):  # type: ignore[misc]
     """SafeLoader (libyaml's when present) whose mappings were checked for duplicate keys first."""
 
 
@@ -60,7 +60,8 @@ def decode(raw: bytes, file: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise LabError(file, f"line {line}", f"byte 0x{raw[e.start]:02x} is not UTF-8: save the file as UTF-8") from None
+        raise LabError(file, f"line {line}",
+                       f"byte 0x{raw[e.start]:02x} is not UTF-8: save the file as UTF-8") from None
 
 
 def _line_col(text: str, pos: int) -> str:
@@ -99,7 +100,8 @@ def _check_events(text: str, file: str) -> None:
         if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             open_.append([0, ev.anchor, ev.start_mark])
             if len(open_) > MAX_DEPTH:
-                raise LabError(file, f"line {ev.start_mark.line + 1}", f"nested deeper than {MAX_DEPTH} levels")
+                where = f"line {ev.start_mark.line + 1}" if ev.start_mark is not None else ""
+                raise LabError(file, where, f"nested deeper than {MAX_DEPTH} levels")
         elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             inside, anchor, mark = open_.pop()
             if anchor:
@@ -110,7 +112,7 @@ def _check_events(text: str, file: str) -> None:
                 sizes[ev.anchor] = 1
             add(1, ev.start_mark)
         elif isinstance(ev, yaml.AliasEvent):
-            add(sizes.get(ev.anchor, 1), ev.start_mark)
+            add(sizes.get(ev.anchor or "", 1), ev.start_mark)
 
 
 def _check_keys(node: yaml.Node, path: list[Any], file: str, seen: set[int]) -> None:

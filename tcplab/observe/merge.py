@@ -60,7 +60,7 @@ class StepMark:
 
 def step_marks(steps: Iterable[StepRecord]) -> list[StepMark]:
     """The comments of played steps (records of steps.jsonl), in time order."""
-    marks = []
+    marks: list[StepMark] = []
     for s in steps:
         if "start" not in s:
             continue
@@ -71,7 +71,8 @@ def step_marks(steps: Iterable[StepRecord]) -> list[StepMark]:
     return sorted(marks, key=lambda m: (m.ts, m.index))
 
 
-def select_packets(captures: dict[str, list[RawPacket]], host_ips: dict[str, str]) -> list[tuple[float, str, RawPacket]]:
+def select_packets(captures: dict[str, list[RawPacket]],
+                   host_ips: dict[str, str]) -> list[tuple[float, str, RawPacket]]:
     """Each packet once (see the module's doc), as (time, host whose copy it is, packet), in time order."""
     ip_host = {ip: h for h, ip in host_ips.items()}
     keep: list[tuple[float, int, str, RawPacket]] = []

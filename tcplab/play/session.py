@@ -10,12 +10,13 @@ an interrupt is on disk.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
 from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult, Removed
@@ -127,7 +128,7 @@ class LabRun:
         with self.phase("hosts_and_sidecars"):
             self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers")
             # each host's sidecars start as soon as that host runs; the tracer needs no host
-            self._all([self.start_tracer] + [lambda n=n: self.start_host_and_sidecars(n) for n in self.lab.hosts])
+            self._all([self.start_tracer] + [partial(self.start_host_and_sidecars, n) for n in self.lab.hosts])
         with self.phase("programs"):
             self.probe_evidence()
             for name, host in self.lab.hosts.items():
@@ -147,12 +148,12 @@ class LabRun:
         host = planned.spec
         self.backend.create_container(host)
         # the sidecars are created while their host starts: sharing its namespace needs it to exist, not to run
-        self._all([lambda: self.backend.start_created(host.name)]
-                  + [lambda s=s: self._create(s.spec) for s in planned.sidecars])
+        self._all([partial(self.backend.start_created, host.name)]
+                  + [partial(self._create, s.spec) for s in planned.sidecars])
         checkpoint(f"host:{name}")
         if self.stopping.is_set():
             return
-        self._all([lambda s=s: self.start_sidecar(s, created=True) for s in planned.sidecars])
+        self._all([partial(self.start_sidecar, s, created=True) for s in planned.sidecars])
 
     def _create(self, spec: ContainerSpec) -> None:
         self.backend.create_container(spec)
@@ -184,7 +185,7 @@ class LabRun:
         if not self.backend.shares_files:
             self.mirrors += [FileMirror(self.backend, spec.name, f.path, f.local) for f in sidecar.follow]
 
-    def _all(self, calls: list[Callable[[], None]]) -> None:
+    def _all(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
         if len(calls) == 1:
             calls[0]()
@@ -333,7 +334,7 @@ class LabRun:
             tables[host] = both
 
         running = [h for h in self.lab.hosts if self.host_running(h)]
-        self._all([lambda h=h: one(h) for h in running])
+        self._all([partial(one, h) for h in running])
         for h in self.lab.hosts:
             if h not in running:
                 tables[h] = {"missing": f"host {h} was not running"}
@@ -464,8 +465,8 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     # none of these depends on another: the last snapshot, logs, capture counts and capabilities go at once
     run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
-             + [best_effort(f"logs of {s.spec.name}", lambda s=s: sidecar_log(s)) for s in sidecars]
-             + [best_effort(f"logs of {h}", lambda h=h: host_logs(h)) for h in lab.hosts])
+             + [best_effort(f"logs of {s.spec.name}", partial(sidecar_log, s)) for s in sidecars]
+             + [best_effort(f"logs of {h}", partial(host_logs, h)) for h in lab.hosts])
     if not backend.shares_files:
         best_effort("copying the artifacts out", lambda: copy_out(backend, rd, run.plan))()
     steps = steps_file.read(rd)

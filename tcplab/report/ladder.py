@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Mapping, Union
 
 from markupsafe import Markup
 
@@ -83,7 +83,7 @@ def select_packets(traffic: Traffic, opts: LadderOptions) -> set[int]:
     return keep
 
 
-def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[dict[str, Any]], gap: float) -> list[Row]:
+def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[Mapping[str, Any]], gap: float) -> list[Row]:
     """Rows in time order: packets drawn, folds of packets not drawn, steps, and idle gaps between packets."""
     step_rows = sorted((StepRow(float(s["start"]), int(s.get("index", 0)), str(s.get("title") or s.get("name") or ""),
                                 str(s.get("outcome") or "ok")) for s in steps if "start" in s),
@@ -130,7 +130,7 @@ def host_order(traffic: Traffic) -> list[str]:
         for h in (p.src_host or p.tcp.src, p.dst_host or p.tcp.dst):
             if h not in names:
                 names.append(h)
-    degree = Counter()
+    degree: Counter[str] = Counter()
     for c in traffic.connections:
         for h in {c.client or c.key[0], c.server or c.key[2]}:
             degree[h] += 1
@@ -182,7 +182,7 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
     y = HEAD
     items: list[str] = []
     for row in rows:
-        h = ROW_H[type(row)]
+        rh = ROW_H[type(row)]
         if isinstance(row, PacketRow):
             items.append(_arrow(row.packet, xs, y + 10, t0))
         elif isinstance(row, StepRow):
@@ -197,19 +197,20 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
             label = (f"⋯ {row.count:,} packets not drawn (#{row.first}–#{row.last}, "
                      f"{row.end - row.start:.3f} s) — {top}{more}")
             items.append(el("g", title(label + ". Open the capture to see them."),
-                            el("rect", x=GUTTER - 6, y=y + 4, width=right - GUTTER + 6, height=h - 8, class_="foldbg"),
-                            text(GUTTER + 4, y + h / 2 + 4, label, class_="foldtext"), class_="fold"))
+                            el("rect", x=GUTTER - 6, y=y + 4, width=right - GUTTER + 6, height=rh - 8, class_="foldbg"),
+                            text(GUTTER + 4, y + rh / 2 + 4, label, class_="foldtext"), class_="fold"))
         else:
-            zig = _zigzag(GUTTER - 6, right, y + 10) + _zigzag(GUTTER - 6, right, y + h - 10)
+            zig = _zigzag(GUTTER - 6, right, y + 10) + _zigzag(GUTTER - 6, right, y + rh - 10)
             label = f"{row.seconds:.3f} s"
             items.append(el("g", title(f"{label} without packets"),
-                            el("rect", x=GUTTER - 6, y=y + 10, width=right - GUTTER + 6, height=h - 20, class_="gapbg"),
-                            zig, text((GUTTER + right) / 2, y + h / 2 + 4, label, class_="gaptext",
+                            el("rect", x=GUTTER - 6, y=y + 10, width=right - GUTTER + 6, height=rh - 20,
+                               class_="gapbg"),
+                            zig, text((GUTTER + right) / 2, y + rh / 2 + 4, label, class_="gaptext",
                                       text_anchor="middle"),
                             class_="gap"))
-        y += h
+        y += rh
     height = y + 20
-    for h, x in xs.items():
+    for x in xs.values():
         body.append(el("line", x1=x, y1=HEAD - 8, x2=x, y2=height - 10, class_="lifeline"))
     body.extend(items)
     return svg(width, height, body, class_="ladder", role="img", aria_label="ladder diagram")

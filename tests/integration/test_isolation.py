@@ -4,7 +4,6 @@ from __future__ import annotations
 import ipaddress
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 

@@ -11,7 +11,7 @@ import pytest
 from tcplab.analysis.expectations import evaluate
 from tcplab.observe.sockets import snapshot_tables
 
-from .test_expectations import FIN_T, IPS, T0, WIN_ISN, Pkt, make_run, snapshots, story, verdicts
+from .test_expectations import FIN_T, T0, WIN_ISN, Pkt, make_run, snapshots, story, verdicts
 
 NETSTAT_MISSING = "netstat is not in the image myorg/svc:1.0"
 
