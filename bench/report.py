@@ -14,6 +14,7 @@ Exit status 1 if the largest report is 5 MB or more.
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 import json
 import os
 import shutil
@@ -26,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcplab.observe.merge import merge_captures  # noqa: E402
-from tcplab.report import write_report  # noqa: E402
+from tcplab.observe.merge import merge_captures  # noqa: E402 - after the sys.path line above
+from tcplab.report import write_report  # noqa: E402 - after the sys.path line above
 
 HOSTS = {"server": "10.99.0.2", "linux": "10.99.0.3", "win": "10.99.0.4"}
 LIMIT = 5 * 1024 * 1024
@@ -96,7 +97,7 @@ def make_run(root: Path, packets: int) -> Path:
                           "dport": dp, "old": old, "new": new})
         t += 1e-4
         seq = 1
-        for i in range((per - 7) // 2):
+        for _ in range((per - 7) // 2):
             w.send(t, client, "server", port, 8000, seq, 1, P | A, 63, payload=b"x" * 100)
             seq += 100
             w.send(t + 1e-5, "server", client, 8000, port, 1, seq, A, 64)
@@ -141,7 +142,7 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def best(fn, repeat: int) -> float:  # noqa: ANN001
+def best(fn: Callable[[], float], repeat: int) -> float:
     return min(fn() for _ in range(repeat))
 
 
@@ -158,14 +159,16 @@ def main() -> int:
         rd = make_run(args.out, n)
         merged = rd / "capture" / "all.pcapng"
 
-        def report_in_process() -> float:
+        def report_in_process(rd: Path = rd) -> float:
             t = time.perf_counter()
             write_report(rd)
             return time.perf_counter() - t
 
+        cli = [sys.executable, str(ROOT / "lab.py"), "report", str(rd)]
         t_report = best(report_in_process, args.repeat)
-        t_cli = best(lambda: timed([sys.executable, str(ROOT / "lab.py"), "report", str(rd)]), args.repeat)
-        t_tshark = best(lambda: timed([tshark, "-n", "-r", str(merged)]), args.repeat) if tshark else float("nan")
+        t_cli = best(lambda cli=cli: timed(cli), args.repeat)
+        read = [tshark, "-n", "-r", str(merged)] if tshark else []
+        t_tshark = best(lambda read=read: timed(read), args.repeat) if tshark else float("nan")
         html = (rd / "report.html").stat().st_size
         rows.append((n, merged.stat().st_size, html, t_report, t_cli, t_tshark))
     print(f"{'packets':>8} {'pcapng':>10} {'report':>10} {'size':>7} {'report':>9} {'lab report':>11} "

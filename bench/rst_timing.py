@@ -24,8 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tcplab.analysis.packets import load_traffic  # noqa: E402
-from tcplab.wire import FIN, RST  # noqa: E402
+from tcplab.analysis.packets import load_traffic  # noqa: E402 - after the sys.path line above
+from tcplab.wire import FIN, RST  # noqa: E402 - after the sys.path line above
 
 
 def lab_file(tmp: Path, runs: int, timer: float) -> Path:

@@ -29,18 +29,20 @@ import re
 import signal
 import sys
 import time
+from typing import Any
 
 EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset")
-LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s+(?P<rest>.*)$")
+LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+"
+                  r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s+(?P<rest>.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
 
-def write(path, value):
+def write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
 
 
-def _addr(text):
+def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address as the tracepoints print it; IPv4-mapped IPv6 becomes IPv4. None when unparseable."""
     try:
         a = ipaddress.ip_address(text.strip("[]"))
@@ -51,7 +53,7 @@ def _addr(text):
     return a
 
 
-def parse_event(line, offset):
+def parse_event(line: str, offset: float) -> dict[str, Any] | None:
     """One trace_pipe line as a record (without host attribution), or None for anything else."""
     m = LINE.match(line)
     if not m:
@@ -91,7 +93,8 @@ def parse_event(line, offset):
     return rec
 
 
-def select(rec, hosts, subnet):
+def select(rec: dict[str, Any], hosts: dict[str, str],
+           subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict[str, Any] | None:
     """The record if it is the lab's, with the host owning the socket and the host at the other end;
     None if not. ``hosts``: address -> host name (empty: any address in ``subnet`` is the lab's)."""
     if hosts:
@@ -105,11 +108,11 @@ def select(rec, hosts, subnet):
     return None
 
 
-def _stop(*_):
+def _stop(*_: object) -> None:
     raise SystemExit(0)
 
 
-def main():
+def main() -> int:
     tracefs, subnet_s, out_path, name = sys.argv[1:5]
     subnet = ipaddress.ip_network(subnet_s)
     hosts = {}

@@ -303,7 +303,7 @@ class Scheduler:
         self.thread = threading.Thread(target=self._run, name="fin-wait2-timers", daemon=True)
         self.thread.start()
 
-    def schedule(self, deadline: float, fn) -> int:
+    def schedule(self, deadline: float, fn: Callable[[], None]) -> int:
         with self.cond:
             token = next(self.counter)
             heapq.heappush(self.heap, (deadline, token, fn))
@@ -607,7 +607,7 @@ class WinPeer:
             key = self.kills.get()
             try:
                 self._kill_socket(key)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - one failed removal must not stop the timers
                 self.events.emit("error", key, f"could not remove the host's socket: {type(e).__name__}: {e}")
 
     def _ss_filter(self, key: tuple[str, int, str, int]) -> list[str]:
@@ -689,7 +689,7 @@ def main() -> int:
         peer.start()
         while not stop.wait(1.0):
             pass
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the sidecar says why it stops, then stops
         log(f"winpeer: {type(e).__name__}: {e}")
         if peer is not None:
             peer.shutdown()

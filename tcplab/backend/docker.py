@@ -153,7 +153,7 @@ class DockerBackend:
             return ContainerState(container, "missing")
         except docker.errors.APIError as e:
             raise EngineError(f"inspect {container}: {e.explanation or e}") from None
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
             raise EngineError(f"inspect {container}: Docker engine not reachable ({type(e).__name__})") from None
         st = info.get("State", {})
         return ContainerState(container, st.get("Status", "?"), st.get("ExitCode"), bool(st.get("OOMKilled")),
@@ -335,7 +335,7 @@ class FollowedFile:
 def _close(stream: Any) -> None:
     try:
         stream.close()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - closing a stream that is gone already
         pass
 
 

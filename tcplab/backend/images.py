@@ -62,7 +62,8 @@ class ImageBuilder:
         import docker.errors
 
         try:
-            return self.api.inspect_image(name)
+            info: dict[str, Any] = self.api.inspect_image(name)
+            return info
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as e:

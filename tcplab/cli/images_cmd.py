@@ -86,5 +86,5 @@ def images_ls() -> None:
         try:
             info = backend.api.inspect_image(name)
             out.print(f"{name:<22} {info['Id'][7:19]}  {info.get('Created', '')[:19]}", markup=False)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - whatever the engine says, the image is not there to list
             out.print(f"{name:<22} (not built)", markup=False)

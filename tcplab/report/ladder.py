@@ -52,7 +52,7 @@ class FoldRow:
     count: int = 0
     start: float = 0.0
     end: float = 0.0
-    conns: Counter = field(default_factory=Counter)
+    conns: Counter[str] = field(default_factory=Counter)
     first: int = 0  # packet numbers
     last: int = 0
 

@@ -60,7 +60,7 @@ class Group:
 
 
 def group_by_connection(timelines: Timelines, names: dict[str, str]) -> list[Group]:
-    groups: dict[frozenset, Group] = {}
+    groups: dict[frozenset[tuple[str, int]], Group] = {}
     for s in timelines.sockets:
         k = s.sock.conn_key()
         if k not in groups:

@@ -50,7 +50,7 @@ def service(project: str, name: str) -> docker.models.containers.Container:
     return found[0]
 
 
-def poll(what: str, check, timeout: float = 20.0):  # noqa: ANN001, ANN201
+def poll(what: str, check, timeout: float = 20.0):
     """check()'s first truthy answer, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -115,7 +115,7 @@ def _remove_run(client: Any, run: str) -> None:
     for n in client.networks.list(filters=f):
         try:
             n.remove()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - removed already
             pass
 
 
@@ -125,7 +125,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     try:
         client = docker.from_env(timeout=60)
         client.ping()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any failure to reach the engine
         pytest.skip(f"no Docker engine: {e}")
     for image in ("tcplab/server", "tcplab/client", "tcplab/tools"):
         try:

@@ -114,7 +114,7 @@ def test_option_shape_drops_timestamp_values() -> None:
 
 def _cw(start: float, close_after: float) -> list[dict]:
     s, c = ("10.0.0.2", 8000), ("10.0.0.3", 40000)
-    ev = lambda ts, old, new: {"ts": ts, "event": "inet_sock_set_state", "saddr": s[0], "sport": s[1],  # noqa: E731
+    ev = lambda ts, old, new: {"ts": ts, "event": "inet_sock_set_state", "saddr": s[0], "sport": s[1],  # noqa: E731 - a row maker beside its table
                                "daddr": c[0], "dport": c[1], "old": old, "new": new}
     return [ev(start - 1, "SYN_RECV", "ESTABLISHED"), ev(start, "ESTABLISHED", "CLOSE_WAIT"),
             ev(start + close_after, "CLOSE_WAIT", "LAST_ACK"), ev(start + close_after + 1e-4, "LAST_ACK", "CLOSE")]

@@ -220,3 +220,40 @@ def test_run_dir_paths_of_hostile_names_stay_inside(name: str, tmp_path: Path) -
         assert path.read_text() == "x"
     written = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert written and all(rd.path in p.parents for p in written)
+
+
+# --- a noqa says why ---------------------------------------------------------------------------
+
+_NOQA = re.compile(r"#\s*noqa\b(?P<rest>.*)$")
+
+
+def noqa_without_reason(text: str) -> list[int]:
+    """Lines whose ``# noqa`` names no rule codes or gives no reason after them (``# noqa: BLE001 - why``)."""
+    bad = []
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _NOQA.search(line)
+        if m is None:
+            continue
+        codes = re.match(r":\s*[A-Z]+[0-9]+(\s*,\s*[A-Z]+[0-9]+)*\s*(?P<why>.*)$", m.group("rest"))
+        why = codes.group("why").strip(" -—:()") if codes else ""
+        if len(why) < 4:
+            bad.append(n)
+    return bad
+
+
+def test_the_noqa_checker_refuses_bare_suppressions() -> None:
+    assert noqa_without_reason("x = 1  # noqa\ny = 2  # noqa: E501\nz = 3  # noqa: F401, E402\n") == [1, 2, 3]
+    assert noqa_without_reason("x = 1  # noqa: BLE001 - the stream may be closed already\n") == []
+
+
+def test_every_noqa_in_the_project_says_why() -> None:
+    found = {}
+    for top in (ROOT / "tcplab", ROOT / "images", ROOT / "tests", ROOT / "bench", ROOT / "lab.py"):
+        for path in ([top] if top.is_file() else sorted(top.rglob("*.py"))):
+            if ".venv" in path.parts or "out" in path.relative_to(ROOT).parts[:2]:
+                continue
+            bad = noqa_without_reason(path.read_text(errors="replace"))
+            if bad:
+                found[str(path.relative_to(ROOT))] = bad
+    found.pop("tests/unit/test_hygiene.py", None)  # the checker's own examples
+    assert found == {}, found

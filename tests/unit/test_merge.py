@@ -57,11 +57,11 @@ def read_merged(path: Path) -> tuple[str, list[Frame]]:
 
 def conversation() -> dict[str, list[tuple[float, bytes]]]:
     """linux and win connect to the server; each packet is in its sender's and its receiver's capture."""
-    s, l, w = IPS["server"], IPS["linux"], IPS["win"]
+    s, lx, w = IPS["server"], IPS["linux"], IPS["win"]
     sent = [  # (time, sender, receiver, frame)
-        (T0 + 0.000, "linux", "server", tcp_frame(l, s, 36078, 8000, seq=100, flags=SYN, ip_id=1)),
-        (T0 + 0.001, "server", "linux", tcp_frame(s, l, 8000, 36078, seq=500, ack=101, flags=SYN | ACK, ip_id=2)),
-        (T0 + 0.002, "linux", "server", tcp_frame(l, s, 36078, 8000, seq=101, ack=501, ip_id=3)),
+        (T0 + 0.000, "linux", "server", tcp_frame(lx, s, 36078, 8000, seq=100, flags=SYN, ip_id=1)),
+        (T0 + 0.001, "server", "linux", tcp_frame(s, lx, 8000, 36078, seq=500, ack=101, flags=SYN | ACK, ip_id=2)),
+        (T0 + 0.002, "linux", "server", tcp_frame(lx, s, 36078, 8000, seq=101, ack=501, ip_id=3)),
         (T0 + 1.000, "win", "server", tcp_frame(w, s, 43692, 8000, seq=900, flags=SYN, ip_id=4)),
         (T0 + 1.001, "server", "win", tcp_frame(s, w, 8000, 43692, seq=700, ack=901, flags=SYN | ACK, ip_id=5)),
         (T0 + 1.002, "win", "server", tcp_frame(w, s, 43692, 8000, seq=901, ack=701, ip_id=6)),

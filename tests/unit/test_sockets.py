@@ -161,7 +161,7 @@ def test_records_round_trip_through_json_dicts() -> None:
 
 # --- sockets/transitions.jsonl: the kernel tracer ----------------------------------------
 
-def _tracer():  # noqa: ANN202 - the sidecar's script, loaded as a module (it runs in tcplab/tools)
+def _tracer():
     return load_module(ROOT / "images" / "tools" / "tracer.py", "tcplab_tools_tracer")
 
 

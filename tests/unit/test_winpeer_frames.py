@@ -14,10 +14,10 @@ from types import ModuleType
 import pytest
 
 pytest.importorskip("scapy")
-from scapy.all import IP, TCP, Ether, Raw  # noqa: E402
-from scapy.layers.inet6 import IPv6  # noqa: E402
+from scapy.all import IP, TCP, Ether, Raw
+from scapy.layers.inet6 import IPv6
 
-from ..conftest import load_module  # noqa: E402
+from ..conftest import load_module
 
 WINPEER = Path(__file__).resolve().parents[2] / "images" / "tools" / "winpeer.py"
 
@@ -148,7 +148,7 @@ def test_capture_on_loopback_sees_tcp_only_with_kernel_timestamps(monkeypatch: p
     raw: list[bytes] = []
     real_parse = wp.parse_frame
 
-    def recording_parse(frame: bytes):  # noqa: ANN202 - the module's own return type
+    def recording_parse(frame: bytes):
         raw.append(bytes(frame))
         return real_parse(frame)
 

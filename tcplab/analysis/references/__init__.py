@@ -8,6 +8,6 @@ reference gets no comparison.
 from __future__ import annotations
 
 from .base import REFERENCES, Difference, Reference, reference_named, register_reference
-from . import closewait_field_report  # noqa: E402,F401  (registers itself)
+from . import closewait_field_report  # noqa: F401 - it registers itself
 
 __all__ = ["REFERENCES", "Difference", "Reference", "reference_named", "register_reference"]
