@@ -242,8 +242,8 @@ def one_up_down(lab: LabUnderTest, tag: str, keep: bool = False) -> dict[str, An
     cpu = children_cpu()
     rc, t_down, so, se = lab_cli("down", lab.name)
     info = read_json(rd / "run.json") or {}
-    rec.update(down_rc=rc, down_wall=t_down, down_cpu=children_cpu() - cpu, phases_down={k: v for k, v in info.get("phases", {}).items()
-                                                           if k in ("collection", "teardown")},
+    rec.update(down_rc=rc, down_wall=t_down, down_cpu=children_cpu() - cpu,
+               phases_down={k: v for k, v in info.get("phases", {}).items() if k in ("collection", "teardown")},
                phases_after_down=sorted(info.get("phases", {})))
     if rc != 0:
         rec["error"] = (se.strip().splitlines() or ["?"])[-1]
@@ -629,7 +629,7 @@ def profile_child(argv: list[str]) -> None:
                 if detail is not None:
                     try:
                         rec["detail"] = detail(*a, **k)
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001 - a label for the call, never a reason to fail it
                         pass
                 with lock:
                     calls.append(rec)
@@ -864,7 +864,7 @@ def remove_descendants(api: Any, base_id: str, tags: list[str]) -> None:
                 break
             try:
                 cur = api.inspect_image(cur).get("Parent") or ""
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a parent removed meanwhile ends the chain
                 break
     for _, image_id in sorted(mine, reverse=True):  # leaves first
         try:
@@ -892,7 +892,8 @@ def section_cold(res: dict[str, Any], subnet: str, warm_run: float | None) -> No
             pass
     bimages.BASE_IMAGE = base  # the module reads it at call time: the build's BASE argument follows
     marks: list[tuple[str, str, float]] = []
-    builder = bimages.ImageBuilder(backend, IMAGES_DIR, lambda image, msg: marks.append((image, msg, time.perf_counter())))
+    builder = bimages.ImageBuilder(backend, IMAGES_DIR,
+                                   lambda image, msg: marks.append((image, msg, time.perf_counter())))
     t0 = time.perf_counter()
     log("cold: making the base image (mmdebstrap) and building server, client, tools under tcplab-bench/")
     builder.ensure_base()
@@ -913,7 +914,8 @@ def section_cold(res: dict[str, Any], subnet: str, warm_run: float | None) -> No
         second_floor = run_floor("conc", subnet, image_prefix="tcplab-bench/")
     finally:
         remove_descendants(api, base_id, [*names, base])
-    cold = {"base_s": round(t_base, 1), "base_mmdebstrap_s": mmdebstrap_s, "images_s": round(t_images, 1), "per_image_s": per_image,
+    cold = {"base_s": round(t_base, 1), "base_mmdebstrap_s": mmdebstrap_s, "images_s": round(t_images, 1),
+            "per_image_s": per_image,
             "first_floor_on_fresh_images": {k: round(first_floor[k], 3) for k in ("up", "down")},
             "second_floor": {k: round(second_floor[k], 3) for k in ("up", "down")},
             "warm_run_median_s": warm_run}
@@ -1026,10 +1028,11 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
             return
         met = value <= limit
         out.append({"target": what, "met": met, "value": round(value, 3), "limit": round(limit, 3), "how": how})
-        print(f"  [{'MET ' if met else 'MISS'}] {what}: {value:.2f} s <= {limit:.2f} s  ({how}; ratio {value / limit:.2f})")
+        print(f"  [{'MET ' if met else 'MISS'}] {what}: {value:.2f} s <= {limit:.2f} s  "
+              f"({how}; ratio {value / limit:.2f})")
 
     ud, fl, kt, rn, cd = (res.get(k) for k in ("updown", "floor", "kathara", "run", "cold"))
-    g = lambda s: s["median"] if s and s.get("n") else None  # noqa: E731
+    g = lambda s: s["median"] if s and s.get("n") else None  # noqa: E731 - one line, used only here
     floor_ud = g(fl["conc"]["up_down"]) if fl else None
     print("\n-- targets (medians)")
     target("warm lab up + lab down - story waits <= Kathara lstart + lclean",
@@ -1078,6 +1081,10 @@ def main() -> None:
         ap.error(f"unknown section(s): {', '.join(sorted(bad))}")
     if args.n < 5:
         log(f"-n {args.n}: below the issue's N >= 5; fine for a quick look, not for the figures")
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        # warm means compiled too: with it set, every `lab` process would compile each tcplab module again
+        log("PYTHONDONTWRITEBYTECODE is set: unset for the processes measured, which cache their bytecode as a "
+            "user's do (from the warm-up on)")
     OUT.mkdir(parents=True, exist_ok=True)
     for old in ("runs", "labs", "floor"):  # the previous invocation's kept run directories and lab copies
         shutil.rmtree(OUT / old, ignore_errors=True)

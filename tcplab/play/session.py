@@ -70,7 +70,6 @@ class LabRun:
         self.tracer_note: str | None = None
         self.step_index = 0
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
-        self.on_playing: Callable[[], None] | None = None  # called as the steps begin
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
         self.mirrors: list[FileMirror] = []  # captures followed from an engine that does not share our files
@@ -137,8 +136,6 @@ class LabRun:
                     self.start_program(name, host.program.name, host.program.run, host.program.ready, step=None)
                     checkpoint(f"program:{name}")
         self.write_run_info(state="playing")
-        if self.on_playing is not None:
-            self.on_playing()
         with self.phase("steps"):
             self.play()
             self.check_health(watched=False)  # the last word is the engine's own, not its event stream's
