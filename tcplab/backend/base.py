@@ -14,7 +14,8 @@ path of this machine may be mounted, and files move through the backend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
 
 # Labels every object carries, so `lab gc` and `lab down` find them.
 LABEL_LAB = "tcplab.lab"
@@ -102,6 +103,18 @@ class LabeledObject:
     labels: dict[str, str]
 
 
+@dataclass(frozen=True)
+class ImageRecord:
+    name: str
+    id: str
+    base: str
+    created: str
+    built_now: bool
+
+
+Progress = Callable[[str, str], None]  # (image, message): what an image build is doing
+
+
 class ByteStream(Protocol):
     """Chunks of a file as it grows; ``close()`` ends the stream from another thread."""
     def __iter__(self) -> Iterator[bytes]: ...
@@ -137,3 +150,7 @@ class Backend(Protocol):
     def list_labeled(self, selector: dict[str, str] | None = None) -> list[LabeledObject]: ...
     def remove_labeled(self, selector: dict[str, str]) -> Removed: ...
     def deaths(self, selector: dict[str, str]) -> DeathStream: ...
+    def ensure_images(self, images_dir: Path, names: set[str], progress: Progress,
+                      force: bool = False) -> dict[str, ImageRecord]: ...
+    def image(self, name: str) -> tuple[str, str] | None: ...
+    def attach_terminal(self, container: str, argv: list[str]) -> None: ...

@@ -5,10 +5,12 @@ import io
 import os
 import tarfile
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
-from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, LabeledObject, Removed)
+from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, ImageRecord, LabeledObject, Progress,
+                   Removed)
 
 T = TypeVar("T")
 
@@ -264,6 +266,36 @@ class DockerBackend:
             except docker.errors.APIError as e:
                 raise EngineError(f"remove {o.kind} {o.name}: {e.explanation or e}") from None
         return removed
+
+    # --- images ------------------------------------------------------------
+    def ensure_images(self, images_dir: Path, names: set[str], progress: Progress,
+                      force: bool = False) -> dict[str, ImageRecord]:
+        """Build what is missing or stale among ``names`` from the project's ``images_dir``."""
+        from .images import ImageBuilder
+
+        return ImageBuilder(self, images_dir, progress).ensure(names, force=force)
+
+    def image(self, name: str) -> tuple[str, str] | None:
+        """The image's ID and creation time, or None when the engine has no such image."""
+        import docker.errors
+
+        try:
+            info = self.api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as e:
+            raise EngineError(f"inspect image {name}: {e.explanation or e}") from None
+        return str(info["Id"]), str(info.get("Created", ""))
+
+    def attach_terminal(self, container: str, argv: list[str]) -> None:
+        """Replace this process with an interactive ``argv`` in the container, on this terminal: the docker
+        CLI's terminal handling (raw mode, resizes), for a person at a keyboard, never for orchestration."""
+        import shutil
+
+        docker = shutil.which("docker")
+        if docker is None:
+            raise EngineError("an interactive terminal needs the docker CLI; use `lab exec` instead")
+        os.execv(docker, [docker, "exec", "-it", container, *argv])
 
     def deaths(self, selector: dict[str, str]) -> "ContainerDeaths":
         """Names of the selected containers as they die (subscribed once this returns)."""

@@ -13,27 +13,16 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .base import EngineError
+from .base import EngineError, ImageRecord, Progress
 
 BASE_IMAGE = os.environ.get("TCPLAB_BASE_IMAGE", "tcplab/base:bookworm")
 LABEL_CONTEXT = "tcplab.context"
 # What a sidecar needs is in tools; the order builds shared stages once.
 BUILD_ORDER = ("tcplab/server", "tcplab/client", "tcplab/tools")
 
-Progress = Callable[[str, str], None]  # (image, message)
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    name: str
-    id: str
-    base: str
-    created: str
-    built_now: bool
 
 
 def _ignored(rel: Path) -> bool:

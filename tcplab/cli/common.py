@@ -17,7 +17,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..backend.docker import DockerBackend
+    from ..backend.base import Backend
     from ..model import Lab
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -98,12 +98,12 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def engine() -> DockerBackend:
+def engine() -> Backend:
+    from ..backend import connect
     from ..backend.base import EngineError
-    from ..backend.docker import DockerBackend
 
     try:
-        backend = DockerBackend()
+        backend = connect()
         backend.ping()
     except EngineError as e:
         die(EXIT_ENVIRONMENT, f"Docker engine: {e}")

@@ -51,15 +51,15 @@ def exec_cmd(lab_name: str = typer.Argument(..., metavar="LAB"), host: str = typ
 
 
 def shell(lab_name: str = typer.Argument(..., metavar="LAB"), host: str = typer.Argument(...)) -> None:
-    """An interactive shell in a host (uses the docker CLI's terminal handling)."""
-    import shutil
+    """An interactive shell in a host (the engine's own client handles the terminal)."""
+    from ..backend.base import EngineError
 
     backend = engine()
     container = _host_container(_running_or_die(backend, lab_name), host)
-    docker = shutil.which("docker")
-    if docker is None:
-        die(EXIT_ENVIRONMENT, "`lab shell` needs the docker CLI for an interactive terminal; use `lab exec`")
-    os.execv(docker, [docker, "exec", "-it", container, "bash"])
+    try:
+        backend.attach_terminal(container, ["bash"])
+    except EngineError as e:
+        die(EXIT_ENVIRONMENT, str(e))
 
 
 def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> None:

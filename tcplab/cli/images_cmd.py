@@ -8,7 +8,7 @@ import typer
 from .common import EXIT_ENVIRONMENT, die, engine, err, out, say
 
 if TYPE_CHECKING:
-    from ..backend.docker import DockerBackend
+    from ..backend.base import Backend
     from ..model import Lab
 
 
@@ -20,11 +20,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
 
 
-def ensure_images(backend: DockerBackend, names: set[str]) -> dict[str, dict[str, Any]]:
+def ensure_images(backend: Backend, names: set[str]) -> dict[str, dict[str, Any]]:
     """Build what is missing or stale among ``names`` (with progress on a terminal); what images.json records."""
     from contextlib import nullcontext
 
-    from ..backend.images import ImageBuilder
     from ..paths import IMAGES_DIR
 
     if err.is_terminal:  # a live progress display; rich.progress is not even imported for logs and CI
@@ -48,7 +47,7 @@ def ensure_images(backend: DockerBackend, names: set[str]) -> dict[str, dict[str
             say(f"image {image}: {msg}")
 
     with display if display is not None else nullcontext():
-        records = ImageBuilder(backend, IMAGES_DIR, report).ensure(names)
+        records = backend.ensure_images(IMAGES_DIR, names, report)
     return {name: {"id": r.id, "base": r.base, "created": r.created, "built_now": r.built_now}
             for name, r in records.items()}
 
@@ -66,10 +65,9 @@ def images_build(force: bool = typer.Option(False, "--force", help="Rebuild even
     backend = engine()
     try:
         if force:
-            from ..backend.images import ImageBuilder
             from ..paths import IMAGES_DIR
 
-            ImageBuilder(backend, IMAGES_DIR, lambda i, m: say(f"{i}: {m}")).ensure(known_images(), force=True)
+            backend.ensure_images(IMAGES_DIR, known_images(), lambda i, m: say(f"{i}: {m}"), force=True)
         records = ensure_images(backend, known_images())
     except EngineError as e:
         die(EXIT_ENVIRONMENT, str(e))
@@ -83,8 +81,8 @@ def images_ls() -> None:
 
     backend = engine()
     for name in sorted(known_images() | {"tcplab/base:bookworm"}):
-        try:
-            info = backend.api.inspect_image(name)
-            out.print(f"{name:<22} {info['Id'][7:19]}  {info.get('Created', '')[:19]}", markup=False)
-        except Exception:  # noqa: BLE001 - whatever the engine says, the image is not there to list
+        found = backend.image(name)
+        if found is None:
             out.print(f"{name:<22} (not built)", markup=False)
+        else:
+            out.print(f"{name:<22} {found[0][7:19]}  {found[1][:19]}", markup=False)

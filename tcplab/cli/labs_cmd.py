@@ -29,10 +29,10 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
             labs.append({"name": f.stem, "summary": f"invalid: {e}", "file": f"labs/{f.name}"})
     running = []
     try:
-        from ..backend.docker import DockerBackend
+        from ..backend import connect
         from ..play.lifecycle import running_labs
 
-        for r in running_labs(DockerBackend()).values():
+        for r in running_labs(connect()).values():
             running.append({"lab": r.lab, "run": r.run, "run_dir": r.run_dir,
                             "state": "up" if r.left_up else ("starting" if r.owner_alive else "orphaned")})
     except Exception:  # noqa: BLE001 - listing labs works without an engine
