@@ -1,7 +1,6 @@
 """`lab exec`, `lab shell` and `lab status`: into a running lab's hosts, and what they hold now."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, List, Optional
 
