@@ -263,7 +263,7 @@ class CaptureBench:
     def teardown(self) -> None:
         import shutil
 
-        from tcplab.play.session import teardown
+        from tcplab.play.teardown import teardown
 
         if hasattr(self, "names"):
             teardown(self.backend, self.names.run)

@@ -134,7 +134,7 @@ def _remove_leftovers(backend: "Backend", lab: str, say: Callable[[str], None]) 
     bring_up returning and bring_down starting): remove them. Another process's run is never touched."""
     from ..backend.base import EngineError
     from ..play.lifecycle import find_running
-    from ..play.session import remove_agent_dirs, teardown
+    from ..play.teardown import remove_agent_dirs, teardown
     from ..rundir import RunDir
 
     try:

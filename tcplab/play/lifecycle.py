@@ -19,7 +19,9 @@ from ..runfiles import lab as lab_file
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfoFile
 from .naming import RunNames, new_run_id, owner_alive
-from .session import LabRun, collect, remove_agent_dirs, teardown
+from .collect import collect
+from .session import LabRun
+from .teardown import remove_agent_dirs, teardown
 
 Say = Callable[[str], None]
 

@@ -17,7 +17,8 @@ from tcplab.peers import PEER_KINDS, PeerKind, PeerSidecar
 from tcplab.peers.windows import READY_LINE as PEER_READY
 from tcplab.peers.windows import WindowsPeerSidecar, host_sysctls
 from tcplab.plan import LabPlan, RunNames, plan_lab
-from tcplab.play.session import LabRun, copy_out
+from tcplab.play.collect import copy_out
+from tcplab.play.session import LabRun
 from tcplab.rundir import RunDir
 
 
