@@ -27,6 +27,10 @@ LABEL_HOST = "tcplab.host"
 LABEL_RUN_DIR = "tcplab.run-dir"
 
 
+# exit statuses of a command that could not be run: 127 not found, 126 not executable (POSIX shells, exec)
+COMMAND_MISSING = (126, 127)
+
+
 class EngineError(Exception):
     """The container engine failed or is unreachable (exit status 3)."""
 
@@ -70,6 +74,11 @@ class ExecResult:
     exit_code: int
     stdout: str
     stderr: str
+
+    @property
+    def command_missing(self) -> bool:
+        """The command could not be run at all (not in the image, not executable), as a shell says it."""
+        return self.exit_code in COMMAND_MISSING
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..backend.base import COMMAND_MISSING
+
 NETSTAT_ARGV = ["netstat", "-tanp"]
 SS_ARGV = ["ss", "-tanpoei"]
 
@@ -128,7 +130,6 @@ def _owner(rest: str) -> tuple[int | None, str | None]:
 
 SNAP_SEPARATOR = "@@tcplab-ss@@\n"  # printed by images/common/labsnap between the two tables
 SNAP_STATUS = "@@tcplab-status@@"  # its last line: each tool's exit status
-_NOT_FOUND = (126, 127)
 
 
 def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -> dict[str, Any]:
@@ -137,7 +138,7 @@ def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -
     in_image = f" in the image {image}" if image else " in the host's image"
     ns, sep, rest = stdout.partition(SNAP_SEPARATOR)
     if not sep:
-        why = (f"labsnap is not{in_image} (it has no tcplab tools)" if exit_code in _NOT_FOUND
+        why = (f"labsnap is not{in_image} (it has no tcplab tools)" if exit_code in COMMAND_MISSING
                else f"labsnap failed (exit {exit_code}): {_first_line(stderr) or 'no output'}")
         return {tool: {"argv": argv, "raw": "", "records": [], "ok": False, "error": why}
                 for tool, argv in (("netstat", NETSTAT_ARGV), ("ss", SS_ARGV))}
@@ -152,7 +153,7 @@ def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -
         else:
             table["ok"] = code == 0
         if not table["ok"]:
-            table["error"] = (f"{tool} is not{in_image}" if code in _NOT_FOUND
+            table["error"] = (f"{tool} is not{in_image}" if code in COMMAND_MISSING
                               else f"{tool} exited {code}: {_tool_error(stderr, tool)}" if code is not None
                               else f"{tool} printed nothing")
         out[tool] = table

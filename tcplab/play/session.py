@@ -236,7 +236,7 @@ class LabRun:
         argv = ["ss", "-Htln", f"sport = :{port}"]
         if host not in self.no_ss:
             res = self.run_in(host, argv)
-            if res.exit_code not in (126, 127):
+            if not res.command_missing:
                 return res.exit_code == 0 and res.stdout.strip() != ""
             self.no_ss.add(host)
         res = self.backend.exec(self.names.sidecar(host, "capture"), argv)
