@@ -37,7 +37,7 @@ from ..runfiles.steps import StepRecord
 from .checkpoints import checkpoint
 from .deaths import DeathWatch
 from .errors import HostFailure, StepFailure
-from .mirror import FileMirror
+from .mirror import mirror
 from .steps import player_for
 from .steps.base import POLL, last_lines_of
 from .teardown import remove_agent_dirs
@@ -69,7 +69,6 @@ class LabRun:
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
-        self.mirrors: list[FileMirror] = []  # captures followed from an engine that does not share our files
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
@@ -176,8 +175,9 @@ class LabRun:
                 self.say(f"no socket state transitions: {self.tracer_note}")
                 return
             raise HostFailure(f"sidecar {spec.name} did not become ready: {tail[0]}")
-        if not self.backend.shares_files:
-            self.mirrors += [FileMirror(self.backend, spec.name, f.path, f.local) for f in sidecar.follow]
+        if not self.backend.shares_files:  # an engine elsewhere: its files are followed here as they grow
+            for f in sidecar.follow:
+                mirror(self.backend, spec.name, f.path, f.local)
 
     def _all(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
