@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import step_title
 from ..model.lab import Expectation
-from ..runfiles.snapshots import HostTables, ToolTable
 
 if TYPE_CHECKING:
     from .runview import RunView
@@ -98,35 +97,6 @@ def capture_hosts(view: "RunView", src: str | None, dst: str | None) -> list[str
 
 
 # --- socket tables -----------------------------------------------------------------
-
-def table_problem(tables: HostTables | None) -> str | None:
-    """Why a host's entry in a snapshot holds no usable table, or None when one tool's table is good."""
-    if tables is None:
-        return "no table was taken"
-    if tables.get("missing"):
-        return str(tables["missing"])
-    problems = []
-    for tool, t in tool_tables(tables):
-        if not isinstance(t, dict):
-            continue
-        if tool_ok(t):
-            return None
-        problems.append(f"{tool}: {t.get('error') or 'printed nothing'}")
-    return "; ".join(problems) or "no table was taken"
-
-
-def tool_tables(tables: HostTables) -> list[tuple[str, ToolTable | None]]:
-    """Each tool's table of a host's entry in a snapshot, netstat's first (what the field report read)."""
-    return [("netstat", tables.get("netstat")), ("ss", tables.get("ss"))]
-
-
-def tool_ok(table: ToolTable) -> bool:
-    """A tool's table is evidence when the tool ran; runs written before this was recorded count a table
-    with any text or rows."""
-    if "ok" in table:
-        return bool(table["ok"])
-    return bool(str(table.get("raw") or "").strip() or table.get("records"))
-
 
 # --- state changes -----------------------------------------------------------------
 

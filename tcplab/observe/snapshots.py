@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..runfiles.snapshots import Snapshot, Snapshots, SocketRow
+from ..runfiles.snapshots import HostTables, Snapshot, Snapshots, SocketRow, ToolTable
 
 @dataclass(frozen=True)
 class SnapshotSocket:
@@ -53,7 +53,8 @@ def snapshot_sockets(snapshots: Snapshots) -> list[SnapshotSocket]:
             ns = [r for r in ((tables or {}).get("netstat") or {}).get("records") or [] if isinstance(r, dict)]
             by_ss = {_rkey(r): r for r in ss}
             listed = set()
-            for r in ns + [r for r in ss if _rkey(r) not in {_rkey(n) for n in ns}]:
+            in_netstat = {_rkey(n) for n in ns}
+            for r in ns + [r for r in ss if _rkey(r) not in in_netstat]:
                 lp, pp = r.get("local_port"), r.get("peer_port")
                 if not lp or not pp or r.get("state") == "LISTEN" or _rkey(r) in listed:
                     continue
@@ -68,13 +69,49 @@ def snapshot_sockets(snapshots: Snapshots) -> list[SnapshotSocket]:
     return out
 
 
-def snapshot_times(snapshots: Snapshots) -> dict[str, list[float]]:
-    """Host -> the times of the snapshots that have a table of that host (a socket absent there is gone)."""
-    out: dict[str, list[float]] = {}
-    for _, snap in snapshot_order(snapshots):
-        for host in snap.get("hosts") or {}:
-            out.setdefault(host, []).append(float(snap.get("time") or 0.0))
+def tables_taken(snapshots: Snapshots) -> dict[str, list[tuple[float, str]]]:
+    """Host -> (time, name) of the snapshots that hold a usable table of that host, in time order: only
+    there is a socket's absence evidence that it is gone (a tool missing from the image lists nothing)."""
+    out: dict[str, list[tuple[float, str]]] = {}
+    for name, snap in snapshot_order(snapshots):
+        for host, tables in (snap.get("hosts") or {}).items():
+            if table_problem(tables) is None:
+                out.setdefault(host, []).append((float(snap.get("time") or 0.0), name))
     return out
+
+
+def snapshot_times(snapshots: Snapshots) -> dict[str, list[float]]:
+    """Host -> the times of the snapshots with a usable table of that host (a socket absent there is gone)."""
+    return {host: [t for t, _ in taken] for host, taken in tables_taken(snapshots).items()}
+
+
+def table_problem(tables: HostTables | None) -> str | None:
+    """Why a host's entry in a snapshot holds no usable table, or None when one tool's table is good."""
+    if tables is None:
+        return "no table was taken"
+    if tables.get("missing"):
+        return str(tables["missing"])
+    problems = []
+    for tool, t in tool_tables(tables):
+        if not isinstance(t, dict):
+            continue
+        if tool_ok(t):
+            return None
+        problems.append(f"{tool}: {t.get('error') or 'printed nothing'}")
+    return "; ".join(problems) or "no table was taken"
+
+
+def tool_tables(tables: HostTables) -> list[tuple[str, ToolTable | None]]:
+    """Each tool's table of a host's entry in a snapshot, netstat's first (what the field report read)."""
+    return [("netstat", tables.get("netstat")), ("ss", tables.get("ss"))]
+
+
+def tool_ok(table: ToolTable) -> bool:
+    """A tool's table is evidence when the tool ran; runs written before this was recorded count a table
+    with any text or rows."""
+    if "ok" in table:
+        return bool(table["ok"])
+    return bool(str(table.get("raw") or "").strip() or table.get("records"))
 
 
 _SS_TIME = re.compile(r"^(?:(\d+)min)?(?:(\d+)(sec|\.))?(?:(\d+)ms)?$")

@@ -51,7 +51,7 @@ from ..runfiles import run_info, snapshots as snapshot_file, transitions as tran
 from ..runfiles.snapshots import Snapshots
 from ..runfiles.transitions import TransitionRecord
 from ..wire import FIN, RST, SYN, decode_tcp, read_pcap
-from .snapshots import SnapshotSocket, snapshot_order, snapshot_sockets, timer_left
+from .snapshots import SnapshotSocket, snapshot_sockets, tables_taken, timer_left
 
 TIMEWAIT_LEN = 60.0  # seconds: the kernel's TCP_TIMEWAIT_LEN, fixed (no sysctl changes it)
 DERIVED = "timewait"  # the value of "derived" on every record made here
@@ -130,10 +130,7 @@ def derive(records: Iterable[TransitionRecord], snapshots: Snapshots, segments: 
     rows: dict[Key, list[SnapshotSocket]] = {}
     for row in snapshot_sockets(snapshots):
         rows.setdefault(row.key(), []).append(row)
-    taken: dict[str, list[tuple[float, str]]] = {}
-    for name, snap in snapshot_order(snapshots):
-        for taker in snap.get("hosts") or {}:
-            taken.setdefault(taker, []).append((float(snap.get("time") or 0.0), name))
+    taken = tables_taken(snapshots)
     segs: dict[frozenset[tuple[str, int]], list[Segment]] = {}
     for s in segments:
         segs.setdefault(frozenset({(s.src, s.sport), (s.dst, s.dport)}), []).append(s)

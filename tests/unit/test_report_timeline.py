@@ -56,11 +56,25 @@ def test_timewait_socket_gone_by_the_next_snapshot_ends_there_inexactly(tmp_path
     trans, snaps = _load(write_closewait_run(tmp_path, windows=False))
     last = max(snaps, key=lambda n: snaps[n]["time"])
     later = dict(snaps[last], time=snaps[last]["time"] + 10.0)
-    later["hosts"] = {"win": {"netstat": {"raw": "", "records": []}, "ss": {"raw": "", "records": []}}}
+    # both tools ran and listed nothing: the socket is gone
+    later["hosts"] = {"win": {"netstat": {"raw": "", "records": [], "ok": True},
+                              "ss": {"raw": "", "records": [], "ok": True}}}
     snaps["later"] = later
     fw2 = build_timelines(trans, snaps, HOSTS).of("win")[0].first("FIN_WAIT2")
     assert fw2.end == pytest.approx(later["time"])
     assert fw2.end_exact is False and fw2.ended_by == "timewait socket gone"
+
+
+def test_a_table_the_tools_could_not_take_is_no_evidence_of_a_socket_gone(tmp_path: Path) -> None:
+    trans, snaps = _load(write_closewait_run(tmp_path, windows=False))
+    last = max(snaps, key=lambda n: snaps[n]["time"])
+    later = dict(snaps[last], time=snaps[last]["time"] + 10.0)
+    later["hosts"] = {"win": {"netstat": {"raw": "", "records": [], "ok": False, "error": "netstat is not in the image"},
+                              "ss": {"raw": "", "records": [], "ok": False, "error": "ss is not in the image"}}}
+    snaps["later"] = later
+    fw2 = build_timelines(trans, snaps, HOSTS).of("win")[0].first("FIN_WAIT2")
+    assert fw2.ended_by != "timewait socket gone"
+    assert fw2.end != pytest.approx(later["time"])
 
 
 def test_without_tracer_the_snapshots_give_the_states(tmp_path: Path) -> None:
@@ -132,7 +146,8 @@ def test_timewait_socket_ends_when_its_timer_says(tmp_path: Path) -> None:
     ss = snaps["close_wait"]["hosts"]["win"]["ss"]
     ss["raw"] = ss["raw"].replace("timewait,58sec,0", "timewait,1.500ms,0")
     ss["records"] = [r.to_dict() for r in parse_ss(ss["raw"])]
-    snaps["end"]["hosts"]["win"] = {"netstat": {"raw": "", "records": []}, "ss": {"raw": "", "records": []}}
+    snaps["end"]["hosts"]["win"] = {"netstat": {"raw": "", "records": [], "ok": True},
+                                    "ss": {"raw": "", "records": [], "ok": True}}
     fw2 = build_timelines(trans, snaps, HOSTS).of("win")[0].first("FIN_WAIT2")
     assert fw2.end == pytest.approx(snaps["close_wait"]["time"] + 1.5)
     assert fw2.ended_by == "timewait timer expired" and not fw2.end_exact

@@ -6,7 +6,8 @@ from ...model.lab import Expectation, StateMatch
 from ...observe.sockets import SocketRecord
 from ...runfiles import snapshots
 from ...runfiles.snapshots import HostTables
-from ..evidence import table_problem, tool_ok, tool_tables, unplayed
+from ...observe.snapshots import table_problem, tool_ok, tool_tables
+from ..evidence import unplayed
 from ..runview import RunView
 from ..verdicts import ARROW, Verdict, verdict
 from .base import Check, register
