@@ -15,7 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+# every schema keeps the fields it does not know: a run of a newer tcplab is read, not refused
+OPEN = ConfigDict(extra="allow")
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -1,16 +1,16 @@
 """``images.json``: the image each host and sidecar ran, by name: its ID, its base, when it was built."""
 from __future__ import annotations
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from ..rundir import RunDir
-from ._io import read_document, write_json
+from ._io import OPEN, read_document, write_json
 
 NAME = "images.json"
 
 
-@with_config(ConfigDict(extra="allow"))
+@with_config(OPEN)
 class ImageInfo(TypedDict, total=False):
     id: str  # sha256:...
     base: str  # the base image and its ID

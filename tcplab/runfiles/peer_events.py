@@ -6,18 +6,17 @@ line, from inside the host; tcplab only reads it).
 """
 from __future__ import annotations
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from ..rundir import RunDir
-from ._io import read_lines
+from ._io import OPEN, read_lines
 
 NAME = "logs/peer/<host>.jsonl"
 
-_OPEN = ConfigDict(extra="allow")
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class Conn(TypedDict, total=False):
     src: str
     sport: int
@@ -25,7 +24,7 @@ class Conn(TypedDict, total=False):
     dport: int
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class PeerEvent(TypedDict, total=False):
     ts: float
     event: str  # syn_rewritten, fin_sent, peer_fin, fin_acked, timer_cancelled, rst_sent, error

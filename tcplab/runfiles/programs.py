@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
+from pydantic import Field, TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import append_jsonl, read_lines
+from ._io import OPEN, append_jsonl, read_lines
 
 NAME = "programs.jsonl"
 
-_OPEN = ConfigDict(extra="allow")
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class StartEvent(TypedDict, total=False):
     event: Required[Literal["start"]]
     host: str
@@ -39,7 +38,7 @@ class StartEvent(TypedDict, total=False):
     time: float
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class ExitEvent(TypedDict, total=False):
     event: Required[Literal["exit"]]
     host: str
@@ -50,7 +49,7 @@ class ExitEvent(TypedDict, total=False):
     time: float
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class RunningEvent(TypedDict, total=False):
     event: Required[Literal["running"]]
     host: str
@@ -59,7 +58,7 @@ class RunningEvent(TypedDict, total=False):
     time: float
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class OutputEvent(TypedDict, total=False):
     event: Required[Literal["output"]]
     host: str

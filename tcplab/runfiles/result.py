@@ -7,18 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from ..rundir import RunDir
-from ._io import read_document, write_json
+from ._io import OPEN, read_document, write_json
 
 NAME = "result.json"
 
-_OPEN = ConfigDict(extra="allow")
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class VerdictRecord(TypedDict, total=False):
     name: str
     about: str
@@ -32,14 +31,14 @@ class VerdictRecord(TypedDict, total=False):
     missing: str  # an error: the evidence that was missing
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class Counts(TypedDict, total=False):
     held: int
     failed: int
     error: int
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class ResultDocument(TypedDict, total=False):
     lab: str
     run: str

@@ -10,29 +10,28 @@ import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from ..rundir import RunDir
-from ._io import read_document, write_json
+from ._io import OPEN, read_document, write_json
 
 NAME = "run.json"
 
-_OPEN = ConfigDict(extra="allow")  # a field of a newer tcplab is kept, not refused
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class KernelInfo(TypedDict, total=False):
     hz: int  # the kernel's timer frequency (CONFIG_HZ)
     hz_source: str  # where it was read: "CONFIG_HZ=250 in /proc/config.gz"
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class Evidence(TypedDict, total=False):
     socket_tables: dict[str, dict[str, str]]  # host -> tool -> "ok" or why its table cannot be read
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class RunInfo(TypedDict, total=False):
     lab: str
     run: str  # the run id: lab name and UTC time

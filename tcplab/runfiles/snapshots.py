@@ -7,18 +7,17 @@ whole at each snapshot; ``end`` is the one taken when the steps are done.
 """
 from __future__ import annotations
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import read_document, write_json
+from ._io import OPEN, read_document, write_json
 
 NAME = "sockets/snapshots.json"
 
-_OPEN = ConfigDict(extra="allow")
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class SocketRow(TypedDict, total=False):
     """One socket as netstat or ss listed it (:class:`tcplab.observe.sockets.SocketRecord`)."""
     source: str  # netstat, ss
@@ -35,7 +34,7 @@ class SocketRow(TypedDict, total=False):
     info: str  # ss's extended information
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class ToolTable(TypedDict, total=False):
     argv: list[str]
     raw: str  # as the tool printed it
@@ -44,14 +43,14 @@ class ToolTable(TypedDict, total=False):
     error: str  # why it did not
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class HostTables(TypedDict, total=False):
     netstat: ToolTable
     ss: ToolTable
     missing: str  # why the host has no tables (it was not running)
 
 
-@with_config(_OPEN)
+@with_config(OPEN)
 class Snapshot(TypedDict, total=False):
     time: Required[float]  # taken before the tables: a snapshot's tables are at or after it
     step: int  # the index of the step that took it (the number of steps for ``end``)

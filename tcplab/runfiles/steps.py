@@ -6,16 +6,16 @@
 """
 from __future__ import annotations
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import append_jsonl, read_lines
+from ._io import OPEN, append_jsonl, read_lines
 
 NAME = "steps.jsonl"
 
 
-@with_config(ConfigDict(extra="allow"))
+@with_config(OPEN)
 class StepRecord(TypedDict, total=False):
     index: Required[int]  # the step's position in the lab's steps
     name: str  # its stable name: a snapshot's, start-<as>, stop-<program>, wait-<index>

@@ -19,17 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
 from . import run_info
-from ._io import append_jsonl, read_lines
+from ._io import OPEN, append_jsonl, read_lines
 
 NAME = "sockets/transitions.jsonl"
 
 
-@with_config(ConfigDict(extra="allow"))
+@with_config(OPEN)
 class TransitionRecord(TypedDict, total=False):
     ts: Required[float]  # seconds since the epoch (the tracepoint's monotonic clock, moved onto the captures')
     event: str  # inet_sock_set_state, tcp_send_reset, tcp_receive_reset; timewait_handover (derived)
