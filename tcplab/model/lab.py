@@ -58,10 +58,11 @@ def _private_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
     return net
 
 
-def _project_path(value: str) -> str:
-    """A file of this project, relative to its top: no absolute path, no way out with '..'."""
-    if value.startswith("/") or ".." in value.split("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
-        raise ValueError(f"{value[:40]!r} is not a path inside the project (write e.g. images/server/server.c)")
+def _relative_path(value: str) -> str:
+    """A file named relative to the lab file's directory (as compose names a build context): not absolute."""
+    if value.startswith("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
+        raise ValueError(f"{value[:40]!r} is not a path relative to the lab file "
+                         "(write e.g. ../images/server/server.c)")
     return value
 
 
@@ -92,9 +93,9 @@ class Ready(Strict):
 
 class Program(Strict):
     """The host's own program, started before the first step (for the server: the server)."""
-    # the program's source, from the project's top; the loader checks that the host's image copies it
+    # the program's source, relative to the lab file; the loader checks that the host's image copies it
     # (tcplab builds no program itself: see model/build.py)
-    build: Annotated[str, AfterValidator(_project_path)] | None = None
+    build: Annotated[str, AfterValidator(_relative_path)] | None = None
     run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
               Annotated[str, StringConstraints(max_length=4096)]] = {}
