@@ -17,8 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """The labs `lab up NAME` finds (./labs/NAME.yaml or ./labs/NAME/lab.yaml, then the shipped ones)
-    and labs running now."""
+    """Labs by name (./labs/NAME.yaml, ./labs/NAME/lab.yaml, then the shipped ones) and labs running now."""
     from ..model import LabError, load_lab
     from ..paths import all_labs
 
