@@ -140,6 +140,8 @@ class ImageBuilder:
 LABEL_BUILT_FOR = "tcplab.built-for"  # on an image built from a lab's Dockerfile: the repository it was made as
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 _ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
+# what the classic builder says of itself between a step's own lines
+_BUILDER_CHATTER = re.compile(r"^\s*(---> |Running in [0-9a-f]+|Removing intermediate container|Successfully )")
 
 
 def _line(text: str, width: int = 200) -> str:
@@ -257,7 +259,7 @@ def _build_lab_image(api: Any, build: BuildRequest, tag: str, progress: Progress
                     step = f"step {m.group(1)}/{m.group(2)} ({_line(m.group(3), 60)})"
                     progress(tag, f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:70]}")
                     last = []
-                else:
+                elif not _BUILDER_CHATTER.match(line):
                     last.append(line)
     except docker.errors.APIError as e:
         raise EngineError(f"image {tag}: the build failed: {_line(str(e.explanation or e))}") from None
