@@ -13,6 +13,7 @@ else its default. A new field needs only its description.
 from __future__ import annotations
 
 import ast
+import json
 import inspect
 import ipaddress
 import sys
@@ -172,8 +173,8 @@ def _flow(value: Any) -> str:
         value = value.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv4Address)):
         value = str(value)
-    if value == "":
-        return '""'
+    if value == "" or (isinstance(value, str) and not value.isprintable()):
+        return json.dumps(value)  # YAML's double-quoted form: "quit\n"
     text: str = yaml.safe_dump(value, default_flow_style=True, width=10_000, allow_unicode=True,
                                sort_keys=False).strip()
     return text.removesuffix("\n...").removesuffix(" ...")

@@ -113,7 +113,7 @@ class Program(Strict):
     starts. On any other image: replaces the image's CMD (its ENTRYPOINT stays); without it the image's own command
     runs."""
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
-              Annotated[str, StringConstraints(max_length=4096)]] = {}
+              Annotated[str, StringConstraints(max_length=4096)]] = Field({}, examples=[{"LOG_LEVEL": "debug"}])
     """Environment variables of the program."""
     ready: Ready | None = None
     """When the program counts as started; without it, as soon as it runs."""
@@ -204,9 +204,11 @@ class Build(Strict):
     """The build context: a folder relative to the lab file's directory (no `..`)."""
     dockerfile: LabPath = "Dockerfile"
     """The Dockerfile, relative to the context."""
-    args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=4096)]] = {}
+    args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=4096)]] = Field({},
+        examples=[{"VERSION": "1.2"}])
     """Build arguments (`ARG`s), as plain strings."""
-    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(None,
+        examples=["runtime"])
     """The stage to build, of a multi-stage Dockerfile; default: the last."""
 
 
@@ -232,17 +234,18 @@ class Host(Strict):
     mapping."""
     pull: Literal["missing", "always", "never"] = "missing"
     """When to pull `image` (not a project image, not built): when it is missing here, always, or never."""
-    cap_add: Annotated[list[Capability], Field(max_length=2)] = []
+    cap_add: Annotated[list[Capability], Field(max_length=2)] = Field([], examples=[["NET_ADMIN"]])
     """Capabilities the host's container adds (NET_ADMIN, NET_RAW only: a lab file may come from a stranger)."""
     program: Program | None = None
     """The host's own program, started before the first step."""
     peer: Peer = Peer()
     """The TCP stack the host shows on the wire."""
-    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = {}
+    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = Field({},
+        examples=[{"net.ipv4.tcp_fin_timeout": 3}])
     """Kernel settings of the host's network namespace, e.g. `net.ipv4.tcp_fin_timeout: 3`."""
     limits: Limits = Limits()
     """Resource limits of the host's container."""
-    ip: ipaddress.IPv4Address | None = None
+    ip: ipaddress.IPv4Address | None = Field(None, examples=["10.77.0.10"])
     """The host's address in the lab's subnet; default: the next free one."""
 
     @property
@@ -376,13 +379,13 @@ class StopStep(BaseStep):
 
 
 class SendStep(BaseStep):
-    host: Name
+    host: Name = Field(examples=["client"])
     """The host the program runs on."""
-    send: Name
+    send: Name = Field(examples=["telnet1"])
     """The program to type into: a started program's `as`."""
-    text: Annotated[str, StringConstraints(max_length=65536)]
+    text: Annotated[str, StringConstraints(max_length=65536)] = Field(examples=["quit\n"])
     """The text written to the program's stdin, as is (end it with a newline to send a line)."""
-    title: Title | None = None
+    title: Title | None = Field(None, examples=["the client says quit"])
     """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
@@ -399,7 +402,7 @@ class SnapshotStep(BaseStep):
     snapshot: Name
     """The snapshot's name (what `state` expectations name in `at`): every host's socket table (netstat and ss) is
     taken now. `end` is taken after the last step."""
-    title: Title | None = None
+    title: Title | None = Field(None, examples=["sockets after the close"])
     """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
@@ -426,14 +429,14 @@ class WaitFor(Strict):
     """Wait until this host sends a FIN."""
     seconds: Seconds | None = None
     """Wait this long."""
-    exit: Name | None = None
+    exit: Name | None = Field(None, examples=["telnet1"])
     """Wait until this program of the step's `host` ends (a started program's `as`, or the host's program's `name`)."""
 
 
 class WaitStep(BaseStep):
     wait: WaitFor
     """What to wait for: exactly one of its fields."""
-    host: Name | None = None
+    host: Name | None = Field(None, examples=["client"])
     """With `wait: {exit}` only: the host the program runs on."""
     timeout: Seconds = 30.0
     """The longest the step waits; what it waits for not coming by then fails the run."""
@@ -548,7 +551,7 @@ class PacketMatch(Strict):
     """The host that sent the packet."""
     to: Name | None = None
     """The host the packet went to."""
-    port: Port | None = None
+    port: Port | None = Field(None, examples=[8000])
     """A TCP port of the packet (source or destination)."""
     flags: FlagString | None = None
     """Exactly these flags, as tcpdump prints them: `F.`, `R.`, `S`, `.`."""
@@ -562,7 +565,7 @@ class PacketMatch(Strict):
     """The window field as sent (not scaled)."""
     ttl: Annotated[int, Field(ge=1, le=255)] | None = None
     """The IP TTL."""
-    mss: Annotated[int, Field(ge=0, le=65535)] | None = None
+    mss: Annotated[int, Field(ge=0, le=65535)] | None = Field(None, examples=[1460])
     """The MSS option's value."""
     wscale: Annotated[int, Field(ge=0, le=14)] | None = None
     """The window scale option's value."""
@@ -572,7 +575,7 @@ class PacketMatch(Strict):
     """These TCP options are present, in any order."""
     without_options: list[OptionName] | None = None
     """These TCP options are absent."""
-    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    payload: Annotated[str, StringConstraints(max_length=1024)] | None = Field(None, examples=["HELLO"])
     """A substring of the payload."""
     count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     """Exactly this many matching packets in the window (0: never). Without it: at least one."""
@@ -584,13 +587,13 @@ class PacketMatch(Strict):
     """How far from `after` + `delay` the packet may come."""
     # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
     # ``any: true`` lets any matching packet in the window count instead.
-    nth: Annotated[int, Field(ge=1, le=1000)] | None = None
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, examples=[2])
     """After an anchor the rule is about one packet: the next matching one (`nth: 1`), or the n-th."""
     any: bool = False
     """Let any matching packet in the window count, rather than the next one."""
-    within: Seconds | None = None
+    within: Seconds | None = Field(None, examples=["1s"])
     """Only packets within this long after `after` count."""
-    before: Anchor | None = None
+    before: Anchor | None = Field(None, examples=["stop-telnet2"])
     """Only packets before this moment count."""
 
     def delay_seconds(self, lab: "Lab") -> float | None:
@@ -613,7 +616,7 @@ class StateMatch(Strict):
     """The host at the sockets' other end."""
     is_: State | None = Field(None, alias="is")
     """One of the sockets is in this state."""
-    not_: State | None = Field(None, alias="not")
+    not_: State | None = Field(None, alias="not", examples=["CLOSE_WAIT"])
     """None of the sockets is in this state."""
     absent: bool = False
     """There are no such sockets."""
@@ -677,15 +680,15 @@ class ProgramMatch(Strict):
     ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
     says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
     a regex found in its output. With none of them: it was started."""
-    host: Name
+    host: Name = Field(examples=["server"])
     """The host the program runs on."""
-    name: Name
+    name: Name = Field(examples=["server"])
     """The program: the host's program's `name` or a started program's `as`."""
-    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = None
+    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = Field(None, examples=[0])
     """It exited with this status by the end of the run (killed by signal N: 128+N, as a shell says)."""
-    running: bool | None = None
+    running: bool | None = Field(None, examples=[True])
     """It was (`true`) or was not (`false`) still running when the run ended."""
-    output: Regex | None = None
+    output: Regex | None = Field(None, examples=["listening on .*:8000"])
     """A regex found in its output."""
 
 
