@@ -90,6 +90,7 @@ class DockerBackend:
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
             network_mode=network_mode,
+            pid_mode=f"container:{spec.joins_pid}" if spec.joins_pid else None,
             init=spec.init,
             privileged=False,
         )
@@ -382,3 +383,4 @@ def parallel(fn: Callable[[str], None], items: list[str]) -> None:
         futures = [pool.submit(fn, i) for i in items]
     for f in futures:
         f.result()
+

@@ -135,6 +135,11 @@ class Host(Strict):
     limits: Limits = Limits()
     ip: ipaddress.IPv4Address | None = None
 
+    @property
+    def own_program(self) -> bool:
+        """The container's main process is the image's own program (not tcplab's agent or a sleep)."""
+        return not self.image.startswith("tcplab/")
+
 
 class Capture(Strict):
     # tcpdump filter: passed as one argv element, never through a shell; the

@@ -21,12 +21,13 @@ from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
 from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
+from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
-from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
+from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, plan_lab
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
@@ -215,6 +216,25 @@ class LabRun:
             self.wait_ready(host, prog, ready)
         return pid
 
+    def program_seen(self, host: str) -> tuple[int, list[str]] | None:
+        """The PID and argv of a host's image's own program, as its observer sees them (the child of the
+        host's init, in the host's PID namespace); None once it has ended."""
+        res = self.backend.exec(self.observer_of(host), observer.PROGRAM_ARGV)
+        return observer.parse_program(res.stdout) if res.exit_code == 0 else None
+
+    def observer_of(self, host: str) -> str:
+        """The container of the host's observer; KeyError for a host observed from inside (it has the tools)."""
+        side = self.plan.host(host).observer
+        if side is None:
+            raise KeyError(host)
+        return side.spec.name
+
+    def observe(self, host: str, argv: list[str]) -> ExecResult:
+        """Run an observation's argv where the host's tools are: its observer, else the host itself."""
+        if self.plan.host(host).observer is not None:
+            return self.backend.exec(self.observer_of(host), argv)
+        return self.run_in(host, argv)
+
     def _running(self, host: str) -> Callable[[], bool]:
         return lambda: self.host_running(host)
 
@@ -231,9 +251,13 @@ class LabRun:
         return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
 
     def listening(self, host: str, port: int) -> bool:
-        """Whether something listens on ``port`` in the host's network namespace: asked of the host's own
-        ss, else (an image without ss) of its capture sidecar, which shares that namespace."""
-        argv = ["ss", "-Htln", f"sport = :{port}"]
+        """Whether something listens on ``port`` in the host's network namespace: asked of its observer (an
+        image with no tools at all), else of the host's own ss, else (an image without ss) of its capture
+        sidecar, which shares that namespace."""
+        argv = observer.listen_argv(port)
+        if self.plan.host(host).observer is not None:
+            res = self.backend.exec(self.observer_of(host), argv)
+            return res.exit_code == 0 and res.stdout.strip() != ""
         if host not in self.no_ss:
             res = self.run_in(host, argv)
             if not res.command_missing:
@@ -320,9 +344,9 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            res = self.run_in(host, ["labsnap"])  # netstat, then ss: one round trip
+            res, image = self.take_tables(host)  # netstat, then ss: one round trip
             checkpoint(f"snapshot:{label}:{host}")
-            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             self.rd.table(host, label).write_text(both["netstat"]["raw"])
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
@@ -335,6 +359,13 @@ class LabRun:
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
         snapshots_file.write(self.rd, self.snapshots)
 
+    def take_tables(self, host: str) -> tuple[ExecResult, str]:
+        """Both socket tables of a host (labsnap's output) and the image that took them: the host's own, or
+        its observer's (the tools image) for a host whose image has no tools."""
+        if self.plan.host(host).observer is not None:
+            return self.backend.exec(self.observer_of(host), observer.SNAPSHOT_ARGV), TOOLS_IMAGE
+        return self.run_in(host, ["labsnap"]), self.lab.hosts[host].image
+
     def probe_evidence(self) -> None:
         """Before the story: can each host's socket tables be read? Said at once, one line per host whose
         tables cannot be, and kept in run.json, so nobody learns it from a verdict."""
@@ -343,16 +374,17 @@ class LabRun:
         kernel: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            res = self.run_in(host, ["labsnap"])
-            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            res, image = self.take_tables(host)
+            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv())
+            res = self.observe(host, sysctl_argv())
             sysctls[host] = parse_sysctls(res.stdout, res.stderr)
 
-        def hz() -> None:
-            kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
+        def hz() -> None:  # the kernel's: any host will do, one with its own tools first (no observer's exec)
+            first = sorted(self.lab.hosts, key=lambda h: self.plan.host(h).observer is not None)[0]
+            kernel.update(parse_hz(self.observe(first, HZ_ARGV).stdout))
 
         self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
                   + [hz])
