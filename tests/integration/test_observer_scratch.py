@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -132,3 +133,23 @@ def test_a_from_scratch_service_is_observed_from_its_sidecar(scratch_lab: tuple[
     assert info["evidence"]["socket_tables"]["svc"] == {"netstat": "ok", "ss": "ok"}
     report = (out / "report.html").read_text()
     assert f"tcplab-{name}-svc-observer" in report and "SYS_PTRACE" in report
+
+
+def test_exec_and_status_of_a_host_without_tools_go_to_its_observer(scratch_lab: tuple[Path, str], tmp_path: Path,
+                                                                    lab_down_after: list[str]) -> None:
+    """`lab exec`, `lab status` (and `lab shell`) reach a FROM scratch host through its observer, and say so."""
+    lab, name = scratch_lab
+    lab_down_after.append(name)
+    up = lab_cmd("up", str(lab), "--out", str(tmp_path / "run"), cwd=tmp_path, timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    res = lab_cmd("exec", name, "svc", "--", "netstat", "-tanp")
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"0\.0\.0\.0:9000 .* LISTEN +\d+/server", res.stdout), res.stdout
+    assert f"svc: its image has no tools: running in its observer tcplab-{name}-svc-observer" in res.stderr
+    files = lab_cmd("exec", name, "svc", "--", "ls", "/proc/1/root/")
+    assert "server" in files.stdout.split(), files.stdout + files.stderr  # the host's own files, read through /proc
+    plain = lab_cmd("exec", name, "a", "--", "netstat", "-tanp")
+    assert plain.returncode == 0 and "observer" not in plain.stderr  # a host of the project's images: as today
+    status = lab_cmd("status", name)
+    svc_lines = status.stdout.split(f"tcplab-{name}-svc ", 1)[1].split("\n  tcplab-", 1)[0]
+    assert re.search(r"LISTEN +0\.0\.0\.0:9000 -> 0\.0\.0\.0:\* +\d+/server", svc_lines), status.stdout
