@@ -68,6 +68,7 @@ class SidecarPlan:
     about: str = ""  # what it does, in a line (lab export writes it as the service's comment)
     follow: tuple[FollowedFile, ...] = ()
     optional: bool = False  # the lab plays without it, saying so (the tracer: no tracefs, no transitions)
+    ends_with_host: bool = False  # it lives in its host's PID namespace (an observer): it ends when the host does
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:
         pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, observer.ROLE, host, observer.READY_LINE,
                        about=f"netstat, ss and ps in {host}'s network and PID namespaces (SYS_PTRACE only: "
-                             "the owners of its sockets)")
+                             "the owners of its sockets)", ends_with_host=True)
 
 
 def tracer_sidecar(lab: Lab, names: RunNames, ips: dict[str, str], writes: ArtifactMount) -> SidecarPlan:

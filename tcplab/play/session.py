@@ -173,14 +173,21 @@ class LabRun:
 
     def start_sidecar(self, sidecar: SidecarPlan, created: bool = False) -> None:
         spec = sidecar.spec
-        if created:
-            self.backend.start_created(spec.name)
-        else:
-            self.backend.start_container(spec)
+        try:
+            if created:
+                self.backend.start_created(spec.name)
+            else:
+                self.backend.start_container(spec)
+        except EngineError:
+            if self._outlived(sidecar):
+                return
+            raise
         checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
         if self.stopping.is_set():
             return
         if not self.backend.wait_log(spec.name, sidecar.ready, timeout=20):
+            if self._outlived(sidecar):
+                return
             tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
             if sidecar.optional:  # the tracer: transitions are a bonus, go on without them, say so once
                 self.tracer_note = f"the tracer did not start: {tail[0]}"
@@ -191,8 +198,21 @@ class LabRun:
             for f in sidecar.follow:
                 mirror(self.backend, spec.name, f.path, f.local)
 
+    def _outlived(self, sidecar: SidecarPlan) -> bool:
+        """A sidecar that lives in its host's PID namespace (an observer) and could not start or ended because
+        the host's own program had already ended: nothing is left to observe, which is no failure."""
+        return sidecar.ends_with_host and sidecar.host is not None and self.program_ended(sidecar.host)
+
+    def program_ended(self, host: str) -> bool:
+        """The host runs its image's own program and that program (its container's main process) has ended."""
+        if not self.lab.hosts[host].own_program:
+            return False
+        return self.backend.state(self.names.host(host)).status in ("exited", "dead")
+
     def _all(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
+        if not calls:  # a snapshot of a lab none of whose hosts runs
+            return
         if len(calls) == 1:
             calls[0]()
             return
@@ -398,7 +418,13 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            res, image = self.take_tables(host)  # netstat, then ss: one round trip
+            try:
+                res, image = self.take_tables(host)  # netstat, then ss: one round trip
+            except EngineError:
+                if not self.program_ended(host):
+                    raise
+                tables[host] = {"missing": f"host {host} was not running"}  # its program ended meanwhile
+                return
             checkpoint(f"snapshot:{label}:{host}")
             both = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             self.rd.table(host, label).write_text(both["netstat"]["raw"])
@@ -427,6 +453,12 @@ class LabRun:
         sysctls: dict[str, dict[str, str]] = {}
         kernel: dict[str, Any] = {}
 
+        # a host whose own program has already ended has nothing left to read (the engine says so, at once)
+        ended = {h for h in self.lab.hosts if self.program_ended(h)}
+        hosts = [h for h in self.lab.hosts if h not in ended]
+        for host in ended:
+            found[host] = {tool: "its program had ended before the story began" for tool in ("netstat", "ss")}
+
         def one(host: str) -> None:
             res, image = self.take_tables(host)
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
@@ -437,11 +469,11 @@ class LabRun:
             sysctls[host] = parse_sysctls(res.stdout, res.stderr)
 
         def hz() -> None:  # the kernel's: any host will do, one with its own tools first (no observer's exec)
-            first = sorted(self.lab.hosts, key=lambda h: self.plan.host(h).observer is not None)[0]
+            first = sorted(hosts, key=lambda h: self.plan.host(h).observer is not None)[0]
             kernel.update(parse_hz(self.observe(first, HZ_ARGV).stdout))
 
-        self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
-                  + [hz])
+        self._all([lambda h=h: one(h) for h in hosts] + [lambda h=h: settings(h) for h in hosts]
+                  + ([hz] if hosts else []))
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "

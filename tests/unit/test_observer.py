@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tcplab.backend.base import ContainerState, ExecResult
+import pytest
+
+from tcplab.backend.base import ContainerState, EngineError, ExecResult
 from tcplab.export.compose import export_plan, to_service
 from tcplab.model import Lab, load_lab
 from tcplab.observe import observer
@@ -178,3 +180,37 @@ def test_the_plan_as_yaml_names_no_observer_for_the_shipped_labs(tmp_path: Path)
         lab = load_lab(LABS_DIR / f"{name}.yaml")[0]
         plan = plan_lab(lab, RunNames(lab.name, "r1", str(tmp_path)), RunDir(tmp_path))
         assert not [c.name for c in plan.containers() if "observer" in c.name], name
+
+
+class _Ended(_Engine):
+    """The server's own program has ended: its container exited, its observer cannot start or answer."""
+
+    def state(self, container: str) -> ContainerState:
+        if container == "tcplab-closewait-server":
+            return ContainerState(container, "exited", exit_code=3)
+        return ContainerState(container, "running")
+
+    def start_created(self, container: str) -> None:
+        raise EngineError(f"start container {container}: cannot start a stopped process")
+
+    def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult:
+        if container == "tcplab-closewait-server-observer":
+            raise EngineError(f"exec in {container}: container is not running")
+        return super().exec(container, argv, timeout)
+
+
+def test_an_observer_outlived_by_its_hosts_program_is_no_failure(tmp_path: Path) -> None:
+    """A program that ends before its observer joins it, or between two looks, leaves nothing to observe:
+    the run goes on, and that host's table says it was not running (never an empty table)."""
+    engine = _Ended({})
+    run = _run(tmp_path, engine)
+    side = run.plan.host("server").observer
+    assert side is not None and side.ends_with_host
+    run.start_sidecar(side, created=True)  # no error: its host's program had ended
+    assert run.program_seen("server") is None
+    run.host_running = lambda host: True  # type: ignore[method-assign]  # the engine's events lag behind
+    run.snapshot("s")
+    assert run.snapshots["s"]["hosts"]["server"] == {"missing": "host server was not running"}
+    capture = run.plan.host("server").sidecars[0]
+    with pytest.raises(EngineError):  # any other sidecar that cannot start is still a failure
+        run.start_sidecar(capture, created=True)
