@@ -130,7 +130,9 @@ class LabRun:
 
     def _bring_up_hosts_and_play(self) -> None:
         with self.phase("hosts_and_sidecars"):
-            self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers")
+            observed = [h.name for h in self.plan.hosts if h.observer is not None]
+            self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers"
+                     + (f"; observers of {', '.join(observed)} (no tools in their images)" if observed else ""))
             # each host's sidecars start as soon as that host runs; the tracer needs no host
             self._all([self.start_tracer] + [partial(self.start_host_and_sidecars, n) for n in self.lab.hosts])
         with self.phase("programs"):
