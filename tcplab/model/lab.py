@@ -133,19 +133,24 @@ SysctlKey = Annotated[str, StringConstraints(pattern=r"^net\.(ipv4|ipv6|core)\.[
 
 
 PROJECT_IMAGES = "tcplab/"  # the project's own images: built from images/ by tcplab, never pulled
-# A Docker image reference, as the engine's reference grammar has it: [registry[:port]/]path[:tag][@digest]
+# A Docker image reference, as the engine's reference grammar has it: [registry[:port]/]path[:tag][@digest]; the
+# first part is a registry only when it has a dot or a port, or is localhost (else it is part of the path).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(
-    rf"^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{{1,5}})?"
-    rf"|\[[0-9a-fA-F:]+\](?::[0-9]{{1,5}})?)/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*"
+                   r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?")
 
 
 def _image_reference(value: str) -> str:
-    if len(value) > 255 or not _REFERENCE.fullmatch(value):
+    first, slash, rest = value.partition("/")
+    registry = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    ok = (_REGISTRY.fullmatch(first) is not None and _PATH.fullmatch(rest) is not None) if registry \
+        else _PATH.fullmatch(value) is not None
+    if len(value) > 255 or not ok:
         raise ValueError(f"{value[:60]!r} is not an image reference (write e.g. myorg/svc:1.0, "
                          "registry.example.com:5000/team/svc:2 or postgres@sha256:<64 hex digits>)")
-    if value.startswith(PROJECT_IMAGES) and not re.match(r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$", value):
+    if value.startswith(PROJECT_IMAGES) and not re.fullmatch(r"tcplab/[a-z0-9][a-z0-9_-]{0,40}", value):
         raise ValueError(f"'{value[:60]}': the names tcplab/... are the project's own images (tcplab/server, "
                          "tcplab/client, tcplab/tools), which take no tag")
     return value
