@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tcplab.backend.base import ContainerState, EngineError, ExecResult
 from tcplab.export.compose import export_plan, to_service
@@ -21,12 +23,16 @@ from tcplab.play.session import LabRun
 from tcplab.rundir import RunDir
 
 
-def own_program_lab(host: str = "server") -> Lab:
-    """closewait with ``host`` on an image of the user's: it runs that image's own program, no tool of ours."""
-    lab = load_lab(LABS_DIR / "closewait.yaml")[0]
-    hosts = dict(lab.hosts)
-    hosts[host] = hosts[host].model_copy(update={"image": "example/svc:1", "program": None})
-    return lab.model_copy(update={"hosts": hosts})
+def own_program_lab() -> Lab:
+    """closewait with its server on an image of the user's: it runs that image's own program, no tool of ours."""
+    data = yaml.safe_load((LABS_DIR / "closewait.yaml").read_text())
+    data["hosts"]["server"] = {"image": "example/svc:1", "program": {"name": "server", "ready": {"listen": 8000}}}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "closewait.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        lab = load_lab(path)[0]
+    assert lab.hosts["server"].own_program
+    return lab
 
 
 def test_a_host_of_its_own_image_gets_an_observer_in_its_network_and_pid_namespaces(tmp_path: Path) -> None:
