@@ -220,3 +220,16 @@ def test_an_observer_outlived_by_its_hosts_program_is_no_failure(tmp_path: Path)
     capture = run.plan.host("server").sidecars[0]
     with pytest.raises(EngineError):  # any other sidecar that cannot start is still a failure
         run.start_sidecar(capture, created=True)
+
+
+def test_by_hand_a_snapshot_of_a_host_without_tools_is_typed_into_its_observer() -> None:
+    from tcplab.export.compose import service_name, step_lines
+    from tcplab.model.lab import SnapshotStep
+
+    lab = own_program_lab()
+    lines = step_lines(lab, 0, SnapshotStep(snapshot="s"))
+    assert lines[1:] == ["  docker-compose exec -T server-observer netstat -tanp",
+                         "  docker-compose exec -T linux netstat -tanp", "  docker-compose exec -T win netstat -tanp"]
+    plan, _, names = export_plan(lab)
+    side = plan.host("server").observer
+    assert side is not None and service_name(names, side.spec.name) == "server-observer"  # the service it names
