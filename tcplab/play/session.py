@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
-from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
+from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
@@ -157,7 +157,24 @@ class LabRun:
         checkpoint(f"host:{name}")
         if self.stopping.is_set():
             return
-        self._all([partial(self.start_sidecar, s, created=True) for s in planned.sidecars])
+        try:
+            self._all([partial(self.start_sidecar, s, created=True) for s in planned.sidecars])
+        except (EngineError, HostFailure):
+            self._ended_too_soon(name)
+            raise
+
+    def _ended_too_soon(self, name: str) -> None:
+        """StepFailure, saying so, when a host's own program ended before its sidecars could join the host's
+        network namespace (which goes with its container): the lab cannot come up."""
+        if not self.lab.hosts[name].own_program:
+            return
+        st = self.backend.state(self.names.host(name))
+        if st.running or st.status == "missing":
+            return
+        output = ContainerOutput(self.backend, self.names.host(name), self.lab.hosts[name].program_name or "")
+        raise StepFailure(f"{name}: its program exited with {describe_status(st.exit_code)} before the lab was up "
+                          f"({last_lines_of(output)}); a host's own program must run until its capture has joined "
+                          "it, since its network goes with its container")
 
     def _create(self, spec: ContainerSpec) -> None:
         self.backend.create_container(spec)
@@ -192,6 +209,8 @@ class LabRun:
 
     def _all(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
+        if not calls:  # e.g. a snapshot when no host runs any more
+            return
         if len(calls) == 1:
             calls[0]()
             return
@@ -260,12 +279,22 @@ class LabRun:
     def run_in(self, host: str, argv: list[str]) -> ExecResult:
         """Run argv in a host: through its agent (milliseconds), else a Docker exec."""
         agent = self.agents.get(host)
-        return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
+        if agent is not None:
+            return agent.run(argv)
+        try:
+            return self.backend.exec(self.names.host(host), argv)
+        except EngineError:
+            # a host running its image's own program stops when that program ends, maybe just now
+            if self.lab.hosts[host].own_program and not self.backend.state(self.names.host(host)).running:
+                return ExecResult(125, "", f"{host} is not running: its program ended")
+            raise
 
     def listening(self, host: str, port: int) -> bool:
         """Whether something listens on ``port`` in the host's network namespace: asked of the host's own
         ss, else (an image without ss) of its capture sidecar, which shares that namespace."""
         argv = ["ss", "-Htln", f"sport = :{port}"]
+        if self.lab.hosts[host].own_program and not self.host_running(host):
+            return False  # its program ended and the container with it: nothing listens there
         if host not in self.no_ss:
             res = self.run_in(host, argv)
             if not res.command_missing:
@@ -395,11 +424,15 @@ class LabRun:
             res = self.run_in(host, sysctl_argv())
             sysctls[host] = parse_sysctls(res.stdout, res.stderr)
 
-        def hz() -> None:
-            kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
+        # a host whose own program already ended has stopped: nothing can be run in it
+        running = [h for h in self.lab.hosts if not self.lab.hosts[h].own_program or self.host_running(h)]
+        tools_first = sorted(running, key=lambda h: self.lab.hosts[h].own_program)
 
-        self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
-                  + [hz])
+        def hz() -> None:
+            if tools_first:
+                kernel.update(parse_hz(self.run_in(tools_first[0], HZ_ARGV).stdout))
+
+        self._all([lambda h=h: one(h) for h in running] + [lambda h=h: settings(h) for h in running] + [hz])
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "
