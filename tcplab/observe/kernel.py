@@ -6,27 +6,44 @@ read is left out: the report then says the run does not record it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
-# the sysctls the explanations use, as files under /proc/sys
+# the sysctls the explanations use, as files under /proc/sys; a lab adds those it depends on (Lab.sysctls_read)
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
            "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow")
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
+RELEASE_ARGV = ["cat", "/proc/sys/kernel/osrelease"]  # what `uname -r` prints, in every container alike
 
 
-def sysctl_argv() -> list[str]:
+def sysctl_names(extra: Iterable[str] = ()) -> list[str]:
+    """The sysctls a run reads: tcplab's own, then a lab's (each once)."""
+    return list(dict.fromkeys([*SYSCTLS, *extra]))
+
+
+def _file(name: str) -> str:
+    return f"/proc/sys/{name.replace('.', '/')}"
+
+
+def sysctl_argv(extra: Iterable[str] = ()) -> list[str]:
     """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
-    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in SYSCTLS)]
+    return ["cat", *(_file(name) for name in sysctl_names(extra))]
 
 
-def parse_sysctls(stdout: str, stderr: str) -> dict[str, str]:
+def parse_sysctls(stdout: str, stderr: str, extra: Iterable[str] = ()) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    missing = [name for name in SYSCTLS if f"/proc/sys/{name.replace('.', '/')}" in stderr]
-    present = [name for name in SYSCTLS if name not in missing]
+    names = sysctl_names(extra)
+    missing = [name for name in names if f"{_file(name)}:" in stderr]
+    present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):
         return {}
     return {name: " ".join(value.split()) for name, value in zip(present, lines)}
+
+
+def parse_release(stdout: str) -> dict[str, Any]:
+    """``{"release": "6.8.0-45-generic"}`` (``uname -r``), or nothing."""
+    release = stdout.strip()
+    return {"release": release} if release and len(release) <= 200 and "\n" not in release else {}
 
 
 def parse_hz(stdout: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
-from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
+from ..observe.kernel import HZ_ARGV, RELEASE_ARGV, parse_hz, parse_release, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -347,15 +347,20 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv())
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr)
+        extra = self.lab.sysctls_read()
+
+        def settings(host: str) -> None:  # the kernel facts the explanations and the lab's facts use
+            res = self.run_in(host, sysctl_argv(extra))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, extra)
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
 
+        def release() -> None:
+            kernel.update(parse_release(self.run_in(next(iter(self.lab.hosts)), RELEASE_ARGV).stdout))
+
         self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
-                  + [hz])
+                  + [hz, release])
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "

@@ -1,6 +1,8 @@
 """The reference block of a lab file: its sources and facts, validated; the facts rendered with a run's verdicts."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +104,114 @@ def test_shipped_labs_cite_sources_for_facts_their_expectations_check(name: str)
     assert ref is not None and ref.report == "closewait-field-report" and ref.sources and ref.facts
     checked = {n for f in ref.facts for n in f.expect}
     assert checked <= {e.name for e in got.expect}
+
+
+# --- the report's "Published facts" -------------------------------------------------------------
+
+EVIL = "<script>document.title='PWNED'</script>"
+CITED = {"sources": [{"id": "blog", "title": f"A blog {EVIL}", "author": "A. <b>Author</b>", "year": 2019,
+                      "url": "https://example.org/post?a=1&b='2'"},
+                     {"id": "rfc", "title": "RFC 9293", "note": "section 3.3.2"}],
+         "sysctls": ["net.ipv4.tcp_syn_linear_timeouts"],
+         "facts": [{"expect": "fin", "says": "the window's close sends a FIN", "source": "rfc"},
+                   {"expect": ["fin", "rst"], "says": f"Windows resets after 120 s {EVIL}", "source": "blog",
+                    "kernel": "linear timeouts: {sysctl:net.ipv4.tcp_syn_linear_timeouts}, on {kernel}"}]}
+RESULT = {"lab": "closewait", "run": "r", "passed": False, "counts": {"held": 1, "failed": 1}, "expectations": [
+    {"name": "fin", "about": "win closes", "kind": "packet", "status": "held", "held": True, "expected": "[F.]",
+     "seen": "#9", "where": "capture/win.pcap #4", "message": "fin: held"},
+    {"name": "rst", "about": "win resets", "kind": "packet", "status": "failed", "held": False,
+     "expected": "[R.] 120 s after the FIN", "seen": "[R.] 2.000 s after", "where": "",
+     "message": "rst: expected [R.] 120 s after the FIN, closest [R.] 2.000 s <b>after</b>"}]}
+
+
+def facts_report(tmp_path: Path, result: dict[str, Any] | None = RESULT) -> Any:
+    import lxml.html
+
+    from tcplab.report import write_report
+
+    from .test_report_synth import write_closewait_run
+
+    rd = write_closewait_run(tmp_path, result=result, reference=CITED,  # type: ignore[arg-type]
+                             run_info={"kernel": {"release": "6.18.44-test"},
+                                       "sysctls": {h: {"net.ipv4.tcp_syn_linear_timeouts": v}
+                                                   for h, v in (("server", "4"), ("linux", "4"), ("win", "0"))}})
+    lab_yaml = json.loads((rd / "lab.yaml").read_text())
+    lab_yaml["expect"] = [{"name": "fin", "packet": {"from": "win", "flags": "F."}},
+                          {"name": "rst", "packet": {"from": "win", "flags": "R."}}]
+    (rd / "lab.yaml").write_text(json.dumps(lab_yaml))
+    return lxml.html.fromstring(write_report(rd).read_text(encoding="utf-8")), rd
+
+
+def test_published_facts_show_each_fact_its_linked_source_and_this_runs_verdict(tmp_path: Path) -> None:
+    doc, _ = facts_report(tmp_path)
+    section = doc.get_element_by_id("facts")
+    rows = section.xpath(".//table[contains(@class,'facts')]//tr[td]")
+    assert [r.xpath("td[1]")[0].text_content().strip() for r in rows] == ["✓ held", "✗ differs"]
+    assert "RFC 9293" in rows[0].text_content() and "section 3.3.2" in rows[0].text_content()
+    second = rows[1].text_content()
+    assert "This kernel differs" in second and "6.18.44-test" in second
+    assert "expected [R.] 120 s after the FIN, closest [R.] 2.000 s <b>after</b>" in second  # the verdict's message
+    assert "linear timeouts: server 4, linux 4, win 0, on 6.18.44-test" in second  # the values the run read
+    link = rows[1].xpath(".//a")[0]
+    assert link.get("href") == "https://example.org/post?a=1&b='2'" and link.text_content().endswith(EVIL)
+    assert len(doc.xpath("//script")) == 1  # the page's own: the title and the fact are text
+    assert doc.xpath("//b[text()='Author']") == []  # the author's markup is text
+    read = section.xpath(".//table[contains(@class,'kernel-read')]")[0].text_content()
+    assert "net.ipv4.tcp_syn_linear_timeouts" in read and "server 4, linux 4, win 0" in read
+    assert [a.get("href") for a in doc.xpath("//nav//a")][:2] == ["#summary", "#facts"]
+
+
+def test_raw_html_of_a_source_never_reaches_the_page(tmp_path: Path) -> None:
+    _, rd = facts_report(tmp_path)
+    html = (rd / "report.html").read_text(encoding="utf-8")
+    assert EVIL not in html and "&lt;script&gt;document.title=" in html
+    assert 'href="https://example.org/post?a=1&amp;b=&#39;2&#39;"' in html
+
+
+def test_without_verdicts_the_facts_are_not_checked(tmp_path: Path) -> None:
+    doc, _ = facts_report(tmp_path, result=None)
+    section = doc.get_element_by_id("facts")
+    states = [r.xpath("td[1]")[0].text_content().strip()
+              for r in section.xpath(".//table[contains(@class,'facts')]//tr[td]")]
+    assert states == ["– not checked", "– not checked"] and "no fact was checked" in section.text_content()
+
+
+def test_a_lab_without_facts_has_no_section(tmp_path: Path) -> None:
+    import lxml.html
+
+    from tcplab.report import write_report
+
+    from .test_report_synth import write_closewait_run
+
+    doc = lxml.html.fromstring(write_report(write_closewait_run(tmp_path)).read_text(encoding="utf-8"))
+    assert doc.xpath("//section[@id='facts']") == [] and "#facts" not in doc.xpath("//nav//a/@href")
+
+
+@pytest.mark.parametrize("statuses,status", [
+    (["held", "held"], "held"), (["held", "failed", "error"], "failed"), (["held", "error"], "error"),
+    (["held", "unchecked"], "unchecked"), ([], "unchecked")])
+def test_a_fact_holds_when_every_expectation_that_checks_it_held(statuses: list[str], status: str) -> None:
+    from tcplab.analysis.references.published import fact_status
+
+    assert fact_status(statuses) == status
+
+
+def test_sysctl_values_one_host_or_all() -> None:
+    from tcplab.analysis.references.published import kernel_note, sysctl_value
+
+    info: Any = {"sysctls": {"a": {"x.y": "1"}, "b": {"x.y": "1"}, "c": {}}, "engine": {"kernel": "6.1-engine"}}
+    assert sysctl_value(info, "x.y", ["a", "b", "c"]) == "1"
+    assert sysctl_value(info, "x.y", ["a", "b", "c"], host="c") == "not recorded"
+    assert kernel_note("{kernel}", info, ["a"]) == "6.1-engine"  # no release read in a host: the engine's
+
+
+def test_the_run_reads_a_labs_sysctls_and_the_kernel_release() -> None:
+    from tcplab.observe.kernel import SYSCTLS, parse_release, parse_sysctls, sysctl_argv
+
+    argv = sysctl_argv(["net.core.somaxconn", SYSCTLS[0]])
+    assert argv[-1] == "/proc/sys/net/core/somaxconn" and len(argv) == len(SYSCTLS) + 2  # each once
+    lines = "\n".join(str(n) for n in range(len(SYSCTLS)))  # the kernel lacks tcp_syn_linear_timeouts
+    err = "cat: /proc/sys/net/ipv4/tcp_syn_linear_timeouts: No such file or directory\n"
+    got = parse_sysctls(lines + "\n", err, ["net.core.somaxconn"])
+    assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == str(len(SYSCTLS) - 1)
+    assert parse_release("6.18.44-fc-v657\n") == {"release": "6.18.44-fc-v657"} and parse_release("") == {}
