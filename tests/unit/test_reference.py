@@ -215,3 +215,46 @@ def test_the_run_reads_a_labs_sysctls_and_the_kernel_release() -> None:
     got = parse_sysctls(lines + "\n", err, ["net.core.somaxconn"])
     assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == str(len(SYSCTLS) - 1)
     assert parse_release("6.18.44-fc-v657\n") == {"release": "6.18.44-fc-v657"} and parse_release("") == {}
+
+
+# --- judged again: `lab report RUN --judge`, and the sources of a failed fact --------------------
+
+def test_report_judge_rejudges_from_the_runs_lab_yaml_and_names_the_source(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from tcplab.cli.app import app
+
+    from .test_expectations import make_run
+
+    run = make_run(tmp_path)
+    ok = CliRunner().invoke(app, ["report", str(run), "--judge"])
+    assert ok.exit_code == 0, ok.output
+    assert "closewait: all 11 expectations held" in ok.output and (run / "report.html").is_file()
+    data = yaml.safe_load((run / "lab.yaml").read_text())
+    rst = next(e for e in data["expect"] if e["name"] == "win-rst-after-fin-wait2")
+    rst["packet"]["win"] = 512  # a wrong fact: the RST's window is 0
+    (run / "lab.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    bad = CliRunner().invoke(app, ["report", str(run), "--judge"])
+    assert bad.exit_code == 1, bad.output
+    assert "FAIL win-rst-after-fin-wait2: expected win→server [R.] seq 2 ack 1 win 512 at" in bad.output
+    assert "closest: win→server [R.] seq 2 ack 1 win 0 at" in bad.output  # the closest seen
+    assert "  source:   “t0 + 120.002 s: [R.] seq 2, ack 1, win 0" in bad.output  # the fact and where it is from
+    assert "A CLOSE_WAIT that never goes away" in bad.output
+    result = json.loads((run / "result.json").read_text())
+    assert result["passed"] is False  # rewritten by the judgement
+    junit = (run / "junit.xml").read_text()
+    assert "source:   “t0 + 120.002 s" in junit
+
+
+def test_report_judge_of_a_bad_lab_yaml_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tcplab.cli.app import app
+
+    from .test_expectations import make_run
+
+    run = make_run(tmp_path)
+    (run / "lab.yaml").write_text((run / "lab.yaml").read_text().replace("source: field-report", "source: nope", 1))
+    got = CliRunner().invoke(app, ["report", str(run), "--judge"])
+    assert got.exit_code == 2 and "reference.facts.0.source: no source 'nope'" in got.output

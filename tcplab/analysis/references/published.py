@@ -141,7 +141,8 @@ def source_line(source: Source | None) -> str:
     if source is None:
         return ""
     by = ", ".join(x for x in (source.author, str(source.year) if source.year else None) if x)
-    return f"“{source.title}”" + (f" ({by})" if by else "") + (f" {source.url}" if source.url else "")
+    where = f" {source.url}" if source.url else (f" ({source.note})" if source.note else "")
+    return f"“{source.title}”" + (f" ({by})" if by else "") + where
 
 
 def cited_for(lab: Lab | None, expectation: str) -> list[str]:
