@@ -6,44 +6,33 @@ read is left out: the report then says the run does not record it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-# the sysctls the explanations use, as files under /proc/sys; a lab adds those it depends on (Lab.sysctls_read)
+# the sysctls the explanations use, as files under /proc/sys
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
            "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow")
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
-RELEASE_ARGV = ["cat", "/proc/sys/kernel/osrelease"]  # what `uname -r` prints, in every container alike
 
 
-def sysctl_names(extra: Iterable[str] = ()) -> list[str]:
-    """The sysctls a run reads: tcplab's own, then a lab's (each once)."""
-    return list(dict.fromkeys([*SYSCTLS, *extra]))
+def sysctl_names(own: Iterable[str] = ()) -> list[str]:
+    """The sysctls to read in a host: those the explanations use, then the host's own (the lab's and its
+    peer kind's), so the run records the value each story set as the kernel took it."""
+    return list(dict.fromkeys([*SYSCTLS, *own]))
 
 
-def _file(name: str) -> str:
-    return f"/proc/sys/{name.replace('.', '/')}"
-
-
-def sysctl_argv(extra: Iterable[str] = ()) -> list[str]:
+def sysctl_argv(names: Sequence[str] = SYSCTLS) -> list[str]:
     """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
-    return ["cat", *(_file(name) for name in sysctl_names(extra))]
+    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in names)]
 
 
-def parse_sysctls(stdout: str, stderr: str, extra: Iterable[str] = ()) -> dict[str, str]:
+def parse_sysctls(stdout: str, stderr: str, names: Sequence[str] = SYSCTLS) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    names = sysctl_names(extra)
-    missing = [name for name in names if f"{_file(name)}:" in stderr]
+    missing = [name for name in names if f"/proc/sys/{name.replace('.', '/')}" in stderr]
     present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):
         return {}
     return {name: " ".join(value.split()) for name, value in zip(present, lines)}
-
-
-def parse_release(stdout: str) -> dict[str, Any]:
-    """``{"release": "6.8.0-45-generic"}`` (``uname -r``), or nothing."""
-    release = stdout.strip()
-    return {"release": release} if release and len(release) <= 200 and "\n" not in release else {}
 
 
 def parse_hz(stdout: str) -> dict[str, Any]:
@@ -52,3 +41,12 @@ def parse_hz(stdout: str) -> dict[str, Any]:
         if line.startswith("CONFIG_HZ=") and line.split("=", 1)[1].strip().isdigit():
             return {"hz": int(line.split("=", 1)[1]), "hz_source": f"{line.strip()} in /proc/config.gz"}
     return {}
+
+
+RELEASE_ARGV = ["cat", "/proc/sys/kernel/osrelease"]  # what `uname -r` prints, in every container alike
+
+
+def parse_release(stdout: str) -> dict[str, Any]:
+    """``{"release": "6.8.0-45-generic"}`` (``uname -r``), or nothing."""
+    release = stdout.strip()
+    return {"release": release} if release and len(release) <= 200 and "\n" not in release else {}

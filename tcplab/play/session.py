@@ -22,7 +22,8 @@ from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
-from ..observe.kernel import HZ_ARGV, RELEASE_ARGV, parse_hz, parse_release, parse_sysctls, sysctl_argv
+from ..observe.kernel import (HZ_ARGV, RELEASE_ARGV, parse_hz, parse_release, parse_sysctls, sysctl_argv,
+                              sysctl_names)
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -347,11 +348,11 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        extra = self.lab.sysctls_read()
-
-        def settings(host: str) -> None:  # the kernel facts the explanations and the lab's facts use
-            res = self.run_in(host, sysctl_argv(extra))
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr, extra)
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
+            # host's own, as the kernel took them, and those the lab's published facts depend on (reference.sysctls)
+            names = sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read()])
+            res = self.run_in(host, sysctl_argv(names))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))

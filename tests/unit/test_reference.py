@@ -206,13 +206,13 @@ def test_sysctl_values_one_host_or_all() -> None:
 
 
 def test_the_run_reads_a_labs_sysctls_and_the_kernel_release() -> None:
-    from tcplab.observe.kernel import SYSCTLS, parse_release, parse_sysctls, sysctl_argv
+    from tcplab.observe.kernel import SYSCTLS, parse_release, parse_sysctls, sysctl_argv, sysctl_names
 
-    argv = sysctl_argv(["net.core.somaxconn", SYSCTLS[0]])
-    assert argv[-1] == "/proc/sys/net/core/somaxconn" and len(argv) == len(SYSCTLS) + 2  # each once
+    names = sysctl_names(["net.core.somaxconn", SYSCTLS[0]])
+    assert sysctl_argv(names)[-1] == "/proc/sys/net/core/somaxconn" and len(names) == len(SYSCTLS) + 1  # each once
     lines = "\n".join(str(n) for n in range(len(SYSCTLS)))  # the kernel lacks tcp_syn_linear_timeouts
     err = "cat: /proc/sys/net/ipv4/tcp_syn_linear_timeouts: No such file or directory\n"
-    got = parse_sysctls(lines + "\n", err, ["net.core.somaxconn"])
+    got = parse_sysctls(lines + "\n", err, names)
     assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == str(len(SYSCTLS) - 1)
     assert parse_release("6.18.44-fc-v657\n") == {"release": "6.18.44-fc-v657"} and parse_release("") == {}
 
