@@ -35,6 +35,20 @@ def lab_cmd(*args: str, cwd: Path | str | None = None, timeout: float = 300, che
     return proc
 
 
+def shipped_labs() -> dict[str, Path]:
+    """Every lab the project ships, by the name `lab run NAME` takes: labs/NAME.yaml and labs/NAME/lab.yaml."""
+    labs = {f.stem: f for f in sorted((ROOT / "labs").glob("*.yaml"))}
+    labs.update({f.parent.name: f for f in sorted((ROOT / "labs").glob("*/lab.yaml"))})
+    return dict(sorted(labs.items()))
+
+
+def isolated(name: str) -> list[str]:
+    """``--set`` assignments that run a shipped lab under a name and a subnet of its own, so a test never
+    collides with anybody's run of the same lab; nothing of its story changes."""
+    return [f"name={unique_name(name)[:31]}",
+            f"network.subnet=10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24"]
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

@@ -525,9 +525,16 @@ for _kind, _cls in EXPECTATION_KINDS.items():  # a kind without its field would 
     assert Expectation.model_fields[_kind].annotation == _cls | None, _kind
 
 
+def _one_line(value: str) -> str:
+    if "\n" in value.strip() or "\r" in value:
+        raise ValueError("is more than one line: a summary is one line (the story has room for more)")
+    return value.strip()
+
+
 class Lab(Strict):
     name: Name
-    summary: Annotated[str, StringConstraints(max_length=300)] = ""
+    summary: Annotated[str, StringConstraints(max_length=300), AfterValidator(_one_line)] = Field(
+        "", description="One line: what `lab ls`, the README's library and the report say of the lab.")
     story: Annotated[str, StringConstraints(max_length=5000)] = ""
     reference: Annotated[LabReference | None, BeforeValidator(reference_form)] = Field(
         None, description="Where the lab's facts are published, and which expectation checks each: the report "
