@@ -526,7 +526,7 @@ for _kind, _cls in EXPECTATION_KINDS.items():  # a kind without its field would 
 
 
 def _one_line(value: str) -> str:
-    if "\n" in value.strip() or "\r" in value:
+    if len(value.strip().splitlines()) > 1:  # any line break: \n, \r, \x85, \u2028...
         raise ValueError("is more than one line: a summary is one line (the story has room for more)")
     return value.strip()
 

@@ -258,3 +258,8 @@ def test_report_judge_of_a_bad_lab_yaml_exits_2(tmp_path: Path) -> None:
     (run / "lab.yaml").write_text((run / "lab.yaml").read_text().replace("source: field-report", "source: nope", 1))
     got = CliRunner().invoke(app, ["report", str(run), "--judge"])
     assert got.exit_code == 2 and "reference.facts.0.source: no source 'nope'" in got.output
+
+
+@pytest.mark.parametrize("summary", ["a\nb", "s\rq: 1", "x\u2028y", "x\x85y"])
+def test_a_summary_is_one_line(summary: str) -> None:
+    assert "summary: is more than one line" in refused({"name": "t", "hosts": HOSTS, "summary": summary})
