@@ -120,7 +120,7 @@ class Fact(Strict):
 
 
 class LabReference(Strict):
-    """The ``reference:`` block of a lab file."""
+    """The `reference:` block: the published sources of the lab's story and the facts its expectations check."""
     report: ReportName | None = Field(
         None, description="A comparison written in tcplab that the report renders beside the run: "
                           "`closewait-field-report` (the closewait field report, line by line).")
