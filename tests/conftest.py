@@ -42,11 +42,21 @@ def shipped_labs() -> dict[str, Path]:
     return dict(sorted(labs.items()))
 
 
-def isolated(name: str) -> list[str]:
-    """``--set`` assignments that run a shipped lab under a name and a subnet of its own, so a test never
-    collides with anybody's run of the same lab; nothing of its story changes."""
-    return [f"name={unique_name(name)[:31]}",
-            f"network.subnet=10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24"]
+def isolated(name: str, path: Path | None = None) -> list[str]:
+    """``--set`` assignments that run a shipped lab under a name and a /24 of its own, so a test never collides
+    with anybody's run of the same lab; nothing of its story changes (a host's fixed address, if the lab file at
+    ``path`` gives one, keeps its place in the new subnet)."""
+    import ipaddress
+
+    subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
+    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
+    data = yaml.safe_load(path.read_text()) if path is not None else {}
+    old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
+    for host, spec in (data.get("hosts") or {}).items():
+        if isinstance(spec, dict) and spec.get("ip"):
+            offset = int(ipaddress.IPv4Address(spec["ip"])) - int(old.network_address)
+            sets.append(f"hosts.{host}.ip={subnet.network_address + offset}")
+    return sets
 
 
 def unique_name(prefix: str) -> str:

@@ -38,7 +38,7 @@ def library_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def run(name: str) -> Run:
         if name not in done:
-            sets = isolated(name) + list((ENTRIES.get(name) or {}).get("sets") or [])
+            sets = isolated(name, LABS[name]) + list((ENTRIES.get(name) or {}).get("sets") or [])
             names.append(sets[0].split("=", 1)[1])
             out = tmp_path_factory.mktemp(f"library-{name}") / "run"
             args = ["run", name, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
@@ -88,6 +88,7 @@ def test_a_deliberate_fault_fails_naming_the_expected_and_the_closest(
     assert judged.returncode == 1, _said(judged)
     line = fail_line(judged.stdout, fault["expect"])
     assert line, f"no FAIL line for {fault['expect']}:\n{judged.stdout}"
+    assert " expected " in line and ("; closest: " in line or "; seen: " in line), line
     for fragment in fault["message"]:
         assert fragment in line, f"{fragment!r} is not in\n{line}"
     result = json.loads((copy / "result.json").read_text())

@@ -100,3 +100,16 @@ def test_each_fault_makes_a_valid_lab_that_differs_from_the_shipped_one(name: st
     before = next(e for e in shipped.expect if e.name == fault["expect"])
     after = next(e for e in faulty.expect if e.name == fault["expect"])
     assert before != after and [e for e in shipped.expect if e != before] == [e for e in faulty.expect if e != after]
+
+
+def test_an_isolated_run_keeps_a_fixed_address_in_its_new_subnet(tmp_path: Path) -> None:
+    from ..conftest import isolated
+
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: x\nnetwork: {subnet: 10.9.8.0/24}\nhosts:\n  a: {image: tcplab/client, ip: 10.9.8.40}\n"
+                    "  b: {image: tcplab/client}\n")
+    sets = isolated("x", path)
+    subnet = sets[1].split("=", 1)[1]
+    assert sets[0].startswith("name=x-") and sets[2] == f"hosts.a.ip={subnet.rsplit('.', 1)[0]}.40" and len(sets) == 3
+    lab, _ = load_lab(path, sets)
+    assert str(lab.host_ip("a")).endswith(".40") and lab.name != "x"
