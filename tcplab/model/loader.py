@@ -19,8 +19,8 @@ from .build import check_build
 from ..peers import peer_kind
 from .errors import LabError
 from .lab import EXPECTATION_KINDS, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
-from .reference import placeholders
 from .yamlread import MAX_FILE_BYTES
+from .reference import placeholders
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
 
