@@ -6,7 +6,6 @@ dotted path (``hosts.win.peer.syn``), in the manner of netlab's validator.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,7 +19,7 @@ from ..peers import peer_kind
 from .errors import LabError
 from .lab import EXPECTATION_KINDS, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
 from .yamlread import MAX_FILE_BYTES
-from .reference import placeholders
+from .reference import reference_problems
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
 
@@ -159,7 +158,8 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
         except StepProblem as e:
             raise LabError(file, f"{where}.{e.field}", e.message) from None
     _check_expectations(lab, file, story.snapshots)
-    _check_reference(lab, file)
+    for field, message in reference_problems(lab):
+        raise LabError(file, field, message)
 
 
 def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
@@ -234,47 +234,6 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                 raise LabError(file, f"{where}.packet.without_options",
                                f"{', '.join(sorted(both))} is also required present")
         names.add(exp.name)
-
-
-def _check_reference(lab: Lab, file: str) -> None:
-    """The reference block's facts name sources it lists and expectations the lab has; their kernel notes name
-    hosts of the lab and sysctls the run reads."""
-    ref = lab.reference
-    if ref is None:
-        return
-    ids: set[str] = set()
-    for i, src in enumerate(ref.sources):
-        if src.id in ids:
-            raise LabError(file, f"reference.sources.{i}.id", f"source id '{src.id}' is used twice")
-        ids.add(src.id)
-    expectations = [e.name for e in lab.expect]
-    read = set(lab.sysctls_read())
-    for i, fact in enumerate(ref.facts):
-        where = f"reference.facts.{i}"
-        if fact.source not in ids:
-            known = f"sources: {', '.join(s.id for s in ref.sources)}" if ids else "reference.sources lists none"
-            raise LabError(file, f"{where}.source", f"no source '{fact.source}' ({known})")
-        for j, name in enumerate(fact.expect):
-            if name not in expectations:
-                at = f"{where}.expect" + (f".{j}" if len(fact.expect) > 1 else "")
-                raise LabError(file, at, f"no expectation '{name}' in this lab ({_names_hint(name, expectations)})")
-        for p in placeholders(fact.kernel or ""):
-            if p.host is not None and p.host not in lab.hosts:
-                raise LabError(file, f"{where}.kernel",
-                               f"{p.text}: unknown host '{p.host}' (hosts: {', '.join(lab.hosts)})")
-            if p.sysctl and p.sysctl not in read:
-                raise LabError(file, f"{where}.kernel", f"{p.text}: the run does not read {p.sysctl}: list it in "
-                                                        "reference.sysctls")
-
-
-def _names_hint(name: str, names: list[str]) -> str:
-    """A close name, else the first few names, for a message that stays one short line."""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    if not names:
-        return "it has none"
-    return "expectations: " + ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
 
 
 def _check_program(lab: Lab, file: str, where: str, pm: ProgramMatch) -> None:

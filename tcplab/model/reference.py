@@ -10,14 +10,18 @@ The short form ``reference: closewait-field-report`` names a comparison written 
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from .strict import Name, Strict
+
+if TYPE_CHECKING:
+    from .lab import Lab
 
 # the comparisons written in tcplab (tcplab/analysis/references registers them under these names)
 ReportName = Literal["closewait-field-report"]
@@ -140,3 +144,46 @@ class LabReference(Strict):
     def facts_checked_by(self, expectation: str) -> list[Fact]:
         """The facts an expectation checks (those that name it)."""
         return [f for f in self.facts if expectation in f.expect]
+
+
+def reference_problems(lab: "Lab") -> list[tuple[str, str]]:
+    """(field, what is wrong) for each rule the block breaks that pydantic cannot see: a source id used twice, a
+    fact naming a source the block does not list or an expectation the lab does not have, a kernel note naming
+    a host the lab does not have or a sysctl the run does not read. The loader says the first."""
+    ref = lab.reference
+    if ref is None:
+        return []
+    out: list[tuple[str, str]] = []
+    ids: list[str] = []
+    for i, src in enumerate(ref.sources):
+        if src.id in ids:
+            out.append((f"reference.sources.{i}.id", f"source id '{src.id}' is used twice"))
+        ids.append(src.id)
+    expectations = [e.name for e in lab.expect]
+    read = set(lab.sysctls_read())
+    for i, fact in enumerate(ref.facts):
+        where = f"reference.facts.{i}"
+        if fact.source not in ids:
+            known = f"sources: {', '.join(ids)}" if ids else "reference.sources lists none"
+            out.append((f"{where}.source", f"no source '{fact.source}' ({known})"))
+        for j, name in enumerate(fact.expect):
+            if name not in expectations:
+                at = f"{where}.expect" + (f".{j}" if len(fact.expect) > 1 else "")
+                out.append((at, f"no expectation '{name}' in this lab ({_names_hint(name, expectations)})"))
+        for p in placeholders(fact.kernel or ""):
+            if p.host is not None and p.host not in lab.hosts:
+                out.append((f"{where}.kernel", f"{p.text}: unknown host '{p.host}' (hosts: {', '.join(lab.hosts)})"))
+            if p.sysctl and p.sysctl not in read:
+                out.append((f"{where}.kernel", f"{p.text}: the run does not read {p.sysctl}: list it in "
+                                               "reference.sysctls"))
+    return out
+
+
+def _names_hint(name: str, names: list[str]) -> str:
+    """A close name, else the first few names, for a message that stays one short line."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not names:
+        return "it has none"
+    return "expectations: " + ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
