@@ -158,8 +158,9 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
         except StepProblem as e:
             raise LabError(file, f"{where}.{e.field}", e.message) from None
     _check_expectations(lab, file, story.snapshots)
-    for field, message in reference_problems(lab):
-        raise LabError(file, field, message)
+    problems = reference_problems(lab)
+    if problems:
+        raise LabError(file, *problems[0])
 
 
 def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:

@@ -22,12 +22,12 @@ from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
-from ..observe.kernel import (HZ_ARGV, RELEASE_ARGV, parse_hz, parse_release, parse_sysctls, sysctl_argv,
-                              sysctl_names)
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
 from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
+from ..observe import kernel as kernel_facts
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
@@ -350,7 +350,7 @@ class LabRun:
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
             # host's own, as the kernel took them, and those the lab's published facts depend on (reference.sysctls)
-            names = sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read()])
+            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read()])
             res = self.run_in(host, sysctl_argv(names))
             sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
@@ -358,7 +358,8 @@ class LabRun:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
 
         def release() -> None:
-            kernel.update(parse_release(self.run_in(next(iter(self.lab.hosts)), RELEASE_ARGV).stdout))
+            first = next(iter(self.lab.hosts))
+            kernel.update(kernel_facts.parse_release(self.run_in(first, kernel_facts.RELEASE_ARGV).stdout))
 
         self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
                   + [hz, release])
