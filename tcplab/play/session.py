@@ -27,10 +27,10 @@ from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
 from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
-from ..observe import kernel as kernel_facts
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
+from ..observe import kernel as kernel_facts
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
