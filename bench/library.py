@@ -92,7 +92,7 @@ def one_run(name: str, work: Path) -> dict[str, Any]:
     info = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     return {"lab": name, "sets": sets[2:], "exit": proc.returncode, "wall": round(wall, 3), "waits": round(waits, 3),
             "overhead": round(wall - waits, 3), "phases": info.get("phases") or {},
-            "kernel": (info.get("kernel") or {}).get("release", ""),
+            "kernel": next((v.get("kernel.osrelease", "") for v in (info.get("sysctls") or {}).values()), ""),
             "said": "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-2000:]}
 
 

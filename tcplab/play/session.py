@@ -349,20 +349,18 @@ class LabRun:
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
-            # host's own, as the kernel took them, and those the lab's published facts depend on (reference.sysctls)
-            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read()])
+            # host's own, as the kernel took them, those the lab's published facts depend on (reference.sysctls),
+            # and the kernel's release (uname -r)
+            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read(),
+                                               kernel_facts.RELEASE])
             res = self.run_in(host, sysctl_argv(names))
             sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
 
-        def release() -> None:
-            first = next(iter(self.lab.hosts))
-            kernel.update(kernel_facts.parse_release(self.run_in(first, kernel_facts.RELEASE_ARGV).stdout))
-
         self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
-                  + [hz, release])
+                  + [hz])
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "

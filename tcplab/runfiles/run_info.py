@@ -24,7 +24,6 @@ NAME = "run.json"
 class KernelInfo(TypedDict, total=False):
     hz: int  # the kernel's timer frequency (CONFIG_HZ)
     hz_source: str  # where it was read: "CONFIG_HZ=250 in /proc/config.gz"
-    release: str  # the kernel release, as `uname -r` prints it in a host (/proc/sys/kernel/osrelease)
 
 
 @with_config(OPEN)

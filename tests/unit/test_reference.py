@@ -132,8 +132,8 @@ def facts_report(tmp_path: Path, result: dict[str, Any] | None = RESULT) -> Any:
     from .test_report_synth import write_closewait_run
 
     rd = write_closewait_run(tmp_path, result=result, reference=CITED,  # type: ignore[arg-type]
-                             run_info={"kernel": {"release": "6.18.44-test"},
-                                       "sysctls": {h: {"net.ipv4.tcp_syn_linear_timeouts": v}
+                             run_info={"sysctls": {h: {"net.ipv4.tcp_syn_linear_timeouts": v,
+                                                           "kernel.osrelease": "6.18.44-test"}
                                                    for h, v in (("server", "4"), ("linux", "4"), ("win", "0"))}})
     lab_yaml = json.loads((rd / "lab.yaml").read_text())
     lab_yaml["expect"] = [{"name": "fin", "packet": {"from": "win", "flags": "F."}},
@@ -206,15 +206,19 @@ def test_sysctl_values_one_host_or_all() -> None:
 
 
 def test_the_run_reads_a_labs_sysctls_and_the_kernel_release() -> None:
-    from tcplab.observe.kernel import SYSCTLS, parse_release, parse_sysctls, sysctl_argv, sysctl_names
+    from tcplab.observe.kernel import RELEASE, SYSCTLS, parse_sysctls, sysctl_argv, sysctl_names
 
-    names = sysctl_names(["net.core.somaxconn", SYSCTLS[0]])
-    assert sysctl_argv(names)[-1] == "/proc/sys/net/core/somaxconn" and len(names) == len(SYSCTLS) + 1  # each once
-    lines = "\n".join(str(n) for n in range(len(SYSCTLS)))  # the kernel lacks tcp_syn_linear_timeouts
+    names = sysctl_names(["net.core.somaxconn", SYSCTLS[0], RELEASE])
+    assert sysctl_argv(names)[-2:] == ["/proc/sys/net/core/somaxconn", "/proc/sys/kernel/osrelease"]
+    assert len(names) == len(SYSCTLS) + 2  # each once
+    lines = "\n".join(str(n) for n in range(len(SYSCTLS) - 1))  # the kernel lacks tcp_syn_linear_timeouts
     err = "cat: /proc/sys/net/ipv4/tcp_syn_linear_timeouts: No such file or directory\n"
-    got = parse_sysctls(lines + "\n", err, names)
-    assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == str(len(SYSCTLS) - 1)
-    assert parse_release("6.18.44-fc-v657\n") == {"release": "6.18.44-fc-v657"} and parse_release("") == {}
+    got = parse_sysctls(lines + "\n4\n6.18.44-fc-v657\n", err, names)
+    assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == "4"
+    assert got[RELEASE] == "6.18.44-fc-v657"
+    from tcplab.analysis.references.published import kernel_release
+
+    assert kernel_release({"sysctls": {"a": got}, "engine": {"kernel": "other"}}) == "6.18.44-fc-v657"
 
 
 # --- judged again: `lab report RUN --judge`, and the sources of a failed fact --------------------

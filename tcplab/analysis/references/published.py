@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ...model import Lab
 from ...model.reference import Fact, Source, placeholders
+from ...observe.kernel import RELEASE
 from ...runfiles.result import ResultDocument, VerdictRecord
 from ...runfiles.run_info import RunInfo
 
@@ -50,10 +51,12 @@ class KernelRead:
 
 
 def kernel_release(info: RunInfo) -> str:
-    """``uname -r`` as a host read it, else as the engine reports it; "" when the run recorded neither."""
-    k = info.get("kernel")
-    if isinstance(k, dict) and isinstance(k.get("release"), str) and k["release"]:
-        return str(k["release"])
+    """``uname -r`` as a host read it (its ``kernel.osrelease``), else as the engine reports it; "" when the
+    run recorded neither."""
+    table = info.get("sysctls")
+    for values in (table.values() if isinstance(table, dict) else []):
+        if isinstance(values, dict) and isinstance(values.get(RELEASE), str) and values[RELEASE]:
+            return str(values[RELEASE])
     engine = info.get("engine")
     return str(engine.get("kernel") or "") if isinstance(engine, dict) else ""
 
