@@ -31,13 +31,14 @@ from pydantic_core import PydanticUndefined
 
 from . import lab as m
 from .duration import format_duration
+from .strict import Name, Strict
 
 COMMAND = "python -m tcplab.model.docs"
 TARGET = Path("docs") / "lab-file.md"
 
 # Types of the model with a name of their own: said in words, not as their pattern.
 NAMED: list[tuple[object, str]] = [
-    (m.Name, "name (`a-z`, then `a-z 0-9 _ -`, up to 31 characters)"),
+    (Name, "name (`a-z`, then `a-z 0-9 _ -`, up to 31 characters)"),
     (m.Seconds, "duration (`120s`, `500ms`, `2m`, `1.5` = seconds)"),
     (m.Port, "port (1-65535)"),
     (m.TracedState, "TCP state (as `State`, but not `NEW_SYN_RECV`)"),
@@ -340,7 +341,7 @@ def render(example_files: list[Path], root: type[BaseModel] = m.Lab) -> str:
         out += ["", f'<a id="{s.anchor}"></a>', "", f"## {model.__name__}", ""]
         out.append(f"Where: {_where(s.paths) or 'the top of the file'}.")
         if model.__doc__ and model.__doc__ is not BaseModel.__doc__ and model.__doc__ not in (
-                m.Strict.__doc__, m.BaseStep.__doc__):
+                Strict.__doc__, m.BaseStep.__doc__):
             out += ["", _one_line(inspect.cleandoc(model.__doc__)).replace("\\|", "|")]
         out += ["", "| field | type | default | description | example |", "| --- | --- | --- | --- | --- |"]
         for name, info in model.model_fields.items():

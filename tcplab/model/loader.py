@@ -19,6 +19,7 @@ from ..peers import peer_kind
 from .errors import LabError
 from .lab import EXPECTATION_KINDS, PROJECT_IMAGES, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
 from .yamlread import MAX_FILE_BYTES
+from .reference import reference_problems
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_build_contexts", "check_references", "load_lab", "parse_yaml",
            "validate"]
@@ -175,6 +176,9 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None, 
         if host.build is not None and host.image is not None and host.image.startswith(PROJECT_IMAGES):
             raise LabError(file, f"hosts.{name}.image", f"'{host.image}' is one of the project's images: a built "
                            "image cannot take its name (drop image:, or name it e.g. myorg/svc:dev)")
+        if host.image_kind == "project" and host.pull != "missing":
+            raise LabError(file, f"hosts.{name}.pull", f"{host.image} is one of the project's images, built here "
+                           "from images/ (lab images build), never pulled: drop pull")
         if host.image_kind == "project" and host.program is not None and host.program.run is None:
             raise LabError(file, f"hosts.{name}.program.run", f"{host.image} has no program of its own: say what "
                            "to run (e.g. run: [server, '9000'])")
@@ -216,6 +220,9 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None, 
         except StepProblem as e:
             raise LabError(file, f"{where}.{e.field}", e.message) from None
     _check_expectations(lab, file, story.snapshots)
+    problems = reference_problems(lab)
+    if problems:
+        raise LabError(file, *problems[0])
 
 
 def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 from pydantic import Field
 
 from tcplab.model import docs
-from tcplab.model.lab import Host, Lab, Strict
+from tcplab.model.lab import Host, Lab
+from tcplab.model.strict import Strict
 from tests.conftest import ROOT
 
 REGENERATE = f"run `{docs.COMMAND}` in the checkout (with .venv's python) and commit docs/lab-file.md"
