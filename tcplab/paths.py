@@ -7,8 +7,9 @@ Three places can hold the shipped labs and images, first found wins:
   ``labs/`` and ``images/`` there, see ``build_backend/``);
 - the checkout the package runs from (``lab.py`` or an editable install): its top.
 
-A lab named on the command line is looked for in ``./labs`` of the current directory first, then
-among the shipped labs: ``labs/NAME.yaml`` or a lab directory ``labs/NAME/lab.yaml``.
+A lab named on the command line is looked for in ``./labs`` of the current directory first
+(``labs/NAME.yaml`` or a lab directory ``labs/NAME/lab.yaml``), then ``./NAME/lab.yaml``, then among
+the shipped labs (the same two shapes).
 """
 from __future__ import annotations
 
@@ -78,17 +79,17 @@ def looks_like_path(name_or_path: str) -> bool:
 def lab_file(name_or_path: str) -> Path | None:
     """A lab's file from its name, a file's path or a lab directory's path; None if none exists.
 
-    A name is looked up in ``./labs`` first, then among the shipped labs (:data:`LABS_DIR`)."""
+    A name is looked up in ``./labs`` first (``NAME.yaml``, ``NAME/lab.yaml``), then as a lab directory of
+    the current one (``NAME/lab.yaml``), then among the shipped labs (:data:`LABS_DIR`)."""
     p = Path(name_or_path)
     if looks_like_path(name_or_path):
         if p.is_dir():
             return _dir_lab(p)
         return p if p.is_file() else None
-    for labs_dir in (local_labs_dir(), LABS_DIR):
-        found = _named(labs_dir, name_or_path)
-        if found is not None:
-            return found
-    return None
+    found = _named(local_labs_dir(), name_or_path)
+    if found is None and p.is_dir():  # a lab directory here, as `lab init NAME` makes one
+        found = _dir_lab(p)
+    return found if found is not None else _named(LABS_DIR, name_or_path)
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,11 @@ def test_a_directory_without_a_lab_file_is_one_line(tmp_path: Path) -> None:
     res = lab_cmd("validate", "empty/", cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr == "lab: empty/: no lab.yaml in this directory\n"
+
+
+def test_a_name_finds_a_lab_directory_of_the_current_one_before_a_shipped_lab(places: Path) -> None:
+    (places / "work" / "dirlab").mkdir()
+    assert paths.lab_file("dirlab") == places / "home" / "labs" / "dirlab" / "lab.yaml"  # no lab.yaml in it yet
+    (places / "work" / "dirlab" / "lab.yaml").write_text(LAB.format(name="dirlab", summary="mine"))
+    assert paths.lab_file("dirlab") == Path("dirlab/lab.yaml")
+    assert paths.lab_file("mine") == Path("labs/mine/lab.yaml")  # ./labs comes first
