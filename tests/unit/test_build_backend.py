@@ -38,7 +38,7 @@ def test_the_wheel_carries_labs_and_images_and_a_true_record(tmp_path: Path, mon
         shipped = {p.relative_to(ROOT / top).as_posix() for p in (ROOT / top).rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts}
         assert {n.removeprefix(inside + "/") for n in files if n.startswith(inside + "/")} == shipped
-    assert "tcplab/report/templates/report.html.j2" in files and "tcplab/cli/app.py" in files
+    assert {"tcplab/report/templates/report.html.j2", "tcplab/cli/app.py", "tcplab/cli/starter.yaml"} <= set(files)
     assert not [n for n in files if n.endswith(".pyc")]
     info = name.removesuffix("-py3-none-any.whl") + ".dist-info"
     assert "lab = tcplab.cli:main" in files[f"{info}/entry_points.txt"].decode()
