@@ -52,6 +52,8 @@ NAMED: list[tuple[object, str]] = [
     (m.FlagString, "TCP flags as tcpdump prints them (`S`, `F.`, `R.`, `.`) or `none`"),
     (m.FlagBits, "TCP flag letters (`S F R P U E W`)"),
     (m.SysctlKey, "sysctl name under `net.ipv4.`, `net.ipv6.` or `net.core.`"),
+    (m.ImageRef, "image reference (`myorg/svc:1.0`, `registry.example.com:5000/team/svc:2`, `name@sha256:...`)"),
+    (m.LabPath, "path relative to the lab file's directory, inside it (no `..`)"),
 ]
 
 
@@ -328,7 +330,8 @@ def render(example_files: list[Path], root: type[BaseModel] = m.Lab) -> str:
         "says which (one line: file, field, what is wrong; exit status 2).",
         "",
         "Paths in a lab file are relative to the lab file's directory. Durations are written `120s`, `500ms`, "
-        "`2m`, `1h` or as a number of seconds. Examples come from the shipped labs where they use the field.",
+        "`2m`, `1h` or as a number of seconds. An example is a value the shipped labs or `examples/` give the field, "
+        "else one the model gives.",
         "",
         "| section | where |",
         "| --- | --- |",
@@ -347,8 +350,9 @@ def render(example_files: list[Path], root: type[BaseModel] = m.Lab) -> str:
         for name, info in model.model_fields.items():
             yname = _yaml_name(name, info)
             description = info.description or docs.get(name, "")
-            if list(_models_in(hints[name])):
-                example = ""  # a part of its own: its section has the examples
+            if list(_models_in(hints[name])):  # a part of its own: its section has the examples, but a short form
+                short = examples.get((model, name))
+                example = _example(yname, short) if isinstance(short, (str, int, float)) else ""
             elif info.examples:
                 example = _example(yname, info.examples[0])
             elif (model, name) in examples:
