@@ -83,6 +83,8 @@ def test_installed_lab_lists_and_validates_the_shipped_labs(installed: Installed
     res = installed.run("validate", "closewait", "closewait-linux")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count(": ok (") == 2
+    res = installed.run("docs", "lab-file")  # the reference, from the installed model
+    assert res.returncode == 0 and "\n## Host\n" in res.stdout and "| `fin_wait2_timeout` |" in res.stdout
 
 
 def test_installed_lab_builds_the_images_from_the_package(installed: Installed) -> None:

@@ -9,7 +9,7 @@ from pydantic import Field
 from tcplab.model import docs
 from tcplab.model.lab import Host, Lab
 from tcplab.model.strict import Strict
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lab_cmd
 
 REGENERATE = f"run `{docs.COMMAND}` in the checkout (with .venv's python) and commit docs/lab-file.md"
 
@@ -60,3 +60,9 @@ def test_examples_come_from_the_shipped_labs() -> None:
     examples = docs.lab_examples([ROOT / "labs" / "closewait.yaml"])
     assert examples[(Host, "image")] == "tcplab/server"
     assert examples[(Lab, "name")] == "closewait"
+
+
+def test_lab_docs_lab_file_prints_the_reference() -> None:
+    res = lab_cmd("docs", "lab-file")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == (ROOT / docs.TARGET).read_text(encoding="utf-8")
