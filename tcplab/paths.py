@@ -37,8 +37,9 @@ IMAGE_PREFIX = "tcplab/"
 # image directories that are not images of their own
 _NOT_IMAGES = {"base", "common"}
 LAB_SUFFIXES = (".yaml", ".yml")
-# the file that makes a directory a lab: labs/NAME/lab.yaml is lab NAME
+# the file that makes a directory a lab (beside its Dockerfile and sources): labs/NAME/lab.yaml is lab NAME
 DIR_LAB_FILES = tuple(f"lab{s}" for s in LAB_SUFFIXES)
+DIR_LAB_FILE = DIR_LAB_FILES[0]  # the one lab init writes
 
 
 def known_images() -> set[str]:

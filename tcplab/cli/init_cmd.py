@@ -38,9 +38,9 @@ def init(directory: Path = typer.Argument(Path("."), metavar="[DIR]", help="Wher
          force: bool = typer.Option(False, "--force", help="Overwrite an existing lab.yaml.")) -> None:
     """Write DIR/lab.yaml: your service (the Dockerfile in DIR), a telnet client, one CLOSE_WAIT expectation."""
     from ..model import LabError, parse_yaml, validate
-    from ..paths import DIR_LAB_FILES
+    from ..paths import DIR_LAB_FILE
 
-    target = directory / DIR_LAB_FILES[0]
+    target = directory / DIR_LAB_FILE
     shown = shlex.quote(str(directory)) if str(directory).isprintable() else "DIR"  # it goes into a comment
     lab_name = name if name is not None else lab_name_for(directory)
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,30}", lab_name):
