@@ -163,6 +163,7 @@ class StorySoFar:
     started: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): its step, -1: own
     stopped: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): the step
     snapshots: set[str] = dataclass_field(default_factory=set)
+    rules: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, rule name): its step, in force
 
     def running(self, host: str, program: str, field: str) -> None:
         """StepProblem at ``field`` unless ``program`` was started on ``host`` and is not stopped yet."""
@@ -317,9 +318,81 @@ class WaitStep(BaseStep):
                                          f"({format_duration(w.seconds)}): make the timeout longer")
 
 
+class FirewallStep(BaseStep):
+    """A rule of the host's own firewall: its packets to (``to``) or from (``from``) a peer, or every packet
+    when neither is given, on ``port`` (either end of the connection) or any, are dropped silently or
+    rejected (``with``: an RST, or an ICMP port unreachable). It stays in force until a ``lift`` step
+    names it (``as``). Played by a sidecar in the host's network namespace: the host gets no privilege."""
+    host: Name
+    firewall: Literal["drop", "reject"]
+    from_: Name | None = Field(None, alias="from")
+    to: Name | None = None
+    port: Port | None = None
+    with_: Literal["tcp-reset", "icmp-port-unreachable"] | None = Field(None, alias="with")
+    as_: Name | None = Field(None, alias="as")
+    title: Title | None = None
+
+    def rule_name(self, index: int) -> str:
+        """What a ``lift`` step names: its ``as``, else ``firewall-<index>``."""
+        return self.as_ or f"firewall-{index}"
+
+    def name_at(self, index: int) -> str:
+        return f"firewall-{self.as_}" if self.as_ else f"firewall-{index}"
+
+    def rejects_with(self) -> str | None:
+        """How a reject answers: an RST unless ``with`` says otherwise; None for a drop."""
+        return None if self.firewall == "drop" else (self.with_ or "tcp-reset")
+
+    def default_title(self) -> str:
+        what = f"{self.firewall}s" + (f" (with {self.rejects_with()})" if self.firewall == "reject" else "")
+        whose = (f"its packets to {self.to}" if self.to else f"packets from {self.from_}" if self.from_
+                 else "all its packets")
+        return f"{self.host}'s firewall {what} {whose}" + (f" on port {self.port}" if self.port else "")
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if self.from_ is not None and self.to is not None:
+            raise StepProblem("to", "give from (the host's incoming packets) or to (its outgoing ones), not both; "
+                                    "neither: both ways")
+        for key, peer in (("from", self.from_), ("to", self.to)):
+            if peer is None:
+                continue
+            if peer not in story.hosts:
+                raise StepProblem(key, f"unknown host '{peer}' (hosts: {', '.join(story.hosts)})")
+            if peer == self.host:
+                raise StepProblem(key, f"{peer} is the host whose firewall this is: name its peer")
+        if self.with_ is not None and self.firewall != "reject":
+            raise StepProblem("with", "only a reject answers with something: a drop is silent")
+        name = self.rule_name(index)
+        if (self.host, name) in story.rules:
+            raise StepProblem("as", f"a rule '{name}' is already in force on {self.host} "
+                                    f"(steps.{story.rules[(self.host, name)]}): lift it first or choose another name")
+        story.rules[(self.host, name)] = index
+
+
+class LiftStep(BaseStep):
+    """The end of a firewall rule of the host (its ``as``): its packets flow again."""
+    host: Name
+    lift: Name
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return f"lift-{self.lift}"
+
+    def default_title(self) -> str:
+        return f"{self.host}'s firewall lifts {self.lift}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if (self.host, self.lift) not in story.rules:
+            known = sorted(n for h, n in story.rules if h == self.host)
+            raise StepProblem("lift", f"no firewall rule '{self.lift}' is in force on {self.host} "
+                                      f"({'rules in force: ' + ', '.join(known) if known else 'none is'})")
+        del story.rules[(self.host, self.lift)]
+
+
 # The kinds of step, by the YAML key that names each: one line per kind.
 STEP_KINDS: dict[str, type[BaseStep]] = {
     "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
+    "firewall": FirewallStep, "lift": LiftStep,
 }
 
 
@@ -488,13 +561,32 @@ class ProgramMatch(Strict):
     output: Regex | None = None
 
 
+# nstat's names: the line's prefix and the field, as /proc/net/netstat and /proc/net/snmp pair them
+CounterName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{1,63}$")]
+CounterValue = Annotated[int, Field(ge=0, strict=True)]
+
+
+class CounterMatch(Strict):
+    """A kernel counter of ``host``'s network namespace (nstat's name: ``TcpExtListenOverflows``,
+    ``TcpOutRsts``) at the snapshot ``at``, or its change since the snapshot ``since``: at least ``min``,
+    at most ``max``, or exactly ``equals``."""
+    host: Name
+    name: CounterName
+    at: Name
+    since: Name | None = None
+    min: CounterValue | None = None
+    max: CounterValue | None = None
+    equals: CounterValue | None = None
+
+
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
 # expectation has exactly one of them (the loader says so with this list); each has one check
 # (tcplab/analysis/checks/) registered for its model.
 EXPECTATION_KINDS: dict[str, type[Strict]] = {
     "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
+    "counter": CounterMatch,
 }
-Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch]
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch]
 
 
 class Expectation(Strict):
@@ -505,6 +597,7 @@ class Expectation(Strict):
     state: StateMatch | None = None
     transition: TransitionMatch | None = None
     program: ProgramMatch | None = None
+    counter: CounterMatch | None = None
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""

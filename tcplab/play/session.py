@@ -22,7 +22,8 @@ from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
-from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
+from ..observe.counters import COUNTERS_ARGV, read_counters
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv, sysctl_names
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -33,7 +34,7 @@ from ..runfiles import lab as lab_file
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
-from ..runfiles.steps import StepRecord
+from ..runfiles.steps import StepCommand, StepRecord
 from .checkpoints import checkpoint
 from .deaths import DeathWatch
 from .errors import HostFailure, StepFailure
@@ -66,6 +67,7 @@ class LabRun:
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None
         self.step_index = 0
+        self.step_commands: list[StepCommand] = []  # what the step being played ran (steps.jsonl's commands)
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
@@ -290,6 +292,7 @@ class LabRun:
         record = StepRecord(index=i, name=step_name(step, i), kind=step_kind(step), title=title,
                             host=getattr(step, "host", None), start=time.time())
         outcome, detail = "ok", ""
+        self.step_commands = []
         try:
             detail = player.play(self, step, i)
             self.check_health()  # from the engine's event stream: a set lookup
@@ -298,7 +301,13 @@ class LabRun:
             raise
         finally:
             record.update({"end": time.time(), "outcome": outcome, "detail": detail})
+            if self.step_commands:
+                record["commands"] = list(self.step_commands)
             steps_file.append(self.rd, record)
+
+    def record_command(self, argv: list[str], exit_code: int) -> None:
+        """A command the step being played ran (a firewall rule): kept in its line of steps.jsonl."""
+        self.step_commands.append({"argv": list(argv), "exit": exit_code})
 
     def check_health(self, watched: bool = True) -> None:
         """Hosts still running. With ``watched``, a host the event stream has not seen die is taken as running.
@@ -319,6 +328,8 @@ class LabRun:
         taken = time.time()
         tables: dict[str, Any] = {}
 
+        counters: dict[str, Any] = {}
+
         def one(host: str) -> None:
             res = self.run_in(host, ["labsnap"])  # netstat, then ss: one round trip
             checkpoint(f"snapshot:{label}:{host}")
@@ -327,8 +338,14 @@ class LabRun:
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
 
+        def count(host: str) -> None:  # the host's own /proc/net is its network namespace's
+            res = self.run_in(host, list(COUNTERS_ARGV))
+            counters[host] = read_counters(res.stdout, res.stderr, res.exit_code)
+
         running = [h for h in self.lab.hosts if self.host_running(h)]
-        self._all([partial(one, h) for h in running])
+        self._all([partial(one, h) for h in running] + [partial(count, h) for h in running])
+        for h, c in counters.items():
+            tables[h]["counters"] = c
         for h in self.lab.hosts:
             if h not in running:
                 tables[h] = {"missing": f"host {h} was not running"}
@@ -347,9 +364,10 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv())
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr)
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
+            names = sysctl_names(self.plan.host(host).spec.sysctls)  # host's own, as the kernel took them
+            res = self.run_in(host, sysctl_argv(names))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
