@@ -173,7 +173,7 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     elif kind == "linger_zero":
         title = f"{place}: close() with SO_LINGER 0 sent an RST"
         why = ("SO_LINGER set to {on, 0} makes close() abort the connection: an RST instead of a FIN, no TIME_WAIT "
-               "(counted in TcpExtTCPAbortOnLinger).")
+               "(counted in TcpExtTCPAbortOnData, which also counts data arriving after the close).")
         fix = (f"Remove SO_LINGER {{on, 0}} from {host}'s program unless aborting is the intent; a normal close() "
                "sends a FIN and lets the peer read everything.")
     else:
