@@ -10,6 +10,11 @@
  *   connect HOST PORT        connect to HOST:PORT: the current socket
  *   burst HOST PORT N SPORT  N connections at once (non-blocking, from ports SPORT, SPORT+1, ...),
  *                            each reported once it completes or fails, or after 3 s; kept open
+ *                            (blocking again), the last one the current socket
+ *   delayack                 the next connection delays its handshake's last ACK (TCP_QUICKACK off
+ *                            before connect(): Linux then holds it for its delayed-ACK timer, 200 ms),
+ *                            as a real network's round trip would
+ *   pick SPORT               the burst's connection from port SPORT becomes the current socket
  *   send TEXT                write TEXT and a newline to the current socket
  *   recv                     one read() of the current socket (blocks until data, EOF or an error)
  *   pending                  wait until the current socket has data, and say how much, without reading it
@@ -24,6 +29,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +44,8 @@
 
 static int listener = -1;
 static int current = -1;
+static int delay_ack = 0;
+static int burst_fds[MAX_BURST], burst_ports[MAX_BURST], bursts = 0;
 
 static const char *errname(int e) {
     switch (e) {
@@ -127,6 +135,11 @@ static void do_burst(const char *host, const char *port, const char *count, cons
         local.sin_port = htons((unsigned short)(first + i));
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (delay_ack) {
+            int zero = 0;
+            setsockopt(fds[i], IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
+            delay_ack = 0;
+        }
         done[i] = 0;
         if (bind(fds[i], (struct sockaddr *)&local, sizeof local) < 0) {
             printf("connection %d from port %d: ", i + 1, first + i);
@@ -159,9 +172,22 @@ static void do_burst(const char *host, const char *port, const char *count, cons
             done[i] = 1;
         }
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!done[i]) printf("connection %d from port %d: connect pending after 3 s (no SYN-ACK)\n", i + 1, first + i);
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) & ~O_NONBLOCK);
+        if (bursts < MAX_BURST) { burst_fds[bursts] = fds[i]; burst_ports[bursts++] = first + i; }
+    }
     current = fds[n - 1];
+}
+
+static void do_pick(const char *sport) {
+    for (int i = 0; i < bursts; i++)
+        if (burst_ports[i] == atoi(sport)) {
+            current = burst_fds[i];
+            printf("the connection from port %s is the current socket\n", sport);
+            return;
+        }
+    printf("pick: no connection from port %s\n", sport);
 }
 
 static void do_send(const char *text) {
@@ -207,6 +233,8 @@ static int run(char **w, int n) {
     if (!strcmp(c, "accept")) { do_accept(); return 1; }
     if (!strcmp(c, "connect") && n >= 3) { do_connect(w[1], w[2]); return 3; }
     if (!strcmp(c, "burst") && n >= 5) { do_burst(w[1], w[2], w[3], w[4]); return 5; }
+    if (!strcmp(c, "delayack")) { delay_ack = 1; printf("the next handshake's last ACK is delayed\n"); return 1; }
+    if (!strcmp(c, "pick") && n >= 2) { do_pick(w[1]); return 2; }
     if (!strcmp(c, "send") && n >= 2) { do_send(w[1]); return 2; }
     if (!strcmp(c, "recv")) { do_recv(); return 1; }
     if (!strcmp(c, "pending")) { do_pending(); return 1; }
