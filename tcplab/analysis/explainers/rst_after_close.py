@@ -64,6 +64,27 @@ def _received(run: RunEvidence, rst: Packet) -> TransitionRecord | None:
     return None
 
 
+def _counted(run: RunEvidence, host: str, name: str, rst: Packet) -> bool:
+    """The counter of ``host`` rose between the snapshots just before and just after ``rst``."""
+    rose = run.counter_change(host, name, until=rst.ts, since=rst.ts)
+    return rose is not None and rose[0] > 0
+
+
+def _gone_after(run: RunEvidence, sock: SocketId, ts: float) -> str | None:
+    """The first snapshot after ``ts`` whose table of the host was read and lists no socket for ``sock``."""
+    for name, snap in sorted(run.snapshots.items(), key=lambda kv: float(kv[1].get("time") or 0.0)):
+        if float(snap.get("time") or 0.0) <= ts:
+            continue
+        tables = (snap.get("hosts") or {}).get(sock.host) or {}
+        netstat = tables.get("netstat") or {}
+        if not netstat.get("ok"):
+            return None
+        listed = any((r.get("local_addr"), r.get("local_port"), r.get("peer_addr"), r.get("peer_port")) == sock.key()
+                     for r in netstat.get("records") or [])
+        return None if listed else name
+    return None
+
+
 def _peer_log(run: RunEvidence, host: str, rst: Packet) -> PeerEvent | None:
     """The peer sidecar's own record of sending this RST (logs/peer/<host>.jsonl)."""
     for e in run.peer_events.get(host, []):
@@ -109,7 +130,11 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
         facts.append(Fact(f"{peer} then sent {len(d.tcp.payload)} bytes at {fmt_t(d.ts, t0)} ({d.label()}, packet "
                           f"#{d.n}); {host} answered with {rst.label()} (packet #{rst.n}), "
                           f"{fmt_span(rst.ts - d.ts)} later.", d.ts, f"pkt-{d.n}"))
-    elif own_fin is None and reason in ("TCP_ABORT_ON_CLOSE", "TCP_ABORT_ON_LINGER"):
+    elif own_fin is None and (reason in ("TCP_ABORT_ON_CLOSE", "TCP_ABORT_ON_LINGER")
+                              or (reason == "TCP_STATE" and _counted(run, host, "TcpExtTCPAbortOnData", rst)
+                                  and not _counted(run, host, "TcpExtTCPAbortOnClose", rst))):
+        # SO_LINGER {on, 0}: kernels that name the reason say TCP_ABORT_ON_LINGER; others reset from
+        # tcp_disconnect (TCP_STATE), told apart by the counter close() raises for it
         kind = "abort_on_close" if reason == "TCP_ABORT_ON_CLOSE" else "linger_zero"
         since = rst.ts
         text = f"{host} sent {rst.label()} at {fmt_t(rst.ts, t0)} (packet #{rst.n}) and never a FIN"
@@ -126,6 +151,15 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     else:
         return None
 
+    if kind in ("abort_on_close", "linger_zero"):
+        name = "TcpExtTCPAbortOnClose" if kind == "abort_on_close" else "TcpExtTCPAbortOnData"
+        rose = run.counter_change(host, name, until=rst.ts, since=rst.ts)
+        if rose is not None:
+            facts.append(Fact(f"{host}'s {name} rose by {rose[0]} from snapshot {rose[1]} to {rose[2]}.", rst.ts))
+        gone = _gone_after(run, sock, rst.ts)
+        if gone is not None:
+            facts.append(Fact(f"Snapshot {gone} lists no socket of {host} for this connection: an aborted "
+                              "connection leaves no TIME_WAIT.", rst.ts, f"snap-{gone}"))
     if reason_rec is not None:
         state = reason_rec.get("state")
         facts.append(Fact(f"The tracer saw tcp_send_reset on {host} with reason {reason or 'unknown'}"
