@@ -12,6 +12,7 @@ from urllib.parse import quote
 from ..analysis.explain import Explanation, explain, fmt_span
 from ..analysis.packets import Packet
 from ..analysis.timeline import Timelines, build_timelines, snapshot_order
+from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData
@@ -74,6 +75,27 @@ def expect_count(data: RunData) -> int:
     return len(refused) if isinstance(refused, list) else 0
 
 
+def set_sysctls(data: RunData) -> list[dict[str, str]]:
+    """The sysctls each host's lab settings (its own and its peer kind's) set, with the value the run read back
+    in that host's network namespace (run.json ``sysctls``): the report shows what the story ran with."""
+    lab = data.lab
+    if lab is None:
+        return []
+    read = data.info.get("sysctls") or {}
+    rows = []
+    for name, host in lab.hosts.items():
+        wanted = peer_kind(host.peer.os).sysctls(host.peer)
+        wanted.update({k: str(v) for k, v in host.sysctls.items()})
+        got = read.get(name) if isinstance(read.get(name), dict) else {}
+        for key, value in sorted(wanted.items()):
+            back = (got or {}).get(key)
+            rows.append({"host": name, "name": key, "set": " ".join(value.split()),
+                         "read": "not read back" if back is None else str(back),
+                         "ok": "yes" if back is not None and " ".join(str(back).split()) == " ".join(value.split())
+                         else "no"})
+    return rows
+
+
 def summary(data: RunData) -> dict[str, Any]:
     info, lab = data.info, data.lab
     started, ended = info.get("started"), info.get("ended") or info.get("collected_at")
@@ -108,7 +130,8 @@ def summary(data: RunData) -> dict[str, Any]:
         "story": (lab.story or lab.summary) if lab is not None else "",
         "summary": lab.summary if lab is not None else "",
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
-        "capabilities": caps, "capture_stats": stats, "tracer": str(info.get("tracer") or "unknown"),
+        "capabilities": caps, "sysctls": set_sysctls(data), "capture_stats": stats,
+        "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),
         "problems": data.problems,
