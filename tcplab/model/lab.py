@@ -562,7 +562,14 @@ class ProgramMatch(Strict):
 
 
 # nstat's names: the line's prefix and the field, as /proc/net/netstat and /proc/net/snmp pair them
-CounterName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{1,63}$")]
+def _counter_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]{1,63}", value):
+        raise ValueError(f"{value[:40]!r} is not a counter's name as nstat prints it (e.g. TcpExtListenOverflows, "
+                         "TcpOutRsts)")
+    return value
+
+
+CounterName = Annotated[str, AfterValidator(_counter_name)]
 CounterValue = Annotated[int, Field(ge=0, strict=True)]
 
 
