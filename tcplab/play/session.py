@@ -364,8 +364,11 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
-            names = sysctl_names(self.plan.host(host).spec.sysctls)  # host's own, as the kernel took them
+        # the kernel facts the explanations use (observe/kernel.py), and every sysctl a host of the lab sets,
+        # read in each host: the value a story set as its kernel took it, beside the others' for comparison
+        names = sysctl_names(k for h in self.plan.hosts for k in h.spec.sysctls)
+
+        def settings(host: str) -> None:
             res = self.run_in(host, sysctl_argv(names))
             sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
