@@ -141,3 +141,26 @@ def test_by_hand_the_rule_is_typed_into_the_firewall_service() -> None:
     assert player_for(lift).by_hand(lift, lab, "./runs/fw") == [
         InHost("server-firewall", ["iptables", "-w", "5", "-D", *rule_specs(fw, lab, 0)[0]])]
     assert isinstance(lift, LiftStep) and isinstance(fw, FirewallStep)
+
+
+def test_the_compose_export_has_the_firewall_service_and_each_rule_as_typed(tmp_path: Path) -> None:
+    import yaml
+
+    from tcplab.export import export_to
+    from tcplab.model import load_lab
+    from tcplab.paths import COMPOSE_DIR
+
+    path = tmp_path / "fw.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "fw", "network": {"subnet": "10.9.0.0/24"}, "hosts": HOSTS,
+        "steps": [{"host": "server", "firewall": "drop", "to": "client", "as": "silence"},
+                  {"host": "server", "lift": "silence"}]}, sort_keys=False))
+    lab, resolved = load_lab(path)
+    text = export_to(COMPOSE_DIR / "fw.yml", lab, resolved, path, ()).text
+    services = yaml.safe_load(text)["services"]
+    assert services["server-firewall"]["cap_add"] == ["NET_ADMIN"]
+    assert services["server-firewall"]["network_mode"] == "service:server"
+    assert "client-firewall" not in services and "cap_add" not in services["server"]
+    assert ("docker-compose exec -T server-firewall iptables -w 5 -I OUTPUT -d 10.9.0.3 -p tcp -m comment "
+            "--comment tcplab:silence -j DROP") in text
+    assert "docker-compose exec -T server-firewall iptables -w 5 -D OUTPUT -d 10.9.0.3" in text
