@@ -23,6 +23,8 @@
  *   exit                     end the program (status 0)
  *
  * SIGPIPE is ignored, so a write to a reset connection reports EPIPE instead of killing the program.
+ * At the end of its input it keeps running, holding its sockets (a listener that never accepts, say),
+ * until `exit` or a signal: as a lab host's own program its stdin is empty.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -272,5 +274,5 @@ int main(int argc, char **argv) {
         if (n == 0) continue;
         if (run(w, n) < 0) return 0;
     }
-    return 0;
+    for (;;) pause();
 }
