@@ -164,3 +164,10 @@ def test_the_compose_export_has_the_firewall_service_and_each_rule_as_typed(tmp_
     assert ("docker-compose exec -T server-firewall iptables -w 5 -I OUTPUT -d 10.9.0.3 -p tcp -m comment "
             "--comment tcplab:silence -j DROP") in text
     assert "docker-compose exec -T server-firewall iptables -w 5 -D OUTPUT -d 10.9.0.3" in text
+
+
+def test_by_hand_two_equal_rules_keep_their_own_names() -> None:
+    lab = lab_of([{"host": "server", "firewall": "drop"}, {"host": "server", "firewall": "drop"}])
+    first, second = (player_for(s).by_hand(s, lab, "./runs/fw")[1] for s in lab.steps)
+    assert isinstance(first, InHost) and isinstance(second, InHost)
+    assert "tcplab:firewall-0" in first.argv and "tcplab:firewall-1" in second.argv

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...model.lab import FirewallStep, Lab
+from ...model.lab import BaseStep, FirewallStep, Lab
 from ...plan.lab_plan import FIREWALL_ROLE
 from ..errors import StepFailure
 from .base import HandLine, InHost, Note, StepPlayer, register
@@ -36,6 +36,12 @@ def rule_specs(step: FirewallStep, lab: Lab, index: int) -> list[list[str]]:
     return [[chain, *peer, "-p", "tcp", *port, *comment, *target] for chain, peer in chains]
 
 
+def index_of(lab: Lab, step: BaseStep) -> int:
+    """The step's place in the lab (by identity: two steps may be equal), for ``by_hand``, which is not told."""
+    found = next((i for i, s in enumerate(lab.steps) if s is step), None)
+    return found if found is not None else lab.steps.index(step)
+
+
 def sidecar_service(host: str) -> str:
     """The firewall sidecar as ``lab export``'s compose file names its service."""
     return f"{host}-{FIREWALL_ROLE}"
@@ -61,7 +67,7 @@ class FirewallPlayer(StepPlayer[FirewallStep]):
         return "; ".join(rules)
 
     def by_hand(self, step: FirewallStep, lab: Lab, files: str) -> list[HandLine]:
-        index = lab.steps.index(step)
+        index = index_of(lab, step)
         lines: list[HandLine] = [Note(f"iptables runs in {step.host}'s firewall sidecar (NET_ADMIN, not the host)")]
         lines += [
             InHost(sidecar_service(step.host), [*IPTABLES, "-I", *spec]) for spec in rule_specs(step, lab, index)]

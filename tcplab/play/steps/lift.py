@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from ...model.lab import FirewallStep, Lab, LiftStep
 from .base import HandLine, InHost, StepPlayer, register
-from .firewall import IPTABLES, apply, rule_specs, sidecar_service
+from .firewall import IPTABLES, apply, index_of, rule_specs, sidecar_service
 
 if TYPE_CHECKING:
     from ..session import LabRun
@@ -33,7 +33,7 @@ class LiftPlayer(StepPlayer[LiftStep]):
         return "; ".join(apply(run, step.host, lift_argvs(run.lab, step, index)))
 
     def by_hand(self, step: LiftStep, lab: Lab, files: str) -> list[HandLine]:
-        return [InHost(sidecar_service(step.host), argv) for argv in lift_argvs(lab, step, lab.steps.index(step))]
+        return [InHost(sidecar_service(step.host), argv) for argv in lift_argvs(lab, step, index_of(lab, step))]
 
 
 register(LiftPlayer())
