@@ -11,6 +11,7 @@ segment it sent drew an RST from a kernel with no socket for it.
 from __future__ import annotations
 
 from ...model.lab import FirewallStep
+from ...observe.snapshots import tool_ok
 from ..packets import Packet
 from ..timeline import SocketId, SocketTimeline
 from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_rst,
@@ -46,7 +47,7 @@ def _forgotten_at(run: RunEvidence, peer: str, snapshot: str, key: tuple[str, in
     tables = (snap.get("hosts") or {}).get(peer) if snap is not None else None
     if not tables or tables.get("missing"):
         return False
-    usable = [t for t in (tables.get("netstat"), tables.get("ss")) if isinstance(t, dict) and t.get("ok")]
+    usable = [t for t in (tables.get("netstat"), tables.get("ss")) if isinstance(t, dict) and tool_ok(t)]
     if not usable:
         return False
     mirrored = (key[2], key[3], key[0], key[1])

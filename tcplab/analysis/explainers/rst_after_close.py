@@ -14,6 +14,7 @@ unexplained here.
 """
 from __future__ import annotations
 
+from ...observe.snapshots import tool_ok
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ...runfiles.peer_events import PeerEvent
 from ...runfiles.transitions import TransitionRecord
@@ -76,8 +77,8 @@ def _gone_after(run: RunEvidence, sock: SocketId, ts: float) -> str | None:
         if float(snap.get("time") or 0.0) <= ts:
             continue
         tables = (snap.get("hosts") or {}).get(sock.host) or {}
-        netstat = tables.get("netstat") or {}
-        if not netstat.get("ok"):
+        netstat = tables.get("netstat")
+        if netstat is None or not tool_ok(netstat):
             return None
         listed = any((r.get("local_addr"), r.get("local_port"), r.get("peer_addr"), r.get("peer_port")) == sock.key()
                      for r in netstat.get("records") or [])
