@@ -202,6 +202,31 @@ def logs_view(data: RunData, max_lines: int = 300) -> list[dict[str, Any]]:
     return out
 
 
+COUNTER_PREFIXES = ("TcpExt", "Tcp")  # the TCP counters; IP, ICMP and UDP ones are not a TCP story's
+
+
+def counter_changes(data: RunData) -> list[dict[str, Any]]:
+    """Each host's TCP counters that moved between the first and the last snapshot that read them (nstat's names),
+    with the value at each snapshot: what the kernel counted during the story."""
+    out = []
+    order = snapshot_order(data.snapshots)
+    for host in sorted({h for _, s in order for h in (s.get("hosts") or {})}):
+        read: list[tuple[str, dict[str, int]]] = []
+        for name, snap in order:
+            table = ((snap.get("hosts") or {}).get(host) or {}).get("counters")
+            if table is not None and table.get("ok"):
+                read.append((name, dict(table.get("values") or {})))
+        if len(read) < 2:
+            continue
+        first, last = read[0][1], read[-1][1]
+        moved = sorted(k for k in last if k.startswith(COUNTER_PREFIXES) and last.get(k) != first.get(k))
+        if moved:
+            out.append({"host": host, "snapshots": [n for n, _ in read],
+                        "rows": [{"name": k, "values": [str(v.get(k, "")) for _, v in read],
+                                  "change": f"{int(last[k]) - int(first.get(k, 0)):+d}"} for k in moved]})
+    return out
+
+
 def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str, Any]:
     traffic = data.traffic
     end = run_end(data)
@@ -236,6 +261,7 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
         "timeline_svg": chart, "timeline_left_out": left_out, "timeline_source": timelines.source,
         "timeline_rows": timeline_rows(timelines, t0, names),
         "snapshots": snapshot_views(data.snapshots, t0, rd),
+        "counters": counter_changes(data),
         "steps": steps,
         "logs": logs_view(data),
         "artifacts": artifacts(data),

@@ -148,3 +148,15 @@ def test_a_counter_that_cannot_be_judged_is_refused_at_load(body: dict[str, Any]
     with pytest.raises(LabError) as info:
         check_references(validate(data, "c.yaml"), "c.yaml")
     assert str(info.value) == line
+
+
+def test_the_report_lists_the_counters_that_moved(tmp_path: Path) -> None:
+    from tcplab.report.gather import gather
+    from tcplab.report.page import build_context
+
+    run = make_run(tmp_path, [])
+    (host,) = build_context(gather(run))["counters"]
+    assert host == {"host": "server", "snapshots": ["before", "after"], "rows": [
+        {"name": "TcpExtListenDrops", "values": ["1", "4"], "change": "+3"},
+        {"name": "TcpExtListenOverflows", "values": ["1", "4"], "change": "+3"}]}
+    assert build_context(gather(make_run(tmp_path / "x", [], after=counters(4, ok=False))))["counters"] == []
