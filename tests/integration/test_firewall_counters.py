@@ -1,8 +1,8 @@
 """Firewall steps, kernel counters and a host's own sysctls, on real containers with the project's images.
 
 The server's firewall first rejects the client's connections to port 8000 (an RST for the SYN: telnet
-says "Connection refused" and the client counts a failed attempt), then the rule is lifted and telnet
-connects; then the server drops everything from the client and the client's typing goes unanswered
+says "Connection refused" and the client counts a failed attempt), then with an ICMP port unreachable
+(refused too, with no TCP segment), then the rule is lifted and telnet connects; then the server drops everything from the client and the client's typing goes unanswered
 (it retransmits) until that rule is lifted too. Only the server gets a firewall sidecar, and only it
 holds NET_ADMIN; each rule is one iptables argv in steps.jsonl. The client runs with its own
 net.ipv4.tcp_retries2, which the run reads back into run.json and the report.
@@ -31,6 +31,9 @@ STEPS: list[dict[str, Any]] = [
     {"host": "client", "start": ["telnet", "server", "8000"], "as": "refused", "ready": {"log": "Unable to connect"}},
     {"snapshot": "refused"},
     {"host": "server", "lift": "closed"},
+    {"host": "server", "firewall": "reject", "from": "client", "with": "icmp-port-unreachable", "as": "unreach"},
+    {"host": "client", "start": ["telnet", "server", "8000"], "as": "icmp", "ready": {"log": "Unable to connect"}},
+    {"host": "server", "lift": "unreach"},
     {"host": "client", "start": ["telnet", "server", "8000"], "as": "telnet", "ready": {"log": r"^Connected to"}},
     {"host": "server", "firewall": "drop", "from": "client", "as": "blackhole"},
     {"host": "client", "send": "telnet", "text": "hello\n"},
@@ -46,6 +49,11 @@ EXPECT: list[dict[str, Any]] = [
      "program": {"host": "client", "name": "refused", "output": "Connection refused"}},
     {"name": "attempt-failed", "about": "the client counts one failed connection attempt (TcpAttemptFails)",
      "counter": {"host": "client", "name": "TcpAttemptFails", "since": "before", "at": "refused", "equals": 1}},
+    {"name": "icmp-refused", "about": "an ICMP port unreachable refuses the connection too, with no RST",
+     "program": {"host": "client", "name": "icmp", "output": "Connection refused"}},
+    {"name": "no-rst-for-icmp", "about": "the ICMP reject sends no TCP segment",
+     "packet": {"from": "server", "to": "client", "has_flags": "R", "count": 0, "after": "firewall-unreach",
+                "before": "lift-unreach"}},
     {"name": "connects-after-lift", "about": "with the rule lifted, telnet connects",
      "program": {"host": "client", "name": "telnet", "output": "^Connected to"}},
     {"name": "typing-retransmitted", "about": "the dropped data is retransmitted (TcpRetransSegs rises)",
@@ -95,10 +103,11 @@ def test_firewall_rules_counters_and_sysctls_on_real_hosts(tmp_path: Path) -> No
 
 
 def test_a_wrong_counter_fact_fails_naming_the_expected_and_the_seen(tmp_path: Path) -> None:
-    wrong = [dict(e) for e in EXPECT]
-    wrong[2] = {**wrong[2], "counter": {**wrong[2]["counter"], "equals": 2}}
-    wrong[4] = {**wrong[4], "counter": {**wrong[4]["counter"], "name": "TcpRetransSeg"}}
-    res, _, _ = run_lab(tmp_path, wrong)
+    wrong = {e["name"]: dict(e) for e in EXPECT}
+    attempt, retrans = wrong["attempt-failed"], wrong["typing-retransmitted"]
+    wrong["attempt-failed"] = {**attempt, "counter": {**attempt["counter"], "equals": 2}}
+    wrong["typing-retransmitted"] = {**retrans, "counter": {**retrans["counter"], "name": "TcpRetransSeg"}}
+    res, _, _ = run_lab(tmp_path, list(wrong.values()))
     assert res.returncode == 1, res.stdout + res.stderr
     assert ("FAIL attempt-failed: expected TcpAttemptFails of client rose by = 2 from before to refused; seen: "
             "TcpAttemptFails of client rose by 1") in res.stdout
