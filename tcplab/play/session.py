@@ -25,7 +25,7 @@ from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
 from ..observe.counters import COUNTERS_ARGV, read_counters
-from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv, sysctl_names
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -33,6 +33,7 @@ from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, host_image, plan
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
+from ..observe import kernel as kernel_facts
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
@@ -515,9 +516,11 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        # the kernel facts the explanations use (observe/kernel.py), and every sysctl a host of the lab sets,
-        # read in each host: the value a story set as its kernel took it, beside the others' for comparison
-        names = sysctl_names(k for h in self.plan.hosts for k in h.spec.sysctls)
+        # the kernel facts the explanations use (observe/kernel.py), every sysctl a host of the lab sets (its own
+        # and its peer kind's), read in each host: the value a story set as its kernel took it, beside the others'
+        # for comparison; those the lab's published facts depend on (reference.sysctls); the kernel's release
+        names = kernel_facts.sysctl_names([*(k for h in self.plan.hosts for k in h.spec.sysctls),
+                                           *self.lab.sysctls_read(), kernel_facts.RELEASE])
 
         def settings(host: str) -> None:
             res = self.observe(host, sysctl_argv(names))
