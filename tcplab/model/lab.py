@@ -368,20 +368,55 @@ OptionName = Literal["mss", "nop", "wscale", "sackOK", "TS", "eol", "sack"]
 # step by name (start-telnet1, stop-telnet2, wait-4) or by position (steps.4).
 Anchor = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$|^steps\.[0-9]{1,3}$")]
 _FIELD_REF = re.compile(r"^(peers\.[a-z][a-z0-9_-]{0,30}|hosts\.[a-z][a-z0-9_-]{0,30}\.peer)\.[a-z][a-z0-9_]{0,40}$")
+# a sysctl of a host's network namespace, as the run read it: hosts.client.sysctls.net.ipv4.tcp_keepalive_time
+SYSCTL_REF = re.compile(r"^hosts\.(?P<host>[a-z][a-z0-9_-]{0,30})\.sysctls\."
+                        r"(?P<name>net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80})$")
+# the sysctls whose value is a number of seconds, so a delay may be one of them
+SECONDS_SYSCTLS = ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_fin_timeout")
+
+
+def sysctl_ref(value: object) -> tuple[str, str] | None:
+    """(host, sysctl) of a ``hosts.X.sysctls.NAME`` reference, else None."""
+    m = SYSCTL_REF.match(value) if isinstance(value, str) else None
+    return (m.group("host"), m.group("name")) if m else None
 
 
 def _delay(value: object) -> object:
-    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``),
-    so an expectation follows ``--set`` instead of repeating the timer."""
-    if isinstance(value, str) and _FIELD_REF.match(value.strip()):
+    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``), or of a
+    host's sysctl as the run read it (``hosts.client.sysctls.net.ipv4.tcp_keepalive_time``), so an expectation
+    follows ``--set`` and the kernel instead of repeating the timer."""
+    if isinstance(value, str) and (_FIELD_REF.match(value.strip()) or SYSCTL_REF.match(value.strip())):
         return value.strip()
     try:
         return parse_duration(value)
     except ValueError as e:
-        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout") from None
+        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout, or a sysctl the run "
+                         "reads, like hosts.client.sysctls.net.ipv4.tcp_keepalive_time") from None
 
 
 Delay = Annotated[Union[float, str], BeforeValidator(_delay)]
+
+# Gaps between successive packets the kernel times itself, named by the timer: computed for the sending host
+# (``from``) from the sysctls the run read there (tcplab/analysis/kernel_timers.py says how).
+INTERVAL_PATTERNS: dict[str, tuple[str, ...]] = {
+    "syn-backoff": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"),
+    "synack-backoff": ("net.ipv4.tcp_synack_retries",),
+    "keepalive": ("net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+}
+
+
+def _intervals(value: object) -> object:
+    if isinstance(value, str):
+        v = value.strip()
+        if v in INTERVAL_PATTERNS:
+            return v
+        raise ValueError(f"{v[:40]!r} is not a list of durations nor a kernel timer's pattern "
+                         f"({', '.join(INTERVAL_PATTERNS)})")
+    return value
+
+
+Intervals = Annotated[Union[Annotated[list[Seconds], Field(min_length=1, max_length=64)], str],
+                      BeforeValidator(_intervals)]
 
 
 class PacketMatch(Strict):
@@ -411,19 +446,58 @@ class PacketMatch(Strict):
     any: bool = False
     within: Seconds | None = None  # only packets within this long after ``after`` count
     before: Anchor | None = None  # only packets before this moment count
+    # The matching packets of the window as a sequence: the gaps between successive ones, from the first
+    # (a list of durations, or a kernel timer's pattern: syn-backoff, synack-backoff, keepalive), each within
+    # ``tolerance``; N gaps are exactly N+1 packets.
+    intervals: Intervals | None = None
+    # true: only zero-length probes (keepalive, zero-window: an ACK with seq = snd_una - 1, which the peer
+    # answers with a duplicate ACK); false: no probe matches
+    probe: bool | None = None
 
     def delay_seconds(self, lab: "Lab") -> float | None:
-        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""
+        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset). A
+        sysctl reference is read from the run (tcplab/analysis/checks/packet.py), not here: None."""
         if self.delay is None or isinstance(self.delay, float):
             return self.delay
+        if sysctl_ref(self.delay):
+            return None
         return lab.duration_field(self.delay)
+
+    def sysctls_read(self) -> list[tuple[str | None, str]]:
+        """(host, sysctl) the rule reads from the run: a delay's reference, an interval pattern's (the sender's)."""
+        out: list[tuple[str | None, str]] = []
+        ref = sysctl_ref(self.delay)
+        if ref:
+            out.append(ref)
+        if isinstance(self.intervals, str):
+            out += [(self.from_, name) for name in INTERVAL_PATTERNS[self.intervals]]
+        return out
+
+
+class Between(Strict):
+    """A number within bounds (both included); either bound may be left out."""
+    min: Annotated[int, Field(ge=0, strict=True)] | None = None
+    max: Annotated[int, Field(ge=0, strict=True)] | None = None
+
+
+class SecondsBetween(Strict):
+    """A time within bounds (both included); either bound may be left out."""
+    min: Seconds | None = None
+    max: Seconds | None = None
+
+
+QueueBytes = Union[Annotated[int, Field(ge=0, strict=True)], Between]
+# ss's timers (-o): the TIME_WAIT countdown, keepalive, retransmission (``on``), zero-window probe, none
+TimerName = Literal["timewait", "keepalive", "on", "persist", "off"]
 
 
 class StateMatch(Strict):
     """Sockets of ``host`` (local ``port``, connected to ``peer``) in the snapshot ``at``.
 
     ``is``: one of them is in that state; ``not``: none of them is; ``absent``: there are none.
-    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``."""
+    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``.
+    With ``is``, the socket also shows ``recv_q``/``send_q`` (bytes, or on a listener: the accept queue and
+    its limit, as ss prints them) and ss's ``timer`` with ``timer_left`` of it to run."""
     host: Name
     port: Port | None = None
     peer: Name | None = None
@@ -432,6 +506,10 @@ class StateMatch(Strict):
     absent: bool = False
     at: Name
     owner: Literal["none", "any"] | Name | None = None
+    recv_q: QueueBytes | None = None
+    send_q: QueueBytes | None = None
+    timer: TimerName | None = None
+    timer_left: SecondsBetween | None = None
 
 
 def _traced(value: str) -> str:
@@ -475,17 +553,37 @@ class TransitionMatch(Strict):
         return to
 
 
+# The errors a socket call reports that the stories are about: name -> (Linux errno, strerror's text).
+ERRNOS: dict[str, tuple[int, str]] = {
+    "EPIPE": (32, "Broken pipe"),
+    "EADDRINUSE": (98, "Address already in use"),
+    "EADDRNOTAVAIL": (99, "Cannot assign requested address"),
+    "ENETUNREACH": (101, "Network is unreachable"),
+    "ECONNABORTED": (103, "Software caused connection abort"),
+    "ECONNRESET": (104, "Connection reset by peer"),
+    "ETIMEDOUT": (110, "Connection timed out"),
+    "ECONNREFUSED": (111, "Connection refused"),
+    "EHOSTUNREACH": (113, "No route to host"),
+}
+if TYPE_CHECKING:
+    ErrnoName = str
+else:
+    ErrnoName = Literal[tuple(ERRNOS)]
+
+
 class ProgramMatch(Strict):
     """A story program: the host's own (``hosts.X.program.name``) or a started one (its ``as``).
 
     ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
     says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
-    a regex found in its output. With none of them: it was started."""
+    a regex found in its output; ``error``: it reported this errno (its name, its strerror text as
+    perror/telnet/Python print it, or Python's ``[Errno N]``). With none of them: it was started."""
     host: Name
     name: Name
     exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = None
     running: bool | None = None
     output: Regex | None = None
+    error: ErrnoName | None = None
 
 
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
@@ -540,6 +638,19 @@ class Lab(Strict):
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
     steps: Annotated[list[Step], Field(max_length=500)] = []
     expect: Annotated[list[Expectation], Field(max_length=500)] = []
+
+    def sysctls_read(self) -> dict[str, list[str]]:
+        """Host -> the sysctls the run must read there for this lab, beyond the ones it always reads: those the
+        lab sets and those its expectations are stated for."""
+        out: dict[str, list[str]] = {h: list(host.sysctls) for h, host in self.hosts.items()}
+        for exp in self.expect:
+            if exp.packet is None:
+                continue
+            for host, name in exp.packet.sysctls_read():
+                for h in ([host] if host is not None else list(self.hosts)):
+                    if h in out and name not in out[h]:
+                        out[h].append(name)
+        return out
 
     def duration_field(self, ref: str) -> float | None:
         """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses

@@ -8,21 +8,34 @@ from __future__ import annotations
 
 from typing import Any
 
-# the sysctls the explanations use, as files under /proc/sys
+# the sysctls the explanations and the kernel timers' patterns use, as files under /proc/sys; a run also reads
+# those its lab sets and its expectations are stated for (Lab.sysctls_read)
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
-           "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow")
+           "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_synack_retries",
+           "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
+           "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_retries2")
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
 
 
-def sysctl_argv() -> list[str]:
+def sysctl_names(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The sysctls a host's reading covers: the usual ones, then ``extra`` (the lab's own), once each."""
+    return list(dict.fromkeys([*SYSCTLS, *extra]))
+
+
+def _file(name: str) -> str:
+    return f"/proc/sys/{name.replace('.', '/')}"
+
+
+def sysctl_argv(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
-    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in SYSCTLS)]
+    return ["cat", *(_file(name) for name in sysctl_names(extra))]
 
 
-def parse_sysctls(stdout: str, stderr: str) -> dict[str, str]:
+def parse_sysctls(stdout: str, stderr: str, extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    missing = [name for name in SYSCTLS if f"/proc/sys/{name.replace('.', '/')}" in stderr]
-    present = [name for name in SYSCTLS if name not in missing]
+    names = sysctl_names(extra)
+    missing = [name for name in names if f"{_file(name)}:" in stderr]
+    present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):
         return {}

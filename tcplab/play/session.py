@@ -347,9 +347,11 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv())
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr)
+        wanted = self.lab.sysctls_read()
+
+        def settings(host: str) -> None:  # the kernel facts the explanations and expectations use (observe/kernel.py)
+            res = self.run_in(host, sysctl_argv(wanted.get(host, [])))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, wanted.get(host, []))
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
