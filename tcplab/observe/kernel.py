@@ -6,7 +6,7 @@ read is left out: the report then says the run does not record it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 # the sysctls the explanations and the kernel timers' patterns use, as files under /proc/sys; a run also reads
 # those its lab sets and its expectations are stated for (Lab.sysctls_read)
@@ -17,24 +17,20 @@ SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout",
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
 
 
-def sysctl_names(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The sysctls a host's reading covers: the usual ones, then ``extra`` (the lab's own), once each."""
-    return list(dict.fromkeys([*SYSCTLS, *extra]))
+def sysctl_names(own: Iterable[str] = ()) -> list[str]:
+    """The sysctls to read in a host: those the explanations use, then the host's own (the lab's and its
+    peer kind's), so the run records the value each story set as the kernel took it."""
+    return list(dict.fromkeys([*SYSCTLS, *own]))
 
 
-def _file(name: str) -> str:
-    return f"/proc/sys/{name.replace('.', '/')}"
-
-
-def sysctl_argv(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+def sysctl_argv(names: Sequence[str] = SYSCTLS) -> list[str]:
     """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
-    return ["cat", *(_file(name) for name in sysctl_names(extra))]
+    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in names)]
 
 
-def parse_sysctls(stdout: str, stderr: str, extra: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+def parse_sysctls(stdout: str, stderr: str, names: Sequence[str] = SYSCTLS) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    names = sysctl_names(extra)
-    missing = [name for name in names if f"{_file(name)}:" in stderr]
+    missing = [name for name in names if f"/proc/sys/{name.replace('.', '/')}:" in stderr]
     present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):

@@ -22,7 +22,7 @@ from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
 from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
-from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv, sysctl_names
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -349,9 +349,11 @@ class LabRun:
 
         wanted = self.lab.sysctls_read()
 
-        def settings(host: str) -> None:  # the kernel facts the explanations and expectations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv(wanted.get(host, [])))
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr, wanted.get(host, []))
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), the host's
+            # own as the kernel took them, and those the lab's expectations are stated for
+            names = sysctl_names([*self.plan.host(host).spec.sysctls, *wanted.get(host, [])])
+            res = self.run_in(host, sysctl_argv(names))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
         def hz() -> None:
             kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))

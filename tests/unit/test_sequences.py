@@ -13,7 +13,7 @@ import yaml
 from tcplab.analysis.kernel_timers import keepalive, syn_backoff, synack_backoff
 from tcplab.model import LabError
 from tcplab.model.loader import apply_set, validate
-from tcplab.observe.kernel import parse_sysctls, sysctl_argv
+from tcplab.observe.kernel import parse_sysctls, sysctl_argv, sysctl_names
 
 from .test_expectations import FIN_T, IPS, ROOT, SRV_ISN, T0, WIN_ISN, Pkt, make_run, snapshots, sock, verdicts
 from .test_programs import TELNET2, one, program_run, story_programs
@@ -326,14 +326,14 @@ def test_the_run_reads_the_sysctls_a_lab_depends_on() -> None:
     read = lab.sysctls_read()
     assert read["win"] == ["net.core.somaxconn", "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"]
     assert read["linux"] == ["net.ipv4.tcp_keepalive_time"]
-    argv = sysctl_argv(read["win"])
+    argv = sysctl_argv(sysctl_names(read["win"]))
     assert argv.count("/proc/sys/net/ipv4/tcp_syn_retries") == 1 and argv[-1] == "/proc/sys/net/core/somaxconn"
     # a kernel without a file: cat names it in its errors and the others keep their order
     names = [a.removeprefix("/proc/sys/").replace("/", ".") for a in argv[1:]]
     lacking = "net.ipv4.tcp_syn_linear_timeouts"
     out = "\n".join(str(i) for i, n in enumerate(names) if n != lacking) + "\n"
     got = parse_sysctls(out, f"cat: /proc/sys/{lacking.replace('.', '/')}: No such file or directory\n",
-                        read["win"])
+                        sysctl_names(read["win"]))
     assert lacking not in got and got["net.core.somaxconn"] == str(len(names) - 1)
 
 
