@@ -24,7 +24,7 @@ from .gather import RunData, gather
 from .ladder import LadderOptions
 from .page import build_context
 
-__all__ = ["render_report", "write_report", "LadderOptions"]
+__all__ = ["prepare", "render_report", "write_report", "LadderOptions"]
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +51,14 @@ def content_security_policy(css: str, js: str) -> str:
     """Nothing from the network, no plugins, no forms; only this page's own style and script."""
     return (f"default-src 'none'; style-src {_hash(css)}; script-src {_hash(js)}; img-src data:; "
             "base-uri 'none'; form-action 'none'")
+
+
+def prepare() -> None:
+    """Load and compile the report's template ahead of time (`lab down` does it while the engine removes
+    the lab, so the report is written sooner once the run is down)."""
+    _env().get_template("report.html.j2")
+    _asset("report.css")
+    _asset("report.js")
 
 
 def render_report(data: RunData, opts: LadderOptions | None = None) -> str:

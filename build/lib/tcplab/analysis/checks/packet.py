@@ -1,0 +1,285 @@
+"""The ``packet`` expectation: packets on the wire (from/to, flags, relative seq/ack, options, payload, count),
+timed from an anchor, from the run's captures (:mod:`tcplab.analysis.packets`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...model.lab import Expectation, PacketMatch
+from ...wire import ACK, FLAG_BITS
+from ..evidence import capture_gaps, capture_hosts, unplayed
+from ..packets import Packet
+from ..runview import RunView
+from ..verdicts import ARROW, Verdict, fmt_span, verdict, when
+from .base import Check, register
+
+_FLAG_BIT = dict(FLAG_BITS)
+
+
+def _flag_mask(bits: str) -> int:
+    return sum(_FLAG_BIT[b] for b in bits)
+
+
+def _option_names(p: Packet) -> list[str]:
+    return p.tcp.option_names()
+
+
+def _packet_diffs(m: PacketMatch, p: Packet) -> list[tuple[str, int]]:
+    """The fields of ``m`` that ``p`` does not satisfy, with a weight (how far off it is)."""
+    t = p.tcp
+    d: list[tuple[str, int]] = []
+    if m.from_ is not None and p.src_host != m.from_:
+        d.append(("from", 10))
+    if m.to is not None and p.dst_host != m.to:
+        d.append(("to", 10))
+    if m.port is not None and m.port not in (t.sport, t.dport):
+        d.append(("port", 10))
+    if m.flags is not None and p.flags != m.flags:
+        d.append(("flags", 3))
+    if m.has_flags is not None:
+        mask = _flag_mask(m.has_flags)
+        if t.flags & mask != mask:
+            d.append(("flags", 3))
+    if m.seq is not None and p.rel_seq != m.seq:
+        d.append(("seq", 1))
+    if m.ack is not None and (not t.flags & ACK or p.rel_ack != m.ack):
+        d.append(("ack", 1))
+    if m.win is not None and t.win != m.win:
+        d.append(("win", 1))
+    if m.ttl is not None and t.ttl != m.ttl:
+        d.append(("ttl", 1))
+    if m.mss is not None and t.option("mss") != m.mss:
+        d.append(("mss", 1))
+    if m.wscale is not None and t.option("wscale") != m.wscale:
+        d.append(("wscale", 1))
+    names = _option_names(p)
+    if m.options is not None and names != list(m.options):
+        d.append(("options", 1))
+    if m.with_options is not None and not set(m.with_options) <= set(names):
+        d.append(("options", 1))
+    if m.without_options is not None and set(m.without_options) & set(names):
+        d.append(("options", 1))
+    if m.payload is not None and m.payload.encode("utf-8", "replace") not in t.payload:
+        d.append(("payload", 1 if t.payload else 2))
+    return d
+
+
+def _direction(src: str | None, dst: str | None, port: int | None = None) -> str:
+    text = f"{src or '*'}{ARROW}{dst or '*'}"
+    return f"{text} port {port}" if port is not None else text
+
+
+def describe_match(m: PacketMatch) -> str:
+    """The packet an expectation asks for, in tcpdump's words: ``win→server [R.] seq 2 ack 1 win 0``."""
+    parts = [_direction(m.from_, m.to, m.port)]
+    if m.flags is not None:
+        parts.append(f"[{m.flags}]")
+    if m.has_flags is not None:
+        parts.append(f"with flag{'s' if len(m.has_flags) > 1 else ''} {'+'.join(m.has_flags)}")
+    for name in ("seq", "ack", "win", "ttl", "mss", "wscale"):
+        value = getattr(m, name)
+        if value is not None:
+            parts.append(f"{name} {value}")
+    if m.options is not None:
+        parts.append(f"options [{','.join(m.options)}]")
+    if m.with_options:
+        parts.append(f"with {','.join(m.with_options)}")
+    if m.without_options:
+        parts.append(f"no {','.join(m.without_options)}")
+    if m.payload is not None:
+        parts.append(f"payload containing {m.payload!r}")
+    return " ".join(parts)
+
+
+def describe_packet(p: Packet, m: PacketMatch, at: str) -> str:
+    """A captured packet, showing the fields the expectation looks at (and the usual ones)."""
+    t = p.tcp
+    parts = [_direction(p.src_host or t.src, p.dst_host or t.dst), f"[{p.flags}]", f"seq {p.rel_seq}"]
+    if t.flags & ACK:
+        parts.append(f"ack {p.rel_ack}")
+    parts.append(f"win {t.win}")
+    if m.port is not None:
+        parts.append(f"ports {t.sport}>{t.dport}")
+    if m.ttl is not None:
+        parts.append(f"ttl {t.ttl}")
+    if m.mss is not None:
+        parts.append(f"mss {t.option('mss')}")
+    if m.wscale is not None:
+        parts.append(f"wscale {t.option('wscale')}")
+    if m.options is not None or m.with_options or m.without_options:
+        parts.append(f"options [{','.join(_option_names(p))}]")
+    if m.payload is not None:
+        parts.append(f"payload {t.payload[:40]!r}" + ("..." if len(t.payload) > 40 else ""))
+    parts.append(at)
+    return " ".join(parts)
+
+
+@dataclass
+class PacketWindow:
+    """Where in the run a packet rule looks, from its ``after``, ``delay``, ``within`` and ``before``."""
+    start: float | None = None  # only packets after this moment (the anchor)
+    end: float | None = None  # only packets up to this moment (within, before)
+    target: tuple[float, float] | None = None  # with a delay: where the packet that counts must be
+    timing: str = ""  # in words, for "expected"
+    missing: str = ""  # why the window cannot be placed: an anchor that was not reached or did not hold
+    missing_where: str = ""
+    unresolved_delay: bool = False  # the delay names a field this run does not set
+
+    def contains(self, ts: float) -> bool:
+        return (self.start is None or ts > self.start) and (self.end is None or ts <= self.end)
+
+    def observed_until(self) -> float | None:
+        """The last moment the rule judges; None: the end of the run."""
+        if self.target is not None:
+            return self.target[1]
+        return self.end
+
+
+def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
+    """Where the rule looks: after its anchor (at its delay), up to ``within`` or ``before``."""
+    w = PacketWindow()
+    if m.after is not None:
+        anchor_t, why = view.anchor(m.after)
+        delay = m.delay_seconds(view.lab) if m.delay is not None else None
+        if m.delay is not None:
+            ref = f" ({m.delay})" if isinstance(m.delay, str) else ""
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{ref}" if delay is not None
+                        else f" at {m.after}+{m.delay} (not set in this run)")
+        elif m.within is not None:
+            w.timing = f" within {fmt_span(m.within)} after {m.after}"
+        else:
+            w.timing = f" after {m.after}"
+        if anchor_t is None:
+            w.missing, w.missing_where = why, view.anchor_where(m.after)
+            return w
+        w.start = anchor_t
+        if m.delay is not None:
+            if delay is None:
+                w.unresolved_delay = True
+            else:
+                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
+        if m.within is not None:
+            w.end = anchor_t + m.within
+    if m.before is not None:
+        before_t, why = view.anchor(m.before)
+        w.timing += f" before {m.before}"
+        if before_t is None:
+            w.missing, w.missing_where = why, view.anchor_where(m.before)
+            return w
+        w.end = before_t if w.end is None else min(w.end, before_t)
+    return w
+
+
+_ORDINAL = {1: "next", 2: "2nd", 3: "3rd"}
+
+
+def _ordinal(n: int) -> str:
+    return _ORDINAL.get(n, f"{n}th")
+
+
+def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
+    """After an anchor a rule is about one packet, the next matching one (or the ``nth``): a later
+    packet that happens to fit the delay does not count unless ``any: true`` says so."""
+    base = describe_match(m)
+    t0 = view.traffic.start
+    w = packet_window(m, view)
+    one = m.after is not None and m.count is None and not m.any
+    nth = m.nth or 1
+    expected = _expected(base, w.timing, m.count)
+    if m.nth is not None and m.nth > 1:
+        expected = f"the {_ordinal(m.nth)} {expected}" if m.after is not None else f"{expected} (the {_ordinal(m.nth)})"
+    if w.missing:
+        return verdict(exp, False, expected, f"nothing to time from: {w.missing}", w.missing_where, label="seen")
+    anchor_t = w.start
+
+    def at(p: Packet) -> str:
+        return when(p.ts, m.after, anchor_t, t0)
+
+    def on_target(p: Packet) -> bool:
+        return w.target is None or w.target[0] <= p.ts <= w.target[1]
+
+    packets = view.traffic.packets
+    candidates = [] if w.unresolved_delay else [p for p in packets if w.contains(p.ts) and not _packet_diffs(m, p)]
+    if m.count is not None:
+        held = len(candidates) == m.count
+        if not candidates:
+            return verdict(exp, held, expected, f"none among the {len(packets)} packets captured", "capture/",
+                           label="seen")
+        shown = "; ".join(describe_packet(p, m, at(p)) + (f" ({p.where()})" if i else "")
+                          for i, p in enumerate(candidates[:3]))
+        more = f"; and {len(candidates) - 3} more" if len(candidates) > 3 else ""
+        return verdict(exp, held, expected, f"{len(candidates)}: {shown}{more}", candidates[0].where(),
+                       time=candidates[0].ts, label="seen")
+    if one or m.nth is not None:
+        if len(candidates) >= nth:
+            p = candidates[nth - 1]
+            if on_target(p):
+                return verdict(exp, True, expected, describe_packet(p, m, at(p)), p.where(), time=p.ts,
+                               label="seen")
+            note = "; differs in time"
+            fits = [(i, c) for i, c in enumerate(candidates, 1) if on_target(c)]
+            if fits:
+                i, c = fits[0]
+                note += (f" (the {_ordinal(i)} matching packet, {c.where()}, came {at(c)}: write nth: {i}, "
+                         "or any: true, if that is the one meant)")
+            return verdict(exp, False, expected, describe_packet(p, m, at(p)), p.where(),
+                           note=note, label=f"the {_ordinal(nth)} matching packet")
+        if candidates:
+            shown = "; ".join(describe_packet(c, m, at(c)) + f" ({c.where()})" for c in candidates[:3])
+            return verdict(exp, False, expected, f"only {len(candidates)} matching: {shown}", candidates[0].where(),
+                           label="seen")
+    else:
+        matching = [p for p in candidates if on_target(p)]
+        if matching:
+            p = matching[0]
+            return verdict(exp, True, expected, describe_packet(p, m, at(p)), p.where(), time=p.ts, label="seen")
+    if not packets:
+        return verdict(exp, False, expected, "no TCP packets were captured", "capture/")
+
+    def distance(p: Packet) -> float:
+        if w.unresolved_delay:  # no moment to aim at: prefer what came after the anchor
+            return 0.0 if anchor_t is None or p.ts > anchor_t else anchor_t - p.ts
+        lo = w.target[0] if w.target is not None else w.start
+        hi = w.target[1] if w.target is not None else w.end
+        return max(0.0, (lo - p.ts) if lo is not None else 0.0, (p.ts - hi) if hi is not None else 0.0)
+
+    def score(p: Packet) -> tuple[int, float]:
+        d = _packet_diffs(m, p)
+        off = distance(p)
+        return sum(wt for _, wt in d) + (1 if off > 0 else 0), off
+
+    best = min(packets, key=score)
+    differs = [f for f, _ in _packet_diffs(m, best)]
+    if distance(best) > 0 and not w.unresolved_delay:
+        differs.append("time")
+    seen = describe_packet(best, m, at(best))
+    note = f"; differs in {', '.join(dict.fromkeys(differs))}" if differs else ""
+    if w.unresolved_delay:
+        note += f"; {m.delay} is not set in this run (only a Windows peer has that timer)"
+    return verdict(exp, False, expected, seen, best.where(), note=note)
+
+
+def _expected(base: str, timing: str, count: int | None) -> str:
+    if count is None:
+        return base + timing
+    if count == 0:
+        return f"no {base}{timing}"
+    return f"exactly {count} × {base}{timing}"
+
+
+@register(PacketMatch)
+class PacketCheck(Check[PacketMatch]):
+    def judge(self, exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
+        return judge_packet(exp, m, view)
+
+    def negative(self, m: PacketMatch) -> bool:
+        return m.count is not None
+
+    def missing(self, exp: Expectation, m: PacketMatch, view: RunView) -> str | None:
+        """The window must be placed (its anchors reached), played up to its end, and captured whole."""
+        w = packet_window(m, view)
+        if w.missing:
+            return w.missing
+        gap = unplayed(view, w.observed_until())
+        if gap:
+            return gap
+        return capture_gaps(view, capture_hosts(view, m.from_, m.to))

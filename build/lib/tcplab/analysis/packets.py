@@ -1,0 +1,172 @@
+"""The lab's TCP packets, once each, on one clock, grouped into connections.
+
+Reads the run directory only (``run.json`` for host addresses, the per-host
+pcaps). A packet crossing the bridge is in two captures; it is kept once, from
+its sender's capture (the same rule as ``capture/all.pcapng``), and
+``frame`` points at it in that file so a person can find it in Wireshark.
+Sequence numbers are made relative as tcpdump does: seq against the sender's
+ISN, ack against the receiver's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..observe.merge import keeps_copy
+from ..rundir import RunDir
+from ..runfiles import run_info
+from ..runfiles.run_info import RunInfo
+from ..wire import ACK, SYN, TcpPacket, decode_tcp, format_options, read_pcap
+
+ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
+
+
+@dataclass
+class Packet:
+    n: int
+    tcp: TcpPacket
+    src_host: str | None
+    dst_host: str | None
+    capture: str  # the host whose capture holds the kept copy
+    frame: int  # frame number in capture/<capture>.pcap
+    conn: "Connection | None" = None
+    rel_seq: int = 0
+    rel_ack: int = 0
+    rel_time: float = 0.0
+
+    @property
+    def ts(self) -> float:
+        return self.tcp.ts
+
+    @property
+    def flags(self) -> str:
+        return self.tcp.flag_string()
+
+    def endpoint(self, src: bool) -> str:
+        host = self.src_host if src else self.dst_host
+        ip = self.tcp.src if src else self.tcp.dst
+        port = self.tcp.sport if src else self.tcp.dport
+        return f"{host or ip}.{port}"
+
+    def label(self) -> str:
+        """The short form the ladder diagram prints: ``[F.] seq 1, ack 1, win 256``."""
+        parts = [f"[{self.flags}]"]
+        t = self.tcp
+        plen = len(t.payload)
+        if t.flags & SYN or plen:
+            parts.append(f"seq {self.rel_seq}:{self.rel_seq + plen}" if plen else f"seq {self.rel_seq}")
+        else:
+            parts.append(f"seq {self.rel_seq}")
+        text = " ".join(parts)
+        if t.flags & ACK:
+            text += f", ack {self.rel_ack}"
+        text += f", win {t.win}"
+        if plen:
+            text += f", length {plen}"
+        return text
+
+    def tcpdump_line(self) -> str:
+        """As ``tcpdump -n`` prints it, with host names for addresses."""
+        t = self.tcp
+        seq = f"seq {self.rel_seq}:{self.rel_seq + len(t.payload)}" if t.payload else f"seq {self.rel_seq}"
+        if t.flags & SYN and not t.payload:
+            seq = f"seq {t.seq}"
+        ack = f", ack {self.rel_ack}" if t.flags & ACK else ""
+        opts = f", options {format_options(t.options)}" if t.options else ""
+        return (f"IP {self.endpoint(True)} > {self.endpoint(False)}: Flags [{self.flags}], {seq}{ack}, "
+                f"win {t.win}{opts}, length {len(t.payload)} (ttl {t.ttl}, id {t.ip_id})")
+
+    def where(self) -> str:
+        return f"capture/{self.capture}.pcap #{self.frame}"
+
+
+@dataclass
+class Connection:
+    key: ConnKey
+    client: str | None  # host names (None: not a lab host)
+    server: str | None
+    packets: list[Packet] = field(default_factory=list)
+    isn: dict[str, int] = field(default_factory=dict)  # by source ip
+
+    @property
+    def name(self) -> str:
+        c = f"{self.client or self.key[0]}:{self.key[1]}"
+        s = f"{self.server or self.key[2]}:{self.key[3]}"
+        return f"{c} -> {s}"
+
+    def involves(self, a: str | None, b: str | None = None) -> bool:
+        hosts = {self.client, self.server}
+        return (a is None or a in hosts) and (b is None or b in hosts)
+
+    def peer_of(self, host: str) -> str | None:
+        return self.server if host == self.client else self.client
+
+
+@dataclass
+class Traffic:
+    packets: list[Packet]
+    connections: list[Connection]
+    hosts: dict[str, str]  # host -> ip
+
+    @property
+    def start(self) -> float:
+        return self.packets[0].ts if self.packets else 0.0
+
+
+def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> Traffic:
+    """The run's packets; ``info``: its run.json, when the caller has read it already."""
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    hosts = dict((run_info.read(rd) if info is None else info).get("hosts") or {})
+    if not hosts:  # a run without run.json: take the captures' names, no attribution
+        hosts = {p.stem: "" for p in rd.capture_dir.glob("*.pcap")}
+    ip_host = {ip: h for h, ip in hosts.items() if ip}
+    kept: list[tuple[float, int, Packet]] = []
+    captured = {h for h in hosts if rd.pcap(h).is_file()}
+    for order, host in enumerate(hosts):
+        if host not in captured:
+            continue
+        with open(rd.pcap(host), "rb") as f:
+            for raw in read_pcap(f):
+                t = decode_tcp(raw)
+                if t is None:
+                    continue
+                src, dst = ip_host.get(t.src), ip_host.get(t.dst)
+                if keeps_copy(host, src, dst, captured):
+                    kept.append((t.ts, order, Packet(0, t, src, dst, host, raw.index)))
+    kept.sort(key=lambda k: (k[0], k[1]))
+    packets = [k[2] for k in kept]
+    return Traffic(packets, _connections(packets), hosts)
+
+
+def _connections(packets: list[Packet]) -> list[Connection]:
+    conns: dict[ConnKey, Connection] = {}
+    order: list[Connection] = []
+    t0 = packets[0].ts if packets else 0.0
+    for i, p in enumerate(packets, 1):
+        p.n = i
+        p.rel_time = p.ts - t0
+        t = p.tcp
+        fwd: ConnKey = (t.src, t.sport, t.dst, t.dport)
+        rev: ConnKey = (t.dst, t.dport, t.src, t.sport)
+        c = conns.get(fwd) or conns.get(rev)
+        if c is not None and t.flags & SYN and not t.flags & ACK and t.src in c.isn and c.isn[t.src] != t.seq:
+            c = None  # the same 4-tuple used again: a new connection
+        if c is None:
+            is_client = bool(t.flags & SYN and not t.flags & ACK) or not (t.flags & SYN)
+            key = fwd if is_client else rev
+            c = Connection(key, p.src_host if is_client else p.dst_host, p.dst_host if is_client else p.src_host)
+            conns[key] = c
+            order.append(c)
+        if t.flags & SYN:
+            c.isn.setdefault(t.src, t.seq)
+        elif t.src not in c.isn:  # capture started mid-connection: count from the first seen
+            c.isn[t.src] = (t.seq - 1) & 0xFFFFFFFF
+        p.conn = c
+        p.rel_seq = (t.seq - c.isn[t.src]) & 0xFFFFFFFF
+        other = t.dst
+        if t.flags & ACK:
+            if other not in c.isn:
+                c.isn[other] = (t.ack - 1) & 0xFFFFFFFF
+            p.rel_ack = (t.ack - c.isn[other]) & 0xFFFFFFFF
+        c.packets.append(p)
+    return order

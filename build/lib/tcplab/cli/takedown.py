@@ -1,0 +1,48 @@
+"""Taking one lab down, as `lab down` does it: collect, remove, write the report, one closing line.
+
+`lab run` writes its report with the same :func:`write_report_quietly`.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from ..backend.base import Backend
+from ..play.lifecycle import RunningLab, bring_down
+
+
+def take_down(backend: Backend, running: RunningLab, say: Callable[[str], None]) -> str:
+    """Bring the run down and write its report; the line `lab down` prints.
+
+    The report's code is imported and its template compiled on a thread while collection and removal
+    wait for the engine, so only the rendering itself comes after the run is down."""
+    warm = threading.Thread(target=_prepare_report, name="report-prepare", daemon=True)
+    warm.start()
+    rd, removed = bring_down(backend, running, say)
+    if warm.is_alive():
+        warm.join()
+    write_report_quietly(rd.path, say)
+    return (f"{running.lab} is down: removed {len(removed.containers)} containers, {len(removed.networks)} "
+            f"networks, {len(removed.volumes)} volumes; artifacts in {os.path.relpath(rd.path)}")
+
+
+def _prepare_report() -> None:
+    try:
+        from ..report import prepare
+
+        prepare()
+    except Exception:  # noqa: BLE001 - a failure shows again, and is said, when the report is written
+        pass
+
+
+def write_report_quietly(path: Path, say: Callable[[str], None]) -> None:
+    try:
+        from ..report import write_report
+    except ImportError:
+        return
+    try:
+        write_report(path)
+    except Exception as e:  # noqa: BLE001 - the report must not stop teardown
+        say(f"report not written: {e}")

@@ -1,0 +1,61 @@
+"""`lab up`: build missing images, bring the lab up, play its steps, leave it up to explore."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
+
+import typer
+
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, SetOpt, die, engine, interrupts_tear_down, \
+    out, resolve_lab, say
+from .images_cmd import ensure_images, lab_images
+
+if TYPE_CHECKING:
+    from ..model import Lab
+
+
+def register(app: typer.Typer) -> None:
+    """Add `lab up` to `app`."""
+    app.command("up")(up)
+
+
+def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[str]] = SetOpt,
+       out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>).")
+       ) -> None:
+    """Build missing images, bring the lab up, play its steps, leave it up to explore."""
+    from ..backend.base import EngineError
+    from ..model import LabError
+    from ..play.checkpoints import checkpoint
+    from ..play.lifecycle import bring_up
+
+    lab, resolved, _ = resolve_lab(lab_name, sets)
+    interrupts_tear_down()
+    try:
+        backend = engine()
+        checkpoint("images")
+        images = ensure_images(backend, lab_images(lab))
+        run = bring_up(lab, resolved, backend, out_dir, images, say)
+    except KeyboardInterrupt:
+        die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
+    except LabError as e:
+        die(EXIT_BAD_INPUT, str(e))
+    except EngineError as e:
+        die(EXIT_ENVIRONMENT, str(e))
+    rel = os.path.relpath(run.rd.path)
+    out.print(f"{lab.name} is up; run directory: {rel}", markup=False)
+    out.print("\n".join("  " + line for line in up_hints(lab, rel)), markup=False)
+
+
+def up_hints(lab: Lab, run_dir: str) -> list[str]:
+    """What to try next, on the lab's own hosts: the first whose program ``lab up`` starts, else the first
+    a step starts one on, else the first host."""
+    import shlex
+
+    from ..model import StartStep
+
+    started = [h for h, host in lab.hosts.items() if host.program is not None]
+    started += [s.host for s in lab.steps if isinstance(s, StartStep)]
+    host = (started or list(lab.hosts))[0]
+    return [f"lab status {lab.name}", f"lab exec {lab.name} {host} -- netstat -tanp", f"lab shell {lab.name} {host}",
+            f"lab report {shlex.quote(run_dir)}", f"lab down {lab.name}"]

@@ -1,0 +1,566 @@
+"""The lab: hosts on one network, the steps of the story, the expectations.
+
+Pure data, validated by pydantic. Nothing here knows how a lab is run.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Annotated, Literal, Union
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
+                      Tag, ValidationInfo, field_validator)
+
+from ..peers import PEER_KINDS, peer_kind
+from .duration import format_duration, parse_duration
+
+# Names become container names, file names and DNS names: keep them boring.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Arg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+TcpState = Literal[
+    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+    "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# a step's title goes into the report, steps.jsonl and Wireshark's packet comments
+Title = Annotated[str, StringConstraints(max_length=200)]
+
+
+def _state(value: object) -> object:
+    """Accept the spellings of netstat (FIN_WAIT2), ss (FIN-WAIT-2) and the kernel (TCP_FIN_WAIT2)."""
+    if isinstance(value, str):
+        v = value.strip().upper().replace("-", "_")
+        v = v.removeprefix("TCP_")
+        return {"FIN_WAIT_1": "FIN_WAIT1", "FIN_WAIT_2": "FIN_WAIT2", "SYN_RECEIVED": "SYN_RECV",
+                "ESTAB": "ESTABLISHED", "UNCONN": "CLOSE", "CLOSED": "CLOSE"}.get(v, v)
+    return value
+
+
+State = Annotated[TcpState, BeforeValidator(_state)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+_PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _private_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    # RFC 1918 only: is_private also admits loopback, link-local and 0.0.0.0/8, no place for a bridge
+    if not any(net.subnet_of(p) for p in _PRIVATE):
+        raise ValueError(f"{net} is not a private range: use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+    if not 16 <= net.prefixlen <= 29:
+        raise ValueError(f"{net}: the prefix must be between /16 and /29 (e.g. /24)")
+    return net
+
+
+def _project_path(value: str) -> str:
+    """A file of this project, relative to its top: no absolute path, no way out with '..'."""
+    if value.startswith("/") or ".." in value.split("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
+        raise ValueError(f"{value[:40]!r} is not a path inside the project (write e.g. images/server/server.c)")
+    return value
+
+
+class Network(Strict):
+    subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_private_subnet)] = ipaddress.IPv4Network("10.77.0.0/24")
+
+
+def _regex(value: str) -> str:
+    """A regular expression (Python's re) to search a program's output with."""
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"{value[:40]!r} is not a regular expression: {e} (a backslash makes . * + ? ( ) [ ] "
+                         "mean themselves)") from None
+    return value
+
+
+# searched in a program's output with Python's re: anywhere in it, ^ and $ at each line's ends
+Regex = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_regex)]
+
+
+class Ready(Strict):
+    """When a started program counts as ready: a port it listens on, or a line of its output (a regex)."""
+    listen: Port | None = None
+    log: Regex | None = None
+    timeout: Seconds = 10.0
+
+
+class Program(Strict):
+    """The host's own program, started before the first step (for the server: the server)."""
+    # the program's source, from the project's top; the loader checks that the host's image copies it
+    # (tcplab builds no program itself: see model/build.py)
+    build: Annotated[str, AfterValidator(_project_path)] | None = None
+    run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+              Annotated[str, StringConstraints(max_length=4096)]] = {}
+    ready: Ready | None = None
+    name: Name = "program"
+
+
+if TYPE_CHECKING:
+    PeerOs = str
+else:  # the kinds tcplab/peers registers, as a Literal: a wrong one is refused naming them all
+    PeerOs = Literal[tuple(PEER_KINDS)]
+
+
+class Peer(Strict):
+    """The TCP stack a host shows on the wire: ``os`` names its kind (tcplab/peers), which checks the rest.
+    ``linux`` leaves the kernel alone."""
+    os: PeerOs = "linux"
+    fin_wait2_timeout: Seconds | None = None
+    syn: Literal["linux", "windows-7", "windows-10"] | None = None
+    tcp_fin_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+
+
+class Limits(Strict):
+    """Resource limits of a host; the defaults keep a runaway program from taking the machine."""
+    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] = "256m"
+    cpus: Annotated[float, Field(gt=0.01, le=64)] = 1.0
+    pids: Annotated[int, Field(ge=16, le=32768)] = 512
+
+
+SysctlKey = Annotated[str, StringConstraints(pattern=r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$")]
+
+
+class Host(Strict):
+    image: Annotated[str, StringConstraints(pattern=r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$")]
+    program: Program | None = None
+    peer: Peer = Peer()
+    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = {}
+    limits: Limits = Limits()
+    ip: ipaddress.IPv4Address | None = None
+
+
+class Capture(Strict):
+    # tcpdump filter: passed as one argv element, never through a shell; the
+    # character set only keeps obvious garbage out early.
+    filter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._/:()!&|<>=\[\]-]{1,500}$")] = "tcp"
+
+
+# --- steps ---------------------------------------------------------------
+# Each kind of step is one class below and its line in STEP_KINDS: its fields (the YAML key that names
+# the kind is one of them), its name and title, and how it is checked against the steps before it.
+# How it plays is its player in tcplab/play/steps/.
+
+class StepProblem(ValueError):
+    """A step that does not fit the story so far: the field (under the step) and what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass
+class StorySoFar:
+    """What the steps before the one being checked did, as the loader walks the steps in order."""
+    hosts: list[str]
+    started: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): its step, -1: own
+    stopped: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): the step
+    snapshots: set[str] = dataclass_field(default_factory=set)
+
+    def running(self, host: str, program: str, field: str) -> None:
+        """StepProblem at ``field`` unless ``program`` was started on ``host`` and is not stopped yet."""
+        if (host, program) in self.stopped:
+            raise StepProblem(field, f"program '{program}' on {host} was already stopped "
+                                     f"at steps.{self.stopped[(host, program)]}")
+        if (host, program) not in self.started:
+            elsewhere = sorted(h for h, p in self.started if p == program)
+            hint = f" (it runs on {', '.join(elsewhere)})" if elsewhere else ""
+            raise StepProblem(field, f"no program '{program}' was started on {host} before this step{hint}")
+
+
+class BaseStep(Strict):
+    """What every kind of step answers. Fields are each kind's own (``title`` last in each, as users read
+    them in an error's list of fields)."""
+
+    if TYPE_CHECKING:
+        title: str | None
+
+    def name_at(self, index: int) -> str:
+        """A stable name for the step at ``index``: what expectations anchor on (``after: stop-telnet2``)."""
+        raise NotImplementedError
+
+    def default_title(self) -> str:
+        """What a person reads in the report and in Wireshark's packet comments when the lab gives no title."""
+        raise NotImplementedError
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        """StepProblem when the step does not fit the steps before it; records what it does to ``story``."""
+
+
+class StartStep(BaseStep):
+    host: Name
+    start: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    as_: Name = Field(alias="as")
+    ready: Ready | None = None
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return f"start-{self.as_}"
+
+    def default_title(self) -> str:
+        return f"{self.host} starts {self.as_}: {' '.join(self.start)}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if (self.host, self.as_) in story.started:
+            raise StepProblem("as", f"a program '{self.as_}' is already started on {self.host}")
+        story.started[(self.host, self.as_)] = index
+        story.stopped.pop((self.host, self.as_), None)
+
+
+class StopStep(BaseStep):
+    host: Name
+    stop: Name
+    signal: Literal["TERM", "INT", "KILL", "HUP"] = "TERM"
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return f"stop-{self.stop}"
+
+    def default_title(self) -> str:
+        return f"{self.host} closes {self.stop}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        story.running(self.host, self.stop, "stop")
+        del story.started[(self.host, self.stop)]
+        story.stopped[(self.host, self.stop)] = index
+
+
+class SendStep(BaseStep):
+    host: Name
+    send: Name
+    text: Annotated[str, StringConstraints(max_length=65536)]
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return f"send-{self.send}-{index}"
+
+    def default_title(self) -> str:
+        return f"{self.host} types into {self.send}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        story.running(self.host, self.send, "send")
+
+
+class SnapshotStep(BaseStep):
+    snapshot: Name
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return self.snapshot
+
+    def default_title(self) -> str:
+        return f"snapshot {self.snapshot}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if self.snapshot == "end":
+            raise StepProblem("snapshot", "'end' is the name of the snapshot taken when the steps are done: "
+                                          "choose another name")
+        if self.snapshot in story.snapshots:
+            raise StepProblem("snapshot", f"a snapshot '{self.snapshot}' was taken before: snapshot names must "
+                                          "be unique")
+        story.snapshots.add(self.snapshot)
+
+
+class WaitFor(Strict):
+    """What a wait step waits for; exactly one of these."""
+    rst_from: Name | None = None
+    fin_from: Name | None = None
+    seconds: Seconds | None = None
+    exit: Name | None = None  # a story program of the step's host ends (its ``as``, or the host's program's name)
+
+
+class WaitStep(BaseStep):
+    wait: WaitFor
+    host: Name | None = None  # with ``exit``: the program's host
+    timeout: Seconds = 30.0
+    title: Title | None = None
+
+    def name_at(self, index: int) -> str:
+        return f"wait-{index}"
+
+    def default_title(self) -> str:
+        w = self.wait
+        if w.rst_from:
+            return f"wait for an RST from {w.rst_from}"
+        if w.fin_from:
+            return f"wait for a FIN from {w.fin_from}"
+        if w.exit:
+            return f"wait for {w.exit} on {self.host} to exit"
+        return f"wait {w.seconds:g} s"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        w = self.wait
+        given = [k for k in ("rst_from", "fin_from", "seconds", "exit") if getattr(w, k) is not None]
+        if len(given) != 1:
+            raise StepProblem("wait", "give exactly one of rst_from, fin_from, seconds, exit "
+                                      f"({'this one has ' + ' and '.join(given) if given else 'none given'})")
+        if w.exit is not None and self.host is None:
+            raise StepProblem("host", f"a wait for '{w.exit}' to exit names the host it runs on")
+        if w.exit is None and self.host is not None:
+            raise StepProblem("host", "only a wait for a program's exit names a host")
+        if w.exit is not None and self.host is not None and (self.host, w.exit) not in story.started \
+                and (self.host, w.exit) not in story.stopped:
+            raise StepProblem("wait.exit", f"no program '{w.exit}' was started on {self.host} before this step")
+        for k in ("rst_from", "fin_from"):
+            h = getattr(w, k)
+            if h is not None and h not in story.hosts:
+                raise StepProblem(f"wait.{k}", f"unknown host '{h}' (hosts: {', '.join(story.hosts)})")
+        if w.seconds is not None and w.seconds > self.timeout:
+            raise StepProblem("timeout", f"{format_duration(self.timeout)} is shorter than the wait itself "
+                                         f"({format_duration(w.seconds)}): make the timeout longer")
+
+
+# The kinds of step, by the YAML key that names each: one line per kind.
+STEP_KINDS: dict[str, type[BaseStep]] = {
+    "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
+}
+
+
+def _step_tag(value: object) -> str | None:
+    if isinstance(value, dict):
+        found = [k for k in STEP_KINDS if k in value]
+        return found[0] if len(found) == 1 else None
+    for kind, cls in STEP_KINDS.items():
+        if isinstance(value, cls):
+            return kind
+    return None
+
+
+if TYPE_CHECKING:
+    Step = BaseStep  # pydantic reads the tagged union below; code reads any kind of step
+else:
+    Step = Annotated[
+        Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STEP_KINDS.items())],
+        Discriminator(_step_tag, custom_error_type="step_kind",
+                      custom_error_message=f"a step needs exactly one of: {', '.join(STEP_KINDS)}"),
+    ]
+
+
+def step_kind(step: Step) -> str:
+    return _step_tag(step) or "?"
+
+
+def step_name(step: Step, index: int) -> str:
+    """A stable name for a step: its snapshot or program name, else its position."""
+    return step.name_at(index)
+
+
+def step_title(step: Step) -> str:
+    """What a person reads in the report and in Wireshark's packet comments."""
+    return step.title or step.default_title()
+
+
+# --- expectations --------------------------------------------------------
+# The language is packetdrill's idea (packets asserted with a timing
+# tolerance) with netlab validate's manners (every check named and described).
+
+FlagString = Annotated[str, StringConstraints(pattern=r"^[SFRPUEW.]{1,8}$|^none$")]
+FlagBits = Annotated[str, StringConstraints(pattern=r"^[SFRPUEW]{1,7}$")]
+OptionName = Literal["mss", "nop", "wscale", "sackOK", "TS", "eol", "sack"]
+# What an expectation can be timed from: an earlier expectation, a snapshot, a
+# step by name (start-telnet1, stop-telnet2, wait-4) or by position (steps.4).
+Anchor = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$|^steps\.[0-9]{1,3}$")]
+_FIELD_REF = re.compile(r"^(peers\.[a-z][a-z0-9_-]{0,30}|hosts\.[a-z][a-z0-9_-]{0,30}\.peer)\.[a-z][a-z0-9_]{0,40}$")
+
+
+def _delay(value: object) -> object:
+    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``),
+    so an expectation follows ``--set`` instead of repeating the timer."""
+    if isinstance(value, str) and _FIELD_REF.match(value.strip()):
+        return value.strip()
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout") from None
+
+
+Delay = Annotated[Union[float, str], BeforeValidator(_delay)]
+
+
+class PacketMatch(Strict):
+    """Packets that match every field given. Without ``count``: at least one, in the time window."""
+    from_: Name | None = Field(None, alias="from")
+    to: Name | None = None
+    port: Port | None = None
+    flags: FlagString | None = None  # exactly these flags, as tcpdump prints them: "F.", "R.", "S", "."
+    has_flags: FlagBits | None = None  # at least these flag bits, whatever else is set: "F"
+    seq: Annotated[int, Field(ge=0)] | None = None  # relative, as tcpdump prints them
+    ack: Annotated[int, Field(ge=0)] | None = None
+    win: Annotated[int, Field(ge=0, le=65535)] | None = None
+    ttl: Annotated[int, Field(ge=1, le=255)] | None = None
+    mss: Annotated[int, Field(ge=0, le=65535)] | None = None
+    wscale: Annotated[int, Field(ge=0, le=14)] | None = None
+    options: list[OptionName] | None = None  # exactly these options, in this order
+    with_options: list[OptionName] | None = None  # present, in any order
+    without_options: list[OptionName] | None = None  # absent
+    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None  # a substring of the payload
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # exactly this many (0: never)
+    after: Anchor | None = None  # only packets after this moment count
+    delay: Delay | None = None  # ... and the one that counts comes at after + delay +- tolerance
+    tolerance: Seconds = 0.05
+    # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
+    # ``any: true`` lets any matching packet in the window count instead.
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = None
+    any: bool = False
+    within: Seconds | None = None  # only packets within this long after ``after`` count
+    before: Anchor | None = None  # only packets before this moment count
+
+    def delay_seconds(self, lab: "Lab") -> float | None:
+        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""
+        if self.delay is None or isinstance(self.delay, float):
+            return self.delay
+        return lab.duration_field(self.delay)
+
+
+class StateMatch(Strict):
+    """Sockets of ``host`` (local ``port``, connected to ``peer``) in the snapshot ``at``.
+
+    ``is``: one of them is in that state; ``not``: none of them is; ``absent``: there are none.
+    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``."""
+    host: Name
+    port: Port | None = None
+    peer: Name | None = None
+    is_: State | None = Field(None, alias="is")
+    not_: State | None = Field(None, alias="not")
+    absent: bool = False
+    at: Name
+    owner: Literal["none", "any"] | Name | None = None
+
+
+def _traced(value: str) -> str:
+    """A state a transition can name: the tracepoint never reports the request socket's."""
+    if value == "NEW_SYN_RECV":
+        raise ValueError("NEW_SYN_RECV is the request socket of a handshake in progress, which the kernel makes and "
+                         "frees without a state-change tracepoint: write SYN_RECV (the socket the completed "
+                         "handshake makes)")
+    return value
+
+
+TracedState = Annotated[State, AfterValidator(_traced)]
+
+
+class TransitionMatch(Strict):
+    """A state change of a socket of ``host`` (kernel tracepoint), within ``within`` of ``near``.
+
+    TIME_WAIT and the end of TIME_WAIT have no tracepoint: they are derived (tcplab/observe/timewait.py),
+    from FIN_WAIT2 or CLOSING only. A listener is recorded only when bound to the host's own address."""
+    host: Name
+    port: Port | None = None
+    peer: Name | None = None
+    from_: TracedState | None = Field(None, alias="from")
+    to: TracedState
+    near: Anchor | None = None
+    within: Seconds = 0.05
+
+    @field_validator("to")
+    @classmethod
+    def _can_happen(cls, to: str, info: ValidationInfo) -> str:
+        """Refuse what no run can show, so a lab never waits for a change that cannot come."""
+        frm, peer = info.data.get("from_"), info.data.get("peer")
+        if frm == to:
+            raise ValueError(f"from and to are both {to}: a transition changes the state")
+        if to == "TIME_WAIT" and frm not in (None, "FIN_WAIT2", "CLOSING"):
+            raise ValueError(f"a socket enters TIME_WAIT from FIN_WAIT2 or CLOSING, never from {frm}")
+        if frm == "TIME_WAIT" and to != "CLOSE":
+            raise ValueError(f"TIME_WAIT ends only in CLOSE (its 60 s timer, or a reset), never in {to}")
+        if to == "LISTEN" and peer is not None:
+            raise ValueError("a listening socket has no peer: drop 'peer'")
+        return to
+
+
+class ProgramMatch(Strict):
+    """A story program: the host's own (``hosts.X.program.name``) or a started one (its ``as``).
+
+    ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
+    says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
+    a regex found in its output. With none of them: it was started."""
+    host: Name
+    name: Name
+    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = None
+    running: bool | None = None
+    output: Regex | None = None
+
+
+# The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
+# expectation has exactly one of them (the loader says so with this list); each has one check
+# (tcplab/analysis/checks/) registered for its model.
+EXPECTATION_KINDS: dict[str, type[Strict]] = {
+    "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
+}
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch]
+
+
+class Expectation(Strict):
+    name: Name  # what the terminal, result.json, the report and JUnit call it
+    about: Annotated[str, StringConstraints(max_length=300)] | None = None  # one line: the fact it checks
+    # one field per kind of EXPECTATION_KINDS, named by it (checked below)
+    packet: PacketMatch | None = None
+    state: StateMatch | None = None
+    transition: TransitionMatch | None = None
+    program: ProgramMatch | None = None
+
+    def kinds_given(self) -> list[str]:
+        """The kinds this expectation gives a body for (the loader accepts exactly one)."""
+        return [k for k in EXPECTATION_KINDS if getattr(self, k) is not None]
+
+    @property
+    def kind(self) -> str:
+        """packet, state, transition or program."""
+        given = self.kinds_given()
+        return given[0] if given else ""
+
+    @property
+    def match(self) -> Match:
+        """The body of its kind: what to look for."""
+        body = getattr(self, self.kind, None) if self.kind else None
+        if body is None:
+            raise ValueError(f"expectation {self.name} has no body (give one of: {', '.join(EXPECTATION_KINDS)})")
+        return body  # type: ignore[no-any-return]
+
+
+for _kind, _cls in EXPECTATION_KINDS.items():  # a kind without its field would be silently ignored
+    assert Expectation.model_fields[_kind].annotation == _cls | None, _kind
+
+
+class Lab(Strict):
+    name: Name
+    summary: Annotated[str, StringConstraints(max_length=300)] = ""
+    story: Annotated[str, StringConstraints(max_length=5000)] = ""
+    # a field report the report compares the run with (tcplab/analysis/references); none: no comparison
+    reference: Literal["closewait-field-report"] | None = None
+    network: Network = Network()
+    capture: Capture = Capture()
+    hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
+    steps: Annotated[list[Step], Field(max_length=500)] = []
+    expect: Annotated[list[Expectation], Field(max_length=500)] = []
+
+    def duration_field(self, ref: str) -> float | None:
+        """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses
+        it: an unset FIN_WAIT_2 timer is the peer kind's own (Windows: 120 s). KeyError for an unknown field."""
+        parts = ref.split(".")
+        if parts[0] == "peers":
+            parts = ["hosts", parts[1], "peer", *parts[2:]]
+        if len(parts) != 4 or parts[0] != "hosts" or parts[2] != "peer" or parts[1] not in self.hosts:
+            raise KeyError(ref)
+        peer = self.hosts[parts[1]].peer
+        field = parts[3]
+        if field == "fin_wait2_timeout":
+            return peer_kind(peer.os).fin_wait2_reset(peer.fin_wait2_timeout)
+        if field == "tcp_fin_timeout":
+            return None if peer.tcp_fin_timeout is None else float(peer.tcp_fin_timeout)
+        raise KeyError(ref)
+
+    def host_ip(self, name: str) -> ipaddress.IPv4Address:
+        """The host's address: set in the file, else the n-th address after the gateway."""
+        host = self.hosts[name]
+        if host.ip is not None:
+            return host.ip
+        index = list(self.hosts).index(name)
+        return self.network.subnet.network_address + 2 + index

@@ -1,0 +1,281 @@
+"""Loading a lab: YAML text -> overrides (``--set``) -> validated :class:`Lab`.
+
+Every error becomes a :class:`LabError` naming the file and the field by its
+dotted path (``hosts.win.peer.syn``), in the manner of netlab's validator.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from .. import paths
+from . import messages, yamlread
+from .build import check_build
+from ..peers import peer_kind
+from .errors import LabError
+from .lab import EXPECTATION_KINDS, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
+from .yamlread import MAX_FILE_BYTES
+
+__all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
+
+
+def parse_yaml(text: str, file: str) -> dict[str, Any]:
+    """The lab file's mapping, or a LabError with the line of the problem (see yamlread for the limits)."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise LabError(file, "", f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; a lab file is a few KiB")
+    data = yamlread.load(text, file)
+    if data is None:
+        raise LabError(file, "", "the file is empty: a lab needs at least a name and hosts")
+    if not isinstance(data, dict):
+        kinds: dict[type, str] = {list: "a list", str: "a string"}
+        kind = kinds.get(type(data), f"a {type(data).__name__}")
+        raise LabError(file, "", f"a lab file is a mapping (name: ..., hosts: ..., steps: ...), not {kind}")
+    return data
+
+
+# --- --set overrides -----------------------------------------------------
+
+_SET_RE = re.compile(r"^([A-Za-z0-9_.-]+)=(.*)$", re.S)
+_SET_USAGE = "expected KEY=VALUE with KEY a dotted path, like --set peers.win.fin_wait2_timeout=2s"
+
+
+def _alias(path: list[str]) -> list[str]:
+    """``peers.win.X`` is short for ``hosts.win.peer.X``."""
+    if len(path) >= 2 and path[0] == "peers":
+        return ["hosts", path[1], "peer", *path[2:]]
+    return path
+
+
+def set_path(assignment: str) -> str | None:
+    """The dotted field an assignment sets (``peers.`` expanded), None when it is not KEY=VALUE."""
+    m = _SET_RE.match(assignment)
+    if not m:
+        return None
+    return ".".join(_alias(m.group(1).split(".")))
+
+
+def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any]:
+    """A copy of ``data`` with one ``KEY=VALUE`` applied; VALUE is read as a YAML scalar/flow value."""
+    m = _SET_RE.match(assignment)
+    if not m or ".." in m.group(1) or m.group(1).startswith(".") or m.group(1).endswith("."):
+        raise LabError(file, f"--set {messages.clip(assignment)}", _SET_USAGE)
+    raw_path = m.group(1).split(".")
+    path = _alias(raw_path)
+    if raw_path[0] == "peers" and len(raw_path) >= 2:
+        hosts = data.get("hosts")
+        if not isinstance(hosts, dict) or raw_path[1] not in hosts:
+            known = ", ".join(str(h) for h in hosts) if isinstance(hosts, dict) else "none"
+            raise LabError(file, ".".join(raw_path[:2]), f"--set: no host '{raw_path[1]}' (hosts: {known})")
+        if len(raw_path) == 2:
+            raise LabError(file, ".".join(raw_path), "--set: name a field of the peer, like "
+                           f"peers.{raw_path[1]}.fin_wait2_timeout")
+    try:
+        value = yamlread.load(m.group(2), file) if m.group(2) != "" else ""
+    except LabError:
+        value = m.group(2)  # not YAML: the text as it is
+    out = copy.deepcopy(data)
+    node: Any = out
+    for i, key in enumerate(path[:-1]):
+        here = ".".join(path[: i + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                what = f"no item {key}" if key.isdigit() else f"'{messages.clip(key, 20)}' is not an item number"
+                raise LabError(file, here, f"--set: {what} in a list of {len(node)} (items are 0 to {len(node) - 1})"
+                               if node else f"--set: {what}: the list is empty")
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if key not in node or node[key] is None:
+                node[key] = {}
+            node = node[key]
+        if not isinstance(node, (dict, list)):
+            raise LabError(file, here, f"--set: this field holds a value ({messages.short(node)}), not fields")
+    last = path[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise LabError(file, ".".join(path), f"--set: no item {last} in a list of {len(node)}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+# --- validation ----------------------------------------------------------
+
+def validate(data: dict[str, Any], file: str) -> Lab:
+    try:
+        lab = Lab.model_validate(data)
+    except ValidationError as e:
+        field, message = messages.describe(e.errors(), Lab)
+        raise LabError(file, field, message) from None
+    check_references(lab, file)
+    return lab
+
+
+def check_references(lab: Lab, file: str, known_images: set[str] | None = None) -> None:
+    """Cross-field rules pydantic cannot see: hosts named in steps exist, names are unique...
+
+    With ``known_images`` (a lab about to run from this project) the lab is also checked against the
+    project's files: each host's image is one of them and each ``program.build`` is copied by its image.
+    """
+    hosts = lab.hosts
+    if known_images is not None:
+        for name, host in hosts.items():
+            if host.image not in known_images:
+                raise LabError(file, f"hosts.{name}.image",
+                               f"unknown image '{host.image}' (known: {', '.join(sorted(known_images))})")
+            if host.program is not None and host.program.build is not None:
+                wrong = check_build(host.program.build, host.image, paths.HOME, paths.IMAGES_DIR)
+                if wrong:
+                    raise LabError(file, f"hosts.{name}.program.build", wrong)
+    subnet = lab.network.subnet
+    seen_ips: dict[str, str] = {}
+    for name in hosts:
+        ip = lab.host_ip(name)
+        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address, subnet.network_address + 1):
+            raise LabError(file, f"hosts.{name}.ip", f"{ip} is not a usable host address of {subnet}")
+        if str(ip) in seen_ips:
+            raise LabError(file, f"hosts.{name}.ip", f"{ip} is also the address of host '{seen_ips[str(ip)]}'")
+        seen_ips[str(ip)] = name
+    for name, host in hosts.items():
+        for problem in peer_kind(host.peer.os).problems(host.peer):
+            raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)
+    story = StorySoFar(list(hosts))
+    for name, host in hosts.items():
+        if host.program:
+            story.started[(name, host.program.name)] = -1
+    for i, step in enumerate(lab.steps):
+        where = f"steps.{i}"
+        on = getattr(step, "host", None)  # every kind that names a host names one of the lab's
+        if on is not None and on not in hosts:
+            raise LabError(file, f"{where}.host", f"unknown host '{on}' (hosts: {', '.join(hosts)})")
+        try:
+            step.check_story(i, story)
+        except StepProblem as e:
+            raise LabError(file, f"{where}.{e.field}", e.message) from None
+    _check_expectations(lab, file, story.snapshots)
+
+
+def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
+    """Expectations name hosts, snapshots and anchors that exist; each says one thing."""
+    hosts = lab.hosts
+    names: set[str] = set()
+    snapshots = snapshots | {"end"}
+    steps = {f"steps.{i}" for i in range(len(lab.steps))} | {step_name(s, i) for i, s in enumerate(lab.steps)}
+    for i, exp in enumerate(lab.expect):
+        where = f"expect.{i}"
+        given = exp.kinds_given()
+        if len(given) != 1:
+            raise LabError(file, where, f"an expectation has exactly one of: {', '.join(EXPECTATION_KINDS)}")
+        if exp.name in names:
+            raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
+        body = getattr(exp, given[0])
+        for field in (("from_", "to") if exp.packet is not None else ("host", "peer")):
+            h = getattr(body, field, None)
+            if isinstance(h, str) and h not in hosts:
+                raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}",
+                               f"unknown host '{h}' (hosts: {', '.join(hosts)})")
+        if exp.program is not None:
+            _check_program(lab, file, where, exp.program)
+        if exp.state is not None:
+            if exp.state.at not in snapshots:
+                raise LabError(file, f"{where}.state.at",
+                               f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
+            said = [k for k, v in (("is", exp.state.is_), ("not", exp.state.not_), ("absent", exp.state.absent or None))
+                    if v is not None]
+            if len(said) != 1:
+                raise LabError(file, f"{where}.state",
+                               "give exactly one of 'is: STATE', 'not: STATE' or 'absent: true'")
+        anchor_field = "after" if exp.packet is not None else "near"
+        anchor = getattr(body, anchor_field, None)
+        if anchor is not None and anchor not in names and anchor not in snapshots and anchor not in steps:
+            raise LabError(file, f"{where}.{given[0]}.{anchor_field}",
+                           f"'{anchor}' is not an earlier expectation, a snapshot or a step "
+                           f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
+        if exp.packet is not None:
+            pm = exp.packet
+            if pm.delay is not None and pm.after is None:
+                raise LabError(file, f"{where}.packet.delay",
+                               "a delay needs 'after' (the expectation or step it counts from)")
+            if isinstance(pm.delay, str):
+                try:
+                    lab.duration_field(pm.delay)
+                except KeyError:
+                    raise LabError(file, f"{where}.packet.delay",
+                                   f"'{pm.delay}' is not a duration field of a peer of this lab "
+                                   "(peers.HOST.fin_wait2_timeout or peers.HOST.tcp_fin_timeout)") from None
+            if pm.before is not None and pm.before not in names and pm.before not in snapshots \
+                    and pm.before not in steps:
+                raise LabError(file, f"{where}.packet.before",
+                               f"'{pm.before}' is not an earlier expectation, a snapshot or a step "
+                               f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
+            if pm.within is not None and pm.after is None:
+                raise LabError(file, f"{where}.packet.within", "a window needs 'after' (the moment it starts at)")
+            if pm.within is not None and pm.delay is not None:
+                raise LabError(file, f"{where}.packet.within", "give delay (one packet at a moment) or within "
+                               "(the packets of a window), not both")
+            if pm.nth is not None and pm.any:
+                raise LabError(file, f"{where}.packet.nth", "give nth (that one packet) or any: true (whichever "
+                               "packet), not both")
+            if pm.count is not None and (pm.nth is not None or pm.any):
+                raise LabError(file, f"{where}.packet.count", "count counts every matching packet of the window: "
+                               f"drop {'nth' if pm.nth is not None else 'any'}")
+            if pm.flags is not None and pm.has_flags is not None:
+                raise LabError(file, f"{where}.packet.has_flags",
+                               "give flags (exactly) or has_flags (at least), not both")
+            both = set(pm.options or pm.with_options or []) & set(pm.without_options or [])
+            if both:
+                raise LabError(file, f"{where}.packet.without_options",
+                               f"{', '.join(sorted(both))} is also required present")
+        names.add(exp.name)
+
+
+def _check_program(lab: Lab, file: str, where: str, pm: ProgramMatch) -> None:
+    """The program is one of its host's: the host's own or one a step starts there; it says one thing."""
+    host = lab.hosts[pm.host]
+    names = ([host.program.name] if host.program else []) + [
+        s.as_ for s in lab.steps if isinstance(s, StartStep) and s.host == pm.host]
+    if pm.name not in names:
+        elsewhere = sorted({h for h, other in lab.hosts.items() if other.program and other.program.name == pm.name}
+                           | {s.host for s in lab.steps if isinstance(s, StartStep) and s.as_ == pm.name})
+        known = f"programs of {pm.host}: {', '.join(dict.fromkeys(names))}" if names else f"{pm.host} runs no program"
+        hint = f"; it runs on {', '.join(elsewhere)}" if elsewhere else ""
+        raise LabError(file, f"{where}.program.name", f"no program '{pm.name}' on {pm.host} ({known}{hint})")
+    if pm.exit is not None and pm.running:
+        raise LabError(file, f"{where}.program.running", "a program that exited is not running at the end: "
+                       "give exit or running: true, not both")
+
+
+def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] | None = None,
+             display_name: str | None = None) -> tuple[Lab, dict[str, Any]]:
+    """The validated lab and the resolved mapping (defaults not yet filled) it came from."""
+    file = display_name or str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # never more: the file may be anything
+    except OSError as e:
+        raise LabError(file, "", f"cannot read: {e.strerror}") from None
+    data = parse_yaml(yamlread.decode(raw, file), file)
+    sets = list(sets)
+    for assignment in sets:
+        data = apply_set(data, assignment, file)
+    try:
+        lab = validate(data, file)
+        if known_images is not None:
+            check_references(lab, file, known_images)
+    except LabError as e:
+        raise _blame_set(e, sets) from None
+    return lab, data
+
+
+def _blame_set(e: LabError, sets: list[str]) -> LabError:
+    """An error in a field that --set gave says so: the file is not what is wrong."""
+    for assignment in sets:
+        dotted = set_path(assignment)
+        if dotted and e.field and (e.field == dotted or e.field.startswith(dotted + ".")
+                                   or dotted.startswith(e.field + ".")):
+            return LabError(e.file, e.field, f"{e.message} (given with --set {messages.clip(assignment)})")
+    return e

@@ -1,0 +1,37 @@
+"""Facts of the kernel a run played on, read once as the lab comes up, for the report's whys.
+
+The sysctls are per network namespace, so each host's are read in that host;
+the timer frequency (HZ) is the kernel's own, read once. A fact that cannot be
+read is left out: the report then says the run does not record it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# the sysctls the explanations use, as files under /proc/sys
+SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
+           "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow")
+HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
+
+
+def sysctl_argv() -> list[str]:
+    """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
+    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in SYSCTLS)]
+
+
+def parse_sysctls(stdout: str, stderr: str) -> dict[str, str]:
+    """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
+    missing = [name for name in SYSCTLS if f"/proc/sys/{name.replace('.', '/')}" in stderr]
+    present = [name for name in SYSCTLS if name not in missing]
+    lines = stdout.splitlines()
+    if len(lines) != len(present):
+        return {}
+    return {name: " ".join(value.split()) for name, value in zip(present, lines)}
+
+
+def parse_hz(stdout: str) -> dict[str, Any]:
+    """``{"hz": 250, "hz_source": ...}`` from the kernel's config, or nothing."""
+    for line in stdout.splitlines():
+        if line.startswith("CONFIG_HZ=") and line.split("=", 1)[1].strip().isdigit():
+            return {"hz": int(line.split("=", 1)[1]), "hz_source": f"{line.strip()} in /proc/config.gz"}
+    return {}

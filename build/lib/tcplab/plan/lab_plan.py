@@ -1,0 +1,199 @@
+"""What to create for a lab: its network, the run's volumes, each host with its sidecars, the tracer.
+
+A plan is pure: it is made from the lab, the run's names, the run directory's
+layout and where the sidecars' files go (that directory, on an engine that
+shares this machine's files, or volumes of the run on an engine elsewhere),
+and nothing here calls an engine or writes a file. ``lab up``/``lab run``
+create what it says (:mod:`tcplab.play.session`), ``lab export`` writes it as
+a compose file (:mod:`tcplab.export.compose`), and the benchmarks start the
+same containers; so a sidecar added here is in all of them.
+
+Who makes what: the host containers and the capture sidecars are the lab's
+own, the tracer is the kernel tracer's (:mod:`tcplab.observe.tracer`), and
+every other sidecar is its peer kind's (:mod:`tcplab.peers`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Collection
+
+from ..backend.agent import AGENT_COMMAND, AGENT_DIR
+from ..backend.base import ContainerSpec, Mount
+from ..model.lab import Lab
+from ..observe.capture import READY_LINE as CAPTURE_READY
+from ..observe.capture import CaptureSidecar
+from ..observe.tracer import READY_LINE as TRACER_READY
+from ..observe.tracer import TRACEFS, StateTracer, instance_name
+from ..peers import peer_kind
+from ..peers.base import PeerSidecar
+from ..rundir import RunDir
+from .names import RunNames
+
+TOOLS_IMAGE = "tcplab/tools"  # the sidecars' image: tcpdump, the tracer, the peers' programs
+SIDECAR_PIDS = 64
+CAPTURE_MEMORY = "128m"
+TRACER_MEMORY = "128m"
+
+
+@dataclass(frozen=True)
+class ArtifactDir:
+    """Files sidecars write while the lab runs: at ``/<kind>`` in them, at ``folder`` in the run directory."""
+    kind: str
+    folder: str  # relative to the run directory: "capture", "logs/peer"
+    volume: str | None = None  # the run's volume holding them on an engine that does not share our files
+
+    @property
+    def target(self) -> str:
+        return f"/{self.kind}"
+
+
+@dataclass(frozen=True)
+class FollowedFile:
+    """A file a sidecar writes that the play reads while the lab runs (a wait step watches the pcap): on an
+    engine elsewhere it is followed through the engine into ``local``."""
+    path: str  # in the sidecar
+    local: Path
+
+
+@dataclass(frozen=True)
+class SidecarPlan:
+    spec: ContainerSpec
+    role: str  # capture, tracer, or the role its peer kind gives it (peer)
+    host: str | None  # whose network namespace it shares; None for the tracer, which has no network
+    ready: str  # the line its log prints once it works
+    about: str = ""  # what it does, in a line (lab export writes it as the service's comment)
+    follow: tuple[FollowedFile, ...] = ()
+    optional: bool = False  # the lab plays without it, saying so (the tracer: no tracefs, no transitions)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    spec: ContainerSpec
+    sidecars: tuple[SidecarPlan, ...]  # the lab's capture first, then the peer kind's
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    name: str
+    subnet: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    network: NetworkPlan
+    hosts: tuple[HostPlan, ...]
+    tracer: SidecarPlan
+    artifacts: tuple[ArtifactDir, ...]
+    volume_labels: dict[str, str]
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    @property
+    def volumes(self) -> list[str]:
+        """The volumes to create before any container (none where the engine shares our files)."""
+        return [a.volume for a in self.artifacts if a.volume is not None]
+
+    def sidecars(self) -> list[SidecarPlan]:
+        """Every sidecar: each host's, in the lab's order of hosts, then the tracer."""
+        return [s for h in self.hosts for s in h.sidecars] + [self.tracer]
+
+    def containers(self) -> list[ContainerSpec]:
+        """Every container: the hosts, then the sidecars."""
+        return [h.spec for h in self.hosts] + [s.spec for s in self.sidecars()]
+
+    def writers(self, kind: str) -> list[str]:
+        """The containers that mount the artifacts of ``kind``: any of them can hand over its files."""
+        target = f"/{kind}"
+        return [s.spec.name for s in self.sidecars() if any(m.target == target for m in s.spec.mounts)]
+
+
+# where a sidecar writes artifacts of a kind: (kind, folder in the run directory) -> its mount
+ArtifactMount = Callable[[str, str], Mount]
+
+
+def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = False,
+             agents: Collection[str] = ()) -> LabPlan:
+    """The plan of one run of ``lab``. ``volumes``: the engine does not share this machine's files, so the
+    sidecars write into volumes of the run; ``agents``: the hosts whose agent directory is ready in the run
+    directory (they run the agent as their main process, see :mod:`tcplab.backend.agent`)."""
+    artifacts: dict[str, ArtifactDir] = {}
+
+    def writes(kind: str, folder: str) -> Mount:
+        art = artifacts.setdefault(kind, ArtifactDir(kind, folder, names.volume(kind) if volumes else None))
+        if art.folder != folder:
+            raise ValueError(f"artifacts '{kind}' go to {art.folder} and {folder}: one folder per kind")
+        if art.volume is not None:
+            return Mount(art.volume, art.target, kind="volume")
+        return Mount(str(run_dir.path / art.folder), art.target)
+
+    ips = {h: str(lab.host_ip(h)) for h in lab.hosts}
+    hosts = []
+    for name in lab.hosts:
+        agent = run_dir.agent_dir(name) if name in agents else None
+        peer = lab.hosts[name].peer
+        sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
+        sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
+        hosts.append(HostPlan(name, host_spec(lab, name, names, ips[name], agent), tuple(sidecars)))
+    tracer = tracer_sidecar(lab, names, ips, writes)
+    return LabPlan(NetworkPlan(names.network, str(lab.network.subnet), names.labels("network")), tuple(hosts),
+                   tracer, tuple(artifacts.values()), names.labels("artifacts"))
+
+
+def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | None) -> ContainerSpec:
+    """A lab host: its image on the lab's network, its peer kind's sysctls and the lab's own (which win)."""
+    host = lab.hosts[name]
+    sysctls = peer_kind(host.peer.os).sysctls(host.peer)
+    sysctls.update({k: str(v) for k, v in host.sysctls.items()})
+    return ContainerSpec(
+        name=names.host(name), image=host.image, labels=names.labels("host", name),
+        command=list(AGENT_COMMAND) if agent_dir is not None else ["sleep", "infinity"], hostname=name,
+        network=names.network, ip=ip,
+        aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
+        nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
+        environment=dict(host.program.env) if host.program else {},
+        cap_drop=("NET_RAW",),  # hosts need no raw sockets; the sidecars that do get them alone
+        mounts=(Mount(str(agent_dir), AGENT_DIR),) if agent_dir is not None else (),
+    )
+
+
+def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, writes: ArtifactMount) -> SidecarPlan:
+    """tcpdump in the host's network namespace, writing ``capture/<host>.pcap``."""
+    side = CaptureSidecar(host, lab.capture.filter)
+    pcap = run_dir.pcap(host)
+    spec = ContainerSpec(
+        name=names.sidecar(host, "capture"), image=TOOLS_IMAGE, labels=names.labels("capture", host),
+        command=side.command(pcap.name), joins=names.host(host),
+        cap_add=side.capabilities, mounts=(writes("capture", "capture"),),
+        mem_limit=CAPTURE_MEMORY, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, "capture", host, CAPTURE_READY,
+                       about=f"tcpdump in {host}'s network namespace (NET_RAW only, no promiscuous mode)",
+                       follow=(FollowedFile(f"/capture/{pcap.name}", pcap),))
+
+
+def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: ArtifactMount) -> SidecarPlan:
+    """A sidecar the host's peer kind needs, in the host's network namespace."""
+    spec = ContainerSpec(
+        name=names.sidecar(host, need.role), image=need.image, labels=names.labels(need.role, host),
+        command=list(need.command), joins=names.host(host), cap_add=need.capabilities,
+        mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, need.role, host, need.ready_line, about=need.about)
+
+
+def tracer_sidecar(lab: Lab, names: RunNames, ips: dict[str, str], writes: ArtifactMount) -> SidecarPlan:
+    """The kernel state tracer: no network, the engine machine's tracefs, writing ``sockets/transitions.jsonl``."""
+    tracer = StateTracer(str(lab.network.subnet), instance_name(names.run), hosts=ips)
+    spec = ContainerSpec(
+        name=names.tracer, image=TOOLS_IMAGE, labels=names.labels("tracer"),
+        command=tracer.command(), isolated=True,
+        mounts=(Mount(TRACEFS, "/tracefs", kind="engine"), writes("sockets", "sockets")),
+        mem_limit=TRACER_MEMORY, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, "tracer", None, TRACER_READY,
+                       about=f"kernel TCP state changes of the lab's sockets, from the tracefs at {TRACEFS}",
+                       optional=True)

@@ -1,0 +1,128 @@
+"""Collecting a run's last artifacts before its objects go: the final snapshot, the programs' logs and
+exits, the sidecars' counts and logs, the files of an engine elsewhere, the merged capture.
+
+Also used by `lab down` on a lab another process brought up: everything it needs is in the run
+directory and on the engine.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Callable
+
+from ..backend.base import Backend, EngineError
+from ..model import Lab
+from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
+from ..observe.merge import merge_captures
+from ..observe.programs import EXIT_SUFFIX, record_collected
+from ..plan import LabPlan, RunNames, SidecarPlan
+from ..rundir import RunDir
+from ..runfiles import snapshots as snapshots_file
+from ..runfiles import steps as steps_file
+from .session import LabRun, Say
+
+def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, final_snapshot: bool = True) -> None:
+    """Final snapshot, logs, flushed captures, merged pcapng. Best effort: a dead host is skipped."""
+    run = LabRun(lab, {}, backend, rd, names, say)
+    run.snapshots = snapshots_file.read(rd)
+    sidecars = run.plan.sidecars()  # the hosts' and the tracer
+
+    def last_snapshot() -> None:
+        if final_snapshot and "end" not in run.snapshots:
+            run.step_index = len(lab.steps)
+            run.snapshot("end")
+
+    def host_logs(h: str) -> None:
+        copied_at = time.time()
+        files = run.program_logs(h)
+        with open(rd.log(h), "w") as f:
+            for fname, data in sorted(files.items()):
+                if fname.endswith(EXIT_SUFFIX):
+                    continue  # labrun's record of how each program ended: events, below
+                f.write(f"==> {fname} <==\n")
+                f.write(data.decode("utf-8", "replace"))
+                if data and not data.endswith(b"\n"):
+                    f.write("\n")
+        record_collected(rd, h, files, copied_at)  # exits, outputs, what still runs: programs.jsonl
+
+    stats: dict[str, Any] = {}
+    caps: dict[str, list[str]] = {}
+    engine: dict[str, str] = {}
+
+    def sidecar_log(sidecar: SidecarPlan) -> None:
+        c = sidecar.spec.name
+        if sidecar.role == "capture":
+            # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
+            # packet), so no sidecar is stopped: teardown removes them, as it removes the tracer and the
+            # peers (whose files are written line by line). A stop would cost ~0.3 s of the engine's time.
+            backend.signal(c, "SIGUSR1")
+            backend.wait_log(c, COUNTS_LINE, timeout=2)
+        try:
+            text = backend.logs(c)
+        except EngineError:
+            return  # never started (no tracefs for a tracer) or already gone: nothing to keep
+        (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
+        if sidecar.role == "capture" and sidecar.host is not None:
+            host = sidecar.host
+            stats[host] = parse_tcpdump_stats(text)
+            if stats[host].get("dropped"):
+                say(f"{host}: the capture lost {stats[host]['dropped']} packets (dropped by the kernel): "
+                    "expectations that need them will be errors")
+
+    def engine_facts() -> None:
+        engine.update(_safe_info(backend))
+        for c in [spec.name for spec in run.plan.containers()]:
+            try:
+                caps[c] = backend.capabilities(c)
+            except EngineError:
+                pass
+
+    def best_effort(what: str, fn: Callable[[], None]) -> Callable[[], None]:
+        def call() -> None:
+            try:
+                fn()
+            except EngineError as e:
+                say(f"{what}: {e}")
+        return call
+
+    # none of these depends on another: the last snapshot, logs, capture counts and capabilities go at once
+    run._all([best_effort("final snapshot incomplete", last_snapshot), engine_facts]
+             + [best_effort(f"logs of {s.spec.name}", partial(sidecar_log, s)) for s in sidecars]
+             + [best_effort(f"logs of {h}", partial(host_logs, h)) for h in lab.hosts])
+    if not backend.shares_files:
+        best_effort("copying the artifacts out", lambda: copy_out(backend, rd, run.plan))()
+    steps = steps_file.read(rd)
+    merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
+    run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
+                       collected_at=time.time())
+
+
+def copy_out(backend: Backend, rd: RunDir, plan: LabPlan) -> None:
+    """The sidecars' files, from the run's volumes on an engine elsewhere, into the run directory.
+
+    Each volume is read through a sidecar that mounts it (the engine's archive API): the captures and
+    the peers' logs through their host's sidecars, the transitions through the tracer."""
+    for artifacts in plan.artifacts:
+        place = rd.path / artifacts.folder
+        files: dict[str, bytes] = {}
+        for c in plan.writers(artifacts.kind):
+            try:
+                files = backend.read_dir(c, artifacts.target)
+                break
+            except EngineError:
+                continue  # that sidecar is gone (never started, a dead host): another one mounts the volume
+        for name, data in files.items():
+            if "/" in name or name.startswith("."):
+                continue  # the sidecars write flat files; anything else is none of the run's
+            target = place / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.copy")
+            tmp.write_bytes(data)
+            tmp.replace(target)  # a mirror still appending to the old file writes to nobody's copy
+
+
+def _safe_info(backend: Backend) -> dict[str, str]:
+    try:
+        return backend.engine_info()
+    except EngineError:
+        return {}

@@ -1,0 +1,266 @@
+"""The ladder diagram: one vertical line per host, one arrow per packet, in time order.
+
+Planning and drawing are separate so both can be tested: :func:`plan_rows`
+decides what is drawn (which packets, where steps fall, which stretches are
+folded), :func:`ladder_svg` draws the rows.
+
+Readable at any size: each connection keeps its first ``head`` and last
+``tail`` packets (the handshake and the close are what a person looks for),
+at most ``budget`` arrows in all; the packets in between become one fold row
+with their count. A stretch with no packets longer than ``gap`` seconds is
+folded too, its length written on it ("120.002 s"), so two minutes of silence
+do not push the RST off the page.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Union
+
+from markupsafe import Markup
+
+from ..analysis.packets import Packet, Traffic
+from ..runfiles.steps import StepRecord
+from ..wire import ACK, FIN, RST, SYN
+from .svg import el, svg, text, title
+
+
+@dataclass(frozen=True)
+class LadderOptions:
+    head: int = 40  # first packets of each connection drawn
+    tail: int = 12  # last packets of each connection drawn
+    budget: int = 1500  # most arrows in one diagram
+    gap: float = 1.0  # seconds without packets folded into one row
+
+
+@dataclass
+class PacketRow:
+    packet: Packet
+
+
+@dataclass
+class StepRow:
+    ts: float
+    index: int
+    title: str
+    outcome: str = "ok"
+
+
+@dataclass
+class FoldRow:
+    """Packets not drawn: how many, over which time, of which connections."""
+    count: int = 0
+    start: float = 0.0
+    end: float = 0.0
+    conns: Counter[str] = field(default_factory=Counter)
+    first: int = 0  # packet numbers
+    last: int = 0
+
+
+@dataclass
+class GapRow:
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+Row = Union[PacketRow, StepRow, FoldRow, GapRow]
+
+
+def select_packets(traffic: Traffic, opts: LadderOptions) -> set[int]:
+    """Numbers of the packets to draw: head and tail of each connection, earliest connections first."""
+    keep: set[int] = set()
+    for conn in traffic.connections:
+        ps = conn.packets
+        chosen = ps if len(ps) <= opts.head + opts.tail else ps[:opts.head] + ps[len(ps) - opts.tail:]
+        room = opts.budget - len(keep)
+        if room <= 0:
+            break
+        keep.update(p.n for p in chosen[:room])
+    return keep
+
+
+def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[Mapping[str, Any]], gap: float) -> list[Row]:
+    """Rows in time order: packets drawn, folds of packets not drawn, steps, and idle gaps between packets."""
+    step_rows = sorted((StepRow(float(s["start"]), int(s.get("index", 0)), str(s.get("title") or s.get("name") or ""),
+                                str(s.get("outcome") or "ok")) for s in steps if "start" in s),
+                       key=lambda r: (r.ts, r.index))
+    rows: list[Row] = []
+    fold: FoldRow | None = None
+    si = 0
+    prev_ts: float | None = None
+
+    def flush() -> None:
+        nonlocal fold
+        if fold is not None:
+            rows.append(fold)
+            fold = None
+
+    for p in packets:
+        while si < len(step_rows) and step_rows[si].ts <= p.ts:
+            flush()
+            rows.append(step_rows[si])
+            si += 1
+        if prev_ts is not None and p.ts - prev_ts > gap:
+            flush()
+            rows.append(GapRow(prev_ts, p.ts))
+        prev_ts = p.ts
+        if p.n in keep:
+            flush()
+            rows.append(PacketRow(p))
+            continue
+        if fold is None:
+            fold = FoldRow(start=p.ts, first=p.n)
+        fold.count += 1
+        fold.end = p.ts
+        fold.last = p.n
+        fold.conns[p.conn.name if p.conn else "?"] += 1
+    flush()
+    rows.extend(step_rows[si:])
+    return rows
+
+
+def host_order(traffic: Traffic) -> list[str]:
+    """Columns: the lab's hosts (then any other address), the busiest host in the middle."""
+    names = list(traffic.hosts)
+    for p in traffic.packets:
+        for h in (p.src_host or p.tcp.src, p.dst_host or p.tcp.dst):
+            if h not in names:
+                names.append(h)
+    degree: Counter[str] = Counter()
+    for c in traffic.connections:
+        for h in {c.client or c.key[0], c.server or c.key[2]}:
+            degree[h] += 1
+    if len(names) < 3 or not degree:
+        return names
+    center = max(names, key=lambda h: (degree[h], -names.index(h)))
+    others = [h for h in names if h != center]
+    half = len(others) // 2
+    return others[:half] + [center] + others[half:]
+
+
+def packet_class(p: Packet) -> str:
+    f = p.tcp.flags
+    if f & RST:
+        return "rst"
+    if f & SYN:
+        return "syn"
+    if f & FIN:
+        return "fin"
+    if p.tcp.payload:
+        return "data"
+    return "ack" if f & ACK else "other"
+
+
+# --- drawing ----------------------------------------------------------------
+
+GUTTER = 120
+COL = 300
+MARGIN = 80
+HEAD = 54
+ROW_H = {PacketRow: 28, StepRow: 24, FoldRow: 34, GapRow: 34}
+SLOPE = 9
+
+
+def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None) -> Markup:
+    """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
+    line) and a link to its row in the packet table (``#pkt-N``)."""
+    addresses = addresses or {}
+    xs = {h: GUTTER + MARGIN + i * COL for i, h in enumerate(hosts)}
+    width = GUTTER + 2 * MARGIN + max(0, len(hosts) - 1) * COL
+    right = width - 10
+    body: list[str] = [
+        '<defs><marker id="ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ahead"/></marker></defs>']
+    for h, x in xs.items():
+        body.append(text(x, 20, h, class_="host", text_anchor="middle"))
+        if addresses.get(h):
+            body.append(text(x, 36, addresses[h], class_="addr", text_anchor="middle"))
+    y = HEAD
+    items: list[str] = []
+    for row in rows:
+        rh = ROW_H[type(row)]
+        if isinstance(row, PacketRow):
+            items.append(_arrow(row.packet, xs, y + 10, t0))
+        elif isinstance(row, StepRow):
+            items.append(el("g", el("line", x1=GUTTER - 6, y1=y + 12, x2=right, y2=y + 12, class_="stepline"),
+                            text(GUTTER - 10, y + 16, f"{row.ts - t0:.6f}", class_="t", text_anchor="end"),
+                            text(GUTTER + 4, y + 9, f"step {row.index}: {row.title}"
+                                 + ("" if row.outcome == "ok" else f" ({row.outcome})"), class_="steptext"),
+                            class_="step" + ("" if row.outcome == "ok" else " failed")))
+        elif isinstance(row, FoldRow):
+            top = ", ".join(f"{name}: {n}" for name, n in row.conns.most_common(3))
+            more = f" and {len(row.conns) - 3} more connections" if len(row.conns) > 3 else ""
+            label = (f"⋯ {row.count:,} packets not drawn (#{row.first}–#{row.last}, "
+                     f"{row.end - row.start:.3f} s) — {top}{more}")
+            items.append(el("g", title(label + ". Open the capture to see them."),
+                            el("rect", x=GUTTER - 6, y=y + 4, width=right - GUTTER + 6, height=rh - 8, class_="foldbg"),
+                            text(GUTTER + 4, y + rh / 2 + 4, label, class_="foldtext"), class_="fold"))
+        else:
+            zig = _zigzag(GUTTER - 6, right, y + 10) + _zigzag(GUTTER - 6, right, y + rh - 10)
+            label = f"{row.seconds:.3f} s"
+            items.append(el("g", title(f"{label} without packets"),
+                            el("rect", x=GUTTER - 6, y=y + 10, width=right - GUTTER + 6, height=rh - 20,
+                               class_="gapbg"),
+                            zig, text((GUTTER + right) / 2, y + rh / 2 + 4, label, class_="gaptext",
+                                      text_anchor="middle"),
+                            class_="gap"))
+        y += rh
+    height = y + 20
+    for x in xs.values():
+        body.append(el("line", x1=x, y1=HEAD - 8, x2=x, y2=height - 10, class_="lifeline"))
+    body.extend(items)
+    return svg(width, height, body, class_="ladder", role="img", aria_label="ladder diagram")
+
+
+def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float) -> str:
+    src = p.src_host or p.tcp.src
+    dst = p.dst_host or p.tcp.dst
+    x1, x2 = xs[src], xs[dst]
+    cls = packet_class(p)
+    mid = (x1 + x2) / 2
+    tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})"
+    return el("g", title(tip),
+              el("a", el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="hit"),
+                 el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end="url(#ah)"),
+                 text(mid, y - 4, p.label(), class_="lbl", text_anchor="middle"),
+                 href=f"#pkt-{p.n}"),
+              text(GUTTER - 10, y + 4, f"{p.ts - t0:.6f}", class_="t", text_anchor="end"),
+              text(8, y + 4, f"#{p.n}", class_="n"),
+              class_=f"pkt {cls}", id=f"a-{p.n}", data_n=p.n)
+
+
+def _zigzag(x1: float, x2: float, y: float, step: float = 12.0, amp: float = 3.0) -> str:
+    pts = []
+    x, up = x1, True
+    while x < x2:
+        pts.append(f"{x:.0f},{y - amp if up else y + amp:.0f}")
+        x += step
+        up = not up
+    pts.append(f"{x2:.0f},{y:.0f}")
+    return el("polyline", points=" ".join(pts), class_="zig")
+
+
+@dataclass
+class Ladder:
+    svg: Markup
+    rows: list[Row]
+    drawn: list[Packet]
+    total: int
+    folded: int
+    gaps: list[GapRow]
+
+
+def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions | None = None) -> Ladder:
+    opts = opts or LadderOptions()
+    keep = select_packets(traffic, opts)
+    rows = plan_rows(traffic.packets, keep, steps, opts.gap)
+    hosts = host_order(traffic)
+    drawn = [r.packet for r in rows if isinstance(r, PacketRow)]
+    folded = sum(r.count for r in rows if isinstance(r, FoldRow))
+    gaps = [r for r in rows if isinstance(r, GapRow)]
+    return Ladder(ladder_svg(rows, hosts, traffic.start, traffic.hosts), rows, drawn, len(traffic.packets), folded,
+                  gaps)

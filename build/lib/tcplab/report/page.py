@@ -1,0 +1,224 @@
+"""The report's content as plain values for the template: one function per section."""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..analysis.explain import Explanation, explain, fmt_span
+from ..analysis.packets import Packet
+from ..analysis.timeline import Timelines, build_timelines, snapshot_order
+from ..runfiles import ABOUT as RUN_FILES
+from ..wire import RST
+from .gather import RunData
+from .ladder import Ladder, LadderOptions, build_ladder, packet_class
+from .tables import snapshot_views
+from .timechart import timeline_svg
+
+PAYLOAD_PREVIEW = 160
+
+
+@dataclass
+class Artifact:
+    href: str
+    path: str
+    size: str
+    what: str
+
+
+def utc(ts: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(ts), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
+def size_text(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def payload_text(data: bytes, limit: int = PAYLOAD_PREVIEW) -> str:
+    """As ``tcpdump -A`` shows a payload: printable ASCII kept, anything else a dot."""
+    shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data[:limit])
+    return shown + ("…" if len(data) > limit else "")
+
+
+def run_end(data: RunData, timelines_hint: float | None = None) -> float:
+    """The last moment of the run that anything observed (open intervals run to here)."""
+    info = data.info
+    times = [float(s.get("time") or 0) for _, s in snapshot_order(data.snapshots)]
+    times += [float(s.get("end") or s.get("start") or 0) for s in data.steps]
+    if data.traffic.packets:
+        times.append(data.traffic.packets[-1].ts)
+    for key in ("collected_at",):
+        if info.get(key):
+            times.append(float(info[key]))
+    if timelines_hint:
+        times.append(timelines_hint)
+    return max(times) if times else time.time()
+
+
+def expect_count(data: RunData) -> int:
+    """How many expectations the lab defines (those of a lab.yaml the model refused, too)."""
+    if data.lab is not None and "expect" not in data.lab_refused:
+        return len(data.lab.expect)
+    refused = data.lab_refused.get("expect")
+    return len(refused) if isinstance(refused, list) else 0
+
+
+def summary(data: RunData) -> dict[str, Any]:
+    info, lab = data.info, data.lab
+    started, ended = info.get("started"), info.get("ended") or info.get("collected_at")
+    state = str(info.get("state") or "unknown")
+    if started and ended and state != "up":
+        duration = f"{float(ended) - float(started):.1f} s (from {utc(started)} to {utc(ended)})"
+    elif started:
+        duration = f"started {utc(started)}; " + ("still up when this report was written" if state == "up"
+                                                  else f"state: {state}")
+    else:
+        duration = "unknown (run.json has no start time)"
+    images = []
+    for name, rec in sorted((data.images or {}).items()):
+        rec = rec if isinstance(rec, dict) else {}
+        images.append({"name": name, "id": str(rec.get("id") or ""), "base": str(rec.get("base") or ""),
+                       "created": str(rec.get("created") or ""), "built_now": bool(rec.get("built_now"))})
+    caps = [{"container": c, "caps": ", ".join(v) if v else "none added"}
+            for c, v in sorted((info.get("capabilities") or {}).items()) if isinstance(v, list)]
+    stats = [{"host": h, **({k: s.get(k) for k in ("captured", "received", "dropped")} if isinstance(s, dict) else {})}
+             for h, s in sorted((info.get("capture_stats") or {}).items())]
+    result = data.result
+    verdicts = []
+    if result:
+        for v in result.get("expectations") or []:
+            if isinstance(v, dict):
+                item = {k: ("" if v.get(k) is None else v.get(k)) for k in
+                        ("name", "about", "kind", "held", "expected", "seen", "where", "message", "missing")}
+                item["status"] = v.get("status") or ("held" if v.get("held") else "failed")  # older result.json
+                verdicts.append(item)
+    return {
+        "lab": data.name, "run": str(info.get("run") or data.rd.path.name),
+        "story": (lab.story or lab.summary) if lab is not None else "",
+        "summary": lab.summary if lab is not None else "",
+        "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
+        "capabilities": caps, "capture_stats": stats, "tracer": str(info.get("tracer") or "unknown"),
+        "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
+        "expect_count": expect_count(data), "error": str(info.get("error") or ""),
+        "problems": data.problems,
+    }
+
+
+def packet_rows(packets: list[Packet], t0: float) -> list[dict[str, Any]]:
+    return [{"n": p.n, "t": f"{p.ts - t0:.6f}", "line": p.tcpdump_line(), "where": p.where(), "cls": packet_class(p),
+             "payload": payload_text(p.tcp.payload) if p.tcp.payload else "", "conn": p.conn.name if p.conn else ""}
+            for p in packets]
+
+
+def timeline_rows(timelines: Timelines, t0: float, names: dict[str, str], limit: int = 400) -> list[dict[str, Any]]:
+    rows = []
+    for s in timelines.sockets:
+        peer = names.get(s.sock.peer_ip, s.sock.peer_ip)
+        for iv in s.intervals:
+            rows.append({"socket": f"{s.sock.host} {s.sock.local_ip}:{s.sock.local_port} ↔ {peer} "
+                                   f"{s.sock.peer_ip}:{s.sock.peer_port}",
+                         "state": iv.state, "start": f"{iv.start - t0:.6f}",
+                         "end": f"{iv.end - t0:.6f}" if iv.end is not None else "still at end",
+                         "duration": fmt_span(iv.duration(timelines.end)), "source": iv.source,
+                         "ended_by": iv.ended_by, "note": iv.note, "cls": iv.state.lower().replace("_", "-")})
+            if len(rows) >= limit:
+                return rows
+    return rows
+
+
+_WHAT = {**RUN_FILES, "junit.xml": "the verdicts for CI",
+         "capture/all.pcapng": "every host merged on one clock, steps as comments"}
+
+
+def artifacts(data: RunData) -> list[Artifact]:
+    rd = data.rd
+    paths: list[Path] = []
+    for name in [*(n for n in RUN_FILES if "/" not in n), "junit.xml"]:  # the files at the top, then junit.xml
+        if (rd.path / name).is_file():
+            paths.append(rd.path / name)
+    if rd.capture_dir.is_dir():
+        paths += sorted(rd.capture_dir.glob("*.pcap")) + sorted(rd.capture_dir.glob("*.pcapng"))
+    if rd.sockets_dir.is_dir():
+        paths += sorted(p for p in rd.sockets_dir.iterdir() if p.is_file() and p.suffix in (".json", ".jsonl", ".txt"))
+    if rd.logs_dir.is_dir():
+        paths += sorted(p for p in rd.logs_dir.rglob("*") if p.is_file())
+    out = []
+    for p in paths:
+        rel = p.relative_to(rd.path).as_posix()
+        what = _WHAT.get(rel, "")
+        if not what and rel.startswith("capture/") and rel.endswith(".pcap"):
+            what = f"{p.stem}'s own capture, as tcpdump wrote it"
+        elif not what and rel.startswith("sockets/") and rel.endswith(".txt"):
+            what = "ss output" if rel.endswith(".ss.txt") else "netstat output"
+        elif not what and rel.startswith("logs/"):
+            what = "program output"
+        out.append(Artifact(quote(rel), rel, size_text(p.stat().st_size), what))
+    return out
+
+
+def logs_view(data: RunData, max_lines: int = 300) -> list[dict[str, Any]]:
+    hosts = set((data.info.get("hosts") or {}).keys()) | set(data.traffic.hosts)
+    out = []
+    for name, text in sorted(data.logs.items(), key=lambda kv: (kv[0] not in hosts, kv[0])):
+        lines = text.splitlines()
+        shown = "\n".join(lines[:max_lines])
+        more = len(lines) - max_lines
+        out.append({"name": name, "text": shown, "more": more if more > 0 else 0, "open": name in hosts,
+                    "href": quote(f"logs/{name}.log"), "lines": len(lines)})
+    return out
+
+
+def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str, Any]:
+    traffic = data.traffic
+    end = run_end(data)
+    resets = [(p.ts, p.tcp.src, p.tcp.sport, p.tcp.dst, p.tcp.dport) for p in traffic.packets if p.tcp.flags & RST]
+    timelines = build_timelines(data.transitions, data.snapshots, traffic.hosts or dict(data.info.get("hosts") or {}),
+                                end, resets)
+    t0 = traffic.start if traffic.packets else (timelines.start if timelines.sockets else end)
+    names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
+    ladder: Ladder = build_ladder(traffic, data.steps, opts)
+    snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
+    chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
+    host_logs = {k: v for k, v in data.logs.items()}
+    ex: Explanation = explain(traffic, timelines, data.snapshots, host_logs, data.lab, info=data.info,
+                              transitions=data.transitions, peer_events=data.peer_events, reference=data.reference)
+    drawn = {p.n for p in ladder.drawn}
+    steps = [{"index": s.get("index"), "t": f"{float(s['start']) - t0:.6f}" if s.get("start") else "",
+              "title": str(s.get("title") or s.get("name") or ""), "host": str(s.get("host") or ""),
+              "outcome": str(s.get("outcome") or ""), "detail": str(s.get("detail") or "")} for s in data.steps]
+    rd = data.rd
+    merged = rd.merged_pcapng.relative_to(rd.path).as_posix()
+    return {
+        "s": summary(data),
+        "t0": t0,
+        "t0_utc": utc(t0) if traffic.packets else "",
+        "ex": ex,
+        "drawn": drawn,
+        "ladder": ladder,
+        "packets": packet_rows(ladder.drawn, t0),
+        "connections": [{"name": c.name, "count": len(c.packets), "start": f"{c.packets[0].ts - t0:.6f}",
+                         "end": f"{c.packets[-1].ts - t0:.6f}"} for c in traffic.connections[:500]],
+        "more_connections": max(0, len(traffic.connections) - 500),
+        "timeline_svg": chart, "timeline_left_out": left_out, "timeline_source": timelines.source,
+        "timeline_rows": timeline_rows(timelines, t0, names),
+        "snapshots": snapshot_views(data.snapshots, t0, rd),
+        "steps": steps,
+        "logs": logs_view(data),
+        "artifacts": artifacts(data),
+        "has_merged": rd.merged_pcapng.is_file(),
+        "wireshark": shlex.join(["wireshark", merged]),
+        "tshark_steps": shlex.join(["tshark", "-r", merged, "-Y", "frame.comment"]),
+        "cd": shlex.join(["cd", str(rd.path)]),
+        "written": utc(time.time()),
+    }

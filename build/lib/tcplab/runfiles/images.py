@@ -1,0 +1,32 @@
+"""``images.json``: the image each host and sidecar ran, by name: its ID, its base, when it was built."""
+from __future__ import annotations
+
+from pydantic import TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+from ..rundir import RunDir
+from ._io import OPEN, read_document, write_json
+
+NAME = "images.json"
+
+
+@with_config(OPEN)
+class ImageInfo(TypedDict, total=False):
+    id: str  # sha256:...
+    base: str  # the base image and its ID
+    created: str  # the engine's build time
+    built_now: bool  # built for this run (it was missing or stale)
+
+
+Images = dict[str, ImageInfo]  # image name -> what it was
+SCHEMA: TypeAdapter[Images] = TypeAdapter(Images)
+
+
+def write(rd: RunDir, images: Images) -> None:
+    SCHEMA.validate_python(images)
+    write_json(rd.images_json, images)
+
+
+def read(rd: RunDir) -> Images:
+    """Every image the run recorded; empty for a run without the file."""
+    return read_document(rd.images_json, SCHEMA, {})
