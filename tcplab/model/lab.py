@@ -565,6 +565,15 @@ ERRNOS: dict[str, tuple[int, str]] = {
     "ECONNREFUSED": (111, "Connection refused"),
     "EHOSTUNREACH": (113, "No route to host"),
 }
+
+
+def errno_pattern(name: str) -> str:
+    """How programs print an errno of ERRNOS (a regex): its name (EPIPE), its strerror text as perror, telnet
+    and Python print it ("Connection refused"), or Python's ``[Errno 111]``."""
+    number, text = ERRNOS[name]
+    return rf"\b{name}\b|{re.escape(text)}|\[Errno {number}\]"
+
+
 if TYPE_CHECKING:
     ErrnoName = str
 else:
@@ -639,7 +648,7 @@ class Lab(Strict):
     steps: Annotated[list[Step], Field(max_length=500)] = []
     expect: Annotated[list[Expectation], Field(max_length=500)] = []
 
-    def sysctls_read(self) -> dict[str, list[str]]:
+    def expectation_sysctls(self) -> dict[str, list[str]]:
         """Host -> the sysctls the run must read there for this lab, beyond the ones it always reads: those the
         lab sets and those its expectations are stated for."""
         out: dict[str, list[str]] = {h: list(host.sysctls) for h, host in self.hosts.items()}

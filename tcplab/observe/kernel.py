@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 # the sysctls the explanations and the kernel timers' patterns use, as files under /proc/sys; a run also reads
-# those its lab sets and its expectations are stated for (Lab.sysctls_read)
+# those its lab sets and its expectations are stated for (Lab.expectation_sysctls)
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
            "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_synack_retries",
            "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",

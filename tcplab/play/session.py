@@ -347,7 +347,7 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        wanted = self.lab.sysctls_read()
+        wanted = self.lab.expectation_sysctls()
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), the host's
             # own as the kernel took them, and those the lab's expectations are stated for

@@ -323,7 +323,7 @@ def test_the_run_reads_the_sysctls_a_lab_depends_on() -> None:
                      {"name": "b", "packet": {"from": "win", "after": "a",
                                               "delay": "hosts.linux.sysctls.net.ipv4.tcp_keepalive_time"}}],
                     ["hosts.win.sysctls.net.core.somaxconn=64"])
-    read = lab.sysctls_read()
+    read = lab.expectation_sysctls()
     assert read["win"] == ["net.core.somaxconn", "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"]
     assert read["linux"] == ["net.ipv4.tcp_keepalive_time"]
     argv = sysctl_argv(sysctl_names(read["win"]))

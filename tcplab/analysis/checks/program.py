@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ...model.lab import ERRNOS, Expectation, ProgramMatch, StartStep
+from ...model.lab import ERRNOS, Expectation, ProgramMatch, StartStep, errno_pattern
 from ...observe.programs import ProgramRun, describe_status, last_lines, output_search
 from ...runfiles import programs
 from ..evidence import title_of, unplayed
@@ -28,13 +28,6 @@ def describe_program_match(m: ProgramMatch) -> str:
         number, text = ERRNOS[m.error]
         said.append(f"reports {m.error} (\"{text}\", [Errno {number}])")
     return f"{m.name} on {m.host} " + (" and ".join(said) if said else "is started")
-
-
-def errno_pattern(name: str) -> str:
-    """How programs print an errno: its name (EPIPE), its strerror text as perror, telnet and Python print it
-    ("Connection refused"), or Python's ``[Errno 111]``."""
-    number, text = ERRNOS[name]
-    return rf"\b{name}\b|{re.escape(text)}|\[Errno {number}\]"
 
 
 def errors_printed(text: str) -> list[tuple[str, int]]:
