@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Callable
 
 from ..backend.base import Backend, EngineError
-from ..model import Lab
+from ..model import Lab, StartStep
 from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
@@ -44,9 +44,11 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
                                  + output.decode("utf-8", "replace"))
             record_container_program(rd, h, host.program_name or "program", output,
                                      st.exit_code if ended else None, st.finished_at, copied_at)
-            return
+            if ended or not any(isinstance(step, StartStep) and step.host == h for step in lab.steps):
+                return
+            # steps started programs of their own beside it (an image with labrun): collected as on any host
         files = run.program_logs(h)
-        with open(rd.log(h), "w") as f:
+        with open(rd.log(h), "a" if host.own_program else "w") as f:
             for fname, data in sorted(files.items()):
                 if fname.endswith(EXIT_SUFFIX):
                     continue  # labrun's record of how each program ended: events, below
