@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-# the sysctls the explanations and the kernel timers' patterns use, as files under /proc/sys; a run also reads
-# those its lab sets and its expectations are stated for (Lab.expectation_sysctls)
+# the sysctls the explanations use, as files under /proc/sys
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
-           "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_synack_retries",
-           "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
-           "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_retries2")
+           "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow")
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
 
 
@@ -30,7 +27,7 @@ def sysctl_argv(names: Sequence[str] = SYSCTLS) -> list[str]:
 
 def parse_sysctls(stdout: str, stderr: str, names: Sequence[str] = SYSCTLS) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    missing = [name for name in names if f"/proc/sys/{name.replace('.', '/')}:" in stderr]
+    missing = [name for name in names if f"/proc/sys/{name.replace('.', '/')}" in stderr]
     present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):
