@@ -29,7 +29,7 @@ def known_images() -> set[str]:
 
 
 def lab_file(name_or_path: str) -> Path | None:
-    """A lab's file from its name (``labs/<name>.yaml``) or a path; None if neither exists."""
+    """A lab's file from its name (``labs/<name>.yaml``, ``labs/<name>/lab.yaml``) or a path; None if none exists."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
         return p if p.is_file() else None
@@ -37,4 +37,5 @@ def lab_file(name_or_path: str) -> Path | None:
         cand = LABS_DIR / f"{name_or_path}{ext}"
         if cand.is_file():
             return cand
-    return None
+    cand = LABS_DIR / name_or_path / "lab.yaml"  # a lab that is a directory: its file, its Dockerfile, programs
+    return cand if cand.is_file() else None
