@@ -37,5 +37,8 @@ def lab_file(name_or_path: str) -> Path | None:
         cand = LABS_DIR / f"{name_or_path}{ext}"
         if cand.is_file():
             return cand
-    cand = LABS_DIR / name_or_path / "lab.yaml"  # a lab that is a directory: its file, its Dockerfile, programs
-    return cand if cand.is_file() else None
+    for ext in (".yaml", ".yml"):  # a lab that is a directory (its file, its Dockerfile, its programs): NAME/lab.yaml
+        cand = LABS_DIR / name_or_path / f"lab{ext}"
+        if cand.is_file():
+            return cand
+    return None

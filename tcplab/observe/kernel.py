@@ -41,3 +41,6 @@ def parse_hz(stdout: str) -> dict[str, Any]:
         if line.startswith("CONFIG_HZ=") and line.split("=", 1)[1].strip().isdigit():
             return {"hz": int(line.split("=", 1)[1]), "hz_source": f"{line.strip()} in /proc/config.gz"}
     return {}
+
+
+RELEASE = "kernel.osrelease"  # a sysctl too: what `uname -r` prints, the same in every host of a run

@@ -24,7 +24,7 @@ from ..model.lab import Ready, Step
 from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
-from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv, sysctl_names
+from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -32,6 +32,7 @@ from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, host_image, plan
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
+from ..observe import kernel as kernel_facts
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
@@ -495,9 +496,11 @@ class LabRun:
 
         wanted = self.lab.expectation_sysctls()
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), the host's
-            # own as the kernel took them, and those the lab's expectations are stated for
-            names = sysctl_names([*self.plan.host(host).spec.sysctls, *wanted.get(host, [])])
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
+            # host's own, as the kernel took them, those the lab's published facts depend on (reference.sysctls),
+            # those its expectations are stated for, and the kernel's release (uname -r)
+            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read(),
+                                               *wanted.get(host, []), kernel_facts.RELEASE])
             res = self.observe(host, sysctl_argv(names))
             sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
