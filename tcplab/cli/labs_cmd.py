@@ -21,12 +21,14 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     from ..paths import LABS_DIR
 
     labs = []
-    for f in sorted(LABS_DIR.glob("*.y*ml")):
+    files = [(f.stem, f) for f in LABS_DIR.glob("*.y*ml")] + [(f.parent.name, f) for f in LABS_DIR.glob("*/lab.y*ml")]
+    for name, f in sorted(files):  # labs/NAME.yaml, and a lab directory labs/NAME/lab.yaml
+        shown = f"labs/{f.relative_to(LABS_DIR).as_posix()}"
         try:
             lab, _ = load_lab(f)
-            labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{f.name}"})
+            labs.append({"name": lab.name, "summary": lab.summary, "file": shown})
         except LabError as e:
-            labs.append({"name": f.stem, "summary": f"invalid: {e}", "file": f"labs/{f.name}"})
+            labs.append({"name": name, "summary": f"invalid: {e}", "file": shown})
     running = []
     try:
         from ..backend import connect
