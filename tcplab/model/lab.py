@@ -535,13 +535,13 @@ class PacketMatch(Strict):
     any: bool = False
     within: Seconds | None = None  # only packets within this long after ``after`` count
     before: Anchor | None = None  # only packets before this moment count
-    # The matching packets of the window as a sequence: the gaps between successive ones, from the first
-    # (a list of durations, or a kernel timer's pattern: syn-backoff, synack-backoff, keepalive), each within
-    # ``tolerance``; N gaps are exactly N+1 packets.
     intervals: Intervals | None = None
-    # true: only zero-length probes (keepalive, zero-window: an ACK with seq = snd_una - 1, which the peer
-    # answers with a duplicate ACK); false: no probe matches
+    """Every matching packet of the window as a sequence: the gaps between successive ones from the first, each
+    within `tolerance` (N gaps: exactly N+1 packets). A list of durations, or a kernel timer's pattern for the
+    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`."""
     probe: bool | None = None
+    """`true`: only zero-length probes (keepalive, zero window: a bare ACK with seq = snd_una - 1, which the peer
+    answers with an ACK); `false`: no probe."""
 
     def delay_seconds(self, lab: "Lab") -> float | None:
         """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset). A
@@ -566,13 +566,17 @@ class PacketMatch(Strict):
 class Between(Strict):
     """A number within bounds (both included); either bound may be left out."""
     min: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The least it may be."""
     max: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The most it may be."""
 
 
 class SecondsBetween(Strict):
     """A time within bounds (both included); either bound may be left out."""
     min: Seconds | None = None
+    """The least it may be."""
     max: Seconds | None = None
+    """The most it may be."""
 
 
 QueueBytes = Union[Annotated[int, Field(ge=0, strict=True)], Between]
@@ -596,9 +600,14 @@ class StateMatch(Strict):
     at: Name
     owner: Literal["none", "any"] | Name | None = None
     recv_q: QueueBytes | None = None
+    """With `is`: the socket's Recv-Q (bytes not yet read; on a listener, ss's accept queue), or `{min, max}`."""
     send_q: QueueBytes | None = None
+    """With `is`: the socket's Send-Q (bytes not yet acked; on a listener, ss's backlog limit), or `{min, max}`."""
     timer: TimerName | None = None
+    """With `is`: ss's timer on the socket: `timewait`, `keepalive`, `on` (retransmission), `persist` (zero
+    window) or `off` (none)."""
     timer_left: SecondsBetween | None = None
+    """With `timer`: the time left on it, as ss shows it: `{min, max}`."""
 
 
 def _traced(value: str) -> str:
@@ -682,6 +691,8 @@ class ProgramMatch(Strict):
     running: bool | None = None
     output: Regex | None = None
     error: ErrnoName | None = None
+    """The program reported this errno (`ECONNREFUSED`, `ETIMEDOUT`...): its name, its strerror text as telnet,
+    perror or socat print it (`Connection refused`), or Python's `[Errno 111]`, in its output."""
 
 
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
