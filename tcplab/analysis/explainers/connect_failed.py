@@ -117,7 +117,8 @@ def connect_finding(run: RunEvidence, conn: Connection) -> Finding | None:
 
 
 def _listeners(run: RunEvidence, host: str) -> list[int] | None:
-    """The ports ``host`` listened on in its last snapshot table; None when no snapshot has one."""
+    """The ports ``host`` listened on for the lab's network in its last snapshot table (not loopback's: Docker's
+    own DNS listens on 127.0.0.11); None when no snapshot has one."""
     found = None
     for snap in run.snapshots.values():
         tables = (snap.get("hosts") or {}).get(host) or {}
@@ -126,7 +127,7 @@ def _listeners(run: RunEvidence, host: str) -> list[int] | None:
             recs = table.get("records") if isinstance(table, dict) else None
             if recs:
                 found = sorted({int(r["local_port"]) for r in recs if r.get("state") == "LISTEN"
-                                and r.get("local_port")})
+                                and r.get("local_port") and not str(r.get("local_addr")).startswith("127.")})
                 break
     return found
 
