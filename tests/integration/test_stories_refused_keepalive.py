@@ -16,7 +16,7 @@ import yaml
 
 from tcplab.analysis.expectations import evaluate
 
-from ..conftest import ROOT, lab_cmd, unique_name
+from ..conftest import ROOT, lab_cmd, make_lab, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,28 @@ def test_keepalive_fault_control_with_a_timer(story_run: Callable[[str], Run], t
     assert v.message.startswith("FAIL control-no-timer: expected client:40002 ESTABLISHED, timer keepalive at idle; "
                                 "closest: client:40002→server:8000 ESTABLISHED ")
     assert v.message.endswith("differs in timer (keepalive expected, off seen)")
+
+
+def test_a_listeners_queues_on_real_containers(tmp_path: Path) -> None:
+    """closewait-linux's second client waits in the accept queue of a listener with backlog 5: ss shows
+    Recv-Q 1 and Send-Q 5 on the listener; a wrong queue fails naming what ss showed."""
+    path, name = make_lab(tmp_path, "closewait-linux")
+    data = yaml.safe_load(path.read_text())
+    data["steps"] = data["steps"][:3]  # both telnets connected, the snapshot `established`
+    data.pop("reference", None)  # its facts name the story's own expectations
+    data["expect"] = [
+        {"name": "accept-queue", "about": "one connection waits in the accept queue of a backlog of 5",
+         "state": {"host": "server", "port": 8000, "is": "LISTEN", "recv_q": 1, "send_q": 5, "at": "established"}},
+        {"name": "queue-wrong", "about": "a deliberate fault: two waiting",
+         "state": {"host": "server", "port": 8000, "is": "LISTEN", "recv_q": {"min": 2}, "at": "established"}}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = lab_cmd("run", str(path), "--out", str(tmp_path / "run"), timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = _verdicts(tmp_path / "run")
+    assert verdicts["accept-queue"]["status"] == "held", verdicts["accept-queue"]
+    assert verdicts["queue-wrong"]["status"] == "failed"
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL queue-wrong: "))
+    assert line.startswith("FAIL queue-wrong: expected server:8000 LISTEN, Recv-Q >= 2 at established; closest: "
+                           "server:8000 LISTEN "), line
+    assert "/server Recv-Q 1 Send-Q 5 (sockets/server-established.ss.txt)" in line
+    assert "; differs in recv_q (>= 2 expected, 1 seen)" in line, line
