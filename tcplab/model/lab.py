@@ -552,7 +552,7 @@ class PacketMatch(Strict):
             return None
         return lab.duration_field(self.delay)
 
-    def sysctls_read(self) -> list[tuple[str | None, str]]:
+    def sysctls_needed(self) -> list[tuple[str | None, str]]:
         """(host, sysctl) the rule reads from the run: a delay's reference, an interval pattern's (the sender's)."""
         out: list[tuple[str | None, str]] = []
         ref = sysctl_ref(self.delay)
@@ -764,7 +764,7 @@ class Lab(Strict):
         for exp in self.expect:
             if exp.packet is None:
                 continue
-            for host, name in exp.packet.sysctls_read():
+            for host, name in exp.packet.sysctls_needed():
                 for h in ([host] if host is not None else list(self.hosts)):
                     if h in out and name not in out[h]:
                         out[h].append(name)
