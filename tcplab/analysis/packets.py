@@ -64,6 +64,8 @@ class Packet:
         text += f", win {t.win}"
         if plen:
             text += f", length {plen}"
+        if self.probe:
+            text += ", probe"  # zero length, seq = snd_una - 1: keepalive or zero-window
         return text
 
     def tcpdump_line(self) -> str:

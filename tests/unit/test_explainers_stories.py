@@ -87,6 +87,7 @@ def test_keepalive_gives_up_on_a_vanished_peer(tmp_path: Path) -> None:
     assert f.socket.host == "client" and f.side == "client" and "3 probes unanswered" in f.title
     texts = " ".join(x.text for x in f.facts)
     assert "2.000 s of silence later client sent its first keepalive probe" in texts
+    assert ", probe (packet #" in texts  # the ladder's and the facts' label of a probe says so
     assert "net.ipv4.tcp_keepalive_time on client: 2 s, read by the run" in texts
     assert "client sent 3 probes, 1.000 s, 1.000 s apart (tcp_keepalive_intvl 1 s, tcp_keepalive_probes 3" in texts
     assert "server answered none of them" in texts and "[R.]" in texts and "Connection timed out" in texts
