@@ -60,11 +60,3 @@ def failure_block(output: str, expectation: str) -> str:
             return "\n".join(block)
     return ""
 
-
-def run_lab(run_dir: Path) -> Any:
-    """The lab a run directory's lab.yaml holds, validated as the run's judge reads it: its build contexts
-    stayed beside the lab file it was run from, not in the run directory."""
-    from tcplab.model import parse_yaml, validate
-
-    file = str(run_dir / "lab.yaml")
-    return validate(parse_yaml((run_dir / "lab.yaml").read_text(), file), file)

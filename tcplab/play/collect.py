@@ -11,7 +11,8 @@ from functools import partial
 from typing import Any, Callable
 
 from ..backend.base import Backend, EngineError
-from ..model import Lab, StartStep
+from ..model import Lab
+from ..model.lab import StartStep
 from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
@@ -35,20 +36,22 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     def host_logs(h: str) -> None:
         copied_at = time.time()
         host = lab.hosts[h]
+        own = ""
         if host.own_program:  # its image's own program: the container's log and exit are the program's
             container = names.host(h)
             output = backend.logs(container).encode("utf-8", "replace")
             st = backend.state(container)
             ended = st.status in ("exited", "dead")
-            rd.log(h).write_text(f"==> {host.program_name} (the container's log) <==\n"
-                                 + output.decode("utf-8", "replace"))
+            own = f"==> {host.program_name} (the container's log) <==\n" + output.decode("utf-8", "replace")
             record_container_program(rd, h, host.program_name or "program", output,
                                      st.exit_code if ended else None, st.finished_at, copied_at)
-            if ended or not any(isinstance(step, StartStep) and step.host == h for step in lab.steps):
+            if not any(isinstance(s, StartStep) and s.host == h for s in lab.steps):
+                rd.log(h).write_text(own)
                 return
-            # steps started programs of their own beside it (an image with labrun): collected as on any host
+            # an image built on the project's (labrun inside) whose story programs the steps start: theirs too
         files = run.program_logs(h)
-        with open(rd.log(h), "a" if host.own_program else "w") as f:
+        with open(rd.log(h), "w") as f:
+            f.write(own + ("\n" if own and not own.endswith("\n") else ""))
             for fname, data in sorted(files.items()):
                 if fname.endswith(EXIT_SUFFIX):
                     continue  # labrun's record of how each program ended: events, below

@@ -16,8 +16,11 @@ from typing import Any, Callable
 
 import pytest
 
+from tcplab.rundir import RunDir
+from tcplab.runfiles import lab as lab_file
+
 from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
-from ..library import declared, failure_block, fail_line, fault_id, put_fault, run_lab
+from ..library import declared, failure_block, fail_line, fault_id, put_fault
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +64,7 @@ def test_a_shipped_lab_holds_every_expectation_on_this_kernel(name: str, library
     assert proc.returncode == 0, _said(proc)
     result = json.loads((rd / "result.json").read_text())
     assert result["passed"] and result["counts"]["failed"] == 0 and result["counts"]["error"] == 0, _said(proc)
-    lab = run_lab(rd)
+    lab = lab_file.read(RunDir(rd))  # as tcplab reads a run's lab: a build context is not beside it
     info = json.loads((rd / "run.json").read_text())
     print(f"{name}: {info['ended'] - info['started']:.1f} s, phases {info.get('phases')}")
     # the kernel facts it depends on are in the run's record, in every host
@@ -92,7 +95,7 @@ def test_a_deliberate_fault_fails_naming_the_expected_and_the_closest(
     failed = [v["name"] for v in result["expectations"] if v["status"] == "failed"]
     assert failed == [fault["expect"]], failed  # the fault, and nothing else, fails
     # the facts that expectation checks are named with their sources, under its FAIL line
-    lab = run_lab(copy)
+    lab = lab_file.read(RunDir(copy))
     block = failure_block(judged.stdout, fault["expect"])
     for fact in lab.reference.facts_checked_by(fault["expect"]) if lab.reference else []:
         source = lab.reference.source(fact.source)
