@@ -697,7 +697,9 @@ class PacketMatch(Strict):
     after: Anchor | None = None
     """Only packets after this moment count."""
     delay: Delay | None = None
-    """The packet that counts comes at `after` + `delay`, within `tolerance`."""
+    """The packet that counts comes at `after` + `delay`, within `tolerance`. A duration, a peer's timer
+    (`peers.win.fin_wait2_timeout`), or a sysctl in seconds as the run read it in a host
+    (`hosts.client.sysctls.net.ipv4.tcp_keepalive_time`)."""
     tolerance: Seconds = 0.05
     """How far from `after` + `delay` the packet may come."""
     # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
