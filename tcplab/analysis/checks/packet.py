@@ -285,7 +285,6 @@ class Sequence:
     tolerances: list[float]
     words: str
     unread: str = ""
-    gives_up: float | None = None
 
 
 def sequence_of(m: PacketMatch, view: RunView) -> Sequence:
@@ -303,8 +302,7 @@ def sequence_of(m: PacketMatch, view: RunView) -> Sequence:
     gaps = pattern.gaps
     spaced = f"{', '.join(fmt_span(g) for g in gaps)} apart" if gaps else "no retransmission"
     return Sequence(gaps, [tol + g / 8 for g in gaps],
-                    f"{spaced} (±{fmt_span(tol)} + 1/8 of each gap: {name} for {pattern.why} on {m.from_})",
-                    gives_up=pattern.gives_up)
+                    f"{spaced} (±{fmt_span(tol)} + 1/8 of each gap: {name} for {pattern.why} on {m.from_})")
 
 
 def judge_sequence(exp: Expectation, m: PacketMatch, view: RunView, base: str, w: PacketWindow,
