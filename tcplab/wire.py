@@ -100,6 +100,116 @@ def read_pcap_file(path: str) -> list[RawPacket]:
         return list(read_pcap(f))
 
 
+LINKTYPE_RAW = (101, 228)  # raw IPv4 (tcpdump on a tun device)
+LINKTYPE_SLL = 113  # Linux cooked capture (tcpdump -i any)
+LINKTYPE_SLL2 = 276
+_ETH_IPV4 = b"\0" * 12 + b"\x08\x00"
+
+
+def _as_ethernet(linktype: int, data: bytes) -> bytes | None:
+    """The frame with an Ethernet header in place of its link layer (what decode_tcp reads), or None."""
+    if linktype == LINKTYPE_ETHERNET:
+        return data
+    if linktype in LINKTYPE_RAW:
+        return _ETH_IPV4 + data
+    if linktype == LINKTYPE_SLL and len(data) >= 16:
+        return data[:12] + data[14:]  # its protocol field lands where Ethernet's type is
+    if linktype == LINKTYPE_SLL2 and len(data) >= 20:
+        return b"\0" * 12 + data[0:2] + data[20:]
+    return None
+
+
+@dataclass(frozen=True)
+class CaptureFrame:
+    """A frame of a pcap or pcapng file as Ethernet, and the interface that captured it (pcapng's name)."""
+    raw: RawPacket
+    interface: str
+
+
+def read_capture(f: BinaryIO) -> Iterator[CaptureFrame]:
+    """Frames of a pcap or pcapng file of any byte order, as Ethernet frames (Ethernet, Linux cooked and
+    raw IP link types; frames of other link types are skipped). ValueError if the file is neither."""
+    head = f.read(4)
+    if head == b"\x0a\x0d\x0d\x0a":
+        yield from _read_pcapng(f, head)
+        return
+    rest = f.read(20)
+    if len(rest) < 20:
+        raise ValueError("not a pcap or pcapng file (too short)")
+    rec, unit = pcap_format(head + rest)
+    linktype = struct.unpack(rec.format[0] + "I", rest[16:20])[0] & 0xFFFF
+    for raw in read_records(f, rec, unit):
+        data = _as_ethernet(linktype, raw.data)
+        if data is not None:
+            yield CaptureFrame(RawPacket(raw.ts, data, raw.orig_len, raw.index), "")
+
+
+def _read_pcapng(f: BinaryIO, first: bytes) -> Iterator[CaptureFrame]:
+    """Enhanced and simple packet blocks of every section; interfaces' link types, names and time units."""
+    interfaces: list[tuple[int, str, float]] = []  # (link type, name, seconds per tick)
+    endian = "<"
+    index = 0
+    block_type = first
+    while True:
+        if len(block_type) < 4:
+            return
+        length_b = f.read(4)
+        if len(length_b) < 4:
+            return
+        if block_type == b"\x0a\x0d\x0d\x0a":
+            magic = f.read(4)
+            endian = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else ""
+            if not endian:
+                raise ValueError("not a pcapng file (bad byte-order magic)")
+            length = struct.unpack(endian + "I", length_b)[0]
+            body = magic + f.read(max(0, length - 16))
+            interfaces = []
+        else:
+            length = struct.unpack(endian + "I", length_b)[0]
+            body = f.read(max(0, length - 12))
+        if length < 12 or len(body) < length - 12:
+            if index == 0 and not interfaces and block_type != b"\x0a\x0d\x0d\x0a":
+                raise ValueError("not a pcapng file (truncated block)")
+            return
+        f.read(4)  # the trailing copy of the length
+        btype = struct.unpack(endian + "I", block_type)[0]
+        if btype == 1 and len(body) >= 8:
+            linktype = struct.unpack_from(endian + "H", body, 0)[0]
+            name, unit = "", 1e-6
+            for code, value in _pcapng_options(body[8:], endian):
+                if code == 2:
+                    name = value.decode("utf-8", "replace")
+                elif code == 9 and value:
+                    unit = 2.0 ** -(value[0] & 0x7F) if value[0] & 0x80 else 10.0 ** -value[0]
+            interfaces.append((linktype, name, unit))
+        elif btype in (6, 3) and interfaces:
+            if btype == 6 and len(body) >= 20:
+                iface, hi, lo, caplen, orig = struct.unpack_from(endian + "IIIII", body, 0)
+                data, ticks = body[20:20 + caplen], (hi << 32) | lo
+            elif btype == 3 and len(body) >= 4:
+                iface, ticks, orig = 0, 0, struct.unpack_from(endian + "I", body, 0)[0]
+                data = body[4:4 + min(orig, len(body) - 4)]
+            else:
+                iface = len(interfaces)
+            if iface < len(interfaces):
+                linktype, name, unit = interfaces[iface]
+                index += 1
+                frame = _as_ethernet(linktype, data)
+                if frame is not None:
+                    yield CaptureFrame(RawPacket(ticks * unit, frame, orig, index), name)
+        block_type = f.read(4)
+
+
+def _pcapng_options(b: bytes, endian: str) -> Iterator[tuple[int, bytes]]:
+    i = 0
+    while i + 4 <= len(b):
+        code, length = struct.unpack_from(endian + "HH", b, i)
+        if code == 0:
+            return
+        yield code, b[i + 4: i + 4 + length]
+        i += 4 + length + (-length % 4)
+
+
 def _ip(b: bytes) -> str:
     return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
 

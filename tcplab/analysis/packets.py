@@ -142,6 +142,12 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     return Traffic(packets, _connections(packets), hosts)
 
 
+def group_connections(packets: list[Packet]) -> list[Connection]:
+    """Number the packets (in the order given), time them from the first, group them into connections and
+    make their seq/ack relative; for packets of any capture, not only a run's."""
+    return _connections(packets)
+
+
 def _connections(packets: list[Packet]) -> list[Connection]:
     conns: dict[ConnKey, Connection] = {}
     order: list[Connection] = []

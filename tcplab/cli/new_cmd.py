@@ -1,0 +1,61 @@
+"""`lab new --from-pcap FILE`: a draft lab file from a capture (tcplab.draft does the work)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import EXIT_BAD_INPUT, die, out
+
+
+def register(app: typer.Typer) -> None:
+    """Add `lab new` to `app`."""
+    app.command("new")(new_cmd)
+
+
+def new_cmd(
+    from_pcap: Path = typer.Option(..., "--from-pcap", help="A capture (pcap or pcapng) to draft the lab from."),
+    connection: Optional[List[str]] = typer.Option(
+        None, "--connection", help="The connection to replay, by its number (repeat it, or 'all'); "
+                                   "without it a capture of several connections lists them."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write (default ./<name>.yaml)."),
+) -> None:
+    """Write a draft lab that replays a capture's connection(s); '# could not infer' marks its guesses."""
+    from ..draft import CaptureError, draft_lab, list_connections, read_capture_file
+    try:
+        capture = read_capture_file(from_pcap)
+    except CaptureError as e:
+        die(EXIT_BAD_INPUT, f"--from-pcap {from_pcap}: {e}")
+    total = len(capture.connections)
+    chosen: list[int] = []
+    for value in connection or []:
+        if value == "all":
+            chosen.extend(range(1, total + 1))
+        elif value.isdigit() and 1 <= int(value) <= total:
+            chosen.append(int(value))
+        else:
+            die(EXIT_BAD_INPUT, f"--connection {value}: no such connection (the capture has 1 to {total}, or all)")
+    if not chosen:
+        if total > 1:
+            out.print(f"{from_pcap}: {total} connections; choose with --connection N (or all):", markup=False)
+            for line in list_connections(capture):
+                out.print(f"  {line}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        chosen = [1]
+    draft = draft_lab(capture, sorted(set(chosen)), from_pcap.name)
+    target = out_file if out_file is not None else Path(f"{draft.name}.yaml")
+    if target.is_dir():
+        die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(draft.text)
+        os.replace(tmp, target)
+    except OSError as e:
+        die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+    unsure = draft.text.count("could not infer")
+    out.print(f"wrote {target}: a draft of connection{'s' if len(draft.connections) > 1 else ''} "
+              f"{', '.join(map(str, draft.connections))}; {unsure} comments say what could not be inferred",
+              markup=False)

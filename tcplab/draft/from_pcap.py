@@ -1,0 +1,531 @@
+"""A draft lab file from a capture (pcap or pcapng) of one or more TCP connections.
+
+What each side did is read off the wire and said again in the project's own parts: the side a SYN goes
+to is a server running ``tcplab/server`` (``/opt/lab/server PORT 5``: single-threaded, it closes a
+connection when the peer does, one at a time), each other side a ``tcplab/client`` whose telnet connects,
+types the bytes it sent and closes when it sent its FIN; a silence between two of its actions is a wait
+of that length. A SYN with Windows' fingerprint (TTL above 64, window 8192, wscale 8) and an RST a while
+after the side's own FIN (its FIN_WAIT_2 timer) make that host an emulated Windows peer. The flags,
+seq/ack and timings the capture shows become packet expectations. Whatever the draft cannot reproduce
+gets a ``# could not infer: ...`` comment on its line.
+
+The YAML is written here from a small structure (every string double-quoted, ASCII only) and validated
+with the model before anybody writes it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from ..analysis.packets import Connection, Packet, group_connections
+from ..model import LabError, parse_yaml, validate
+from ..wire import ACK, FIN, RST, SYN, decode_tcp, read_capture
+
+Value = Union[str, int, float, bool, list["Value"], dict[str, "Value"]]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+SILENCE = 1.0  # seconds: a shorter gap between two actions is the steps' own pace, not a silence to replay
+ACK_AT_ONCE = 0.05  # seconds: an ACK this soon after a FIN is the kernel's own
+SERVER_PROGRAM = "/opt/lab/server"
+WINDOWS_SYNS = {(8192, 8): "windows-7", (64240, 8): "windows-10", (65535, 8): "windows-10"}
+
+
+class CaptureError(ValueError):
+    """The file is no capture, or holds no TCP connection."""
+
+
+@dataclass
+class Capture:
+    connections: list[Connection]
+    names: dict[str, str]  # ip -> the interface name every packet it sent was captured on (pcapng)
+
+
+def read_capture_file(path: str | Path) -> Capture:
+    """The TCP connections of a pcap or pcapng file; CaptureError for anything else."""
+    packets: list[Packet] = []
+    seen: dict[str, set[str]] = {}
+    try:
+        with open(path, "rb") as f:
+            for frame in read_capture(f):
+                t = decode_tcp(frame.raw)
+                if t is None:
+                    continue
+                packets.append(Packet(0, t, None, None, frame.interface, frame.raw.index))
+                seen.setdefault(t.src, set()).add(frame.interface)
+    except ValueError as e:
+        raise CaptureError(str(e)) from None
+    except OSError as e:
+        raise CaptureError(f"cannot read: {e.strerror}") from None
+    if not packets:
+        raise CaptureError("no TCP/IPv4 packet in the capture")
+    packets.sort(key=lambda p: p.ts)
+    names = {ip: next(iter(ifs)) for ip, ifs in seen.items() if len(ifs) == 1 and _NAME.match(next(iter(ifs)))}
+    if len(set(names.values())) != len(names):
+        names = {}
+    return Capture(group_connections(packets), names)
+
+
+def list_connections(capture: Capture) -> list[str]:
+    """One line per connection, numbered as ``--connection`` takes them."""
+    lines = []
+    for i, c in enumerate(capture.connections, 1):
+        flags = " ".join(p.flags for p in c.packets[:12]) + (" ..." if len(c.packets) > 12 else "")
+        lines.append(f"{i}: {c.key[0]}:{c.key[1]} -> {c.key[2]}:{c.key[3]}, {len(c.packets)} packets: {flags}")
+    return lines
+
+
+# --- what each connection shows -----------------------------------------------------------------
+
+@dataclass
+class _Conn:
+    n: int  # its number in the capture (1-based)
+    conn: Connection
+    client: str = ""  # host names in the draft
+    server: str = ""
+    syn: Packet | None = None
+    sends: list[Packet] = field(default_factory=list)  # the client's data segments
+    client_fin: Packet | None = None
+    fin_ack: Packet | None = None  # the server's ACK of that FIN
+    server_fin: Packet | None = None
+    timer_rst: Packet | None = None  # the client's RST after its own FIN, the server never having sent one
+    other: list[str] = field(default_factory=list)  # what cannot be reproduced, said as comments
+
+    @property
+    def cip(self) -> str:
+        return self.conn.key[0]
+
+    @property
+    def sip(self) -> str:
+        return self.conn.key[2]
+
+    @property
+    def port(self) -> int:
+        return self.conn.key[3]
+
+    @property
+    def start(self) -> float:
+        return self.conn.packets[0].ts
+
+
+def _read(n: int, c: Connection) -> _Conn:
+    k = _Conn(n, c)
+    cip = c.key[0]
+    for p in c.packets:
+        t = p.tcp
+        mine = t.src == cip
+        if t.flags & SYN and not t.flags & ACK and mine and k.syn is None:
+            k.syn = p
+        if t.payload:
+            if mine and k.client_fin is None:
+                k.sends.append(p)
+            elif not mine:
+                k.other.append(f"the server sent {len(t.payload)} bytes at seq {p.rel_seq} "
+                               f"(tcplab/server never writes; no step makes it)")
+        if t.flags & FIN:
+            if mine and k.client_fin is None:
+                k.client_fin = p
+            elif not mine and k.server_fin is None:
+                k.server_fin = p
+        if (not mine and k.client_fin is not None and k.fin_ack is None and t.flags & ACK and not t.flags & FIN
+                and p.rel_ack == k.client_fin.rel_seq + len(k.client_fin.tcp.payload) + 1):
+            k.fin_ack = p
+        if t.flags & RST:
+            if mine and k.client_fin is not None and k.server_fin is None and k.timer_rst is None:
+                k.timer_rst = p
+            else:
+                who = "client" if mine else "server"
+                k.other.append(f"the {who}'s RST [{p.flags}] at seq {p.rel_seq}, "
+                               f"{p.rel_time:.3f} s into the capture (no step makes it)")
+    if k.syn is None:
+        k.other.append("the handshake (the capture starts inside the connection): the draft connects anew")
+    if k.server_fin is not None and (k.client_fin is None or k.server_fin.ts < k.client_fin.ts):
+        k.other.append("the server closes first (tcplab/server only closes after its peer); no step makes it")
+        k.server_fin = None
+    return k
+
+
+def _windows_syn(k: _Conn) -> tuple[str | None, str]:
+    """The peer's ``syn`` for a SYN with Windows' fingerprint (None: not Windows), and a comment."""
+    if k.syn is None:
+        return None, ""
+    t = k.syn.tcp
+    wscale = t.option("wscale")
+    if not 64 < t.ttl <= 128:
+        return None, ""
+    profile = WINDOWS_SYNS.get((t.win, wscale if isinstance(wscale, int) else -1))
+    if profile is None:
+        return "windows-10", (f"could not infer the SYN's profile (ttl {t.ttl}, win {t.win}, wscale {wscale}): "
+                              "windows-10 is the closest")
+    return profile, f"the SYN's fingerprint (ttl {t.ttl}, win {t.win}, wscale {wscale}) is {profile}'s"
+
+
+# --- YAML text --------------------------------------------------------------------------------------
+
+def _q(s: str) -> str:
+    """A double-quoted YAML scalar, ASCII only."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif o <= 0xFFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _flow(v: Value) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return _q(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_flow(x) for x in v) + "]"
+    return "{" + ", ".join(f"{k}: {_flow(x)}" for k, x in v.items()) + "}"
+
+
+def _seconds(s: float) -> str:
+    """A duration as the lab file writes it: ``120s``, ``52.5s``, ``300ms``."""
+    if s < 1:
+        return f"{max(1, round(s * 1000))}ms"
+    r = round(s, 1)
+    return f"{int(r)}s" if r == int(r) else f"{r}s"
+
+
+@dataclass
+class _Item:
+    value: dict[str, Value]
+    comments: list[str] = field(default_factory=list)  # lines above it
+    note: str = ""  # at the end of its line
+
+
+@dataclass
+class Draft:
+    """The lab file's text, the connections it reproduces and what it could not infer."""
+    text: str
+    name: str
+    connections: list[int]
+    not_inferred: list[str]
+
+
+def _name_for(stem: str) -> str:
+    base = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_") or "capture"
+    if not base[0].isalpha():
+        base = "c" + base
+    return ("from-" + base)[:31].rstrip("-_")
+
+
+def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
+    """The draft of a lab that replays connections ``chosen`` (1-based numbers) of ``capture``.
+
+    ``source`` is how the file is named in the draft's comments. The text is validated with the model;
+    a LabError here is a bug of the draft, not of the capture."""
+    conns = [_read(n, capture.connections[n - 1]) for n in chosen]
+    conns.sort(key=lambda k: k.start)
+    t0 = conns[0].start
+    unsure: list[str] = []
+
+    # hosts: one per address, servers first (they get the first addresses, as the capture's order does not say)
+    names: dict[str, str] = {}
+    used: set[str] = set()
+
+    def name(ip: str, base: str) -> str:
+        if ip not in names:
+            wanted = capture.names.get(ip)
+            candidate = wanted if wanted and wanted not in used and wanted != "holder" else base
+            i = 1
+            while candidate in used:
+                i += 1
+                candidate = f"{base}{i}"
+            names[ip] = candidate
+            used.add(candidate)
+        return names[ip]
+
+    windows: dict[str, tuple[str | None, str]] = {}
+    for k in conns:
+        k.server = name(k.sip, "server")
+    for k in conns:
+        syn, why = _windows_syn(k)
+        base = "win" if syn is not None or k.timer_rst is not None else "client"
+        k.client = name(k.cip, base)
+        if k.cip in {c.sip for c in conns}:
+            unsure.append(f"{k.client} both serves and connects; it runs the server image and telnet")
+        if syn is not None or k.timer_rst is not None:
+            prev = windows.get(k.client)
+            if prev is None or prev[0] is None:
+                windows[k.client] = (syn, why)
+    timers: dict[str, float] = {}
+    for k in conns:
+        if k.timer_rst is not None and k.client_fin is not None and k.client not in timers:
+            timers[k.client] = k.timer_rst.ts - k.client_fin.ts
+
+    # the server program serves one connection at a time: one never closed keeps it busy, so later ones are
+    # never closed by it; when the capture shows a server that never closes but nothing keeps it busy, a
+    # holder's connection comes first
+    holders: list[tuple[str, int]] = []
+    for (sip, port) in dict.fromkeys((k.sip, k.port) for k in conns):
+        busy = False
+        needs_holder = False
+        for k in (c for c in conns if (c.sip, c.port) == (sip, port)):
+            if k.client_fin is not None and k.server_fin is None and not busy:
+                needs_holder = True
+            if k.client_fin is None:
+                busy = True
+        if needs_holder:
+            holders.append((names[sip], port))
+            for k in conns:
+                if (k.sip, k.port) == (sip, port) and k.server_fin is not None:
+                    k.other.append("the server's FIN after the client's: the holder keeps tcplab/server busy, so "
+                                   "it will not close this one; no expectation")
+                    k.server_fin = None
+
+    # hosts
+    hosts: list[tuple[str, dict[str, Value], list[str]]] = []
+    ports: dict[str, list[int]] = {}
+    for k in conns:
+        ports.setdefault(k.server, [])
+        if k.port not in ports[k.server]:
+            ports[k.server].append(k.port)
+    addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
+    for ip, h in names.items():
+        notes: list[str] = []
+        if h in ports:
+            lp = ports[h][0]
+            spec: dict[str, Value] = {"image": "tcplab/server", "program": {
+                "run": [SERVER_PROGRAM, str(lp), "5"], "name": "server", "ready": {"listen": lp}}}
+            notes.append(f"could not infer the server's program: tcplab/server stands in for it on port {lp} "
+                         "(single-threaded: it closes a connection after its peer does)")
+            ttl = next((q.tcp.ttl for k in conns if k.sip == ip for q in k.conn.packets if q.tcp.src == ip), 64)
+            if ttl > 64:
+                notes.append(f"could not infer: the server sent TTL {ttl} (not Linux?); here it runs Linux")
+        else:
+            spec = {"image": "tcplab/client"}
+        if h in windows:
+            syn, why = windows[h]
+            peer: dict[str, Value] = {"os": "windows"}
+            if h in timers:
+                peer["fin_wait2_timeout"] = _seconds(timers[h])
+                notes.append(f"its RST {timers[h]:.3f} s after its own FIN is Windows' FIN_WAIT_2 timer; "
+                             f"for CI: --set peers.{h}.fin_wait2_timeout=2s")
+            peer["syn"] = syn if syn is not None else "linux"
+            if why:
+                notes.append(why)
+            if syn is None:
+                notes.append("could not infer a Windows SYN (TTL 64 or no SYN seen): it keeps Linux's")
+            spec["peer"] = peer
+        hosts.append((h, spec, notes))
+    for (server, port) in holders:
+        hosts.append(("holder", {"image": "tcplab/client"},
+                      [f"could not infer what kept {server} busy: holder's connection to port {port} does "
+                       "(tcplab/server serves one client at a time)"]))
+        break  # one holder is enough for every port: its connection is to the first
+
+    # steps
+    steps: list[_Item] = []
+    for h, plist in ports.items():
+        for lp in plist[1:]:
+            steps.append(_Item({"host": h, "start": [SERVER_PROGRAM, str(lp), "5"], "as": f"server-{lp}",
+                                "ready": {"listen": lp}, "title": f"{h} listens on port {lp} too"}))
+    for i, (server, port) in enumerate(holders):
+        steps.append(_Item({"host": "holder", "start": ["telnet", server, str(port)], "as": f"hold{i + 1}",
+                            "ready": {"log": "Connected to"}, "title": f"holder keeps {server}'s server busy"}))
+    events: list[tuple[float, int, str, _Conn, Packet | None]] = []
+    for k in conns:
+        events.append((k.start, 0, "connect", k, k.syn))
+        for p in k.sends:
+            events.append((p.ts, 1, "send", k, p))
+        if k.client_fin is not None:
+            events.append((k.client_fin.ts, 2, "close", k, k.client_fin))
+        if k.timer_rst is not None:
+            events.append((k.timer_rst.ts, 3, "rst", k, k.timer_rst))
+    events.sort(key=lambda e: (e[0], e[1]))
+    last = t0
+    for ts, _, kind, k, p in events:
+        gap = ts - last
+        if kind != "rst" and gap >= SILENCE:
+            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
+                                "title": f"silence of {_seconds(gap)}"},
+                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+        last = ts
+        telnet = f"telnet{k.n}"
+        if kind == "connect":
+            steps.append(_Item({"host": k.client, "start": ["telnet", k.server, str(k.port)], "as": telnet,
+                                "ready": {"log": "Connected to"},
+                                "title": f"{k.client} connects to {k.server} port {k.port}"},
+                               note="could not infer the client's program: telnet stands in; its port is the "
+                                    f"kernel's choice (the capture's: {k.conn.key[1]})"))
+        elif kind == "send" and p is not None:
+            text, why = _typed(p.tcp.payload)
+            if text is None:
+                k.other.append(f"{len(p.tcp.payload)} bytes at seq {p.rel_seq}: {why}")
+                continue
+            steps.append(_Item({"host": k.client, "send": telnet, "text": text,
+                                "title": f"{k.client} sends {len(p.tcp.payload)} bytes"},
+                               note=why or ""))
+        elif kind == "close":
+            steps.append(_Item({"host": k.client, "stop": telnet, "title": f"{k.client} closes its connection"}))
+            steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+        elif kind == "rst":
+            timer = timers.get(k.client, ts - last)
+            steps.append(_Item({"wait": {"rst_from": k.client}, "timeout": _seconds(timer + 10),
+                                "title": f"{k.client} gives up on FIN_WAIT_2 and resets"}))
+
+    # expectations
+    expect: list[_Item] = []
+    for k in conns:
+        expect.extend(_expectations(k, k.client in timers))
+        for o in k.other:
+            unsure.append(f"connection {k.n}: {o}")
+
+    lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
+             f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
+             "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
+    lab_name = _name_for(Path(source).stem)
+    lines.append(f"name: {lab_name}")
+    lines.append(f"summary: {_q('Replays ' + ', '.join(k.conn.name for k in conns) + ' from ' + Path(source).name)}")
+    lines.append(f"story: {_q(_story(conns))}")
+    lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
+    lines.append("hosts:")
+    for h, spec, notes in hosts:
+        for n in notes:
+            lines.append(f"  # {n}")
+        lines.append(f"  {h}: {_flow(spec)}")
+    lines.append("steps:")
+    for it in steps:
+        lines.extend(f"  # {c}" for c in it.comments)
+        lines.append(f"  - {_flow(it.value)}" + (f"  # {it.note}" if it.note else ""))
+    if unsure:
+        for u in unsure:
+            lines.append(f"# could not infer: {u}")
+    lines.append("expect:")
+    for it in expect:
+        lines.extend(f"  # {c}" for c in it.comments)
+        first = True
+        for key, v in it.value.items():
+            lines.append(f"  {'- ' if first else '  '}{key}: {_flow(v)}")
+            first = False
+    text = "\n".join(lines) + "\n"
+    validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
+    return Draft(text, lab_name, list(chosen), unsure)
+
+
+def _typed(payload: bytes) -> tuple[str | None, str]:
+    """The text a telnet is typed to send these bytes (it sends a typed newline as CR LF), or None and why."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "could not infer: not text (telnet types text only); no step sends them"
+    if "\x1d" in text or "\xff" in text:
+        return None, "could not infer: telnet's escape or IAC byte in them; no step sends them"
+    typed = text.replace("\r\n", "\n")
+    why = "" if typed.endswith("\n") else "could not infer: no newline at the end; telnet sends a line at a time"
+    if "\r" in typed:
+        why = "could not infer: a CR without LF; telnet sends CR LF for a typed newline"
+    return typed, why
+
+
+def _story(conns: list[_Conn]) -> str:
+    parts = []
+    for k in conns:
+        did = [f"{k.client} connects to {k.server} port {k.port}"]
+        if k.sends:
+            did.append(f"sends {sum(len(p.tcp.payload) for p in k.sends)} bytes")
+        if k.client_fin is not None:
+            did.append("closes")
+            did.append("the server closes too" if k.server_fin is not None else "the server never closes")
+        if k.timer_rst is not None and k.client_fin is not None:
+            did.append(f"{k.client} resets {k.timer_rst.ts - k.client_fin.ts:.1f} s after its FIN")
+        parts.append(", ".join(did) + ".")
+    return " ".join(parts)
+
+
+def _expectations(k: _Conn, timer: bool) -> list[_Item]:
+    c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
+    out: list[_Item] = []
+    if k.syn is not None:
+        t = k.syn.tcp
+        rule: dict[str, Value] = {"from": c, "to": s, "port": port, "flags": "S"}
+        if 64 < t.ttl <= 128:
+            ws = t.option("wscale")
+            rule.update({"ttl": t.ttl, "win": t.win})
+            if isinstance(ws, int):
+                rule["wscale"] = ws
+            names = [n for n in t.option_names() if n in ("mss", "nop", "wscale", "sackOK", "TS", "eol", "sack")]
+            rule["options"] = list[Value](names)
+            if "TS" not in names:
+                rule["without_options"] = ["TS"]
+        out.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
+                          "packet": rule}))
+        synack = next((p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN), None)
+        if synack is not None:
+            out.append(_Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
+                              "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
+                                         "after": pre + "syn"}}))
+    for i, p in enumerate(k.sends, 1):
+        text, _ = _typed(p.tcp.payload)
+        if text is None:
+            continue
+        piece = text.strip()[:200] or text[:200]
+        out.append(_Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
+                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq,
+                                     "payload": piece}}))
+    fin = k.client_fin
+    if fin is None:
+        return out
+    out.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
+                      "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq,
+                                 "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}}))
+    if k.fin_ack is not None:
+        a = k.fin_ack
+        delay = a.ts - fin.ts
+        item = _Item({"name": pre + "fin-acked", "about": f"{s}'s kernel acks the FIN (ack {a.rel_ack})",
+                      "packet": {"from": s, "to": c, "port": port, "flags": a.flags, "ack": a.rel_ack,
+                                 "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
+        ack_rule = item.value["packet"]
+        assert isinstance(ack_rule, dict)
+        if delay > ACK_AT_ONCE:
+            ack_rule["delay"] = _seconds(delay)
+            ack_rule["tolerance"] = _seconds(max(0.05, delay / 10))
+            item.comments.append(f"could not infer why the ACK came {delay:.3f} s after the FIN (the delayed-ACK "
+                                 "timer? the program's data?); the draft expects the same delay")
+        out.append(item)
+    if k.server_fin is not None:
+        out.append(_Item({"name": pre + "server-fin", "about": f"{s} closes its side after {c}'s FIN",
+                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "after": pre + "fin"}}))
+    else:
+        out.append(_Item({"name": pre + "server-never-fins", "about": f"{s} never sends its own FIN to {c}",
+                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "count": 0}}))
+    if k.timer_rst is not None:
+        r = k.timer_rst
+        rule2: dict[str, Value] = {"from": c, "to": s, "port": port, "flags": r.flags, "seq": r.rel_seq}
+        if r.tcp.flags & ACK:
+            rule2["ack"] = r.rel_ack
+        rule2.update({"win": r.tcp.win, "after": pre + "fin", "tolerance": "50ms"})
+        rule2["delay"] = f"peers.{c}.fin_wait2_timeout" if timer else _seconds(r.ts - fin.ts)
+        out.append(_Item({"name": pre + "rst", "about": f"{c} gives up on FIN_WAIT_2 and resets: [{r.flags}] "
+                                                        f"seq {r.rel_seq}",
+                          "packet": rule2}))
+    return out
+
+
+def flag_sequences(capture: Capture, numbers: list[int] | None = None) -> list[list[str]]:
+    """The flags of each connection's packets in order (all connections, or those numbered)."""
+    chosen = numbers or list(range(1, len(capture.connections) + 1))
+    return [[p.flags for p in capture.connections[n - 1].packets] for n in chosen]
+
+
+__all__ = ["Capture", "CaptureError", "Draft", "LabError", "draft_lab", "flag_sequences", "list_connections",
+           "read_capture_file"]
