@@ -345,8 +345,8 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     events: list[tuple[float, int, str, _Conn, Packet | None]] = []
     for k in conns:
         events.append((k.start, 0, "connect", k, k.syn))
-        for p in k.sends:
-            events.append((p.ts, 1, "send", k, p))
+        for sent in k.sends:
+            events.append((sent.ts, 1, "send", k, sent))
         if k.client_fin is not None:
             events.append((k.client_fin.ts, 2, "close", k, k.client_fin))
         if k.timer_rst is not None:

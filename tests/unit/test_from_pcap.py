@@ -1,0 +1,158 @@
+"""`lab new --from-pcap`: drafts from synthetic captures (scapy) and from the field report's own packets."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet as ScapyPacket
+from scapy.utils import wrpcap
+
+from tcplab.draft import CaptureError, draft_lab, list_connections, read_capture_file
+from tcplab.draft.from_pcap import flag_sequences
+from tcplab.wire import PcapngWriter
+
+from ..conftest import lab_cmd
+
+FIELD_REPORT = Path("/work/shared/captures/fieldreport.pcap")
+if not FIELD_REPORT.is_file():  # the shared folder beside the checkout
+    FIELD_REPORT = Path(__file__).resolve().parents[3] / "shared" / "captures" / "fieldreport.pcap"
+
+C, S = "10.1.0.20", "10.1.0.10"
+
+
+def _seg(t: float, src: str, dst: str, sport: int, dport: int, flags: str, seq: int, ack: int = 0,
+         payload: bytes = b"", ttl: int = 64, win: int = 502, options: list[Any] | None = None) -> ScapyPacket:
+    p = Ether() / IP(src=src, dst=dst, ttl=ttl) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack,
+                                                      window=win, options=options or [])
+    if payload:
+        p = p / payload
+    p.time = t
+    return p
+
+
+def _conversation(payload: bytes, server_closes: bool = True, cport: int = 40000) -> list[ScapyPacket]:
+    """A Linux client connects, sends ``payload``, closes; the server closes too (or never)."""
+    ci, si = 1000, 5000
+    n = len(payload)
+    pk = [_seg(10.0, C, S, cport, 9000, "S", ci, options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0))]),
+          _seg(10.0001, S, C, 9000, cport, "SA", si, ci + 1),
+          _seg(10.0002, C, S, cport, 9000, "A", ci + 1, si + 1),
+          _seg(13.0, C, S, cport, 9000, "PA", ci + 1, si + 1, payload),
+          _seg(13.0001, S, C, 9000, cport, "A", si + 1, ci + 1 + n),
+          _seg(15.0, C, S, cport, 9000, "FA", ci + 1 + n, si + 1),
+          _seg(15.0002, S, C, 9000, cport, "A", si + 1, ci + 2 + n)]
+    if server_closes:
+        pk += [_seg(15.0003, S, C, 9000, cport, "FA", si + 1, ci + 2 + n),
+               _seg(15.0004, C, S, cport, 9000, "A", ci + 2 + n, si + 2)]
+    return pk
+
+
+def _lab(text: str) -> dict[str, Any]:
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_field_report_becomes_a_windows_peer_whose_timer_resets_after_the_silence() -> None:
+    capture = read_capture_file(FIELD_REPORT)
+    assert flag_sequences(capture) == [["S", "S.", ".", "F.", ".", "R."]]
+    draft = draft_lab(capture, [1], "fieldreport.pcap")
+    lab = _lab(draft.text)
+    assert lab["hosts"]["win"]["peer"] == {"os": "windows", "fin_wait2_timeout": "120s", "syn": "windows-7"}
+    assert lab["hosts"]["server"]["program"]["run"] == ["/opt/lab/server", "8000", "5"]
+    kinds = [next(k for k in ("start", "wait", "stop") if k in s) for s in lab["steps"]]
+    # the holder keeps the single-threaded server busy, so the Windows connection waits unaccepted
+    assert kinds == ["start", "start", "wait", "stop", "wait", "wait"]
+    assert lab["steps"][0]["host"] == "holder" and lab["steps"][1]["host"] == "win"
+    assert lab["steps"][2]["wait"] == {"seconds": "52.5s"}
+    assert lab["steps"][5]["wait"] == {"rst_from": "win"}
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    assert rules["c1-syn"]["ttl"] == 128 and rules["c1-syn"]["win"] == 8192 and rules["c1-syn"]["wscale"] == 8
+    assert (rules["c1-fin"]["flags"], rules["c1-fin"]["seq"], rules["c1-fin"]["ack"]) == ("F.", 1, 1)
+    assert rules["c1-fin-acked"]["ack"] == 2 and rules["c1-fin-acked"]["delay"] == "0s"
+    assert rules["c1-server-never-fins"]["count"] == 0
+    assert rules["c1-rst"] == {"from": "win", "to": "server", "port": 8000, "flags": "R.", "seq": 2, "ack": 1,
+                               "win": 0, "after": "c1-fin", "tolerance": "50ms",
+                               "delay": "peers.win.fin_wait2_timeout"}
+    assert "--set peers.win.fin_wait2_timeout=2s" in draft.text
+    assert "could not infer what kept server busy" in draft.text
+
+
+def test_a_linux_conversation_is_typed_into_telnet_and_closed_by_both(tmp_path: Path) -> None:
+    path = tmp_path / "talk.pcap"
+    wrpcap(str(path), _conversation(b'say "hi" \\ caf\xc3\xa9\r\n'))
+    lab = _lab(draft_lab(read_capture_file(path), [1], "talk.pcap").text)
+    assert "peer" not in lab["hosts"]["client"] and "holder" not in lab["hosts"]
+    sends = [s for s in lab["steps"] if "send" in s]
+    assert sends == [{"host": "client", "send": "telnet1", "text": 'say "hi" \\ caf\u00e9\n',
+                      "title": "client sends 18 bytes"}]
+    waits = [s["wait"] for s in lab["steps"] if "wait" in s]
+    assert waits == [{"seconds": "3s"}, {"seconds": "2s"}, {"fin_from": "client"}]
+    names = [e["name"] for e in lab["expect"]]
+    assert names == ["c1-syn", "c1-synack", "c1-data1", "c1-fin", "c1-fin-acked", "c1-server-fin"]
+    fin = lab["expect"][3]["packet"]
+    assert (fin["seq"], fin["ack"], fin["after"]) == (19, 1, "stop-telnet1")
+
+
+def test_binary_payload_and_a_server_that_writes_are_comments_not_steps(tmp_path: Path) -> None:
+    path = tmp_path / "bin.pcap"
+    pk = _conversation(b"\x00\xfe\xff\r\n")
+    pk.insert(5, _seg(14.0, S, C, 9000, 40000, "PA", 5001, 1006, b"banner\r\n"))
+    wrpcap(str(path), pk)
+    draft = draft_lab(read_capture_file(path), [1], "bin.pcap")
+    assert not [s for s in _lab(draft.text)["steps"] if "send" in s]
+    assert any("not text" in u for u in draft.not_inferred)
+    assert any("the server sent 8 bytes" in u for u in draft.not_inferred)
+
+
+def test_pcapng_interface_names_name_the_hosts_and_each_connection_is_listed(tmp_path: Path) -> None:
+    path = tmp_path / "all.pcapng"
+    first = _conversation(b"one\r\n", server_closes=False)
+    second = [_seg(p.time + 1, p[IP].src.replace(C, "10.1.0.30"), p[IP].dst.replace(C, "10.1.0.30"),
+                   p[TCP].sport, p[TCP].dport, str(p[TCP].flags), p[TCP].seq, p[TCP].ack) for p in first[:3]]
+    with open(path, "wb") as f:
+        w = PcapngWriter(f)
+        ifs = {C: w.add_interface("alpha"), S: w.add_interface("srv"), "10.1.0.30": w.add_interface("beta")}
+        for p in sorted(first + second, key=lambda p: float(p.time)):
+            raw = bytes(p)
+            w.add_packet(ifs[p[IP].src], float(p.time), raw, len(raw))
+    capture = read_capture_file(path)
+    assert [line.split(",")[0] for line in list_connections(capture)] == [
+        "1: 10.1.0.20:40000 -> 10.1.0.10:9000", "2: 10.1.0.30:40000 -> 10.1.0.10:9000"]
+    lab = _lab(draft_lab(capture, [1, 2], "all.pcapng").text)
+    assert list(lab["hosts"]) == ["srv", "alpha", "beta", "holder"]
+    assert "c2-syn" in [e["name"] for e in lab["expect"]]
+
+
+def test_lab_new_refuses_a_file_that_is_no_capture_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello\n")
+    proc = lab_cmd("new", "--from-pcap", str(bad), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "not a pcap" in proc.stderr
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_lab_new_lists_several_connections_then_writes_the_chosen_one(tmp_path: Path) -> None:
+    path = tmp_path / "two.pcap"
+    wrpcap(str(path), _conversation(b"a\r\n") + [
+        _seg(p.time + 20, p[IP].src, p[IP].dst, 40001 if p[TCP].sport == 40000 else 9000,
+             9000 if p[TCP].dport == 9000 else 40001, str(p[TCP].flags), p[TCP].seq, p[TCP].ack, bytes(p[TCP].payload))
+        for p in _conversation(b"b\r\n")])
+    proc = lab_cmd("new", "--from-pcap", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "2: 10.1.0.20:40001 -> 10.1.0.10:9000" in proc.stdout
+    proc = lab_cmd("new", "--from-pcap", str(path), "--connection", "2", "--out", "d.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert lab_cmd("validate", str(tmp_path / "d.yaml"), cwd=tmp_path).returncode == 0
+    assert lab_cmd("new", "--from-pcap", str(path), "--connection", "3", cwd=tmp_path).returncode == 2
+
+
+def test_no_tcp_in_the_capture_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pcap"
+    wrpcap(str(path), [Ether() / IP(src=C, dst=S) / b"x"])
+    with pytest.raises(CaptureError):
+        read_capture_file(path)
