@@ -1,0 +1,76 @@
+"""`lab new --from-pcap` on real captures: the field report's packets and a closewait run's merged pcapng
+are drafted, the drafts run, and each connection of the run shows the capture's flags in order."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tcplab.analysis.packets import load_traffic
+from tcplab.draft import read_capture_file
+from tcplab.draft.from_pcap import flag_sequences
+
+from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
+
+pytestmark = pytest.mark.integration
+
+FIELD_REPORT = Path("/work/shared/captures/fieldreport.pcap")
+if not FIELD_REPORT.is_file():
+    FIELD_REPORT = Path(__file__).resolve().parents[3] / "shared" / "captures" / "fieldreport.pcap"
+
+
+def _run(lab: str, out: Path, sets: list[str]) -> subprocess.CompletedProcess[str]:
+    args = ["run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
+    proc = lab_cmd(*args, timeout=300)
+    name = sets[0].split("=", 1)[1]
+    if labeled_objects(name):
+        lab_cmd("down", name, timeout=120)
+    return proc
+
+
+def _flags_by_client(run: Path, skip: str = "holder") -> dict[str, list[list[str]]]:
+    out: dict[str, list[list[str]]] = {}
+    for c in load_traffic(run).connections:
+        if c.client != skip:
+            out.setdefault(str(c.client), []).append([p.flags for p in c.packets])
+    return out
+
+
+@pytest.fixture(scope="module")
+def closewait_round_trip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """closewait run with a 2 s Windows timer; its draft from capture/all.pcapng; the draft's run."""
+    tmp = tmp_path_factory.mktemp("from-pcap-closewait")
+    first = tmp / "run"
+    proc = _run("closewait", first, isolated("closewait", shipped_labs()["closewait"])
+                + ["peers.win.fin_wait2_timeout=2s"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    draft = tmp / "draft.yaml"
+    proc = lab_cmd("new", "--from-pcap", str(first / "capture" / "all.pcapng"), "--connection", "all",
+                   "--out", str(draft), cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    second = tmp / "replay"
+    proc = _run(str(draft), second, isolated("from-cw"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return first, draft, second
+
+
+def test_a_drafted_closewait_replays_every_connection_with_the_same_flags(
+        closewait_round_trip: tuple[Path, Path, Path]) -> None:
+    first, draft, second = closewait_round_trip
+    assert "fin_wait2_timeout: \"2s\"" in draft.read_text()
+    before = _flags_by_client(first)
+    assert before == {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", ".", "R."]]}
+    assert _flags_by_client(second) == before
+
+
+def test_the_field_report_drafted_and_run_shows_its_flag_sequence(tmp_path: Path) -> None:
+    draft = tmp_path / "fr.yaml"
+    proc = lab_cmd("new", "--from-pcap", str(FIELD_REPORT), "--out", str(draft), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "run"
+    # the report's 52.5 s silence and 120 s timer, shortened as the draft's comments say
+    proc = _run(str(draft), run, isolated("from-fr") + ["peers.win.fin_wait2_timeout=2s",
+                                                         "steps.2.wait.seconds=0.5"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # every drafted expectation held
+    assert _flags_by_client(run) == {"win": flag_sequences(read_capture_file(FIELD_REPORT))}
