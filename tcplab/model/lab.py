@@ -480,21 +480,21 @@ class FirewallStep(BaseStep):
     when neither is given, on ``port`` (either end of the connection) or any, are dropped silently or
     rejected (``with``: an RST, or an ICMP port unreachable). It stays in force until a ``lift`` step
     names it (``as``). Played by a sidecar in the host's network namespace: the host gets no privilege."""
-    host: Name = Field(examples=["server"])
-    """The host whose firewall gets the rule (played from its firewall sidecar; the host gets no privilege)."""
-    firewall: Literal["drop", "reject"] = Field(examples=["drop"])
+    host: Name
+    """The host whose firewall gets the rule (in its network namespace, set from its firewall sidecar)."""
+    firewall: Literal["drop", "reject"]
     """`drop`: the packets vanish silently; `reject`: they are answered (see `with`)."""
-    from_: Name | None = Field(None, alias="from", examples=["client"])
-    """Only the host's incoming packets from this host (neither `from` nor `to`: every packet, both ways)."""
-    to: Name | None = Field(None, examples=["client"])
-    """Only the host's outgoing packets to this host."""
-    port: Port | None = Field(None, examples=[8000])
-    """Only packets of connections with this port at either end."""
-    with_: Literal["tcp-reset", "icmp-port-unreachable"] | None = Field(None, alias="with", examples=["tcp-reset"])
-    """How a `reject` answers: an RST (`tcp-reset`, the default) or an ICMP port unreachable."""
-    as_: Name | None = Field(None, alias="as", examples=["blackhole"])
-    """The rule's name, for the `lift` step that ends it; default `firewall-<index>`."""
-    title: Title | None = Field(None, examples=["the server's host falls silent"])
+    from_: Name | None = Field(None, alias="from")
+    """Only the host's incoming packets from this peer (neither `from` nor `to`: both ways, every peer)."""
+    to: Name | None = None
+    """Only the host's outgoing packets to this peer."""
+    port: Port | None = None
+    """Only packets with this port at either end of the connection; default: any port."""
+    with_: Literal["tcp-reset", "icmp-port-unreachable"] | None = Field(None, alias="with")
+    """How a `reject` answers: an RST (default) or an ICMP port unreachable."""
+    as_: Name | None = Field(None, alias="as")
+    """The rule's name, for the `lift` step that ends it; default: `firewall-<step index>`."""
+    title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def rule_name(self, index: int) -> str:
@@ -536,11 +536,11 @@ class FirewallStep(BaseStep):
 
 class LiftStep(BaseStep):
     """The end of a firewall rule of the host (its ``as``): its packets flow again."""
-    host: Name = Field(examples=["server"])
-    """The host whose firewall rule is lifted."""
-    lift: Name = Field(examples=["blackhole"])
-    """The rule's name: the `as` of an earlier `firewall` step of the host, still in force."""
-    title: Title | None = Field(None, examples=["the server's host speaks again"])
+    host: Name
+    """The host whose firewall rule ends."""
+    lift: Name
+    """The rule: its `as` (or `firewall-<step index>`)."""
+    title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
@@ -789,18 +789,18 @@ class CounterMatch(Strict):
     ``TcpOutRsts``) at the snapshot ``at``, or its change since the snapshot ``since``: at least ``min``,
     at most ``max``, or exactly ``equals``."""
     host: Name = Field(examples=["server"])
-    """The host whose network namespace's counter it is."""
+    """The host whose network namespace the counter is of."""
     name: CounterName = Field(examples=["TcpExtListenOverflows"])
-    """The counter, as nstat names it (`/proc/net/netstat`'s and `/proc/net/snmp`'s prefix and field)."""
+    """The counter, as nstat names it: the line's prefix and the field of /proc/net/netstat or /proc/net/snmp."""
     at: Name = Field(examples=["after"])
-    """The snapshot whose reading counts (`end`: the one after the last step)."""
+    """The snapshot whose reading counts."""
     since: Name | None = Field(None, examples=["before"])
-    """An earlier snapshot: then the bounds are on the change from it to `at`."""
+    """A snapshot before `at`: the change between the two counts instead of the value."""
     min: CounterValue | None = Field(None, examples=[1])
-    """At least this (the value, or its change)."""
+    """At least this (value, or change with `since`)."""
     max: CounterValue | None = Field(None, examples=[0])
     """At most this."""
-    equals: CounterValue | None = Field(None, examples=[1])
+    equals: CounterValue | None = Field(None, examples=[0])
     """Exactly this."""
 
 
@@ -829,7 +829,7 @@ class Expectation(Strict):
     program: ProgramMatch | None = None
     """A story program: started, exited, still running, what it printed."""
     counter: CounterMatch | None = None
-    """A kernel counter of a host (nstat's name) at a snapshot, or its change since an earlier one."""
+    """A kernel counter of a host's network namespace (snapshots), or its change between two snapshots."""
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""
