@@ -37,31 +37,42 @@ def _flags_by_client(run: Path, skip: str = "holder") -> dict[str, list[list[str
     return out
 
 
-@pytest.fixture(scope="module")
-def closewait_round_trip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """closewait run with a 2 s Windows timer; its draft from capture/all.pcapng; the draft's run."""
-    tmp = tmp_path_factory.mktemp("from-pcap-closewait")
+# The shipped labs a draft replays, with what CI sets for each; their flags, as the lab's story says.
+ROUND_TRIPS = {
+    "closewait": (["peers.win.fin_wait2_timeout=2s"],
+                  {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", ".", "R."]]}),
+    "closewait-linux": ([], {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", "."]]}),
+}
+
+
+@pytest.fixture(scope="module", params=list(ROUND_TRIPS))
+def round_trip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path, Path]:
+    """A shipped lab's run; its draft from capture/all.pcapng (every connection); the draft's run."""
+    lab: str = request.param
+    tmp = tmp_path_factory.mktemp(f"from-pcap-{lab}")
     first = tmp / "run"
-    proc = _run("closewait", first, isolated("closewait", shipped_labs()["closewait"])
-                + ["peers.win.fin_wait2_timeout=2s"])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = _run(lab, first, isolated(lab, shipped_labs()[lab]) + ROUND_TRIPS[lab][0])
+    # what is compared is the packets: an expectation of the shipped lab missing its timing by a hair (a loaded
+    # machine) is the library test's business, not this one's
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     draft = tmp / "draft.yaml"
     proc = lab_cmd("new", "--from-pcap", str(first / "capture" / "all.pcapng"), "--connection", "all",
                    "--out", str(draft), cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     second = tmp / "replay"
     proc = _run(str(draft), second, isolated("from-cw"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return first, draft, second
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return lab, first, draft, second
 
 
-def test_a_drafted_closewait_replays_every_connection_with_the_same_flags(
-        closewait_round_trip: tuple[Path, Path, Path]) -> None:
-    first, draft, second = closewait_round_trip
-    assert "fin_wait2_timeout: \"2s\"" in draft.read_text()
+def test_a_drafted_shipped_lab_replays_every_connection_with_the_same_flags(
+        round_trip: tuple[str, Path, Path, Path]) -> None:
+    lab, first, draft, second = round_trip
     before = _flags_by_client(first)
-    assert before == {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", ".", "R."]]}
+    assert before == ROUND_TRIPS[lab][1]
     assert _flags_by_client(second) == before
+    # the Windows timer is read off the capture (an RST 2 s after the FIN), a Linux peer stays Linux
+    assert ('fin_wait2_timeout: "2s"' in draft.read_text()) == (lab == "closewait")
 
 
 def test_the_field_report_drafted_and_run_shows_its_flag_sequence(tmp_path: Path) -> None:
