@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tcplab.observe.watch import PcapTail
-from tcplab.wire import ACK, FIN, PSH, SYN, PcapngWriter, RawPacket, decode_tcp, format_options, read_pcap
+from tcplab.wire import (ACK, FIN, PSH, SYN, PcapngWriter, RawPacket, decode_tcp, format_options, read_capture,
+                         read_pcap)
 
 MAC_A, MAC_B = bytes.fromhex("02420a000002"), bytes.fromhex("02420a000003")
 WIN7_SYN_OPTIONS = bytes([2, 4, 0x05, 0xB4, 1, 3, 3, 8, 1, 1, 4, 2])  # mss 1460,nop,wscale 8,nop,nop,sackOK
@@ -246,3 +247,57 @@ def test_tshark_reads_what_the_writer_wrote(tmp_path: Path) -> None:
     assert [(r[0], r[1][:17], int(r[2], 16), r[3]) for r in rows] == [
         ("server", "1795508889.500000", ACK, "step: win closes telnet"),
         ("server", "1795508889.600000", FIN | ACK, "")]
+
+
+# --- read_capture: pcap or pcapng, any link type a user's capture has -------------------------------
+
+def _pcapng_block(btype: int, body: bytes, e: str = "<") -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack(e + "II", btype, len(body) + 12) + body + struct.pack(e + "I", len(body) + 12)
+
+
+def test_read_capture_reads_the_merged_pcapng_with_interface_names(tmp_path: Path) -> None:
+    import io
+    buf = io.BytesIO()
+    w = PcapngWriter(buf, comment="steps")
+    a, b = w.add_interface("server"), w.add_interface("win")
+    w.add_packet(a, 10.5, tcp_frame("10.0.0.2", "10.0.0.3", 1, 2), 60, ["step: one"])
+    w.add_packet(b, 11.25, tcp_frame("10.0.0.3", "10.0.0.2", 2, 1), 60)
+    frames = list(read_capture(io.BytesIO(buf.getvalue())))
+    assert [(f.interface, f.raw.ts, f.raw.index) for f in frames] == [("server", 10.5, 1), ("win", 11.25, 2)]
+    assert decode_tcp(frames[1].raw) is not None
+
+
+def test_read_capture_big_endian_pcapng_with_nanoseconds_and_a_second_section() -> None:
+    import io
+    e = ">"
+    shb = _pcapng_block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1), e)
+    idb = _pcapng_block(1, struct.pack(e + "HHI", 1, 0, 0) + struct.pack(e + "HH", 9, 1) + b"\x09\0\0\0"
+                        + struct.pack(e + "HH", 0, 0), e)
+    frame = tcp_frame("10.0.0.3", "10.0.0.2", 1, 2)
+    ticks = 5_123_456_789
+    epb = _pcapng_block(6, struct.pack(e + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, 60, 60) + frame, e)
+    data = shb + idb + epb
+    frames = list(read_capture(io.BytesIO(data + data)))
+    assert len(frames) == 2 and abs(frames[0].raw.ts - 5.123456789) < 1e-9
+    assert all(decode_tcp(f.raw) is not None for f in frames)
+
+
+def test_read_capture_takes_linux_cooked_and_raw_ip_captures(tmp_path: Path) -> None:
+    import io
+    frame = tcp_frame("10.0.0.3", "10.0.0.2", 1, 2, flags=SYN)
+    ip = frame[14:]
+    for linktype, body in ((113, struct.pack("!HHH8sH", 4, 1, 6, bytes(8), 0x0800) + ip), (101, ip),
+                           (276, struct.pack("!HHIHBB8s", 0x0800, 0, 2, 1, 4, 6, bytes(8)) + ip)):
+        head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+        rec = struct.pack("<IIII", 1, 0, len(body), len(body)) + body
+        (got,) = list(read_capture(io.BytesIO(head + rec)))
+        t = decode_tcp(got.raw)
+        assert t is not None and (t.src, t.dst, t.flags) == ("10.0.0.3", "10.0.0.2", SYN), linktype
+
+
+def test_read_capture_refuses_what_is_neither() -> None:
+    import io
+    for data in (b"hello world, no capture here", b"ab"):
+        with pytest.raises(ValueError):
+            list(read_capture(io.BytesIO(data)))
