@@ -90,6 +90,8 @@ class _Conn:
     fin_ack: Packet | None = None  # the server's ACK of that FIN
     server_fin: Packet | None = None
     timer_rst: Packet | None = None  # the client's RST after its own FIN, the server never having sent one
+    refused: Packet | None = None  # the server's RST answering the SYN: nothing listens on the port
+    unanswered: list[Packet] = field(default_factory=list)  # the client's SYNs when nothing ever came back
     other: list[str] = field(default_factory=list)  # what cannot be reproduced, said as comments
 
     @property
@@ -132,12 +134,17 @@ def _read(n: int, c: Connection) -> _Conn:
                 and p.rel_ack == k.client_fin.rel_seq + len(k.client_fin.tcp.payload) + 1):
             k.fin_ack = p
         if t.flags & RST:
-            if mine and k.client_fin is not None and k.server_fin is None and k.timer_rst is None:
+            if not mine and k.syn is not None and k.refused is None and not any(
+                    q.tcp.src != cip for q in c.packets if q.ts < p.ts):
+                k.refused = p
+            elif mine and k.client_fin is not None and k.server_fin is None and k.timer_rst is None:
                 k.timer_rst = p
             else:
                 who = "client" if mine else "server"
                 k.other.append(f"the {who}'s RST [{p.flags}] at seq {p.rel_seq}, "
                                f"{p.rel_time:.3f} s into the capture (no step makes it)")
+    if k.syn is not None and all(q.tcp.src == cip and q.tcp.flags & SYN for q in c.packets):
+        k.unanswered = list(c.packets)
     if k.syn is None:
         k.other.append("the handshake (the capture starts inside the connection): the draft connects anew")
     if k.server_fin is not None and (k.client_fin is None or k.server_fin.ts < k.client_fin.ts):
@@ -294,17 +301,21 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
 
     # hosts
     hosts: list[tuple[str, dict[str, Value], list[str]]] = []
+    spec: dict[str, Value]
     ports: dict[str, list[int]] = {}
     for k in conns:
         ports.setdefault(k.server, [])
-        if k.port not in ports[k.server]:
+        if k.port not in ports[k.server] and k.refused is None:
             ports[k.server].append(k.port)
     addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
     for ip, h in names.items():
         notes: list[str] = []
-        if h in ports:
+        if h in ports and not ports[h]:
+            spec = {"image": "tcplab/server"}
+            notes.append("nothing listens here: every SYN to it was answered with an RST")
+        elif h in ports:
             lp = ports[h][0]
-            spec: dict[str, Value] = {"image": "tcplab/server", "program": {
+            spec = {"image": "tcplab/server", "program": {
                 "run": [SERVER_PROGRAM, str(lp), "5"], "name": "server", "ready": {"listen": lp}}}
             notes.append(f"could not infer the server's program: tcplab/server stands in for it on port {lp} "
                          "(single-threaded: it closes a connection after its peer does)")
@@ -351,20 +362,33 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
             events.append((k.client_fin.ts, 2, "close", k, k.client_fin))
         if k.timer_rst is not None:
             events.append((k.timer_rst.ts, 3, "rst", k, k.timer_rst))
+        if k.refused is not None:
+            events.append((k.refused.ts, 3, "exit", k, k.refused))
+        if k.unanswered:
+            events.append((k.unanswered[-1].ts, 3, "exit", k, k.unanswered[-1]))
     events.sort(key=lambda e: (e[0], e[1]))
     last = t0
     for ts, _, kind, k, p in events:
         gap = ts - last
-        if kind != "rst" and gap >= SILENCE:
+        if kind not in ("rst", "exit") and gap >= SILENCE:
             steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
                                 "title": f"silence of {_seconds(gap)}"},
                                note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         last = ts
         telnet = f"telnet{k.n}"
         if kind == "connect":
-            steps.append(_Item({"host": k.client, "start": ["telnet", k.server, str(k.port)], "as": telnet,
-                                "ready": {"log": "Connected to"},
-                                "title": f"{k.client} connects to {k.server} port {k.port}"},
+            if k.unanswered:
+                steps.append(_Item({"host": k.server, "firewall": "drop", "from": k.client, "port": k.port,
+                                    "as": f"drop{k.n}", "title": f"{k.server} drops {k.client}'s packets to port "
+                                                               f"{k.port}"},
+                                   note=f"could not infer why nothing came back to {len(k.unanswered)} SYNs: "
+                                        "a firewall that drops them stands in"))
+            start: dict[str, Value] = {"host": k.client, "start": ["telnet", k.server, str(k.port)], "as": telnet,
+                                       "ready": {"log": "Connected to"},
+                                       "title": f"{k.client} connects to {k.server} port {k.port}"}
+            if k.refused is not None or k.unanswered:
+                del start["ready"]  # it never connects
+            steps.append(_Item(start,
                                note="could not infer the client's program: telnet stands in; its port is the "
                                     f"kernel's choice (the capture's: {k.conn.key[1]})"))
         elif kind == "send" and p is not None:
@@ -378,6 +402,17 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         elif kind == "close":
             steps.append(_Item({"host": k.client, "stop": telnet, "title": f"{k.client} closes its connection"}))
             steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+        elif kind == "exit":
+            note = ""
+            timeout = "5s"
+            if k.unanswered:
+                span = k.unanswered[-1].ts - k.unanswered[0].ts
+                timeout = "150s"
+                note = (f"could not infer the client's tcp_syn_retries: the capture shows {len(k.unanswered)} SYNs "
+                        f"over {span:.1f} s; Linux's default gives up after ~130 s (shorten with --set "
+                        f"hosts.{k.client}.sysctls.net.ipv4.tcp_syn_retries=2)")
+            steps.append(_Item({"wait": {"exit": telnet}, "host": k.client, "timeout": timeout,
+                                "title": f"{k.client}'s connect() fails"}, note=note))
         elif kind == "rst":
             timer = timers.get(k.client, ts - last)
             steps.append(_Item({"wait": {"rst_from": k.client}, "timeout": _seconds(timer + 10),
@@ -441,6 +476,10 @@ def _story(conns: list[_Conn]) -> str:
     parts = []
     for k in conns:
         did = [f"{k.client} connects to {k.server} port {k.port}"]
+        if k.refused is not None:
+            did.append("refused: nothing listens there")
+        if k.unanswered:
+            did.append(f"nothing comes back to its {len(k.unanswered)} SYNs")
         if k.sends:
             did.append(f"sends {sum(len(p.tcp.payload) for p in k.sends)} bytes")
         if k.client_fin is not None:
@@ -469,6 +508,28 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
                 rule["without_options"] = ["TS"]
         out.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
                           "packet": rule}))
+        if k.refused is not None:
+            r = k.refused
+            delay = r.ts - k.syn.ts
+            out.append(_Item({"name": pre + "refused", "about": f"nothing listens on {s} port {port}: its kernel "
+                                                            f"answers the SYN with [{r.flags}]",
+                              "packet": {"from": s, "to": c, "port": port, "flags": r.flags, "after": pre + "syn",
+                                         "delay": _seconds(delay) if delay > ACK_AT_ONCE else "0s",
+                                         "tolerance": _seconds(max(0.05, delay / 10))}}))
+            out.append(_Item({"name": pre + "syn-once", "about": "a refused SYN is not retransmitted",
+                              "packet": {"from": c, "to": s, "port": port, "flags": "S",
+                                         "count": sum(1 for q in k.conn.packets if q.flags == "S")}}))
+            return out
+        if k.unanswered:
+            out.append(_Item({"name": pre + "syn-retransmits", "about": "unanswered, the SYN is retransmitted on the "
+                                                                    "client kernel's timer",
+                              "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-telnet{k.n}",
+                                         "intervals": "syn-backoff", "tolerance": "100ms"}},
+                             comments=[f"the capture's {len(k.unanswered)} SYNs, {_gaps(k.unanswered)} apart; "
+                                       "the draft expects the pattern of the sysctls the run reads"]))
+            out.append(_Item({"name": pre + "nothing-back", "about": f"{s} sends nothing back",
+                              "packet": {"from": s, "to": c, "port": port, "count": 0}}))
+            return out
         synack = next((p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN), None)
         if synack is not None:
             out.append(_Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
@@ -519,6 +580,10 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
                                                         f"seq {r.rel_seq}",
                           "packet": rule2}))
     return out
+
+
+def _gaps(packets: list[Packet]) -> str:
+    return ", ".join(f"{b.ts - a.ts:.1f}" for a, b in zip(packets, packets[1:])) + " s"
 
 
 def flag_sequences(capture: Capture, numbers: list[int] | None = None) -> list[list[str]]:

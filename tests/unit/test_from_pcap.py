@@ -156,3 +156,26 @@ def test_no_tcp_in_the_capture_is_refused(tmp_path: Path) -> None:
     wrpcap(str(path), [Ether() / IP(src=C, dst=S) / b"x"])
     with pytest.raises(CaptureError):
         read_capture_file(path)
+
+
+def test_a_refused_port_has_no_listener_and_unanswered_syns_meet_a_dropping_firewall(tmp_path: Path) -> None:
+    path = tmp_path / "refused.pcap"
+    wrpcap(str(path), [_seg(1.0, C, S, 40000, 8001, "S", 100),
+                       _seg(1.0002, S, C, 8001, 40000, "RA", 0, 101),
+                       *(_seg(2.0 + i, C, S, 40001, 8000, "S", 500) for i in (0, 1, 3, 7))])
+    draft = draft_lab(read_capture_file(path), [1, 2], "refused.pcap")
+    lab = _lab(draft.text)
+    # only the answered port's server listens (the refused one has nothing)
+    assert lab["hosts"]["server"]["program"]["run"] == ["/opt/lab/server", "8000", "5"]
+    steps = lab["steps"]
+    assert [next(k for k in ("start", "wait", "firewall") if k in s) for s in steps] == [
+        "start", "wait", "firewall", "start", "wait"]
+    assert "ready" not in steps[0] and steps[1]["wait"] == {"exit": "telnet1"}
+    assert steps[2] == {"host": "server", "firewall": "drop", "from": "client", "port": 8000, "as": "drop2",
+                        "title": "server drops client's packets to port 8000"}
+    assert "tcp_syn_retries" in draft.text and steps[4]["timeout"] == "150s"
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    assert rules["c1-refused"]["flags"] == "R." and rules["c1-refused"]["delay"] == "0s"
+    assert rules["c1-syn-once"]["count"] == 1
+    assert rules["c2-syn-retransmits"]["intervals"] == "syn-backoff"
+    assert rules["c2-nothing-back"] == {"from": "server", "to": "client", "port": 8000, "count": 0}
