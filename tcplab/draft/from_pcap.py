@@ -557,6 +557,8 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
                                  "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
         ack_rule = item.value["packet"]
         assert isinstance(ack_rule, dict)
+        if k.server_fin is not None:
+            del ack_rule["flags"]  # a server that closes at once may ack the FIN with its own FIN
         if delay > ACK_AT_ONCE:
             ack_rule["delay"] = _seconds(delay)
             ack_rule["tolerance"] = _seconds(max(0.05, delay / 10))

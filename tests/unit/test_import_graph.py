@@ -44,6 +44,9 @@ LAYERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     # peer kinds are asked by the model, the plan and the analysis, so they import none of them
     (("tcplab.peers",), ("tcplab.backend", "tcplab.plan", "tcplab.play", "tcplab.cli", "tcplab.report",
                          "tcplab.analysis", "tcplab.observe", "tcplab.export", "tcplab.runfiles")),
+    # a draft is made from a capture alone: no engine, no run, no command line
+    (("tcplab.draft",), ("tcplab.backend", "tcplab.plan", "tcplab.play", "tcplab.cli", "tcplab.report",
+                         "tcplab.export", "tcplab.runfiles")),
 ]
 DOCKER_SDK_ONLY_IN = "tcplab.backend"  # the one package that may import the Docker SDK (`docker`)
 
