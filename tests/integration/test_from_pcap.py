@@ -103,3 +103,23 @@ def test_the_field_report_drafted_and_run_shows_its_flag_sequence(tmp_path: Path
                                                          "steps.2.wait.seconds=0.5"])
     assert proc.returncode == 0, proc.stdout + proc.stderr  # every drafted expectation held
     assert _flags_by_client(run) == {"win": flag_sequences(read_capture_file(FIELD_REPORT))}
+
+
+def test_a_drafted_conversation_types_its_bytes_and_both_sides_close(tmp_path: Path) -> None:
+    """A Linux client's capture (made with scapy): connect, a line of text, close; the server closes too."""
+    from scapy.utils import wrpcap
+
+    from ..unit.test_from_pcap import _conversation
+
+    capture = tmp_path / "talk.pcap"
+    wrpcap(str(capture), _conversation(b'GET "x" \\ 1\r\n'))
+    draft = tmp_path / "talk.yaml"
+    proc = lab_cmd("new", "--from-pcap", str(capture), "--out", str(draft), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "run"
+    # its two silences (3 s, 2 s) shortened as the draft's comments say
+    proc = _run(str(draft), run, isolated("from-talk") + ["steps.1.wait.seconds=0.2", "steps.3.wait.seconds=0.2"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the payload, its seq, both FINs: every rule held
+    (conn,) = load_traffic(run).connections
+    assert b"".join(p.tcp.payload for p in conn.packets) == b'GET "x" \\ 1\r\n'
+    assert [p.src_host for p in conn.packets if "F" in p.flags] == ["client", "server"]
