@@ -24,6 +24,7 @@ def new_cmd(
 ) -> None:
     """Write a draft lab that replays a capture's connection(s); '# could not infer' marks its guesses."""
     from ..draft import CaptureError, draft_lab, list_connections, read_capture_file
+    from ..model import LabError
     try:
         capture = read_capture_file(from_pcap)
     except CaptureError as e:
@@ -44,7 +45,13 @@ def new_cmd(
                 out.print(f"  {line}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT)
         chosen = [1]
-    draft = draft_lab(capture, sorted(set(chosen)), from_pcap.name)
+    try:
+        draft = draft_lab(capture, sorted(set(chosen)), from_pcap.name)
+    except CaptureError as e:
+        die(EXIT_BAD_INPUT, f"--from-pcap {from_pcap}: {e}")
+    except LabError as e:  # a lab's own limits (steps, expectations): too much of the capture at once
+        die(EXIT_BAD_INPUT, f"--from-pcap {from_pcap}: no valid lab from these connections ({e}); "
+                            "choose fewer with --connection")
     target = out_file if out_file is not None else Path(f"{draft.name}.yaml")
     if target.is_dir():
         die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")

@@ -29,6 +29,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 SILENCE = 1.0  # seconds: a shorter gap between two actions is the steps' own pace, not a silence to replay
 ACK_AT_ONCE = 0.05  # seconds: an ACK this soon after a FIN is the kernel's own
 SERVER_PROGRAM = "/opt/lab/server"
+MAX_HOSTS = 16  # the model's limit
 WINDOWS_SYNS = {(8192, 8): "windows-7", (64240, 8): "windows-10", (65535, 8): "windows-10"}
 
 
@@ -274,6 +275,9 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
             prev = windows.get(k.client)
             if prev is None or prev[0] is None:
                 windows[k.client] = (syn, why)
+    if len(names) > MAX_HOSTS - 1:  # one more for a holder
+        raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
+                           "hosts: choose fewer with --connection")
     timers: dict[str, float] = {}
     for k in conns:
         if k.timer_rst is not None and k.client_fin is not None and k.client not in timers:

@@ -179,3 +179,11 @@ def test_a_refused_port_has_no_listener_and_unanswered_syns_meet_a_dropping_fire
     assert rules["c1-syn-once"]["count"] == 1
     assert rules["c2-syn-retransmits"]["intervals"] == "syn-backoff"
     assert rules["c2-nothing-back"] == {"from": "server", "to": "client", "port": 8000, "count": 0}
+
+
+def test_more_addresses_than_a_lab_holds_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "many.pcap"
+    wrpcap(str(path), [_seg(1.0 + i, f"10.1.1.{i + 2}", S, 40000, 9000, "S", 100) for i in range(16)])
+    proc = lab_cmd("new", "--from-pcap", str(path), "--connection", "all", cwd=tmp_path)
+    assert proc.returncode == 2 and "at most 16 hosts" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert list(tmp_path.iterdir()) == [path]
