@@ -16,11 +16,13 @@ def register(app: typer.Typer) -> None:
 
 
 def new_cmd(
-    from_pcap: Path = typer.Option(..., "--from-pcap", metavar="FILE", help="A capture (pcap or pcapng) to draft the lab from."),
+    from_pcap: Path = typer.Option(..., "--from-pcap", metavar="FILE",
+                                   help="A capture (pcap or pcapng) to draft the lab from."),
     connection: Optional[List[str]] = typer.Option(
         None, "--connection", metavar="N", help="The connection to replay, by its number (repeat it, or 'all'); "
                                    "without it a capture of several connections lists them."),
-    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PATH", help="Where to write (default ./<name>.yaml)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", metavar="PATH",
+                                            help="Where to write (default ./<name>.yaml)."),
 ) -> None:
     """Write a draft lab that replays a capture's connection(s); '# could not infer' marks its guesses."""
     from ..draft import CaptureError, draft_lab, list_connections, read_capture_file
