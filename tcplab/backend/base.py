@@ -89,6 +89,7 @@ class ContainerState:
     oom_killed: bool = False
     error: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    finished_at: float | None = None  # when it exited (epoch seconds), for one that did
 
     @property
     def running(self) -> bool:
@@ -119,6 +120,28 @@ class ImageRecord:
     base: str
     created: str
     built_now: bool
+    kind: str = "project"  # project (built from images/), pulled (local or pulled), built (a lab's Dockerfile)
+    reference: str = ""  # the name the lab gave it (pulled), or the extra tag of a built image ("" if none)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """An image to build from a lab's own Dockerfile, tagged ``repository:<hash of what goes in>`` so that an
+    unchanged context is not built again. ``dockerfile`` is relative to ``context``."""
+    context: Path
+    dockerfile: str
+    args: dict[str, str]
+    target: str | None
+    repository: str
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A host's image that is not one of the project's: ``reference`` pulled as ``pull`` says (missing,
+    always, never), or built by ``build`` (and also tagged ``reference`` when there is one)."""
+    reference: str | None
+    pull: str = "missing"
+    build: BuildRequest | None = None
 
 
 Progress = Callable[[str, str], None]  # (image, message): what an image build is doing
@@ -161,5 +184,6 @@ class Backend(Protocol):
     def deaths(self, selector: dict[str, str]) -> DeathStream: ...
     def ensure_images(self, images_dir: Path, names: set[str], progress: Progress,
                       force: bool = False) -> dict[str, ImageRecord]: ...
+    def ensure_image(self, request: ImageRequest, progress: Progress) -> ImageRecord: ...
     def image(self, name: str) -> tuple[str, str] | None: ...
     def attach_terminal(self, container: str, argv: list[str]) -> None: ...

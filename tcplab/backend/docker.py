@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
 
-from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, ImageRecord, LabeledObject, Progress,
-                   Removed)
+from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, ImageRecord, ImageRequest, LabeledObject,
+                   Progress, Removed)
 
 T = TypeVar("T")
 
@@ -159,7 +160,8 @@ class DockerBackend:
             raise EngineError(f"inspect {container}: Docker engine not reachable ({type(e).__name__})") from None
         st = info.get("State", {})
         return ContainerState(container, st.get("Status", "?"), st.get("ExitCode"), bool(st.get("OOMKilled")),
-                              st.get("Error", ""), info.get("Config", {}).get("Labels") or {})
+                              st.get("Error", ""), info.get("Config", {}).get("Labels") or {},
+                              _epoch(st.get("FinishedAt")) if st.get("Status") in ("exited", "dead") else None)
 
     def capabilities(self, container: str) -> list[str]:
         info = _engine_call(f"inspect {container}", lambda: self.api.inspect_container(container))
@@ -275,6 +277,15 @@ class DockerBackend:
 
         return ImageBuilder(self, images_dir, progress).ensure(names, force=force)
 
+    def ensure_image(self, request: ImageRequest, progress: Progress) -> ImageRecord:
+        """A host's own image: pulled as its policy says, or built from the lab's Dockerfile."""
+        from .images import ensure_built, ensure_pulled
+
+        if request.build is not None:
+            return ensure_built(self.api, request.build, request.reference, progress)
+        assert request.reference is not None
+        return ensure_pulled(self.api, request.reference, request.pull, progress)
+
     def image(self, name: str) -> tuple[str, str] | None:
         """The image's ID and creation time, or None when the engine has no such image."""
         import docker.errors
@@ -382,3 +393,16 @@ def parallel(fn: Callable[[str], None], items: list[str]) -> None:
         futures = [pool.submit(fn, i) for i in items]
     for f in futures:
         f.result()
+
+
+def _epoch(stamp: object) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds (``2026-12-01T05:40:01.123456789Z``) in epoch seconds."""
+    import datetime as dt
+
+    if not isinstance(stamp, str) or stamp.startswith("0001-"):
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
+    if not m:
+        return None
+    when = dt.datetime.fromisoformat(m.group(1) + (m.group(3).replace("Z", "+00:00")))
+    return when.timestamp() + float("0." + (m.group(2) or "0"))

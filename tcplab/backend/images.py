@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .base import EngineError, ImageRecord, Progress
+from .base import BuildRequest, EngineError, ImageRecord, Progress
 
 BASE_IMAGE = os.environ.get("TCPLAB_BASE_IMAGE", "tcplab/base:bookworm")
 LABEL_CONTEXT = "tcplab.context"
@@ -133,3 +133,138 @@ class ImageBuilder:
                 if m:
                     self.progress(name, f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:70]}")
         self.progress(name, "built")
+
+
+# --- a lab's own images: any reference (pulled or local), or built from the lab's Dockerfile ----------------
+
+LABEL_BUILT_FOR = "tcplab.built-for"  # on an image built from a lab's Dockerfile: the repository it was made as
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
+# what the classic builder says of itself between a step's own lines
+_BUILDER_CHATTER = re.compile(r"^\s*(---> |Running in [0-9a-f]+|Removing intermediate container|Successfully )")
+
+
+def _line(text: str, width: int = 200) -> str:
+    """Text from the engine or a build, safe and short enough for a one-line message."""
+    text = _ONE_LINE.sub(" ", " ".join(text.split()))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _inspect(api: Any, name: str) -> dict[str, Any] | None:
+    import docker.errors
+
+    try:
+        info: dict[str, Any] = api.inspect_image(name)
+        return info
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as e:
+        raise EngineError(f"image {name}: {_line(str(e.explanation or e))}") from None
+    except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
+        raise EngineError(f"image {name}: Docker engine not reachable ({type(e).__name__})") from None
+
+
+def ensure_pulled(api: Any, ref: str, pull: str, progress: Progress) -> ImageRecord:
+    """``ref`` on the engine: pulled when missing (``missing``), always (``always``) or never (``never``)."""
+    info = _inspect(api, ref)
+    pulled = False
+    if pull == "always" or (info is None and pull == "missing"):
+        _pull(api, ref, progress)
+        info = _inspect(api, ref)
+        pulled = True
+    if info is None:
+        if pull == "never":
+            raise EngineError(f"image {ref} is not on the engine and the lab says pull: never "
+                              "(build or pull it first, or set pull: missing)")
+        raise EngineError(f"image {ref}: the pull ended without the image")
+    return ImageRecord(ref, info["Id"], "", info.get("Created", ""), pulled, kind="pulled", reference=ref)
+
+
+def _pull(api: Any, ref: str, progress: Progress) -> None:
+    """Pull through the engine with the credentials of the Docker client's configuration (docker login)."""
+    import docker.errors
+
+    progress(ref, "pulling")
+    try:
+        for chunk in api.pull(ref, stream=True, decode=True):
+            if isinstance(chunk, dict) and "error" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                raise EngineError(f"image {ref}: the pull failed: {_line(str(detail))}")
+    except docker.errors.APIError as e:
+        raise EngineError(f"image {ref}: the pull failed: {_line(str(e.explanation or e))}") from None
+    except EngineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
+        raise EngineError(f"image {ref}: the pull failed ({type(e).__name__}: {_line(str(e))})") from None
+    progress(ref, "pulled")
+
+
+def build_hash(build: BuildRequest) -> str:
+    """What the image is made of: every file of the context (path and bytes), the Dockerfile's name, the
+    arguments and the target. Unchanged, the image is not built again."""
+    h = hashlib.sha256()
+    h.update(f"dockerfile={build.dockerfile}\0target={build.target or ''}\0".encode())
+    for key in sorted(build.args):
+        h.update(f"arg {key}={build.args[key]}\0".encode())
+    for path in sorted(build.context.rglob("*")):
+        rel = path.relative_to(build.context)
+        if path.is_file() and not path.is_symlink() and not _ignored(rel) and ".git" not in rel.parts:
+            h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def ensure_built(api: Any, build: BuildRequest, ref: str | None, progress: Progress) -> ImageRecord:
+    """The lab's image built from its Dockerfile (unless an image of the same content hash exists), tagged
+    ``repository:<hash>``, and ``ref`` too when the lab names it (as compose tags a built image)."""
+    tag = f"{build.repository}:{build_hash(build)}"
+    info = _inspect(api, tag)
+    built = info is None
+    if info is None:
+        _build_lab_image(api, build, tag, progress)
+        info = _inspect(api, tag)
+        if info is None:
+            raise EngineError(f"image {tag}: the build ended without the image")
+    if ref is not None:
+        repo, _, version = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+        try:
+            api.tag(info["Id"], repo, version or "latest", force=True)
+        except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
+            raise EngineError(f"image {tag}: could not tag it {ref}: {_line(str(e))}") from None
+    return ImageRecord(tag, info["Id"], "", info.get("Created", ""), built, kind="built", reference=ref or "")
+
+
+def _build_lab_image(api: Any, build: BuildRequest, tag: str, progress: Progress) -> None:
+    """Build through the engine's API, saying each step; a failing step is one line with its last output."""
+    import docker.errors
+
+    last: list[str] = []
+    step = ""
+    progress(tag, "building")
+    try:
+        stream = api.build(path=str(build.context), dockerfile=build.dockerfile, tag=tag, rm=True, forcerm=True,
+                           decode=True, buildargs=dict(build.args), target=build.target, pull=False,
+                           labels={LABEL_BUILT_FOR: build.repository})
+        for chunk in stream:
+            if "error" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                tail = " | ".join(_line(ln, 100) for ln in last[-3:])
+                where = f" at {step}" if step else ""
+                raise EngineError(f"image {tag}: the build failed{where}: {_line(str(detail))}"
+                                  + (f"; its last lines: {tail}" if tail else ""))
+            for line in str(chunk.get("stream", "")).splitlines():
+                if not line.strip():
+                    continue
+                m = _STEP.match(line)
+                if m:
+                    step = f"step {m.group(1)}/{m.group(2)} ({_line(m.group(3), 60)})"
+                    progress(tag, f"step {m.group(1)}/{m.group(2)}: {m.group(3)[:70]}")
+                    last = []
+                elif not _BUILDER_CHATTER.match(line):
+                    last.append(line)
+    except docker.errors.APIError as e:
+        raise EngineError(f"image {tag}: the build failed: {_line(str(e.explanation or e))}") from None
+    except EngineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
+        raise EngineError(f"image {tag}: the build failed ({type(e).__name__}: {_line(str(e))})") from None
+    progress(tag, "built")

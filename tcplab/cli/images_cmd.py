@@ -8,7 +8,9 @@ import typer
 from .common import EXIT_ENVIRONMENT, die, engine, err, out, say
 
 if TYPE_CHECKING:
-    from ..backend.base import Backend
+    from pathlib import Path
+
+    from ..backend.base import Backend, ImageRequest
     from ..model import Lab
 
 
@@ -20,8 +22,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
 
 
-def ensure_images(backend: Backend, names: set[str]) -> dict[str, dict[str, Any]]:
-    """Build what is missing or stale among ``names`` (with progress on a terminal); what images.json records."""
+def ensure_images(backend: Backend, names: set[str], requests: dict[str, ImageRequest] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Build what is missing or stale among the project's images ``names``, then pull or build each host's own
+    image of ``requests`` (host -> what it needs), with progress on a terminal; what images.json records."""
     from contextlib import nullcontext
 
     from ..paths import IMAGES_DIR
@@ -37,7 +41,7 @@ def ensure_images(backend: Backend, names: set[str]) -> dict[str, dict[str, Any]
 
     def report(image: str, msg: str) -> None:
         if display is None:
-            if msg in ("building", "built") or msg.startswith("mmdebstrap"):
+            if msg in ("building", "built", "pulling", "pulled") or msg.startswith("mmdebstrap"):
                 say(f"image {image}: {msg}")
             return
         if image not in tasks:
@@ -48,13 +52,31 @@ def ensure_images(backend: Backend, names: set[str]) -> dict[str, dict[str, Any]
 
     with display if display is not None else nullcontext():
         records = backend.ensure_images(IMAGES_DIR, names, report)
-    return {name: {"id": r.id, "base": r.base, "created": r.created, "built_now": r.built_now}
+        out: dict[str, dict[str, Any]] = {
+            name: {"id": r.id, "base": r.base, "created": r.created, "built_now": r.built_now, "kind": r.kind}
             for name, r in records.items()}
+        for host, request in (requests or {}).items():
+            r = backend.ensure_image(request, report)
+            entry = out.setdefault(r.name, {"id": r.id, "base": r.base, "created": r.created,
+                                            "built_now": r.built_now, "kind": r.kind, "hosts": []})
+            if r.reference and r.reference != r.name:
+                entry["reference"] = r.reference
+            entry.setdefault("hosts", []).append(host)
+    return out
 
 
 def lab_images(lab: Lab) -> set[str]:
-    """The images a lab's containers run: its hosts' and the sidecars' (tcplab/tools)."""
-    return {h.image for h in lab.hosts.values()} | {"tcplab/tools"}
+    """The project's images a lab's containers run: its project hosts' and the sidecars' (tcplab/tools)."""
+    from ..plan import project_images
+
+    return project_images(lab)
+
+
+def lab_image_requests(lab: Lab, lab_path: Path) -> dict[str, ImageRequest]:
+    """The hosts' own images (pulled, local or built), with build contexts beside the lab file."""
+    from ..plan import image_requests
+
+    return image_requests(lab, lab_path.resolve().parent)
 
 
 def images_build(force: bool = typer.Option(False, "--force", help="Rebuild even when up to date.")) -> None:

@@ -37,9 +37,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     from ..play.session import StepFailure
     from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
         interrupts_tear_down
-    from .images_cmd import ensure_images, lab_images
+    from .images_cmd import ensure_images, lab_image_requests, lab_images
 
-    lab, resolved, _ = resolve_lab(lab_name, sets)
+    lab, resolved, lab_path = resolve_lab(lab_name, sets)
     if not lab.expect:
         say(f"{lab.name} has no expectations: `lab run` only checks that its steps play")
     interrupts_tear_down()
@@ -49,7 +49,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     step_failed: str | None = None
     try:
         try:
-            images = ensure_images(backend, lab_images(lab))
+            images = ensure_images(backend, lab_images(lab), lab_image_requests(lab, lab_path))
             try:
                 lab_run = bring_up(lab, resolved, backend, rd_path, images, say)
             except StepFailure as e:  # bring_up collected what there was and removed everything

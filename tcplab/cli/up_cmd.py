@@ -9,7 +9,7 @@ import typer
 
 from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, SetOpt, die, engine, interrupts_tear_down, \
     out, resolve_lab, say
-from .images_cmd import ensure_images, lab_images
+from .images_cmd import ensure_images, lab_image_requests, lab_images
 
 if TYPE_CHECKING:
     from ..model import Lab
@@ -29,12 +29,12 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     from ..play.checkpoints import checkpoint
     from ..play.lifecycle import bring_up
 
-    lab, resolved, _ = resolve_lab(lab_name, sets)
+    lab, resolved, lab_path = resolve_lab(lab_name, sets)
     interrupts_tear_down()
     try:
         backend = engine()
         checkpoint("images")
-        images = ensure_images(backend, lab_images(lab))
+        images = ensure_images(backend, lab_images(lab), lab_image_requests(lab, lab_path))
         run = bring_up(lab, resolved, backend, out_dir, images, say)
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
@@ -54,7 +54,7 @@ def up_hints(lab: Lab, run_dir: str) -> list[str]:
 
     from ..model import StartStep
 
-    started = [h for h, host in lab.hosts.items() if host.program is not None]
+    started = [h for h, host in lab.hosts.items() if host.program_name is not None]
     started += [s.host for s in lab.steps if isinstance(s, StartStep)]
     host = (started or list(lab.hosts))[0]
     return [f"lab status {lab.name}", f"lab exec {lab.name} {host} -- netstat -tanp", f"lab shell {lab.name} {host}",

@@ -138,10 +138,30 @@ def healthcheck(name: str, ready: Ready) -> dict[str, Any]:
     return {"test": test, "interval": "1s", "timeout": "5s", "retries": max(1, math.ceil(ready.timeout))}
 
 
-def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, images_context: str) -> dict[str, Any]:
+def own_image_sections(lab: Lab, host: str, lab_dir: str) -> dict[str, Any]:
+    """A host of the lab's own image as compose has it: ``build`` (its context relative to the compose file,
+    ``lab_dir`` being the lab file's directory from there) and ``pull_policy``."""
+    h = lab.hosts[host]
+    if h.build is None:
+        return {"pull_policy": h.pull}
+    context = (Path(lab_dir) / h.build.context).as_posix()
+    build: dict[str, Any] = {"context": context if context.startswith((".", "/")) else f"./{context}"}
+    if h.build.dockerfile != "Dockerfile":
+        build["dockerfile"] = h.build.dockerfile
+    if h.build.args:
+        build["args"] = dict(h.build.args)
+    if h.build.target:
+        build["target"] = h.build.target
+    return {"build": build, "pull_policy": "build" if h.image is None else h.pull}
+
+
+def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, images_context: str,
+               lab_dir: str = ".") -> dict[str, Any]:
     role = spec.labels.get(LABEL_ROLE, "")
     host = spec.labels.get(LABEL_HOST, "")
-    program = lab.hosts[host].program if role == "host" and host in lab.hosts else None
+    own = role == "host" and host in lab.hosts and lab.hosts[host].own_program
+    # labrun starts a project host's program; a host of the lab's own image runs its image's program itself
+    program = lab.hosts[host].program if role == "host" and host in lab.hosts and not own else None
     svc: dict[str, Any] = {"image": spec.image}
     if role == "tracer":
         svc["profiles"] = [TRACER_PROFILE]
@@ -151,7 +171,7 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
         svc["init"] = True
     if spec.user:
         svc["user"] = spec.user
-    command = program_command(program.name, program.run) if program is not None else spec.command
+    command = program_command(program.name, program.run) if program is not None and program.run else spec.command
     if command is not None:
         svc["command"] = list(command)
     if spec.joins:
@@ -190,6 +210,8 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
     if program is not None and program.ready is not None:
         svc["healthcheck"] = healthcheck(program.name, program.ready)
     svc = escape(svc)
+    if own:
+        return {"image": svc.pop("image"), **escape(own_image_sections(lab, host, lab_dir)), **svc}
     build = build_section(spec.image, images_context)
     if build is not None:
         svc = {"image": svc.pop("image"), "build": build, **svc}
@@ -333,7 +355,8 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         "  docker-compose down -v   # removes every container and the network",
         "",
     ]
-    programs = {h: host.program.run for h, host in lab.hosts.items() if host.program}
+    programs = {h: host.program.run for h, host in lab.hosts.items()
+                if host.program and host.program.run and not host.own_program}
     if programs:
         # one line each, never wrapped: the argv exactly, as a shell reads it
         parts += ["Host programs start with their containers (lab up starts them before step 1):",
@@ -375,7 +398,9 @@ def _service_comment(spec: ContainerSpec, lab: Lab, sidecar: SidecarPlan | None)
     if sidecar is None:
         h = lab.hosts[host]
         text = f"host {host}, {lab.host_ip(host)}"
-        if h.program:
+        if h.own_program:
+            text += f": it runs its image's own program ({h.program_name}; its log is the container's)"
+        elif h.program:
             text += f": its program {h.program.name} runs under labrun (logs in /var/log/lab/)"
         note = peer_kind(h.peer.os).host_note(h.peer)
         if note:
@@ -389,9 +414,10 @@ def _service_comment(spec: ContainerSpec, lab: Lab, sidecar: SidecarPlan | None)
 
 
 def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name: str | None = None,
-                   images_context: str = "../images", sets: Iterable[str] = ()) -> ComposeExport:
+                   images_context: str = "../images", sets: Iterable[str] = (), lab_dir: str = ".") -> ComposeExport:
     """The compose file of ``lab``. ``source`` names the lab file in the header (keep it relative);
-    ``images_context`` is the ``images/`` directory relative to where the file is written."""
+    ``images_context`` is the ``images/`` directory and ``lab_dir`` the lab file's directory (where its
+    build contexts are), both relative to where the file is written."""
     plan, rd, names = export_plan(lab)
     containers: list[tuple[ContainerSpec, SidecarPlan | None]] = [(h.spec, None) for h in plan.hosts]
     containers += [(s.spec, s) for s in plan.sidecars()]
@@ -400,7 +426,7 @@ def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name
         name = service_name(names, spec.name)
         if name in services:
             raise ExportError(f"two containers would be service {name!r}: rename a host")
-        services[name] = (spec, sidecar, to_service(spec, lab, rd, names, images_context))
+        services[name] = (spec, sidecar, to_service(spec, lab, rd, names, images_context, lab_dir))
     text = header(lab, source, file_name or f"{lab.name}.yml", images_context, list(sets))
     text += "\nservices:\n"
     for i, (name, (spec, sidecar, body)) in enumerate(services.items()):
@@ -418,4 +444,6 @@ def export_to(target: Path, lab: Lab, resolved: dict[str, Any], lab_path: Path,
         source = lab_path.resolve().relative_to(HOME.resolve()).as_posix()
     except ValueError:
         source = lab_path.name
-    return export_compose(lab, resolved, source=source, file_name=target.name, images_context=images, sets=sets)
+    lab_dir = Path(os.path.relpath(lab_path.resolve().parent, target.parent.resolve())).as_posix()
+    return export_compose(lab, resolved, source=source, file_name=target.name, images_context=images, sets=sets,
+                          lab_dir=lab_dir)

@@ -91,11 +91,16 @@ class Ready(Strict):
 
 
 class Program(Strict):
-    """The host's own program, started before the first step (for the server: the server)."""
+    """The host's own program, started before the first step (for the server: the server).
+
+    On a host of one of the project's images (``tcplab/server``, ...) tcplab starts ``run`` under labrun.
+    On a host of any other image (pulled, local or built) the program is the container's own main
+    process: the image's ENTRYPOINT with its CMD, or with ``run`` in place of the CMD (as compose's
+    ``command:``: the entrypoint stays); its output is the container's log, its exit the container's."""
     # the program's source, from the project's top; the loader checks that the host's image copies it
     # (tcplab builds no program itself: see model/build.py)
     build: Annotated[str, AfterValidator(_project_path)] | None = None
-    run: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    run: Annotated[list[Arg], Field(min_length=1, max_length=64)] | None = None
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
               Annotated[str, StringConstraints(max_length=4096)]] = {}
     ready: Ready | None = None
@@ -127,13 +132,101 @@ class Limits(Strict):
 SysctlKey = Annotated[str, StringConstraints(pattern=r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$")]
 
 
+PROJECT_IMAGES = "tcplab/"  # the project's own images: built from images/ by tcplab, never pulled
+# A Docker image reference, as the engine's reference grammar has it: [registry[:port]/]path[:tag][@digest]; the
+# first part is a registry only when it has a dot or a port, or is localhost (else it is part of the path).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*"
+                   r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_REGISTRY = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?")
+
+
+def _image_reference(value: str) -> str:
+    first, slash, rest = value.partition("/")
+    registry = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    ok = (_REGISTRY.fullmatch(first) is not None and _PATH.fullmatch(rest) is not None) if registry \
+        else _PATH.fullmatch(value) is not None
+    if len(value) > 255 or not ok:
+        raise ValueError(f"{value[:60]!r} is not an image reference (write e.g. myorg/svc:1.0, "
+                         "registry.example.com:5000/team/svc:2 or postgres@sha256:<64 hex digits>)")
+    if value.startswith(PROJECT_IMAGES) and not re.fullmatch(r"tcplab/[a-z0-9][a-z0-9_-]{0,40}", value):
+        raise ValueError(f"'{value[:60]}': the names tcplab/... are the project's own images (tcplab/server, "
+                         "tcplab/client, tcplab/tools), which take no tag")
+    return value
+
+
+ImageRef = Annotated[str, AfterValidator(_image_reference)]
+
+
+def _lab_relative(value: str) -> str:
+    """A path inside the lab file's directory, relative to it: no absolute path, no way out with '..'."""
+    if (value.startswith("/") or value.startswith("~") or "\\" in value or ".." in value.split("/")
+            or not re.fullmatch(r"[A-Za-z0-9_.@+/-]{1,200}", value)):
+        raise ValueError(f"{value[:40]!r} is not a path inside the lab file's directory (write it relative to "
+                         "that directory, without '..', e.g. svc or docker/svc)")
+    return value
+
+
+LabPath = Annotated[str, AfterValidator(_lab_relative)]
+BuildArgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class Build(Strict):
+    """An image built from a Dockerfile beside the lab file (compose's ``build:``): ``context`` is a folder
+    relative to the lab file's directory, ``dockerfile`` a file relative to the context, ``args`` the build
+    arguments (plain strings), ``target`` a stage of a multi-stage Dockerfile."""
+    context: LabPath = "."
+    dockerfile: LabPath = "Dockerfile"
+    args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=4096)]] = {}
+    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+
+
+def _build(value: object) -> object:
+    """``build: svc`` is short for ``build: {context: svc}``, as in compose."""
+    return {"context": value} if isinstance(value, str) else value
+
+
+Capability = Literal["NET_ADMIN", "NET_RAW"]  # all a lab file may add: a lab file may come from a stranger
+
+
 class Host(Strict):
-    image: Annotated[str, StringConstraints(pattern=r"^tcplab/[a-z0-9][a-z0-9_-]{0,40}$")]
+    """A container on the lab's network. ``image``: one of the project's images (``tcplab/server``, ...), or
+    any image reference (local, or pulled as ``pull`` says with the engine's credentials); ``build``: an
+    image built from a Dockerfile beside the lab file (with ``image`` too, the built image is also tagged
+    so, as compose does). A host whose image is not the project's runs the image's own program."""
+    image: ImageRef | None = None
+    build: Annotated[Build, BeforeValidator(_build)] | None = None
+    pull: Literal["missing", "always", "never"] = "missing"
+    cap_add: Annotated[list[Capability], Field(max_length=2)] = []
     program: Program | None = None
     peer: Peer = Peer()
     sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = {}
     limits: Limits = Limits()
     ip: ipaddress.IPv4Address | None = None
+
+    @property
+    def image_kind(self) -> Literal["project", "pulled", "built"]:
+        """``project``: one of tcplab's images, built from images/; ``built``: from the lab's own Dockerfile;
+        ``pulled``: any other image, local or pulled."""
+        if self.build is not None:
+            return "built"
+        if self.image is not None and self.image.startswith(PROJECT_IMAGES):
+            return "project"
+        return "pulled"
+
+    @property
+    def own_program(self) -> bool:
+        """The container's main process is the image's own program (not tcplab's agent or a sleep)."""
+        return self.image_kind != "project"
+
+    @property
+    def program_name(self) -> str | None:
+        """The name of the host's own program: ``program.name``; a host running its image's own program
+        without a ``program:`` calls it ``program``; None for a project host without one."""
+        if self.program is not None:
+            return self.program.name
+        return "program" if self.own_program else None
 
 
 class Capture(Strict):

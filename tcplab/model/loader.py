@@ -17,10 +17,11 @@ from . import messages, yamlread
 from .build import check_build
 from ..peers import peer_kind
 from .errors import LabError
-from .lab import EXPECTATION_KINDS, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
+from .lab import EXPECTATION_KINDS, PROJECT_IMAGES, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
 from .yamlread import MAX_FILE_BYTES
 
-__all__ = ["MAX_FILE_BYTES", "apply_set", "check_references", "load_lab", "parse_yaml", "validate"]
+__all__ = ["MAX_FILE_BYTES", "apply_set", "check_build_contexts", "check_references", "load_lab", "parse_yaml",
+           "validate"]
 
 
 def parse_yaml(text: str, file: str) -> dict[str, Any]:
@@ -105,7 +106,51 @@ def apply_set(data: dict[str, Any], assignment: str, file: str) -> dict[str, Any
 
 # --- validation ----------------------------------------------------------
 
+# What compose users write that a lab file may never ask for, and why: a lab file may come from a stranger.
+_STRANGER = "a lab file may come from a stranger, so it cannot ask for"
+FORBIDDEN_HOST_FIELDS: dict[str, str] = {
+    "privileged": f"{_STRANGER} privileged mode",
+    "network_mode": f"{_STRANGER} another network (the host's, a container's): a lab host is on the lab's network",
+    "pid": f"{_STRANGER} the host's (or another container's) PID namespace",
+    "ipc": f"{_STRANGER} the host's (or another container's) IPC namespace",
+    "uts": f"{_STRANGER} the host's UTS namespace",
+    "cgroup": f"{_STRANGER} the host's cgroup namespace",
+    "cgroup_parent": f"{_STRANGER} a cgroup of its choosing",
+    "userns_mode": f"{_STRANGER} the host's user namespace",
+    "volumes": f"{_STRANGER} mounts of the host's files or volumes",
+    "volumes_from": f"{_STRANGER} another container's volumes",
+    "devices": f"{_STRANGER} the host's devices",
+    "device_cgroup_rules": f"{_STRANGER} the host's devices",
+    "security_opt": f"{_STRANGER} security options (seccomp, AppArmor, SELinux off)",
+    "cap_drop": "tcplab decides which capabilities a host drops",
+    "tmpfs": "tcplab mounts nothing a lab file asks for",
+    "sysctls_host": f"{_STRANGER} the host's kernel settings",
+}
+
+
+def _refuse_host_powers(data: dict[str, Any], file: str) -> None:
+    """Fields of compose that would give a lab's container power over the machine: refused by name, with why,
+    before anything else (so a user from compose reads why, not 'unknown field')."""
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict):
+        return
+    for name, host in hosts.items():
+        if not isinstance(host, dict):
+            continue
+        for key in host:
+            if key in FORBIDDEN_HOST_FIELDS:
+                raise LabError(file, f"hosts.{name}.{key}", f"not allowed: {FORBIDDEN_HOST_FIELDS[key]}")
+        caps = host.get("cap_add")
+        if isinstance(caps, list):
+            for i, cap in enumerate(caps):
+                if isinstance(cap, str) and cap.upper().removeprefix("CAP_") not in ("NET_ADMIN", "NET_RAW"):
+                    raise LabError(file, f"hosts.{name}.cap_add.{i}",
+                                   f"not allowed: {messages.clip(cap, 30)}: {_STRANGER} capabilities beyond "
+                                   "NET_ADMIN and NET_RAW")
+
+
 def validate(data: dict[str, Any], file: str) -> Lab:
+    _refuse_host_powers(data, file)
     try:
         lab = Lab.model_validate(data)
     except ValidationError as e:
@@ -122,12 +167,25 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
     project's files: each host's image is one of them and each ``program.build`` is copied by its image.
     """
     hosts = lab.hosts
+    for name, host in hosts.items():
+        if host.image is None and host.build is None:
+            raise LabError(file, f"hosts.{name}.image", "a host needs an image (e.g. tcplab/server, myorg/svc:1.0) "
+                           "or a build (a folder with a Dockerfile, beside the lab file)")
+        if host.build is not None and host.image is not None and host.image.startswith(PROJECT_IMAGES):
+            raise LabError(file, f"hosts.{name}.image", f"'{host.image}' is one of the project's images: a built "
+                           "image cannot take its name (drop image:, or name it e.g. myorg/svc:dev)")
+        if host.image_kind == "project" and host.program is not None and host.program.run is None:
+            raise LabError(file, f"hosts.{name}.program.run", f"{host.image} has no program of its own: say what "
+                           "to run (e.g. run: [server, '9000'])")
+        if host.own_program and host.program is not None and host.program.build is not None:
+            raise LabError(file, f"hosts.{name}.program.build", "program.build names a source file of the "
+                           "project's images; this host's image is its own (say how it is made with build:)")
     if known_images is not None:
         for name, host in hosts.items():
-            if host.image not in known_images:
+            if host.image_kind == "project" and host.image not in known_images:
                 raise LabError(file, f"hosts.{name}.image",
                                f"unknown image '{host.image}' (known: {', '.join(sorted(known_images))})")
-            if host.program is not None and host.program.build is not None:
+            if host.image is not None and host.program is not None and host.program.build is not None:
                 wrong = check_build(host.program.build, host.image, paths.HOME, paths.IMAGES_DIR)
                 if wrong:
                     raise LabError(file, f"hosts.{name}.program.build", wrong)
@@ -145,8 +203,8 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
             raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)
     story = StorySoFar(list(hosts))
     for name, host in hosts.items():
-        if host.program:
-            story.started[(name, host.program.name)] = -1
+        if host.program_name is not None:
+            story.started[(name, host.program_name)] = -1
     for i, step in enumerate(lab.steps):
         where = f"steps.{i}"
         on = getattr(step, "host", None)  # every kind that names a host names one of the lab's
@@ -236,10 +294,10 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
 def _check_program(lab: Lab, file: str, where: str, pm: ProgramMatch) -> None:
     """The program is one of its host's: the host's own or one a step starts there; it says one thing."""
     host = lab.hosts[pm.host]
-    names = ([host.program.name] if host.program else []) + [
+    names = ([host.program_name] if host.program_name else []) + [
         s.as_ for s in lab.steps if isinstance(s, StartStep) and s.host == pm.host]
     if pm.name not in names:
-        elsewhere = sorted({h for h, other in lab.hosts.items() if other.program and other.program.name == pm.name}
+        elsewhere = sorted({h for h, other in lab.hosts.items() if other.program_name == pm.name}
                            | {s.host for s in lab.steps if isinstance(s, StartStep) and s.as_ == pm.name})
         known = f"programs of {pm.host}: {', '.join(dict.fromkeys(names))}" if names else f"{pm.host} runs no program"
         hint = f"; it runs on {', '.join(elsewhere)}" if elsewhere else ""
@@ -266,9 +324,33 @@ def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] 
         lab = validate(data, file)
         if known_images is not None:
             check_references(lab, file, known_images)
+        check_build_contexts(lab, file, Path(path).resolve().parent)
     except LabError as e:
         raise _blame_set(e, sets) from None
     return lab, data
+
+
+def check_build_contexts(lab: Lab, file: str, lab_dir: Path) -> None:
+    """Each ``build`` context is a folder inside the lab file's directory (links resolved: none leads out),
+    with its Dockerfile inside the context."""
+    top = lab_dir.resolve()
+    for name, host in lab.hosts.items():
+        if host.build is None:
+            continue
+        where = f"hosts.{name}.build"
+        context = (top / host.build.context).resolve()
+        if not context.is_relative_to(top):
+            raise LabError(file, f"{where}.context", f"{host.build.context} leads out of the lab file's directory "
+                           "(a link?): a build context stays inside it")
+        if not context.is_dir():
+            raise LabError(file, f"{where}.context", f"no folder {host.build.context} beside the lab file "
+                           "(a build context is relative to the lab file's directory)")
+        dockerfile = (context / host.build.dockerfile).resolve()
+        if not dockerfile.is_relative_to(context):
+            raise LabError(file, f"{where}.dockerfile", f"{host.build.dockerfile} leads out of the build context")
+        if not dockerfile.is_file():
+            raise LabError(file, f"{where}.dockerfile", f"no file {host.build.dockerfile} in the build context "
+                           f"{host.build.context}")
 
 
 def _blame_set(e: LabError, sets: list[str]) -> LabError:

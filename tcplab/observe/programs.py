@@ -23,7 +23,7 @@ from ..runfiles import programs as program_events
 from ..runfiles.programs import ExitEvent, OutputEvent, ProgramEvent, RunningEvent, StartEvent
 
 if TYPE_CHECKING:
-    from ..backend.base import ExecResult
+    from ..backend.base import Backend, ExecResult
 
 LOG_DIR = "/var/log/lab"  # in the host: where labrun writes each program's output and exit
 EXIT_SUFFIX = ".exit"
@@ -62,7 +62,7 @@ def parse_exit_file(text: str) -> list[tuple[int, int, float]]:
     return out
 
 
-def record_start(rd: RunDir, host: str, name: str, pid: int, argv: list[str], step: int | None,
+def record_start(rd: RunDir, host: str, name: str, pid: int | None, argv: list[str], step: int | None,
                  at: float) -> None:
     program_events.append(rd, [StartEvent(event="start", host=host, name=name, pid=pid, argv=list(argv), step=step,
                                           time=at)])
@@ -148,6 +148,48 @@ class ProgramOutput:
 
     def last_lines(self) -> str:
         return last_lines(self.text + self.partial)
+
+
+class ContainerOutput(ProgramOutput):
+    """The output of a host's image's own program: its container's log (stdout and stderr), read whole."""
+
+    def __init__(self, backend: "Backend", container: str, name: str) -> None:
+        super().__init__(lambda argv: backend.exec(container, argv), name)
+        self._backend = backend
+        self._container = container
+        self.path = f"the log of {container}"
+
+    def poll(self) -> None:
+        from ..backend.base import EngineError
+
+        self.read = True
+        try:
+            text = self._backend.logs(self._container)
+        except EngineError:
+            return
+        done, newline, rest = text.rpartition("\n")
+        self.text = (done + newline)[-self.KEEP:]
+        self.partial = rest
+        self.complete_lines = self.text.count("\n")
+
+
+def record_container_program(rd: RunDir, host: str, name: str, output: bytes, status: int | None,
+                             ended: float | None, at: float) -> None:
+    """A host's image's own program at collection: its exit (the container's status, at the container's
+    end) or that it still runs, and its output (the container's log)."""
+    new: list[ProgramEvent] = []
+    if status is not None:
+        new.append(ExitEvent(event="exit", host=host, name=name, pid=None, status=status, signal=signal_name(status),
+                             time=ended if ended is not None else at))
+    else:
+        new.append(RunningEvent(event="running", host=host, name=name, pid=None, time=at))
+    path = rd.program_log(host, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(output)
+    new.append(OutputEvent(event="output", host=host, name=name, file=str(path.relative_to(rd.path)),
+                           bytes=len(output), lines=output.count(b"\n") + (1 if output and not output.endswith(b"\n")
+                                                                            else 0), time=at))
+    program_events.append(rd, new)
 
 
 # --- reading ---------------------------------------------------------------------------------

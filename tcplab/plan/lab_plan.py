@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Mapping
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR
 from ..backend.base import ContainerSpec, Mount
@@ -28,9 +28,9 @@ from ..observe.tracer import TRACEFS, StateTracer, instance_name
 from ..peers import peer_kind
 from ..peers.base import PeerSidecar
 from ..rundir import RunDir
+from .images import TOOLS_IMAGE, host_image
 from .names import RunNames
 
-TOOLS_IMAGE = "tcplab/tools"  # the sidecars' image: tcpdump, the tracer, the peers' programs
 SIDECAR_PIDS = 64
 CAPTURE_MEMORY = "128m"
 TRACER_MEMORY = "128m"
@@ -119,10 +119,12 @@ ArtifactMount = Callable[[str, str], Mount]
 
 
 def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = False,
-             agents: Collection[str] = ()) -> LabPlan:
+             agents: Collection[str] = (), images: Mapping[str, str] | None = None) -> LabPlan:
     """The plan of one run of ``lab``. ``volumes``: the engine does not share this machine's files, so the
     sidecars write into volumes of the run; ``agents``: the hosts whose agent directory is ready in the run
-    directory (they run the agent as their main process, see :mod:`tcplab.backend.agent`)."""
+    directory (they run the agent as their main process, see :mod:`tcplab.backend.agent`; a host running
+    its image's own program never does); ``images``: the image each host runs by ID, once the engine made
+    them (else by name)."""
     artifacts: dict[str, ArtifactDir] = {}
 
     def writes(kind: str, folder: str) -> Mount:
@@ -136,29 +138,42 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
     ips = {h: str(lab.host_ip(h)) for h in lab.hosts}
     hosts = []
     for name in lab.hosts:
-        agent = run_dir.agent_dir(name) if name in agents else None
+        agent = run_dir.agent_dir(name) if name in agents and not lab.hosts[name].own_program else None
         peer = lab.hosts[name].peer
         sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
-        hosts.append(HostPlan(name, host_spec(lab, name, names, ips[name], agent), tuple(sidecars)))
+        image = (images or {}).get(name) or host_image(lab, name)
+        hosts.append(HostPlan(name, host_spec(lab, name, names, ips[name], agent, image), tuple(sidecars)))
     tracer = tracer_sidecar(lab, names, ips, writes)
     return LabPlan(NetworkPlan(names.network, str(lab.network.subnet), names.labels("network")), tuple(hosts),
                    tracer, tuple(artifacts.values()), names.labels("artifacts"))
 
 
-def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | None) -> ContainerSpec:
+def host_command(lab: Lab, name: str, agent_dir: Path | None) -> list[str] | None:
+    """The host's main process: a project host's is the agent (or a sleep) and its program starts later; a
+    host of the lab's own image runs that image's program (None: its entrypoint and command; ``program.run``
+    replaces the command and keeps the entrypoint, as compose's ``command:``)."""
+    host = lab.hosts[name]
+    if host.own_program:
+        return list(host.program.run) if host.program is not None and host.program.run is not None else None
+    return list(AGENT_COMMAND) if agent_dir is not None else ["sleep", "infinity"]
+
+
+def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | None,
+              image: str | None = None) -> ContainerSpec:
     """A lab host: its image on the lab's network, its peer kind's sysctls and the lab's own (which win)."""
     host = lab.hosts[name]
     sysctls = peer_kind(host.peer.os).sysctls(host.peer)
     sysctls.update({k: str(v) for k, v in host.sysctls.items()})
     return ContainerSpec(
-        name=names.host(name), image=host.image, labels=names.labels("host", name),
-        command=list(AGENT_COMMAND) if agent_dir is not None else ["sleep", "infinity"], hostname=name,
+        name=names.host(name), image=image or host_image(lab, name), labels=names.labels("host", name),
+        command=host_command(lab, name, agent_dir), hostname=name,
         network=names.network, ip=ip,
         aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
         nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
         environment=dict(host.program.env) if host.program else {},
-        cap_drop=("NET_RAW",),  # hosts need no raw sockets; the sidecars that do get them alone
+        # hosts need no raw sockets (the sidecars that do get them alone), unless the lab file adds them
+        cap_drop=() if "NET_RAW" in host.cap_add else ("NET_RAW",), cap_add=tuple(host.cap_add),
         mounts=(Mount(str(agent_dir), AGENT_DIR),) if agent_dir is not None else (),
     )
 

@@ -14,7 +14,7 @@ from ..backend.base import Backend, EngineError
 from ..model import Lab
 from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
-from ..observe.programs import EXIT_SUFFIX, record_collected
+from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
 from ..plan import LabPlan, RunNames, SidecarPlan
 from ..rundir import RunDir
 from ..runfiles import snapshots as snapshots_file
@@ -34,6 +34,17 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     def host_logs(h: str) -> None:
         copied_at = time.time()
+        host = lab.hosts[h]
+        if host.own_program:  # its image's own program: the container's log and exit are the program's
+            container = names.host(h)
+            output = backend.logs(container).encode("utf-8", "replace")
+            st = backend.state(container)
+            ended = st.status in ("exited", "dead")
+            rd.log(h).write_text(f"==> {host.program_name} (the container's log) <==\n"
+                                 + output.decode("utf-8", "replace"))
+            record_container_program(rd, h, host.program_name or "program", output,
+                                     st.exit_code if ended else None, st.finished_at, copied_at)
+            return
         files = run.program_logs(h)
         with open(rd.log(h), "w") as f:
             for fname, data in sorted(files.items()):

@@ -21,12 +21,13 @@ from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
 from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
-from ..observe.programs import (EXIT_SUFFIX, ProgramOutput, describe_status, parse_exit_file, record_start)
+from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
+                               record_start)
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
-from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
+from ..plan import LabPlan, RunNames, SidecarPlan, host_image, plan_lab
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
@@ -72,12 +73,15 @@ class LabRun:
         # hosts whose agent directory exists (a run another process brought up, collected by `lab down`)
         self.agents = {h: a for h in lab.hosts
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
+        self.host_images: dict[str, str] = {}  # host -> the ID of its own image (pulled or built), once known
+        self.said_exit: set[str] = set()  # hosts whose own program's exit was said
         self.plan = self.make_plan()
 
     # --- the plan ---------------------------------------------------------------
     def make_plan(self) -> LabPlan:
         """What this run creates, for the engine it runs on and the hosts whose agent directory is ready."""
-        return plan_lab(self.lab, self.names, self.rd, volumes=not self.backend.shares_files, agents=set(self.agents))
+        return plan_lab(self.lab, self.names, self.rd, volumes=not self.backend.shares_files, agents=set(self.agents),
+                        images=self.host_images)
 
     # --- bring up --------------------------------------------------------------
     @contextmanager
@@ -94,9 +98,13 @@ class LabRun:
         self.rd.create()
         lab_file.write(self.rd, self.resolved)
         images_file.write(self.rd, images)
+        self.host_images = {h: str(info["id"]) for info in images.values() for h in info.get("hosts", ())
+                            if info.get("id")}
         self.write_run_info(state="starting", started=time.time())
         # where a FIFO cannot be made (an odd filesystem, an engine elsewhere), Docker exec serves
         for h in self.lab.hosts if self.backend.shares_files else ():
+            if self.lab.hosts[h].own_program:
+                continue  # its main process is its image's own program: Docker exec serves
             if prepare_agent_dir(self.rd.agent_dir(h)):
                 self.agents[h] = HostAgent(self.rd.agent_dir(h), h, self._running(h))
         self.plan = plan = self.make_plan()
@@ -127,7 +135,10 @@ class LabRun:
         with self.phase("programs"):
             self.probe_evidence()
             for name, host in self.lab.hosts.items():
-                if host.program:
+                if host.own_program:
+                    self.own_program_started(name)
+                    checkpoint(f"program:{name}")
+                elif host.program and host.program.run:
                     self.say(f"{name}: start {' '.join(host.program.run)}")
                     self.start_program(name, host.program.name, host.program.run, host.program.ready, step=None)
                     checkpoint(f"program:{name}")
@@ -215,6 +226,27 @@ class LabRun:
             self.wait_ready(host, prog, ready)
         return pid
 
+    def own_program_started(self, host: str) -> None:
+        """A host running its image's own program: it started with its container; record it, wait until ready."""
+        h = self.lab.hosts[host]
+        name = h.program_name or "program"
+        argv = list(h.program.run) if h.program is not None and h.program.run else []
+        self.say(f"{host}: its image's own program ({name})" + (f": {' '.join(argv)}" if argv else ""))
+        record_start(self.rd, host, name, None, argv, None, time.time())
+        if h.program is not None and h.program.ready is not None:
+            self.wait_ready(host, name, h.program.ready)
+
+    def own_program(self, host: str, prog: str) -> bool:
+        """``prog`` is the host's image's own program: the container's main process."""
+        h = self.lab.hosts[host]
+        return h.own_program and prog == h.program_name
+
+    def program_output(self, host: str, prog: str) -> ProgramOutput:
+        """The program's output as it grows: labrun's log file, or the container's log for its own program."""
+        if self.own_program(host, prog):
+            return ContainerOutput(self.backend, self.names.host(host), prog)
+        return ProgramOutput(lambda argv: self.run_in(host, argv), prog)
+
     def _running(self, host: str) -> Callable[[], bool]:
         return lambda: self.host_running(host)
 
@@ -245,7 +277,7 @@ class LabRun:
     def wait_ready(self, host: str, prog: str, ready: Ready) -> None:
         """Until the program is ready; StepFailure, naming its last lines, when it is not in time or exits."""
         deadline = time.monotonic() + ready.timeout
-        output = ProgramOutput(lambda argv: self.run_in(host, argv), prog)
+        output = self.program_output(host, prog)
         while time.monotonic() < deadline:
             # whether it ended is asked first: a program that printed its line and exited at once was ready
             status = self.exit_status(host, prog)
@@ -267,7 +299,11 @@ class LabRun:
         return f"listening on port {ready.listen}" if ready.listen is not None else f"printing /{ready.log}/"
 
     def exit_status(self, host: str, prog: str) -> int | None:
-        """The exit status of the program's current run (labrun's watcher wrote it), None while it runs."""
+        """The exit status of the program's current run (labrun's watcher wrote it; the container's for the
+        image's own program), None while it runs."""
+        if self.own_program(host, prog):
+            st = self.backend.state(self.names.host(host))
+            return st.exit_code if st.status in ("exited", "dead") else None
         pid = self.pids.get((host, prog))
         res = self.run_in(host, ["cat", f"{PROGRAM_LOGS}/{prog}{EXIT_SUFFIX}"])
         if res.exit_code != 0:
@@ -304,11 +340,19 @@ class LabRun:
         """Hosts still running. With ``watched``, a host the event stream has not seen die is taken as running.
 
         Programs are not looked at: a story program that exits (the host's own one too, whatever its
-        status) is an event of the story, recorded in programs.jsonl at collection, not a failure."""
+        status) is an event of the story, recorded in programs.jsonl at collection, not a failure. So is the
+        end of a host whose main process is its image's own program: the container stops with it (a lab
+        whose server is meant to die, or that waits for it to exit); only its removal ends the run."""
         for name in self.lab.hosts:
             seen_running = watched and self.deaths is not None and self.deaths.live and self.host_running(name)
             if not seen_running:  # the engine's own word, with the exit code of a host that died
                 st = self.backend.state(self.names.host(name))
+                if not st.running and st.status != "missing" and self.lab.hosts[name].own_program:
+                    if name not in self.said_exit:
+                        self.said_exit.add(name)
+                        self.say(f"{name}: its program exited with {describe_status(st.exit_code)} "
+                                 "(the container stopped with it)")
+                    continue
                 if not st.running:
                     why = "was removed" if st.status == "missing" else (
                         f"exited with code {st.exit_code}" + (" (out of memory)" if st.oom_killed else ""))
@@ -322,7 +366,7 @@ class LabRun:
         def one(host: str) -> None:
             res = self.run_in(host, ["labsnap"])  # netstat, then ss: one round trip
             checkpoint(f"snapshot:{label}:{host}")
-            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, host_image(self.lab, host))
             self.rd.table(host, label).write_text(both["netstat"]["raw"])
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
@@ -344,7 +388,7 @@ class LabRun:
 
         def one(host: str) -> None:
             res = self.run_in(host, ["labsnap"])
-            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, self.lab.hosts[host].image)
+            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, host_image(self.lab, host))
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)

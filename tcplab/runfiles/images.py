@@ -1,4 +1,4 @@
-"""``images.json``: the image each host and sidecar ran, by name: its ID, its base, when it was built."""
+"""``images.json``: the image each host and sidecar ran, by name: its ID, its base, when it was built, its kind."""
 from __future__ import annotations
 
 from pydantic import TypeAdapter, with_config
@@ -15,7 +15,10 @@ class ImageInfo(TypedDict, total=False):
     id: str  # sha256:...
     base: str  # the base image and its ID
     created: str  # the engine's build time
-    built_now: bool  # built for this run (it was missing or stale)
+    built_now: bool  # built (or pulled) for this run (it was missing or stale)
+    kind: str  # project (built from images/), pulled (a reference, local or pulled), built (the lab's Dockerfile)
+    reference: str  # a built image's extra name, the lab's ``image:``
+    hosts: list[str]  # the hosts that ran it (an image of the lab's own)
 
 
 Images = dict[str, ImageInfo]  # image name -> what it was

@@ -76,6 +76,9 @@ class FakeRun:
     def check_health(self) -> None:
         self.health_checks += 1
 
+    def own_program(self, host: str, prog: str) -> bool:
+        return False
+
 
 def test_stop_plays_labstop_and_says_how_the_program_ended() -> None:
     run = FakeRun([ExecResult(0, "exited with status 143\n", "")])

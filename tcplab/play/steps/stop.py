@@ -15,6 +15,12 @@ class StopPlayer(StepPlayer[StopStep]):
     kind = StopStep
 
     def play(self, run: LabRun, step: StopStep, index: int) -> str:
+        if run.own_program(step.host, step.stop):  # the container's main process: the engine signals it
+            status = run.exit_status(step.host, step.stop)
+            if status is not None:
+                return f"had already exited with status {status}"
+            run.backend.signal(run.names.host(step.host), f"SIG{step.signal}")
+            return f"sent SIG{step.signal} to the container's main process"
         res = run.run_in(step.host, ["labstop", step.stop, step.signal])
         if res.exit_code != 0:
             raise StepFailure(f"{step.host}: could not stop {step.stop}: {res.stderr.strip()}")

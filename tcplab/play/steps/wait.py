@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ...model.lab import Lab, WaitStep
-from ...observe.programs import ProgramOutput, describe_status
+from ...observe.programs import describe_status
 from ...wire import FIN, RST
 from ..errors import StepFailure
 from .base import HEALTH_EVERY, POLL, HandLine, InHost, Note, OnMachine, StepPlayer, last_lines_of, register
@@ -63,7 +63,7 @@ def wait_exit(run: LabRun, host: str, prog: str, timeout: float) -> str:
     next_check = time.monotonic() + HEALTH_EVERY
     while (status := run.exit_status(host, prog)) is None:
         if time.monotonic() > deadline:
-            output = ProgramOutput(lambda argv: run.run_in(host, argv), prog)
+            output = run.program_output(host, prog)
             raise StepFailure(f"{host}: program {prog} did not exit within {timeout:g} s; {last_lines_of(output)}")
         if time.monotonic() > next_check:
             run.check_health()
