@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Callable
 
 from ..backend.base import Backend, EngineError
-from ..model import Lab
+from ..model import Lab, StartStep
 from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
@@ -44,6 +44,14 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
                                  + output.decode("utf-8", "replace"))
             record_container_program(rd, h, host.program_name or "program", output,
                                      st.exit_code if ended else None, st.finished_at, copied_at)
+            if any(isinstance(s, StartStep) and s.host == h for s in lab.steps):
+                # and the programs its steps started there (labrun, through Docker exec), as on any host
+                started = run.program_logs(h)
+                with open(rd.log(h), "a") as f:
+                    for fname, data in sorted(started.items()):
+                        if not fname.endswith(EXIT_SUFFIX):
+                            f.write(f"==> {fname} <==\n" + data.decode("utf-8", "replace"))
+                record_collected(rd, h, started, copied_at, skip={host.program_name or "program"})
             return
         files = run.program_logs(h)
         with open(rd.log(h), "w") as f:
