@@ -137,7 +137,7 @@ def churn_run(root: Path, *, ports: int = 4, reuse: str = "2", failed: bool = Tr
     ss = [ss_line("TIME-WAIT", f"{CL}:{p}", f"{SV}:8000", "timer:(timewait,58sec,0)") for p in used]
     snaps = {"exhausted": {"time": t + 2.0, "hosts": tables({"server": listen_rows(), "client": (ns, ss)})}}
     info = {"sysctls": {"client": {"net.ipv4.ip_local_port_range": f"40000 {40000 + ports - 1}",
-                                   "net.ipv4.tcp_tw_reuse": reuse}}}
+                                   "net.ipv4.tcp_tw_reuse": reuse, "net.ipv4.tcp_tw_reuse_delay": "1000"}}}
     rd = write_run(root, w, trans, snaps, t + 2.1, info_extra=info)
     if failed:
         (rd / "logs" / "client.log").write_text(
@@ -162,6 +162,7 @@ def test_out_of_ports_names_the_range_the_time_waits_and_the_error(tmp_path: Pat
     assert "even number" not in text  # an even range: every port is tried
     assert f.until is None  # the run is far shorter than 60 s
     assert "TIME_WAIT" in f.conclusion and "EADDRNOTAVAIL" in f.conclusion and "tcp_tw_reuse" in f.fix
+    assert "tcp_tw_reuse_delay on" not in text and "as on client" not in f.conclusion  # reuse 2: no take-over
 
 
 def test_an_odd_range_is_said_to_give_its_last_port_only_sometimes(tmp_path: Path) -> None:
@@ -174,6 +175,8 @@ def test_a_port_taken_over_from_time_wait_is_named(tmp_path: Path) -> None:
     text = " | ".join(x.text for x in f.facts)
     assert "took over local port 40000 from its TIME_WAIT" in text and "1.50" in text
     assert "tcp_tw_reuse on client is 1" in text and f.title.endswith("then 1 taken over (tcp_tw_reuse = 1)")
+    assert "net.ipv4.tcp_tw_reuse_delay on client is 1000 ms (recorded in run.json)" in text
+    assert "with tcp_tw_reuse = 1 as on client" in f.conclusion
 
 
 def test_out_of_ports_is_silent_while_ports_remain_and_nothing_failed(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ _TW_REUSE = {
     "1": ("on: connect() may take over a port in TIME_WAIT for a new connection to the same destination, once "
           "the old connection's last timestamp is older than net.ipv4.tcp_tw_reuse_delay (1 s by default; "
           "TCP timestamps must be on)"),
-    "2": ("on for loopback traffic only (the default since Linux 4.20): the lab's connections cross a bridge, "
-          "so no port in TIME_WAIT is taken over"),
+    "2": ("on for loopback traffic only (the default of current kernels): the lab's connections cross a "
+          "bridge, so no port in TIME_WAIT is taken over"),
 }
 
 
@@ -126,8 +126,13 @@ def exhaustion_finding(run: RunEvidence, host: str) -> Finding | None:
     reuse = run.sysctl(host, "net.ipv4.tcp_tw_reuse")
     if reuse is not None:
         src = run.sysctl_source(host, "net.ipv4.tcp_tw_reuse")
-        facts.append(Fact(f"net.ipv4.tcp_tw_reuse on {host} is {reuse} ({src}): "
-                          f"{_TW_REUSE.get(reuse.strip(), 'a value this tcplab does not know')}.", None))
+        text = (f"net.ipv4.tcp_tw_reuse on {host} is {reuse} ({src}): "
+                f"{_TW_REUSE.get(reuse.strip(), 'a value this tcplab does not know')}")
+        delay = run.sysctl(host, "net.ipv4.tcp_tw_reuse_delay")
+        if reuse.strip() == "1" and delay is not None:
+            text += (f"; net.ipv4.tcp_tw_reuse_delay on {host} is {delay} ms "
+                     f"({run.sysctl_source(host, 'net.ipv4.tcp_tw_reuse_delay')})")
+        facts.append(Fact(text + ".", None))
     taken = _taken_over(conns)
     for old, new in taken[:3]:
         syn = next(p for p in new.packets if is_syn(p))
@@ -146,7 +151,12 @@ def exhaustion_finding(run: RunEvidence, host: str) -> Finding | None:
            f"{TIMEWAIT_LEN:.0f} s (TCP_TIMEWAIT_LEN, compiled into Linux), whatever the program does. Once every "
            "port of net.ipv4.ip_local_port_range is held, connect() finds no free four-tuple and fails at once with "
            "EADDRNOTAVAIL (\"Cannot assign requested address\") without sending a SYN; waiting helps only when the "
-           "oldest TIME_WAIT ends, 60 s after it began.")
+           "oldest TIME_WAIT ends, 60 s after it began")
+    if reuse is not None and reuse.strip() == "1":
+        why += (f", or, with tcp_tw_reuse = 1 as on {host}, once the old connection's last timestamp is "
+                "tcp_tw_reuse_delay old: then connect() takes the port over.")
+    else:
+        why += "."
     fix = ("Reuse connections (keep-alive, a connection pool) instead of one per request; or let the server close "
            "first, so the TIME_WAIT sits on the server, which needs no port of its own per connection. Widen "
            "net.ipv4.ip_local_port_range, or spread the connections over more destination addresses or ports. "
