@@ -386,6 +386,7 @@ def floor_child(argv: list[str]) -> None:
                                     cap_drop=spec["cap_drop"] or None, sysctls=spec["sysctls"] or None,
                                     mem_limit=spec["mem_limit"], nano_cpus=spec["nano_cpus"],
                                     pids_limit=spec["pids_limit"], network_mode=network_mode, init=spec["init"],
+                                    pid_mode=f"container:{spec['joins_pid']}" if spec.get("joins_pid") else None,
                                     privileged=False)
         nc = None
         if spec["network"] and not spec["joins"] and not spec["isolated"]:

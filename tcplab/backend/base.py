@@ -56,6 +56,7 @@ class ContainerSpec:
     ip: str | None = None
     aliases: tuple[str, ...] = ()
     joins: str | None = None  # a container whose network namespace this one shares (a host's sidecar)
+    joins_pid: str | None = None  # a container whose PID namespace this one shares (a host's observer)
     isolated: bool = False  # no network at all
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()

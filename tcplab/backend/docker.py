@@ -91,6 +91,7 @@ class DockerBackend:
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
             network_mode=network_mode,
+            pid_mode=f"container:{spec.joins_pid}" if spec.joins_pid else None,
             init=spec.init,
             privileged=False,
         )

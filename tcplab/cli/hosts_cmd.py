@@ -38,11 +38,32 @@ def _host_container(r: RunningLab, host: str) -> str:
     return RunNames(r.lab, r.run, r.run_dir).host(host)
 
 
+def _observer(r: RunningLab, host: str) -> str | None:
+    """The observer of a host whose image has no tools (the tools image in its network and PID
+    namespaces), if it has one: commands meant for that host run there."""
+    from ..observe.observer import ROLE
+
+    return next((o.name for o in r.objects if o.kind == "container" and o.labels.get("tcplab.role") == ROLE
+                 and o.labels.get("tcplab.host") == host), None)
+
+
+def _where(r: RunningLab, host: str) -> str:
+    """Where a command for ``host`` runs: the host, or its observer (said on stderr) when it has one."""
+    container = _host_container(r, host)
+    observer = _observer(r, host)
+    if observer is None:
+        return container
+    print(f"{host}: its image has no tools: running in its observer {observer} (its network and PID "
+          "namespaces; its files are under /proc/1/root)", file=sys.stderr)
+    return observer
+
+
 def exec_cmd(lab_name: str = typer.Argument(..., metavar="LAB"), host: str = typer.Argument(...),
              cmd: List[str] = typer.Argument(..., metavar="-- CMD [ARG]...")) -> None:
-    """Run a command (argv, never a shell string) in a host of a running lab."""
+    """Run a command (argv, never a shell string) in a host of a running lab (in its observer, for a host
+    whose image has no tools)."""
     backend = engine()
-    container = _host_container(_running_or_die(backend, lab_name), host)
+    container = _where(_running_or_die(backend, lab_name), host)
     res = backend.exec(container, list(cmd))
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
@@ -50,11 +71,12 @@ def exec_cmd(lab_name: str = typer.Argument(..., metavar="LAB"), host: str = typ
 
 
 def shell(lab_name: str = typer.Argument(..., metavar="LAB"), host: str = typer.Argument(...)) -> None:
-    """An interactive shell in a host (the engine's own client handles the terminal)."""
+    """An interactive shell in a host, or in its observer for a host whose image has no tools (the engine's
+    own client handles the terminal)."""
     from ..backend.base import EngineError
 
     backend = engine()
-    container = _host_container(_running_or_die(backend, lab_name), host)
+    container = _where(_running_or_die(backend, lab_name), host)
     try:
         backend.attach_terminal(container, ["bash"])
     except EngineError as e:
@@ -82,7 +104,8 @@ def status(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]")) -> N
             role = o.labels.get("tcplab.role", "?")
             out.print(f"  {o.name:<34} {role:<8} {st.status}", markup=False)
             if role == "host" and st.running:
-                for rec in parse_netstat(backend.exec(o.name, ["netstat", "-tanp"]).stdout):
+                tables = _observer(r, o.labels.get("tcplab.host", "")) or o.name  # a host without tools: its observer's
+                for rec in parse_netstat(backend.exec(tables, ["netstat", "-tanp"]).stdout):
                     if rec.local_addr.startswith("127."):
                         continue  # the engine's embedded DNS resolver, not the lab's
                     owner = f"{rec.pid}/{rec.program}" if rec.pid else "-"

@@ -7,7 +7,7 @@ change. Each :class:`ContainerSpec` then becomes one service:
 
 * container names become service names (``tcplab-<lab>-server-capture`` ->
   ``server-capture``): compose adds its project name, so two projects never clash;
-* ``container:<name>`` network modes become ``service:<service>``;
+* ``container:<name>`` network and PID modes become ``service:<service>``;
 * mounts under that run directory become ``./runs/<lab>/...``, relative
   to the file; the host's tracefs is the one host path kept (the tracer's, in
   a profile of its own, since a machine may not have it);
@@ -187,6 +187,8 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
         svc["networks"] = {NETWORK: endpoint}
     else:
         raise ExportError(f"container {spec.name}: on no network of the lab ({spec.network!r})")
+    if spec.joins_pid:
+        svc["pid"] = "service:" + service_name(names, spec.joins_pid)
     if spec.sysctls:
         svc["sysctls"] = dict(spec.sysctls)
     if spec.cap_drop:

@@ -178,13 +178,16 @@ class ContainerOutput(ProgramOutput):
 def record_container_program(rd: RunDir, host: str, name: str, output: bytes, status: int | None,
                              ended: float | None, at: float) -> None:
     """A host's image's own program at collection: its exit (the container's status, at the container's
-    end) or that it still runs, and its output (the container's log)."""
+    end) or that it still runs, and its output (the container's log). Its PID is its start's, if one was seen."""
+    starts = [e for _, e in program_events.read(rd) if e["event"] == "start" and e.get("host") == host
+              and e["name"] == name]
+    pid = starts[-1].get("pid") if starts else None
     new: list[ProgramEvent] = []
     if status is not None:
-        new.append(ExitEvent(event="exit", host=host, name=name, pid=None, status=status, signal=signal_name(status),
+        new.append(ExitEvent(event="exit", host=host, name=name, pid=pid, status=status, signal=signal_name(status),
                              time=ended if ended is not None else at))
     else:
-        new.append(RunningEvent(event="running", host=host, name=name, pid=None, time=at))
+        new.append(RunningEvent(event="running", host=host, name=name, pid=pid, time=at))
     path = rd.program_log(host, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(output)

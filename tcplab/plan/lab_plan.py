@@ -9,8 +9,10 @@ a compose file (:mod:`tcplab.export.compose`), and the benchmarks start the
 same containers; so a sidecar added here is in all of them.
 
 Who makes what: the host containers and the capture sidecars are the lab's
-own, the tracer is the kernel tracer's (:mod:`tcplab.observe.tracer`), and
-every other sidecar is its peer kind's (:mod:`tcplab.peers`).
+own, the observer of a host that runs its image's own program is the
+observer's (:mod:`tcplab.observe.observer`), the tracer is the kernel
+tracer's (:mod:`tcplab.observe.tracer`), and every other sidecar is its peer
+kind's (:mod:`tcplab.peers`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from ..backend.base import ContainerSpec, Mount
 from ..model.lab import Lab
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import CaptureSidecar
+from ..observe import observer
 from ..observe.tracer import READY_LINE as TRACER_READY
 from ..observe.tracer import TRACEFS, StateTracer, instance_name
 from ..peers import peer_kind
@@ -59,19 +62,25 @@ class FollowedFile:
 @dataclass(frozen=True)
 class SidecarPlan:
     spec: ContainerSpec
-    role: str  # capture, tracer, or the role its peer kind gives it (peer)
+    role: str  # capture, observer, tracer, or the role its peer kind gives it (peer)
     host: str | None  # whose network namespace it shares; None for the tracer, which has no network
     ready: str  # the line its log prints once it works
     about: str = ""  # what it does, in a line (lab export writes it as the service's comment)
     follow: tuple[FollowedFile, ...] = ()
     optional: bool = False  # the lab plays without it, saying so (the tracer: no tracefs, no transitions)
+    ends_with_host: bool = False  # it lives in its host's PID namespace (an observer): it ends when the host does
 
 
 @dataclass(frozen=True)
 class HostPlan:
     name: str
     spec: ContainerSpec
-    sidecars: tuple[SidecarPlan, ...]  # the lab's capture first, then the peer kind's
+    sidecars: tuple[SidecarPlan, ...]  # the lab's capture first, then the peer kind's, then its observer
+
+    @property
+    def observer(self) -> SidecarPlan | None:
+        """The sidecar that observes this host from beside it (its image has no tools), if it has one."""
+        return next((s for s in self.sidecars if s.role == observer.ROLE), None)
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,8 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
         peer = lab.hosts[name].peer
         sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
+        if lab.hosts[name].own_program:  # its image's own program: no tool of tcplab's in it
+            sidecars.append(observer_sidecar(name, names))
         image = (images or {}).get(name) or host_image(lab, name)
         hosts.append(HostPlan(name, host_spec(lab, name, names, ips[name], agent, image), tuple(sidecars)))
     tracer = tracer_sidecar(lab, names, ips, writes)
@@ -199,6 +210,18 @@ def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: Artifact
         command=list(need.command), joins=names.host(host), cap_add=need.capabilities,
         mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, need.role, host, need.ready_line, about=need.about)
+
+
+def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:
+    """The tools in the host's network and PID namespaces, for a host whose image has none of them."""
+    spec = ContainerSpec(
+        name=names.sidecar(host, observer.ROLE), image=TOOLS_IMAGE, labels=names.labels(observer.ROLE, host),
+        command=list(observer.COMMAND), joins=names.host(host), joins_pid=names.host(host),
+        cap_add=observer.CAPABILITIES, cap_drop=observer.DROPPED, mem_limit=observer.MEMORY,
+        pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, observer.ROLE, host, observer.READY_LINE,
+                       about=f"netstat, ss and ps in {host}'s network and PID namespaces (SYS_PTRACE only: "
+                             "the owners of its sockets)", ends_with_host=True)
 
 
 def tracer_sidecar(lab: Lab, names: RunNames, ips: dict[str, str], writes: ArtifactMount) -> SidecarPlan:

@@ -18,16 +18,17 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
-from ..backend.base import LABEL_RUN, Backend, ContainerSpec, ExecResult
+from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
 from ..model.lab import Ready, Step
+from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
-from ..plan import LabPlan, RunNames, SidecarPlan, host_image, plan_lab
+from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, host_image, plan_lab
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
@@ -129,7 +130,9 @@ class LabRun:
 
     def _bring_up_hosts_and_play(self) -> None:
         with self.phase("hosts_and_sidecars"):
-            self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers")
+            observed = [h.name for h in self.plan.hosts if h.observer is not None]
+            self.say(f"hosts: {', '.join(self.lab.hosts)}; sidecars: captures, tracer, peers"
+                     + (f"; observers of {', '.join(observed)} (no tools in their images)" if observed else ""))
             # each host's sidecars start as soon as that host runs; the tracer needs no host
             self._all([self.start_tracer] + [partial(self.start_host_and_sidecars, n) for n in self.lab.hosts])
         with self.phase("programs"):
@@ -172,14 +175,21 @@ class LabRun:
 
     def start_sidecar(self, sidecar: SidecarPlan, created: bool = False) -> None:
         spec = sidecar.spec
-        if created:
-            self.backend.start_created(spec.name)
-        else:
-            self.backend.start_container(spec)
+        try:
+            if created:
+                self.backend.start_created(spec.name)
+            else:
+                self.backend.start_container(spec)
+        except EngineError:
+            if self._outlived(sidecar):
+                return
+            raise
         checkpoint(f"sidecar:{spec.name.removeprefix(self.names.network + '-')}")
         if self.stopping.is_set():
             return
         if not self.backend.wait_log(spec.name, sidecar.ready, timeout=20):
+            if self._outlived(sidecar):
+                return
             tail = self.backend.logs(spec.name).strip().splitlines()[-1:] or ["no output"]
             if sidecar.optional:  # the tracer: transitions are a bonus, go on without them, say so once
                 self.tracer_note = f"the tracer did not start: {tail[0]}"
@@ -190,8 +200,21 @@ class LabRun:
             for f in sidecar.follow:
                 mirror(self.backend, spec.name, f.path, f.local)
 
+    def _outlived(self, sidecar: SidecarPlan) -> bool:
+        """A sidecar that lives in its host's PID namespace (an observer) and could not start or ended because
+        the host's own program had already ended: nothing is left to observe, which is no failure."""
+        return sidecar.ends_with_host and sidecar.host is not None and self.program_ended(sidecar.host)
+
+    def program_ended(self, host: str) -> bool:
+        """The host runs its image's own program and that program (its container's main process) has ended."""
+        if not self.lab.hosts[host].own_program:
+            return False
+        return self.backend.state(self.names.host(host)).status in ("exited", "dead")
+
     def _all(self, calls: Sequence[Callable[[], None]]) -> None:
         """Run calls at once; wait for all (so nothing is still being created), then raise the first error."""
+        if not calls:  # a snapshot of a lab none of whose hosts runs
+            return
         if len(calls) == 1:
             calls[0]()
             return
@@ -231,8 +254,15 @@ class LabRun:
         h = self.lab.hosts[host]
         name = h.program_name or "program"
         argv = list(h.program.run) if h.program is not None and h.program.run else []
-        self.say(f"{host}: its image's own program ({name})" + (f": {' '.join(argv)}" if argv else ""))
-        record_start(self.rd, host, name, None, argv, None, time.time())
+        asked = time.time()
+        # its PID and whole argv (entrypoint and command), as its observer sees them in the host
+        seen = self.program_seen(host) if self.plan.host(host).observer is not None else None
+        pid, argv = seen if seen is not None else (None, argv)
+        self.say(f"{host}: its image's own program ({name})" + (f": {' '.join(argv)}" if argv else "")
+                 + (f", pid {pid}" if pid is not None else ""))
+        if pid is not None:
+            self.pids[(host, name)] = pid
+        record_start(self.rd, host, name, pid, argv, None, asked)
         if h.program is not None and h.program.ready is not None:
             self.wait_ready(host, name, h.program.ready)
 
@@ -246,6 +276,28 @@ class LabRun:
         if self.own_program(host, prog):
             return ContainerOutput(self.backend, self.names.host(host), prog)
         return ProgramOutput(lambda argv: self.run_in(host, argv), prog)
+
+    def program_seen(self, host: str) -> tuple[int, list[str]] | None:
+        """The PID and argv of a host's image's own program, as its observer sees them (the child of the
+        host's init, in the host's PID namespace); None once it has ended."""
+        try:
+            res = self.backend.exec(self.observer_of(host), observer.PROGRAM_ARGV)
+        except EngineError:
+            return None  # the observer ended with the host's PID namespace: the program is gone
+        return observer.parse_program(res.stdout) if res.exit_code == 0 else None
+
+    def observer_of(self, host: str) -> str:
+        """The container of the host's observer; KeyError for a host observed from inside (it has the tools)."""
+        side = self.plan.host(host).observer
+        if side is None:
+            raise KeyError(host)
+        return side.spec.name
+
+    def observe(self, host: str, argv: list[str]) -> ExecResult:
+        """Run an observation's argv where the host's tools are: its observer, else the host itself."""
+        if self.plan.host(host).observer is not None:
+            return self.backend.exec(self.observer_of(host), argv)
+        return self.run_in(host, argv)
 
     def _running(self, host: str) -> Callable[[], bool]:
         return lambda: self.host_running(host)
@@ -263,9 +315,13 @@ class LabRun:
         return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
 
     def listening(self, host: str, port: int) -> bool:
-        """Whether something listens on ``port`` in the host's network namespace: asked of the host's own
-        ss, else (an image without ss) of its capture sidecar, which shares that namespace."""
-        argv = ["ss", "-Htln", f"sport = :{port}"]
+        """Whether something listens on ``port`` in the host's network namespace: asked of its observer (an
+        image with no tools at all), else of the host's own ss, else (an image without ss) of its capture
+        sidecar, which shares that namespace."""
+        argv = observer.listen_argv(port)
+        if self.plan.host(host).observer is not None:
+            res = self.backend.exec(self.observer_of(host), argv)
+            return res.exit_code == 0 and res.stdout.strip() != ""
         if host not in self.no_ss:
             res = self.run_in(host, argv)
             if not res.command_missing:
@@ -364,9 +420,15 @@ class LabRun:
         tables: dict[str, Any] = {}
 
         def one(host: str) -> None:
-            res = self.run_in(host, ["labsnap"])  # netstat, then ss: one round trip
+            try:
+                res, image = self.take_tables(host)  # netstat, then ss: one round trip
+            except EngineError:
+                if not self.program_ended(host):
+                    raise
+                tables[host] = {"missing": f"host {host} was not running"}  # its program ended meanwhile
+                return
             checkpoint(f"snapshot:{label}:{host}")
-            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, host_image(self.lab, host))
+            both = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             self.rd.table(host, label).write_text(both["netstat"]["raw"])
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
@@ -379,6 +441,13 @@ class LabRun:
         self.snapshots[label] = {"time": taken, "step": self.step_index, "hosts": dict(sorted(tables.items()))}
         snapshots_file.write(self.rd, self.snapshots)
 
+    def take_tables(self, host: str) -> tuple[ExecResult, str]:
+        """Both socket tables of a host (labsnap's output) and the image that took them: the host's own, or
+        its observer's (the tools image) for a host whose image has no tools."""
+        if self.plan.host(host).observer is not None:
+            return self.backend.exec(self.observer_of(host), observer.SNAPSHOT_ARGV), TOOLS_IMAGE
+        return self.run_in(host, ["labsnap"]), host_image(self.lab, host)
+
     def probe_evidence(self) -> None:
         """Before the story: can each host's socket tables be read? Said at once, one line per host whose
         tables cannot be, and kept in run.json, so nobody learns it from a verdict."""
@@ -386,20 +455,27 @@ class LabRun:
         sysctls: dict[str, dict[str, str]] = {}
         kernel: dict[str, Any] = {}
 
+        # a host whose own program has already ended has nothing left to read (the engine says so, at once)
+        ended = {h for h in self.lab.hosts if self.program_ended(h)}
+        hosts = [h for h in self.lab.hosts if h not in ended]
+        for host in ended:
+            found[host] = {tool: "its program had ended before the story began" for tool in ("netstat", "ss")}
+
         def one(host: str) -> None:
-            res = self.run_in(host, ["labsnap"])
-            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, host_image(self.lab, host))
+            res, image = self.take_tables(host)
+            tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
         def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.run_in(host, sysctl_argv())
+            res = self.observe(host, sysctl_argv())
             sysctls[host] = parse_sysctls(res.stdout, res.stderr)
 
-        def hz() -> None:
-            kernel.update(parse_hz(self.run_in(next(iter(self.lab.hosts)), HZ_ARGV).stdout))
+        def hz() -> None:  # the kernel's: any host will do, one with its own tools first (no observer's exec)
+            first = sorted(hosts, key=lambda h: self.plan.host(h).observer is not None)[0]
+            kernel.update(parse_hz(self.observe(first, HZ_ARGV).stdout))
 
-        self._all([lambda h=h: one(h) for h in self.lab.hosts] + [lambda h=h: settings(h) for h in self.lab.hosts]
-                  + [hz])
+        self._all([lambda h=h: one(h) for h in hosts] + [lambda h=h: settings(h) for h in hosts]
+                  + ([hz] if hosts else []))
         for host, tools in sorted(found.items()):
             if all(v != "ok" for v in tools.values()):
                 self.say(f"{host}: no socket tables ({'; '.join(tools.values())}): state expectations on "

@@ -10,6 +10,7 @@ readiness (`ready: {listen: 8000}`) is asked of the capture sidecar instead.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_a_host_without_socket_tools_gives_errors(home: Path, tmp_path: Path) ->
     name = unique_name("notools")
     lab = {
         "name": name,
-        "network": {"subnet": "10.231.7.0/24"},
+        "network": {"subnet": f"10.231.{os.getpid() % 250}.0/24"},  # its own: tests run beside others
         "hosts": {
             "svc": {"image": "tcplab/notools",
                     "program": {"run": ["/opt/lab/server", "8000", "5"], "name": "server",

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, wait_for
+from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab, unique_name, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +109,43 @@ def test_closewait_on_a_remote_engine(remote: RemoteEngine, tmp_path: Path) -> N
     assert remote.tcplab_objects() == []
     assert labeled_objects("closewait") == []
     assert not (out / ".agents").exists()
+
+
+def test_a_from_scratch_host_on_a_remote_engine_is_observed_from_its_sidecar(remote: RemoteEngine,
+                                                                             tmp_path: Path) -> None:
+    """A host whose image holds one static binary and nothing else: its tables, with owners, come from its
+    observer on the remote engine (no agent, nothing mounted), and its output from the engine's log."""
+    import docker
+
+    from .test_observer_scratch import DOCKERFILE, EXPECT, STEPS
+
+    ctx = tmp_path / "svc"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "server.c").write_text((ROOT / "images" / "server" / "server.c").read_text())
+    local = docker.from_env(timeout=300)
+    ref = f"example/{unique_name('scratch')}:1"
+    local.images.build(path=str(ctx), tag=ref, rm=True)
+    try:
+        remote.client.api.load_image(local.api.get_image(ref))
+    finally:
+        local.images.remove(ref, force=True)
+    lab, name = make_lab(tmp_path, "closewait-linux", changes={
+        "summary": "A FROM scratch service on another engine.", "story": "",
+        "hosts": {"svc": {"image": ref, "pull": "never", "program": {"name": "server", "ready": {"listen": 9000}}},
+                  "gone": {"image": ref, "pull": "never",
+                           "program": {"name": "doomed", "run": ["7000"], "ready": {"listen": 7000}}},
+                  "a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}},
+        "steps": STEPS, "expect": EXPECT})
+    out = tmp_path / "run"
+    res = lab_cmd("run", str(lab), "--out", str(out), cwd=tmp_path, timeout=600, env={"DOCKER_HOST": remote.url})
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads((out / "result.json").read_text())
+    assert {e["name"]: e["status"] for e in doc["expectations"]} == {e["name"]: "held" for e in EXPECT}
+    snap = json.loads((out / "sockets" / "snapshots.json").read_text())["leak"]["hosts"]["svc"]
+    owners = {(r["state"], r["program"]) for r in snap["netstat"]["records"] if r["local_port"] == 9000}
+    assert owners == {("LISTEN", "server"), ("ESTABLISHED", "server"), ("CLOSE_WAIT", None)}
+    assert remote.tcplab_objects() == [] and labeled_objects(name) == []
 
 
 def test_an_engine_without_tracefs_says_so_and_goes_on(remote: RemoteEngine, tmp_path: Path) -> None:

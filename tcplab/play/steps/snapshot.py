@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...model.lab import Lab, SnapshotStep
+from ...observe import observer
 from ...observe.sockets import NETSTAT_ARGV
 from .base import HandLine, InHost, StepPlayer, register
 
@@ -19,7 +20,9 @@ class SnapshotPlayer(StepPlayer[SnapshotStep]):
         return f"{len(run.lab.hosts)} hosts"
 
     def by_hand(self, step: SnapshotStep, lab: Lab, files: str) -> list[HandLine]:
-        return [InHost(h, list(NETSTAT_ARGV)) for h in lab.hosts]
+        # a host whose image has no tools is read from its observer, the sidecar named after it
+        return [InHost(f"{h}-{observer.ROLE}" if host.own_program else h, list(NETSTAT_ARGV))
+                for h, host in lab.hosts.items()]
 
 
 register(SnapshotPlayer())
