@@ -174,6 +174,9 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
         if host.build is not None and host.image is not None and host.image.startswith(PROJECT_IMAGES):
             raise LabError(file, f"hosts.{name}.image", f"'{host.image}' is one of the project's images: a built "
                            "image cannot take its name (drop image:, or name it e.g. myorg/svc:dev)")
+        if host.image_kind == "project" and host.pull != "missing":
+            raise LabError(file, f"hosts.{name}.pull", f"{host.image} is one of the project's images, built here "
+                           "from images/ (lab images build), never pulled: drop pull")
         if host.image_kind == "project" and host.program is not None and host.program.run is None:
             raise LabError(file, f"hosts.{name}.program.run", f"{host.image} has no program of its own: say what "
                            "to run (e.g. run: [server, '9000'])")

@@ -160,7 +160,24 @@ class LabRun:
         checkpoint(f"host:{name}")
         if self.stopping.is_set():
             return
-        self._all([partial(self.start_sidecar, s, created=True) for s in planned.sidecars])
+        try:
+            self._all([partial(self.start_sidecar, s, created=True) for s in planned.sidecars])
+        except (EngineError, HostFailure):
+            self._ended_too_soon(name)
+            raise
+
+    def _ended_too_soon(self, name: str) -> None:
+        """StepFailure, saying so, when a host's own program ended before its sidecars could join the host's
+        network namespace (which goes with its container): the lab cannot come up."""
+        if not self.lab.hosts[name].own_program:
+            return
+        st = self.backend.state(self.names.host(name))
+        if st.running or st.status == "missing":
+            return
+        output = ContainerOutput(self.backend, self.names.host(name), self.lab.hosts[name].program_name or "")
+        raise StepFailure(f"{name}: its program exited with {describe_status(st.exit_code)} before the lab was up "
+                          f"({last_lines_of(output)}); a host's own program must run until its capture has joined "
+                          "it, since its network goes with its container")
 
     def _create(self, spec: ContainerSpec) -> None:
         self.backend.create_container(spec)
@@ -312,13 +329,23 @@ class LabRun:
     def run_in(self, host: str, argv: list[str]) -> ExecResult:
         """Run argv in a host: through its agent (milliseconds), else a Docker exec."""
         agent = self.agents.get(host)
-        return agent.run(argv) if agent is not None else self.backend.exec(self.names.host(host), argv)
+        if agent is not None:
+            return agent.run(argv)
+        try:
+            return self.backend.exec(self.names.host(host), argv)
+        except EngineError:
+            # a host running its image's own program stops when that program ends, maybe just now
+            if self.lab.hosts[host].own_program and not self.backend.state(self.names.host(host)).running:
+                return ExecResult(125, "", f"{host} is not running: its program ended")
+            raise
 
     def listening(self, host: str, port: int) -> bool:
         """Whether something listens on ``port`` in the host's network namespace: asked of its observer (an
         image with no tools at all), else of the host's own ss, else (an image without ss) of its capture
         sidecar, which shares that namespace."""
         argv = observer.listen_argv(port)
+        if self.program_ended(host):
+            return False  # its program ended and the container with it: nothing listens there
         if self.plan.host(host).observer is not None:
             res = self.backend.exec(self.observer_of(host), argv)
             return res.exit_code == 0 and res.stdout.strip() != ""

@@ -88,8 +88,16 @@ def summary(data: RunData) -> dict[str, Any]:
     images = []
     for name, rec in sorted((data.images or {}).items()):
         rec = rec if isinstance(rec, dict) else {}
+        kind = str(rec.get("kind") or "project")
+        now = bool(rec.get("built_now"))
+        made = {"pulled": "pulled for this run" if now else "already on the engine",
+                "built": "built from the lab's Dockerfile for this run" if now else "built from the lab's Dockerfile "
+                         "before (same content)"}.get(kind, "built for this run" if now else "already built")
+        hosts = rec.get("hosts")
         images.append({"name": name, "id": str(rec.get("id") or ""), "base": str(rec.get("base") or ""),
-                       "created": str(rec.get("created") or ""), "built_now": bool(rec.get("built_now"))})
+                       "created": str(rec.get("created") or ""), "built_now": now, "kind": kind, "made": made,
+                       "reference": str(rec.get("reference") or ""),
+                       "hosts": ", ".join(str(h) for h in hosts) if isinstance(hosts, list) else ""})
     caps = [{"container": c, "caps": ", ".join(v) if v else "none added"}
             for c, v in sorted((info.get("capabilities") or {}).items()) if isinstance(v, list)]
     stats = [{"host": h, **({k: s.get(k) for k in ("captured", "received", "dropped")} if isinstance(s, dict) else {})}

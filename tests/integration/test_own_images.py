@@ -59,7 +59,8 @@ def built_lab(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     (ctx / "Dockerfile").write_text(DOCKERFILE)
     lab, name = make_lab(tmp_path, "closewait-linux", changes={
         "summary": "Our own service leaks a CLOSE_WAIT.", "story": "",
-        "hosts": {"svc": {"build": "svc", "program": {"name": "svc", "ready": {"listen": 9000}}}, **CLIENTS},
+        "hosts": {"svc": {"build": "svc", "cap_add": ["NET_ADMIN"], "program": {"name": "svc", "ready": {"listen": 9000}}},
+                  **CLIENTS},
         "steps": STEPS, "expect": EXPECT})
     yield lab, name
     repo = f"tcplab-build/{name}-svc"
@@ -79,6 +80,11 @@ def test_a_service_built_beside_the_lab_file_runs_its_own_program(built_lab: tup
     built = [(ref, info) for ref, info in images.items() if info.get("kind") == "built"]
     assert len(built) == 1 and built[0][1]["hosts"] == ["svc"] and built[0][1]["built_now"] is True
     assert re.fullmatch(rf"tcplab-build/{name}-svc:[0-9a-f]{{16}}", built[0][0])
+    caps = json.loads((tmp_path / "run1" / "run.json").read_text())["capabilities"]
+    assert caps[f"tcplab-{name}-svc"] == ["NET_ADMIN"] and caps[f"tcplab-{name}-a"] == []
+    report = (tmp_path / "run1" / "report.html").read_text()
+    assert f"tcplab-{name}-svc</td><td class=\"mono\">NET_ADMIN<" in report
+    assert "built from the lab&#39;s Dockerfile for this run" in report
     events = [json.loads(line) for line in (tmp_path / "run1" / "programs.jsonl").read_text().splitlines()]
     mine = [e for e in events if e.get("host") == "svc"]
     assert [e["event"] for e in mine] == ["start", "running", "output"]
@@ -88,6 +94,10 @@ def test_a_service_built_beside_the_lab_file_runs_its_own_program(built_lab: tup
     assert "building" not in second.stderr
     again = _images_json(tmp_path / "run2")
     assert again[built[0][0]]["built_now"] is False and again[built[0][0]]["id"] == built[0][1]["id"]
+
+
+# the job ends when the story says so (a file a step makes), then exits 3: an event of the story
+GO = "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo job done; exit 3"
 
 
 def test_a_local_image_with_its_own_program_that_exits(tmp_path: Path) -> None:
@@ -100,9 +110,10 @@ def test_a_local_image_with_its_own_program_that_exits(tmp_path: Path) -> None:
                 "svc": {"image": local, "pull": "never",
                         "program": {"name": "srv", "run": ["/opt/lab/server", "9000", "1"], "ready": {"listen": 9000}}},
                 "oneshot": {"image": local, "pull": "never",
-                            "program": {"name": "job", "run": ["sh", "-c", "echo job done; sleep 1; exit 3"]}},
+                            "program": {"name": "job", "run": ["sh", "-c", GO]}},
                 "a": {"image": "tcplab/client"}},
             "steps": [{"host": "a", "start": ["telnet", "svc", "9000"], "as": "t", "ready": {"log": "Connected to"}},
+                      {"host": "oneshot", "start": ["touch", "/tmp/go"], "as": "go"},  # labrun: FROM tcplab/server
                       {"host": "oneshot", "wait": {"exit": "job"}, "timeout": "20s"},
                       {"snapshot": "after"}],
             "expect": [
