@@ -35,6 +35,30 @@ def lab_cmd(*args: str, cwd: Path | str | None = None, timeout: float = 300, che
     return proc
 
 
+def shipped_labs() -> dict[str, Path]:
+    """Every lab the project ships, by the name `lab run NAME` takes: labs/NAME.yaml and labs/NAME/lab.yaml."""
+    labs = {f.stem: f for f in sorted((ROOT / "labs").glob("*.yaml"))}
+    labs.update({f.parent.name: f for f in sorted((ROOT / "labs").glob("*/lab.yaml"))})
+    return dict(sorted(labs.items()))
+
+
+def isolated(name: str, path: Path | None = None) -> list[str]:
+    """``--set`` assignments that run a shipped lab under a name and a /24 of its own, so a test never collides
+    with anybody's run of the same lab; nothing of its story changes (a host's fixed address, if the lab file at
+    ``path`` gives one, keeps its place in the new subnet)."""
+    import ipaddress
+
+    subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
+    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
+    data = yaml.safe_load(path.read_text()) if path is not None else {}
+    old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
+    for host, spec in (data.get("hosts") or {}).items():
+        if isinstance(spec, dict) and spec.get("ip"):
+            offset = int(ipaddress.IPv4Address(spec["ip"])) - int(old.network_address)
+            sets.append(f"hosts.{host}.ip={subnet.network_address + offset}")
+    return sets
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
@@ -56,8 +80,19 @@ def make_lab(tmp_path: Path, base: str = "closewait", name: str | None = None,
         else:
             node[parts[-1]] = value
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(yaml.safe_dump(keep_checked_facts(data), sort_keys=False))
     return path, name
+
+
+def keep_checked_facts(data: dict[str, Any]) -> dict[str, Any]:
+    """A lab mapping whose expectations a test replaced, with only the reference facts that still name
+    expectations it has (a fact naming one it lacks is refused, as in any lab file). Changes ``data``."""
+    ref = data.get("reference")
+    if isinstance(ref, dict) and isinstance(ref.get("facts"), list):
+        names = {e.get("name") for e in data.get("expect") or [] if isinstance(e, dict)}
+        ref["facts"] = [f for f in ref["facts"]
+                        if all(n in names for n in ([f["expect"]] if isinstance(f["expect"], str) else f["expect"]))]
+    return data
 
 
 def labeled_objects(lab: str | None = None) -> list[str]:

@@ -20,6 +20,7 @@ from ..runfiles import lab as lab_file
 from ..runfiles import steps
 from .checks import check_for
 from .evidence import missing_evidence
+from .references.published import cited_for
 from .runview import RunView
 from .verdicts import FAILED, Evaluation, Verdict, as_error, finish
 
@@ -50,6 +51,7 @@ def evaluate(run_dir: str | Path | RunDir, lab: Lab | None = None) -> Evaluation
     ev = Evaluation(lab.name, str(view.info.get("run", rd.path.name)), rd.path,
                     started=view.info.get("started"), ended=view.info.get("ended"))
     ev.verdicts.extend(step_verdicts(view))
+    ev.cited = {e.name: cited for e in lab.expect if (cited := cited_for(lab, e.name))}
     for exp in lab.expect:
         check = check_for(exp)
         v = check.judge(exp, exp.match, view)

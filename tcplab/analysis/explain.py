@@ -78,7 +78,8 @@ def explain(traffic: Traffic, timelines: Timelines, snapshots: Snapshots, logs: 
         if r.more:
             more.append((cls.what, r.more))
         notes += r.notes
-    name = str((lab.reference if lab is not None else None) or reference or "")
+    named = lab.reference.report if lab is not None and lab.reference is not None else None
+    name = str(named or reference or "")
     ref = reference_named(name)
     differences = ref.compare(run, findings) if ref is not None else []
     unknown = name if name and ref is None else ""

@@ -14,6 +14,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Iterable
 
 from ..rundir import RunDir
 from ..runfiles import result
@@ -35,20 +36,22 @@ def write_result_json(ev: Evaluation, target: RunDir | str | Path) -> Path:
     return result.write(target if isinstance(target, RunDir) else Path(target), result_document(ev))
 
 
-def failure_block(v: Verdict) -> str:
-    """What a person reads about one failed expectation: the verdict line, then its parts."""
+def failure_block(v: Verdict, cited: Iterable[str] = ()) -> str:
+    """What a person reads about one failed expectation: the verdict line, then its parts; ``cited``: the
+    published facts it checks, with their sources (``Evaluation.cited``)."""
     label = v.label
+    sources = "".join(f"\n  source:   {line}" for line in cited)
     if v.error:
         return (f"{v.message}\n"
                 f"  about:    {v.about}\n"
                 f"  missing:  {v.missing}\n"
                 f"  expected: {v.expected}\n"
-                f"  look at:  {v.where}")
+                f"  look at:  {v.where}{sources}")
     return (f"{v.message}\n"
             f"  about:    {v.about}\n"
             f"  expected: {v.expected}\n"
             f"  {label + ':':<9} {v.seen}\n"
-            f"  look at:  {v.where}")
+            f"  look at:  {v.where}{sources}")
 
 
 def _x(text: object) -> str:
@@ -77,7 +80,7 @@ def junit_document(ev: Evaluation, hostname: str | None = None, timestamp: float
             # an expectation the run had no evidence for is JUnit's <error> (it could not run), not a <failure>
             failure = ET.SubElement(case, "error" if v.error else "failure",
                                     {"message": _x(v.message), "type": _x(f"tcplab.{v.kind}")})
-            failure.text = _x(failure_block(v))
+            failure.text = _x(failure_block(v, ev.cited.get(v.name, ())))
     out = ET.SubElement(suite, "system-out")
     out.text = _x("\n".join(v.message for v in ev.verdicts) + "\n")
     ET.SubElement(suite, "system-err").text = ""

@@ -64,6 +64,8 @@ class Evaluation:
     verdicts: list[Verdict] = field(default_factory=list)
     started: float | None = None
     ended: float | None = None
+    # expectation -> the published facts it checks, each with its source, in one line (the lab's reference)
+    cited: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def held(self) -> int:

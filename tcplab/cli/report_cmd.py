@@ -1,15 +1,17 @@
-"""`lab report [LAB or RUN_DIR] [--open]`: (re)write a run's report.html from its artifacts.
+"""`lab report [LAB or RUN_DIR] [--open] [--judge]`: (re)write a run's report.html from its artifacts.
 
 A RUN_DIR needs no Docker engine (a finished run, or one copied from CI); a
 LAB name is looked up among the labs that are up (that needs the engine);
-with no argument, the newest run under ./runs is used.
+with no argument, the newest run under ./runs is used. With --judge the run
+is first judged again from its own lab.yaml (edited since, perhaps: a fact
+changed on purpose), as `lab run` judges it, with its exit status.
 """
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 import typer
 
@@ -99,7 +101,11 @@ def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR
                                                   help="A run directory, or a lab that is up; default: the "
                                                        "newest run under ./runs."),
            open_: bool = typer.Option(False, "--open", help="Open the report in a browser (if there is a "
-                                                            "display; else print its path).")) -> None:
+                                                            "display; else print its path)."),
+           judge: bool = typer.Option(False, "--judge", help="Check the expectations again, from the run's own "
+                                                             "lab.yaml, as `lab run` does: rewrite result.json and "
+                                                             "junit.xml, print the verdicts, exit 1 if one did not "
+                                                             "hold.")) -> None:
     """(Re)write report.html for a run from its artifacts; works on a running lab and on a finished run."""
     from ..report import write_report
 
@@ -107,6 +113,8 @@ def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR
         run_dir = resolve_run_dir(target, Path("runs"), _engine_lookup)
     except NotARun as e:
         die(EXIT_BAD_INPUT, str(e))
+    if judge:
+        _judge_again(run_dir)
     try:
         path = write_report(run_dir)
     except OSError as e:
@@ -122,3 +130,17 @@ def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR
                 say(f"no browser found: open {shown} yourself")
         else:
             say(f"no display: open {shown} in a browser")
+
+
+def _judge_again(run_dir: Path) -> NoReturn:
+    """The run judged from its lab.yaml (as edited since, if it was): exit 0 all held, 1 not, 2 a bad lab.yaml."""
+    from ..model import LabError
+    from .run_cmd import judge
+
+    try:
+        code = judge(run_dir, None)
+    except LabError as e:
+        die(EXIT_BAD_INPUT, str(e))
+    except (OSError, ValueError) as e:
+        die(EXIT_ENVIRONMENT, f"could not check the run in {run_dir}: {type(e).__name__}: {e}")
+    raise SystemExit(code)

@@ -114,7 +114,7 @@ def judge(run_dir: Path, junit: Path | None) -> int:
             out.print(f"PASS {v.name}: {v.about}", markup=False)
     for v in ev.verdicts:
         if not v.held:
-            out.print(failure_block(v), markup=False)
+            out.print(failure_block(v, ev.cited.get(v.name, ())), markup=False)
     rel = os.path.relpath(rd.path)
     total = len(ev.verdicts)
     if ev.passed:

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints,
-                      Tag, ValidationInfo, field_validator)
+from pydantic import (AfterValidator, BeforeValidator, Discriminator, Field, StringConstraints, Tag, ValidationInfo,
+                      field_validator)
 
 from ..peers import PEER_KINDS, peer_kind
 from .duration import format_duration, parse_duration
+from .reference import LabReference, reference_form
+from .strict import Name, Strict
 
-# Names become container names, file names and DNS names: keep them boring.
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$")]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 Arg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 TcpState = Literal[
@@ -40,10 +40,6 @@ def _state(value: object) -> object:
 
 
 State = Annotated[TcpState, BeforeValidator(_state)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 _PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
@@ -622,12 +618,21 @@ for _kind, _cls in EXPECTATION_KINDS.items():  # a kind without its field would 
     assert Expectation.model_fields[_kind].annotation == _cls | None, _kind
 
 
+def _one_line(value: str) -> str:
+    if len(value.strip().splitlines()) > 1:  # any line break: \n, \r, \x85, \u2028...
+        raise ValueError("is more than one line: a summary is one line (the story has room for more)")
+    return value.strip()
+
+
 class Lab(Strict):
     name: Name
-    summary: Annotated[str, StringConstraints(max_length=300)] = ""
+    summary: Annotated[str, StringConstraints(max_length=300), AfterValidator(_one_line)] = Field(
+        "", description="One line: what `lab ls`, the README's library and the report say of the lab.")
     story: Annotated[str, StringConstraints(max_length=5000)] = ""
-    # a field report the report compares the run with (tcplab/analysis/references); none: no comparison
-    reference: Literal["closewait-field-report"] | None = None
+    reference: Annotated[LabReference | None, BeforeValidator(reference_form)] = Field(
+        None, description="Where the lab's facts are published, and which expectation checks each: the report "
+                          "renders them with this run's verdicts. The short form `reference: NAME` names a "
+                          "comparison written in tcplab (`closewait-field-report`), as `reference: {report: NAME}`.")
     network: Network = Network()
     capture: Capture = Capture()
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
@@ -649,6 +654,13 @@ class Lab(Strict):
         if field == "tcp_fin_timeout":
             return None if peer.tcp_fin_timeout is None else float(peer.tcp_fin_timeout)
         raise KeyError(ref)
+
+    def sysctls_read(self) -> list[str]:
+        """The sysctls this lab depends on, beyond those tcplab always reads: the reference block's, then
+        those a host sets. Each is read in every host as the run starts and recorded in run.json."""
+        named = list(self.reference.sysctls) if self.reference is not None else []
+        named += [k for h in self.hosts.values() for k in h.sysctls]
+        return list(dict.fromkeys(named))
 
     def host_ip(self, name: str) -> ipaddress.IPv4Address:
         """The host's address: set in the file, else the n-th address after the gateway."""

@@ -19,6 +19,7 @@ from ..peers import peer_kind
 from .errors import LabError
 from .lab import EXPECTATION_KINDS, PROJECT_IMAGES, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
 from .yamlread import MAX_FILE_BYTES
+from .reference import reference_problems
 
 __all__ = ["MAX_FILE_BYTES", "apply_set", "check_build_contexts", "check_references", "load_lab", "parse_yaml",
            "validate"]
@@ -218,6 +219,9 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
         except StepProblem as e:
             raise LabError(file, f"{where}.{e.field}", e.message) from None
     _check_expectations(lab, file, story.snapshots)
+    problems = reference_problems(lab)
+    if problems:
+        raise LabError(file, *problems[0])
 
 
 def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:

@@ -33,6 +33,9 @@ _PATTERN_HINTS = {
     r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$":
         "cannot be set: a lab sets only net.ipv4.*, net.ipv6.* and net.core.* sysctls",
     r"^[0-9 ]{1,64}$": "is not a sysctl value (write a number, or numbers separated by spaces)",
+    r"^(net|kernel|vm)(\.[a-z0-9_]{1,40}){1,6}$":
+        "is not a sysctl a lab can read (write its dotted name under net., kernel. or vm., "
+        "e.g. net.ipv4.tcp_syn_retries)",
     r"^[A-Za-z_][A-Za-z0-9_]{0,63}$":
         "is not an environment variable name (letters, digits and '_', not starting with a digit)",
     r"^[SFRPUEW.]{1,8}$|^none$": "is not a set of TCP flags as tcpdump prints them (e.g. S, S., F., R., .)",

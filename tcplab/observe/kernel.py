@@ -6,7 +6,7 @@ read is left out: the report then says the run does not record it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 # the sysctls the explanations use, as files under /proc/sys
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
@@ -15,15 +15,21 @@ SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout",
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
 
 
-def sysctl_argv() -> list[str]:
+def sysctl_names(own: Iterable[str] = ()) -> list[str]:
+    """The sysctls to read in a host: those the explanations use, then the host's own (the lab's and its
+    peer kind's), so the run records the value each story set as the kernel took it."""
+    return list(dict.fromkeys([*SYSCTLS, *own]))
+
+
+def sysctl_argv(names: Sequence[str] = SYSCTLS) -> list[str]:
     """One ``cat`` of every sysctl: ``cat`` goes on past a file this kernel lacks, which stays unread."""
-    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in SYSCTLS)]
+    return ["cat", *(f"/proc/sys/{name.replace('.', '/')}" for name in names)]
 
 
-def parse_sysctls(stdout: str, stderr: str) -> dict[str, str]:
+def parse_sysctls(stdout: str, stderr: str, names: Sequence[str] = SYSCTLS) -> dict[str, str]:
     """``cat``'s output, one line per file in order; files it could not read are named in its errors."""
-    missing = [name for name in SYSCTLS if f"/proc/sys/{name.replace('.', '/')}" in stderr]
-    present = [name for name in SYSCTLS if name not in missing]
+    missing = [name for name in names if f"/proc/sys/{name.replace('.', '/')}" in stderr]
+    present = [name for name in names if name not in missing]
     lines = stdout.splitlines()
     if len(lines) != len(present):
         return {}
@@ -36,3 +42,6 @@ def parse_hz(stdout: str) -> dict[str, Any]:
         if line.startswith("CONFIG_HZ=") and line.split("=", 1)[1].strip().isdigit():
             return {"hz": int(line.split("=", 1)[1]), "hz_source": f"{line.strip()} in /proc/config.gz"}
     return {}
+
+
+RELEASE = "kernel.osrelease"  # a sysctl too: what `uname -r` prints, the same in every host of a run

@@ -32,6 +32,7 @@ from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, host_image, plan
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
+from ..observe import kernel as kernel_facts
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
@@ -493,9 +494,13 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py)
-            res = self.observe(host, sysctl_argv())
-            sysctls[host] = parse_sysctls(res.stdout, res.stderr)
+        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
+            # host's own, as the kernel took them, those the lab's published facts depend on (reference.sysctls),
+            # and the kernel's release (uname -r)
+            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read(),
+                                               kernel_facts.RELEASE])
+            res = self.observe(host, sysctl_argv(names))
+            sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 
         def hz() -> None:  # the kernel's: any host will do, one with its own tools first (no observer's exec)
             first = sorted(hosts, key=lambda h: self.plan.host(h).observer is not None)[0]

@@ -47,8 +47,11 @@ class RunData:
     @property
     def reference(self) -> str:
         """The field report the lab names, known to this tcplab or not."""
-        named = self.lab.reference if self.lab is not None else None
-        return str(named or self.lab_refused.get("reference") or "")
+        named = self.lab.reference.report if self.lab is not None and self.lab.reference is not None else None
+        refused = self.lab_refused.get("reference")
+        if isinstance(refused, dict):  # the block form, refused: its report, if it names one
+            refused = refused.get("report")
+        return str(named or (refused if isinstance(refused, str) else "") or "")
 
     @property
     def name(self) -> str:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from ..analysis.explain import Explanation, explain, fmt_span
 from ..analysis.packets import Packet
+from ..analysis.references.published import kernel_read, published_facts
 from ..analysis.timeline import Timelines, build_timelines, snapshot_order
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
@@ -212,6 +213,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
         "t0": t0,
         "t0_utc": utc(t0) if traffic.packets else "",
         "ex": ex,
+        "facts": published_facts(data.lab, data.result, data.info),
+        "kernel_read": kernel_read(data.lab, data.info),
         "drawn": drawn,
         "ladder": ladder,
         "packets": packet_rows(ladder.drawn, t0),

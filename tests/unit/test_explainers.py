@@ -419,14 +419,15 @@ def test_handshake_ack_window_why_names_the_linux_first_window(tmp_path: Path) -
 @pytest.mark.parametrize("name", ["closewait", "closewait-linux"])
 def test_shipped_closewait_labs_name_the_field_report(name: str) -> None:
     lab, _ = load_lab(ROOT / "labs" / f"{name}.yaml")
-    assert lab.reference == "closewait-field-report"
+    assert lab.reference is not None and lab.reference.report == "closewait-field-report"
     from tcplab.analysis.references import REFERENCES
 
-    assert lab.reference in REFERENCES
+    assert lab.reference.report in REFERENCES
 
 
 def test_lab_reference_must_be_known() -> None:
     base = parse_yaml((ROOT / "labs" / "closewait.yaml").read_text(), "closewait.yaml")
     with pytest.raises(LabError, match="reference"):
         validate(dict(base, reference="no-such-report"), "x.yaml")
-    assert validate(dict(base, reference="closewait-field-report"), "x.yaml").reference == "closewait-field-report"
+    ref = validate(dict(base, reference="closewait-field-report"), "x.yaml").reference  # the short form
+    assert ref is not None and ref.report == "closewait-field-report" and ref.facts == []

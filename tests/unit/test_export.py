@@ -198,7 +198,7 @@ def test_steps_are_comment_lines_that_shell_split_into_the_steps_argv(tmp_path: 
 
 def test_lab_text_cannot_escape_the_header_comment(tmp_path: Path) -> None:
     evil = "x\nservices: {}\r\ny: 1\u2028z: 2\x85w: 3"
-    path = lab_file(tmp_path, changes={"story": evil, "summary": "s\rq: 1", "steps.0.title": evil})
+    path = lab_file(tmp_path, changes={"story": evil, "steps.0.title": evil})  # a summary is one line (model)
     text, data = export(path)
     assert set(data) == {"services", "networks"}
     head = text[: text.index("\nservices:\n")]

@@ -19,6 +19,7 @@ from tcplab.observe.programs import (ProgramOutput, describe_status, last_lines,
 from tcplab.rundir import RunDir
 from tcplab.runfiles import programs as program_events
 
+from ..conftest import keep_checked_facts
 from .test_expectations import FIN_T, ROOT, STEP_TIMES, T0, make_run
 
 STOP_T = STEP_TIMES[3]  # stop-telnet2: win's telnet is closed
@@ -205,6 +206,7 @@ def test_result_json_carries_the_program_verdict(tmp_path: Path) -> None:
 def _lab(expect: list[dict[str, Any]] | None = None, **sets: Any) -> None:
     data = yaml.safe_load((ROOT / "labs" / "closewait.yaml").read_text())
     data["expect"] = expect or []
+    keep_checked_facts(data)
     for dotted, value in sets.items():
         node = data
         parts = dotted.split("__")

@@ -20,6 +20,7 @@ import yaml
 from tcplab.analysis.expectations import evaluate
 from tcplab.analysis.timeline import build_timelines
 
+from ..conftest import keep_checked_facts
 from .test_report_synth import A, F, R, S, Wire, ns_line, ss_line, tables
 
 IPS = {"server": "10.79.0.2", "client": "10.79.0.3"}
@@ -285,6 +286,7 @@ def _lab(rd: Path, expect: list[dict[str, Any]]) -> Any:
 
     data = yaml.safe_load((rd / "lab.yaml").read_text())
     data["expect"] = expect
+    keep_checked_facts(data)
     (rd / "lab.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return load_lab(rd / "lab.yaml")[0]
 

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmark of the war-story library: how long `lab run NAME` of each shipped lab takes, and tcplab's own part.
+
+Run from the checkout with the project's venv::
+
+    .venv/bin/python bench/library.py [-n 3] [--only timewait,backlog]
+
+Each shipped lab (labs/NAME.yaml, labs/NAME/lab.yaml) runs N times as shipped
+(`lab run NAME`, under a name and a /24 of its own; a lab whose story takes
+minutes as shipped gets the ``sets`` tests/data/library_faults.yaml gives it,
+as CI does), one after the other. For each run:
+
+wall      the `lab run` process, start to exit (up, play, down, judge, report)
+waits     the story's own waits: the `wait` steps of steps.jsonl (a timer the
+          story waits out, a FIN or RST it waits for)
+overhead  wall - waits: what tcplab itself costs (containers, sidecars,
+          snapshots, collection, teardown, judging, the report)
+phases    run.json's phases (network, hosts and sidecars, programs, steps,
+          collection, teardown)
+
+min/median/max over the N runs are printed with whether the library's target
+(each lab's `lab run` in at most 30 s) is met. Every run must hold every
+expectation (exit 0); one that does not is printed and counts as a miss.
+Results also go to bench/out/library-<UTC time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+LAB_PY = ROOT / "lab.py"
+FAULTS = ROOT / "tests" / "data" / "library_faults.yaml"
+TARGET = 30.0  # seconds: a shipped lab's `lab run`
+
+
+def shipped_labs() -> dict[str, Path]:
+    labs = {f.stem: f for f in sorted((ROOT / "labs").glob("*.yaml"))}
+    labs.update({f.parent.name: f for f in sorted((ROOT / "labs").glob("*/lab.yaml"))})
+    return dict(sorted(labs.items()))
+
+
+def ci_sets(name: str) -> list[str]:
+    entry = (yaml.safe_load(FAULTS.read_text()) or {}).get(name) or {}
+    return list(entry.get("sets") or [])
+
+
+def free_subnet() -> str:
+    """A /24 in 10.240.0.0/12 that no network on the engine overlaps (colleagues' labs included)."""
+    import docker
+
+    used = []
+    for n in docker.from_env(timeout=60).api.networks():
+        for cfg in (n.get("IPAM") or {}).get("Config") or []:
+            try:
+                used.append(ipaddress.ip_network(cfg.get("Subnet", ""), strict=False))
+            except ValueError:
+                pass
+    for _ in range(200):
+        cand = ipaddress.ip_network(f"10.{random.randint(240, 254)}.{random.randint(0, 255)}.0/24")
+        if not any(cand.overlaps(u) for u in used if u.version == 4):
+            return str(cand)
+    raise SystemExit("no free /24 for the benchmark's lab")
+
+
+def one_run(name: str, work: Path) -> dict[str, Any]:
+    run_name = f"benchlib-{uuid.uuid4().hex[:6]}"
+    out = work / run_name
+    sets = [f"name={run_name}", f"network.subnet={free_subnet()}", *ci_sets(name)]
+    argv = [sys.executable, str(LAB_PY), "run", name, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TCPLAB_HOME": str(ROOT)})
+    wall = time.monotonic() - t0
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()] \
+        if (out / "steps.jsonl").is_file() else []
+    waits = sum(s["end"] - s["start"] for s in steps if s.get("kind") == "wait" and s.get("end"))
+    info = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+    return {"lab": name, "sets": sets[2:], "exit": proc.returncode, "wall": round(wall, 3), "waits": round(waits, 3),
+            "overhead": round(wall - waits, 3), "phases": info.get("phases") or {},
+            "kernel": next((v.get("kernel.osrelease", "") for v in (info.get("sysctls") or {}).values()), ""),
+            "said": "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-2000:]}
+
+
+def stats(values: list[float]) -> str:
+    return f"{min(values):6.1f} {statistics.median(values):6.1f} {max(values):6.1f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=3, help="runs of each lab (default 3)")
+    ap.add_argument("--only", default="", help="comma-separated lab names (default: every shipped lab)")
+    args = ap.parse_args()
+    labs = shipped_labs()
+    chosen = [x for x in args.only.split(",") if x] or list(labs)
+    unknown = [x for x in chosen if x not in labs]
+    if unknown:
+        raise SystemExit(f"no shipped lab {', '.join(unknown)} (labs: {', '.join(labs)})")
+    work = Path(tempfile.mkdtemp(prefix="bench-library-"))
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for name in chosen:
+            results[name] = []
+            for i in range(args.n):
+                r = one_run(name, work)
+                results[name].append(r)
+                held = "held" if r["exit"] == 0 else f"EXIT {r['exit']}"
+                print(f"{name:<16} run {i + 1}: wall {r['wall']:.1f} s, waits {r['waits']:.1f} s, "
+                      f"overhead {r['overhead']:.1f} s ({held})", flush=True)
+                if r["exit"] != 0:
+                    print(r["said"], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    kernel = next((r["kernel"] for rs in results.values() for r in rs if r["kernel"]), "unknown")
+    print(f"\n`lab run` of each shipped lab, {args.n} run(s) each, kernel {kernel}; seconds, min median max")
+    print(f"{'lab':<16} {'wall':>20} {'waits':>20} {'overhead':>20}  target <= {TARGET:g} s")
+    met_all = True
+    for name, rs in results.items():
+        walls = [r["wall"] for r in rs]
+        ok = all(r["exit"] == 0 for r in rs) and max(walls) <= TARGET
+        met_all &= ok
+        extra = f"  (with {' '.join(rs[0]['sets'])})" if rs[0]["sets"] else ""
+        print(f"{name:<16} {stats(walls):>20} {stats([r['waits'] for r in rs]):>20} "
+              f"{stats([r['overhead'] for r in rs]):>20}  {'met' if ok else 'MISSED'}{extra}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"library-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps({"kernel": kernel, "n": args.n, "target": TARGET, "runs": results}, indent=1))
+    print(f"\n{path.relative_to(ROOT)}")
+    return 0 if met_all else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
