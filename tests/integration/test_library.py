@@ -16,7 +16,9 @@ from typing import Any, Callable
 
 import pytest
 
-from tcplab.model import load_lab
+from tcplab.model import Lab
+from tcplab.rundir import RunDir
+from tcplab.runfiles import lab as runfiles_lab
 
 from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
 from ..library import declared, failure_block, fail_line, fault_id, put_fault
@@ -53,6 +55,12 @@ def library_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         assert not left, f"{name} left {left}"
 
 
+def run_lab(rd: Path) -> Lab:
+    """The lab a run directory holds, as `lab report` reads it: a lab built from a Dockerfile beside its file
+    has no build context in the run directory, and needs none to be judged."""
+    return runfiles_lab.read(RunDir(rd))
+
+
 def _said(proc: subprocess.CompletedProcess[str]) -> str:
     return f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
 
@@ -63,7 +71,7 @@ def test_a_shipped_lab_holds_every_expectation_on_this_kernel(name: str, library
     assert proc.returncode == 0, _said(proc)
     result = json.loads((rd / "result.json").read_text())
     assert result["passed"] and result["counts"]["failed"] == 0 and result["counts"]["error"] == 0, _said(proc)
-    lab, _ = load_lab(rd / "lab.yaml")
+    lab = run_lab(rd)
     info = json.loads((rd / "run.json").read_text())
     print(f"{name}: {info['ended'] - info['started']:.1f} s, phases {info.get('phases')}")
     # the kernel facts it depends on are in the run's record, in every host
@@ -94,7 +102,7 @@ def test_a_deliberate_fault_fails_naming_the_expected_and_the_closest(
     failed = [v["name"] for v in result["expectations"] if v["status"] == "failed"]
     assert failed == [fault["expect"]], failed  # the fault, and nothing else, fails
     # the facts that expectation checks are named with their sources, under its FAIL line
-    lab, _ = load_lab(copy / "lab.yaml")
+    lab = run_lab(copy)
     block = failure_block(judged.stdout, fault["expect"])
     for fact in lab.reference.facts_checked_by(fault["expect"]) if lab.reference else []:
         source = lab.reference.source(fact.source)
