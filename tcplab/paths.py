@@ -29,12 +29,13 @@ def known_images() -> set[str]:
 
 
 def lab_file(name_or_path: str) -> Path | None:
-    """A lab's file from its name (``labs/<name>.yaml``) or a path; None if neither exists."""
+    """A lab's file from its name (``labs/<name>.yaml``, or ``labs/<name>/lab.yaml``) or a path; None if neither
+    exists."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
         return p if p.is_file() else None
-    for ext in (".yaml", ".yml"):
-        cand = LABS_DIR / f"{name_or_path}{ext}"
+    for cand in (LABS_DIR / f"{name_or_path}.yaml", LABS_DIR / f"{name_or_path}.yml",
+                 LABS_DIR / name_or_path / "lab.yaml"):  # a lab directory: its file beside its Dockerfile
         if cand.is_file():
             return cand
     return None

@@ -21,12 +21,15 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     from ..paths import LABS_DIR
 
     labs = []
-    for f in sorted(LABS_DIR.glob("*.y*ml")):
+    files = sorted([*LABS_DIR.glob("*.y*ml"), *LABS_DIR.glob("*/lab.yaml")], key=lambda f: f.relative_to(LABS_DIR))
+    for f in files:
+        rel = f.relative_to(LABS_DIR).as_posix()
         try:
             lab, _ = load_lab(f)
-            labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{f.name}"})
+            labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{rel}"})
         except LabError as e:
-            labs.append({"name": f.stem, "summary": f"invalid: {e}", "file": f"labs/{f.name}"})
+            labs.append({"name": f.stem if f.name != "lab.yaml" else f.parent.name, "summary": f"invalid: {e}",
+                         "file": f"labs/{rel}"})
     running = []
     try:
         from ..backend import connect
