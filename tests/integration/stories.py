@@ -1,8 +1,7 @@
-"""Running a shipped story lab (labs/NAME/: its lab file beside its Dockerfile and sources) in a test: a copy
-under a name and subnet of its own, its run, and the images its hosts built removed afterwards."""
+"""Running a shipped story lab in a test: `lab run NAME` under a name and subnet of its own (its programs built
+from the Dockerfile beside its lab file), and the images its hosts built for that name removed afterwards."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Iterator
 
 import yaml
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab, unique_name
+from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
 
 
 @dataclass
@@ -25,28 +24,28 @@ class StoryRun:
         return f"exit {self.proc.returncode}\n{self.proc.stdout}\n{self.proc.stderr}"
 
 
-def story_lab(tmp: Path, base: str) -> tuple[Path, str]:
-    """A copy of labs/<base>/ in ``tmp``: its sources and Dockerfile, and its lab file under a unique name and
-    subnet (the built images are tagged with the lab's name, so they are the test's own)."""
-    for f in (ROOT / "labs" / base).iterdir():
-        if f.is_file() and f.name != "lab.yaml":
-            shutil.copy(f, tmp / f.name)
-    return make_lab(tmp, f"{base}/lab", name=unique_name(base))
-
-
 def run_story(tmp: Path, base: str) -> Iterator[StoryRun]:
-    """`lab run` of a copy of the story (a generator for a fixture): nothing of it is left afterwards."""
-    lab, name = story_lab(tmp, base)
+    """`lab run` of the shipped lab ``base`` (a generator for a fixture): nothing of it is left afterwards."""
+    path = shipped_labs()[base]
+    sets = isolated(base, path)
+    name = sets[0].split("=", 1)[1]
     t = time.monotonic()
-    proc = lab_cmd("run", str(lab), "--out", str(tmp / "run"), cwd=tmp, timeout=600)
+    proc = lab_cmd("run", base, *(a for s in sets for a in ("--set", s)), "--out", str(tmp / "run"), timeout=600)
     yield StoryRun(proc, tmp / "run", time.monotonic() - t, name)
     left = labeled_objects(name)
     if left:
         lab_cmd("down", name, timeout=120)
-    hosts = yaml.safe_load(lab.read_text())["hosts"]
-    for host in hosts:  # by tag: an image of the same content keeps its other tags (another run's)
+    remove_built_images(name, path)
+    assert not left, f"{name} left {left}"
+
+
+def remove_built_images(name: str, path: Path) -> None:
+    """Untag the images the hosts of lab ``name`` (its file at ``path``) built for it: each run under a name of
+    its own tags them ``tcplab-build/<name>-<host>:<hash>``. By tag, so an image keeps the tags of other runs."""
+    for host, spec in (yaml.safe_load(path.read_text()).get("hosts") or {}).items():
+        if not isinstance(spec, dict) or "build" not in spec:
+            continue
         refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
                                f"tcplab-build/{name}-{host}"], capture_output=True, text=True).stdout.split()
         for ref in refs:
             subprocess.run(["docker", "rmi", ref], capture_output=True)
-    assert not left, f"{name} left {left}"

@@ -22,6 +22,7 @@ from tcplab.rundir import RunDir
 from tcplab.runfiles import lab as runfiles_lab
 
 from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
+from .stories import remove_built_images
 from ..library import declared, failure_block, fail_line, fault_id, put_fault
 
 pytestmark = pytest.mark.integration
@@ -37,22 +38,23 @@ Run = tuple[subprocess.CompletedProcess[str], Path]
 def library_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``run(lab)``: that lab's one `lab run` of this module (made on first use), and its run directory."""
     done: dict[str, Run] = {}
-    names: list[str] = []
+    names: list[tuple[str, str]] = []  # (the run's lab name, the shipped lab)
 
     def run(name: str) -> Run:
         if name not in done:
             sets = isolated(name, LABS[name]) + list((ENTRIES.get(name) or {}).get("sets") or [])
-            names.append(sets[0].split("=", 1)[1])
+            names.append((sets[0].split("=", 1)[1], name))
             out = tmp_path_factory.mktemp(f"library-{name}") / "run"
             args = ["run", name, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
             done[name] = (lab_cmd(*args, timeout=600), out)
         return done[name]
 
     yield run
-    for name in names:  # `lab run` removes what it made; anything left is a failure of its own
+    for name, shipped in names:  # `lab run` removes what it made; anything left is a failure of its own
         left = labeled_objects(name)
         if left:
             lab_cmd("down", name, timeout=120)
+        remove_built_images(name, LABS[shipped])  # the images built for this run's name, no one else's
         assert not left, f"{name} left {left}"
 
 

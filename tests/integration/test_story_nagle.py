@@ -1,7 +1,8 @@
 """The nagle story on this kernel, run for real: a client that writes each request in two small pieces waits
 for the server's delayed ACK (about 40 ms) on every request once the connection is interactive, the first
 request is quick (quick-ACK mode), and the same client with TCP_NODELAY sends both pieces at once. One
-`lab run` of a copy of labs/nagle/ (its programs built from the Dockerfile beside it) is shared by the tests."""
+`lab run nagle` (under a name of its own; its programs built from the Dockerfile beside it) is shared by
+the tests; its deliberate faults are in tests/data/library_faults.yaml (tests/integration/test_library.py)."""
 from __future__ import annotations
 
 import json

@@ -1,8 +1,9 @@
 """The timewait story on this kernel, run for real: the side that closes first keeps TIME_WAIT (60 s, shown
 by ss's timer, not waited out), the passive closer passes through CLOSE_WAIT and LAST_ACK, a client with four
 local ports fails its fifth connect() with EADDRNOTAVAIL, and the same client with tcp_tw_reuse = 1 takes a
-TIME_WAIT port over. One `lab run` of a copy of labs/timewait/ (its program built from the Dockerfile beside
-it) is shared by the tests."""
+TIME_WAIT port over. One `lab run timewait` (under a name of its own; its program built from the Dockerfile
+beside it) is shared by the tests; its deliberate faults are in tests/data/library_faults.yaml
+(tests/integration/test_library.py)."""
 from __future__ import annotations
 
 import json
