@@ -28,14 +28,18 @@ def known_images() -> set[str]:
     }
 
 
+LAB_SUFFIXES = (".yaml", ".yml")
+# the file that makes a directory of labs/ a lab (beside its Dockerfile and sources): labs/NAME/lab.yaml is lab NAME
+DIR_LAB_FILE = f"lab{LAB_SUFFIXES[0]}"
+
+
 def lab_file(name_or_path: str) -> Path | None:
-    """A lab's file from its name (``labs/<name>.yaml``, or ``labs/<name>/lab.yaml``) or a path; None if neither
-    exists."""
+    """A lab's file from its name (``labs/<name>.yaml``, or the lab directory ``labs/<name>/``'s file) or a path;
+    None if neither exists."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
         return p if p.is_file() else None
-    for cand in (LABS_DIR / f"{name_or_path}.yaml", LABS_DIR / f"{name_or_path}.yml",
-                 LABS_DIR / name_or_path / "lab.yaml"):  # a lab directory: its file beside its Dockerfile
+    for cand in (*(LABS_DIR / f"{name_or_path}{s}" for s in LAB_SUFFIXES), LABS_DIR / name_or_path / DIR_LAB_FILE):
         if cand.is_file():
             return cand
     return None

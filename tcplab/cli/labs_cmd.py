@@ -18,17 +18,18 @@ def register(app: typer.Typer) -> None:
 def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Labs in labs/ and labs running now."""
     from ..model import LabError, load_lab
-    from ..paths import LABS_DIR
+    from ..paths import DIR_LAB_FILE, LABS_DIR
 
     labs = []
-    files = sorted([*LABS_DIR.glob("*.y*ml"), *LABS_DIR.glob("*/lab.yaml")], key=lambda f: f.relative_to(LABS_DIR))
+    files = sorted([*LABS_DIR.glob("*.y*ml"), *LABS_DIR.glob(f"*/{DIR_LAB_FILE}")],
+                   key=lambda f: f.relative_to(LABS_DIR))
     for f in files:
         rel = f.relative_to(LABS_DIR).as_posix()
         try:
             lab, _ = load_lab(f)
             labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{rel}"})
         except LabError as e:
-            labs.append({"name": f.stem if f.name != "lab.yaml" else f.parent.name, "summary": f"invalid: {e}",
+            labs.append({"name": f.parent.name if f.name == DIR_LAB_FILE else f.stem, "summary": f"invalid: {e}",
                          "file": f"labs/{rel}"})
     running = []
     try:
