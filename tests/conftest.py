@@ -65,8 +65,14 @@ def unique_name(prefix: str) -> str:
 
 def make_lab(tmp_path: Path, base: str = "closewait", name: str | None = None,
              changes: dict[str, Any] | None = None) -> tuple[Path, str]:
-    """A copy of ``labs/<base>.yaml`` under a unique name and subnet; returns (file, lab name)."""
+    """A copy of ``labs/<base>.yaml`` under a unique name and subnet; returns (file, lab name).
+
+    Its paths (``program.build``) are relative to the lab file, so the copy's are rewritten for where it is."""
     data = yaml.safe_load((ROOT / "labs" / f"{base}.yaml").read_text())
+    for host in data["hosts"].values():
+        program = host.get("program") or {}
+        if "build" in program:
+            program["build"] = os.path.relpath(ROOT / "labs" / program["build"], tmp_path)
     name = name or unique_name(base.replace("_", "-"))[:31]
     data["name"] = name
     data["network"] = {"subnet": f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24"}

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import typer
 
-from . import down_cmd, export_cmd, hosts_cmd, images_cmd, labs_cmd, report_cmd, run_cmd, up_cmd
+from . import docs_cmd, down_cmd, export_cmd, hosts_cmd, images_cmd, init_cmd, labs_cmd, report_cmd, run_cmd, up_cmd
 from .common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, die
 
-# ls, validate | up | exec, shell, status | down, gc | run | report | export | images (a group: listed last)
-COMMANDS = (labs_cmd, up_cmd, hosts_cmd, down_cmd, run_cmd, report_cmd, export_cmd, images_cmd)
+# ls, validate | init | up | exec, shell, status | down, gc | run | report | export | docs, images (groups: last)
+COMMANDS = (labs_cmd, init_cmd, up_cmd, hosts_cmd, down_cmd, run_cmd, report_cmd, export_cmd, docs_cmd, images_cmd)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn a TCP war story into a reproducible experiment.")
+HELP = """Turn a TCP war story into a reproducible experiment.
+
+A LAB is a lab file's path, a directory holding lab.yaml, or a name: ./labs/NAME.yaml or \
+./labs/NAME/lab.yaml of the current directory, else a lab shipped with tcplab (lab ls lists them). \
+Runs go to ./runs/.
+
+TCPLAB_HOME=DIR: use DIR/labs and DIR/images (a checkout) instead of the shipped labs and images."""
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=HELP)
 for _module in COMMANDS:
     _module.register(app)
 

@@ -6,7 +6,6 @@ imports what it uses when it runs, so `lab down` pays neither for validating lab
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -76,14 +75,17 @@ def resolve_lab(name_or_path: str, sets: list[str] | None = None) -> tuple[Lab, 
     """The validated lab for a name or file; bad input exits 2 with one line."""
     from ..model import LabError, load_lab
     from ..model.messages import clip
-    from ..paths import known_images, lab_file
+    from ..paths import known_images, lab_file, looks_like_path
 
     path = lab_file(name_or_path)
     if path is None:
         shown = clip(name_or_path)
-        if Path(name_or_path).suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if Path(name_or_path).is_dir():
+            die(EXIT_BAD_INPUT, f"{shown}: no lab.yaml in this directory")
+        if looks_like_path(name_or_path):
             die(EXIT_BAD_INPUT, f"{shown}: no such file")
-        die(EXIT_BAD_INPUT, f"{shown}: no such lab (not a file, and no labs/{shown}.yaml)")
+        die(EXIT_BAD_INPUT, f"{shown}: no such lab (not a file, no labs/{shown}.yaml or labs/{shown}/lab.yaml here, "
+                            "and not a shipped lab: see lab ls)")
     try:
         lab, resolved = load_lab(path, sets or [], known_images(), display_name=_display(path))
     except LabError as e:

@@ -18,17 +18,15 @@ def register(app: typer.Typer) -> None:
 def export_cmd(
     lab_name: str = typer.Argument(..., metavar="LAB"),
     fmt: str = typer.Option("compose", "--format", help="Output format (only: compose)."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write (default compose/<lab>.yml)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write (default ./compose/<lab>.yml)."),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a lab field by dotted path."),
 ) -> None:
     """Write the lab as a compose file that docker-compose runs as is (default compose/LAB.yml)."""
     from ..export import FORMATS, ExportError, export_to
-    from ..paths import COMPOSE_DIR
-
     if fmt not in FORMATS:
         die(EXIT_BAD_INPUT, f"--format {fmt}: unknown format (known: {', '.join(FORMATS)})")
     lab, resolved, path = resolve_lab(lab_name, sets)
-    target = out_file if out_file is not None else COMPOSE_DIR / f"{lab.name}.yml"
+    target = out_file if out_file is not None else Path("compose") / f"{lab.name}.yml"  # beside runs/
     if target.is_dir():
         die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -16,21 +17,18 @@ def register(app: typer.Typer) -> None:
 
 
 def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Labs in labs/ and labs running now."""
+    """Labs by name (./labs/NAME.yaml, ./labs/NAME/lab.yaml, then the shipped ones) and labs running now."""
     from ..model import LabError, load_lab
-    from ..paths import DIR_LAB_FILE, LABS_DIR
+    from ..paths import all_labs
 
     labs = []
-    files = sorted([*LABS_DIR.glob("*.y*ml"), *LABS_DIR.glob(f"*/{DIR_LAB_FILE}")],
-                   key=lambda f: f.relative_to(LABS_DIR))
-    for f in files:
-        rel = f.relative_to(LABS_DIR).as_posix()
+    for entry in all_labs():
+        shown = _shown(entry.path, entry.shipped)
         try:
-            lab, _ = load_lab(f)
-            labs.append({"name": lab.name, "summary": lab.summary, "file": f"labs/{rel}"})
+            lab, _ = load_lab(entry.path)
+            labs.append({"name": entry.name, "summary": lab.summary, "file": shown, "shipped": entry.shipped})
         except LabError as e:
-            labs.append({"name": f.parent.name if f.name == DIR_LAB_FILE else f.stem, "summary": f"invalid: {e}",
-                         "file": f"labs/{rel}"})
+            labs.append({"name": entry.name, "summary": f"invalid: {e}", "file": shown, "shipped": entry.shipped})
     running = []
     try:
         from ..backend import connect
@@ -44,12 +42,25 @@ def ls_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if as_json:
         out.print_json(json.dumps({"labs": labs, "running": running}))
         return
-    for entry in labs:
-        out.print(f"{entry['name']:<20} {entry['summary']}", markup=False)
+    for item in labs:
+        where = "" if item["shipped"] else f"  ({item['file']})"
+        out.print(f"{item['name']:<20} {item['summary']}{where}", markup=False)
     if running:
         out.print("\nrunning:")
         for run in running:
             out.print(f"  {run['lab']:<18} {run['state']:<9} {run['run_dir']}", markup=False)
+
+
+def _shown(path: Path, shipped: bool) -> str:
+    """A lab file as a person finds it: relative to the current directory, or to the shipped labs' top."""
+    from ..paths import HOME
+
+    for top in ((HOME,) if shipped else ()) + (Path.cwd(),):
+        try:
+            return path.resolve().relative_to(top.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(path)
 
 
 def validate(files: List[str] = typer.Argument(..., help="Lab files or names."),

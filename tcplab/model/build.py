@@ -3,10 +3,10 @@
 tcplab builds no lab program itself (yet): a program reaches a host through the
 host's image, whose Dockerfile copies its source from ``images/`` and builds it
 (``images/server/Dockerfile`` compiles ``images/server/server.c``). So ``build:``
-names that source, relative to the project's top (where ``labs/`` and
-``images/`` are), and is accepted only when the file exists and the Dockerfile
-of the host's image copies it: a ``build:`` that nothing builds would claim what
-no one does.
+names that source, relative to the lab file (``labs/closewait.yaml`` writes
+``../images/server/server.c``), and is accepted only when the file exists and
+the Dockerfile of the host's image copies it: a ``build:`` that nothing builds
+would claim what no one does.
 """
 from __future__ import annotations
 
@@ -58,15 +58,17 @@ def copies(sources: list[str], rel: str) -> bool:
     return False
 
 
-def check_build(value: str, image: str, home: Path, images_dir: Path) -> str | None:
-    """What is wrong with ``build: value`` on a host of ``image`` (``tcplab/<dir>``), or None when it holds."""
+def check_build(value: str, image: str, lab_dir: Path, images_dir: Path) -> str | None:
+    """What is wrong with ``build: value`` on a host of ``image`` (``tcplab/<dir>``), or None when it holds.
+
+    ``lab_dir`` is the lab file's directory, which ``value`` is relative to."""
     shown = clip(value)
-    path = home / value
+    path = lab_dir / value
     if not path.exists():
-        return (f"no such file: {shown} (write the path from the project's top, where labs/ and images/ are, "
-                "e.g. images/server/server.c)")
+        return (f"no such file: {shown} (write the path relative to the lab file's directory, "
+                "e.g. ../images/server/server.c from labs/)")
     if path.is_dir():
-        return f"{shown} is a directory: name the program's source file (e.g. images/server/server.c)"
+        return f"{shown} is a directory: name the program's source file (e.g. ../images/server/server.c)"
     own = image.split("/", 1)[1].split(":", 1)[0]
     dockerfile = images_dir / own / "Dockerfile"
     try:

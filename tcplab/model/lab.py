@@ -54,15 +54,18 @@ def _private_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
     return net
 
 
-def _project_path(value: str) -> str:
-    """A file of this project, relative to its top: no absolute path, no way out with '..'."""
-    if value.startswith("/") or ".." in value.split("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
-        raise ValueError(f"{value[:40]!r} is not a path inside the project (write e.g. images/server/server.c)")
+def _relative_path(value: str) -> str:
+    """A file named relative to the lab file's directory (as compose names a build context): not absolute."""
+    if value.startswith("/") or not re.match(r"^[A-Za-z0-9_./-]{1,200}$", value):
+        raise ValueError(f"{value[:40]!r} is not a path relative to the lab file "
+                         "(write e.g. ../images/server/server.c)")
     return value
 
 
 class Network(Strict):
     subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_private_subnet)] = ipaddress.IPv4Network("10.77.0.0/24")
+    """The lab's private network (RFC 1918, /16 to /29). Hosts get addresses from .2 on, in the order `hosts` lists
+    them; two labs up at once need different subnets."""
 
 
 def _regex(value: str) -> str:
@@ -82,8 +85,11 @@ Regex = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterVa
 class Ready(Strict):
     """When a started program counts as ready: a port it listens on, or a line of its output (a regex)."""
     listen: Port | None = None
+    """Ready once the host listens on this TCP port."""
     log: Regex | None = None
+    """Ready once the program's output matches this regex."""
     timeout: Seconds = 10.0
+    """How long to wait for it; a program not ready by then fails the bring-up (exit 3)."""
 
 
 class Program(Strict):
@@ -93,14 +99,23 @@ class Program(Strict):
     On a host of any other image (pulled, local or built) the program is the container's own main
     process: the image's ENTRYPOINT with its CMD, or with ``run`` in place of the CMD (as compose's
     ``command:``: the entrypoint stays); its output is the container's log, its exit the container's."""
-    # the program's source, from the project's top; the loader checks that the host's image copies it
+    # the program's source, relative to the lab file; the loader checks that the host's image copies it
     # (tcplab builds no program itself: see model/build.py)
-    build: Annotated[str, AfterValidator(_project_path)] | None = None
+    build: Annotated[str, AfterValidator(_relative_path)] | None = None
+    """The program's source file, relative to the lab file. Accepted only when the file exists and the Dockerfile of
+    the host's image copies it (tcplab builds no lab program itself: the image does)."""
     run: Annotated[list[Arg], Field(min_length=1, max_length=64)] | None = None
+    """The program's argv (never a shell string). On a project image (`tcplab/...`): required, the program tcplab
+    starts. On any other image: replaces the image's CMD (its ENTRYPOINT stays); without it the image's own command
+    runs."""
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
-              Annotated[str, StringConstraints(max_length=4096)]] = {}
+              Annotated[str, StringConstraints(max_length=4096)]] = Field({}, examples=[{"LOG_LEVEL": "debug"}])
+    """Environment variables of the program."""
     ready: Ready | None = None
+    """When the program counts as started; without it, as soon as it runs."""
     name: Name = "program"
+    """The program's name: what `stop` steps, expectations (`owner`, `program.name`) and its log
+    (`logs/programs/HOST.NAME.log`) call it."""
 
 
 if TYPE_CHECKING:
@@ -113,16 +128,25 @@ class Peer(Strict):
     """The TCP stack a host shows on the wire: ``os`` names its kind (tcplab/peers), which checks the rest.
     ``linux`` leaves the kernel alone."""
     os: PeerOs = "linux"
+    """The TCP stack the host shows on the wire: `linux` leaves the kernel alone; `windows` emulates a Windows peer
+    (SYN fingerprint, FIN_WAIT_2 timer) with a sidecar."""
     fin_wait2_timeout: Seconds | None = None
+    """How long the peer waits in FIN_WAIT_2 for the other side's FIN before it resets the connection (Windows: 120 s
+    when not given). A Linux peer has no such timer: use `tcp_fin_timeout`."""
     syn: Literal["linux", "windows-7", "windows-10"] | None = None
+    """The SYN fingerprint (window, options, their order, TTL) the peer's SYNs carry."""
     tcp_fin_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+    """Seconds a Linux orphaned FIN_WAIT_2 socket lives (the host's `net.ipv4.tcp_fin_timeout`)."""
 
 
 class Limits(Strict):
     """Resource limits of a host; the defaults keep a runaway program from taking the machine."""
     memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] = "256m"
+    """Memory limit of the host's container (`k`, `m` or `g`)."""
     cpus: Annotated[float, Field(gt=0.01, le=64)] = 1.0
+    """CPUs the host's container may use."""
     pids: Annotated[int, Field(ge=16, le=32768)] = 512
+    """Most processes the host's container may hold."""
 
 
 SysctlKey = Annotated[str, StringConstraints(pattern=r"^net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80}$")]
@@ -173,9 +197,15 @@ class Build(Strict):
     relative to the lab file's directory, ``dockerfile`` a file relative to the context, ``args`` the build
     arguments (plain strings), ``target`` a stage of a multi-stage Dockerfile."""
     context: LabPath = "."
+    """The build context: a folder relative to the lab file's directory (no `..`)."""
     dockerfile: LabPath = "Dockerfile"
-    args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=4096)]] = {}
-    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    """The Dockerfile, relative to the context."""
+    args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=4096)]] = Field({},
+        examples=[{"VERSION": "1.2"}])
+    """Build arguments (`ARG`s), as plain strings."""
+    target: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(None,
+        examples=["runtime"])
+    """The stage to build, of a multi-stage Dockerfile; default: the last."""
 
 
 def _build(value: object) -> object:
@@ -192,14 +222,27 @@ class Host(Strict):
     image built from a Dockerfile beside the lab file (with ``image`` too, the built image is also tagged
     so, as compose does). A host whose image is not the project's runs the image's own program."""
     image: ImageRef | None = None
+    """The image the host runs: one of the project's (`tcplab/server`, `tcplab/client`, built from its images/), or
+    any image reference (`example/svc:1`, `registry.example.com:5000/team/svc:2`), local or pulled as `pull` says.
+    With `build`: the name the built image is also tagged with."""
     build: Annotated[Build, BeforeValidator(_build)] | None = None
+    """An image built from a Dockerfile beside the lab file, as compose's `build:`: a folder (`build: .`) or a
+    mapping."""
     pull: Literal["missing", "always", "never"] = "missing"
-    cap_add: Annotated[list[Capability], Field(max_length=2)] = []
+    """When to pull `image` (not a project image, not built): when it is missing here, always, or never."""
+    cap_add: Annotated[list[Capability], Field(max_length=2)] = Field([], examples=[["NET_ADMIN"]])
+    """Capabilities the host's container adds (NET_ADMIN, NET_RAW only: a lab file may come from a stranger)."""
     program: Program | None = None
+    """The host's own program, started before the first step."""
     peer: Peer = Peer()
-    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = {}
+    """The TCP stack the host shows on the wire."""
+    sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = Field({},
+        examples=[{"net.ipv4.tcp_fin_timeout": 3}])
+    """Kernel settings of the host's network namespace, e.g. `net.ipv4.tcp_fin_timeout: 3`."""
     limits: Limits = Limits()
-    ip: ipaddress.IPv4Address | None = None
+    """Resource limits of the host's container."""
+    ip: ipaddress.IPv4Address | None = Field(None, examples=["10.77.0.10"])
+    """The host's address in the lab's subnet; default: the next free one."""
 
     @property
     def image_kind(self) -> Literal["project", "pulled", "built"]:
@@ -229,6 +272,7 @@ class Capture(Strict):
     # tcpdump filter: passed as one argv element, never through a shell; the
     # character set only keeps obvious garbage out early.
     filter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._/:()!&|<>=\[\]-]{1,500}$")] = "tcp"
+    """The tcpdump filter of every host's capture (one argument, never through a shell)."""
 
 
 # --- steps ---------------------------------------------------------------
@@ -285,10 +329,15 @@ class BaseStep(Strict):
 
 class StartStep(BaseStep):
     host: Name
+    """The host the program starts on."""
     start: Annotated[list[Arg], Field(min_length=1, max_length=64)]
+    """The program's argv (never a shell string); its stdin stays open for `send` steps."""
     as_: Name = Field(alias="as")
+    """The program's name: what `stop`, `send`, `wait: {exit}` and expectations call it."""
     ready: Ready | None = None
+    """When the program counts as started (the step waits for it); without it, as soon as it runs."""
     title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
         return f"start-{self.as_}"
@@ -305,9 +354,13 @@ class StartStep(BaseStep):
 
 class StopStep(BaseStep):
     host: Name
+    """The host the program runs on."""
     stop: Name
+    """The program to end: a started program's `as`, or the host's program's `name`."""
     signal: Literal["TERM", "INT", "KILL", "HUP"] = "TERM"
+    """The signal that ends it."""
     title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
         return f"stop-{self.stop}"
@@ -322,10 +375,14 @@ class StopStep(BaseStep):
 
 
 class SendStep(BaseStep):
-    host: Name
-    send: Name
-    text: Annotated[str, StringConstraints(max_length=65536)]
-    title: Title | None = None
+    host: Name = Field(examples=["client"])
+    """The host the program runs on."""
+    send: Name = Field(examples=["telnet1"])
+    """The program to type into: a started program's `as`."""
+    text: Annotated[str, StringConstraints(max_length=65536)] = Field(examples=["quit\n"])
+    """The text written to the program's stdin, as is (end it with a newline to send a line)."""
+    title: Title | None = Field(None, examples=["the client says quit"])
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
         return f"send-{self.send}-{index}"
@@ -339,7 +396,10 @@ class SendStep(BaseStep):
 
 class SnapshotStep(BaseStep):
     snapshot: Name
-    title: Title | None = None
+    """The snapshot's name (what `state` expectations name in `at`): every host's socket table (netstat and ss) is
+    taken now. `end` is taken after the last step."""
+    title: Title | None = Field(None, examples=["sockets after the close"])
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
         return self.snapshot
@@ -360,16 +420,24 @@ class SnapshotStep(BaseStep):
 class WaitFor(Strict):
     """What a wait step waits for; exactly one of these."""
     rst_from: Name | None = None
+    """Wait until this host sends an RST."""
     fin_from: Name | None = None
+    """Wait until this host sends a FIN."""
     seconds: Seconds | None = None
-    exit: Name | None = None  # a story program of the step's host ends (its ``as``, or the host's program's name)
+    """Wait this long."""
+    exit: Name | None = Field(None, examples=["telnet1"])
+    """Wait until this program of the step's `host` ends (a started program's `as`, or the host's program's `name`)."""
 
 
 class WaitStep(BaseStep):
     wait: WaitFor
-    host: Name | None = None  # with ``exit``: the program's host
+    """What to wait for: exactly one of its fields."""
+    host: Name | None = Field(None, examples=["client"])
+    """With `wait: {exit}` only: the host the program runs on."""
     timeout: Seconds = 30.0
+    """The longest the step waits; what it waits for not coming by then fails the run."""
     title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
 
     def name_at(self, index: int) -> str:
         return f"wait-{index}"
@@ -476,30 +544,53 @@ Delay = Annotated[Union[float, str], BeforeValidator(_delay)]
 class PacketMatch(Strict):
     """Packets that match every field given. Without ``count``: at least one, in the time window."""
     from_: Name | None = Field(None, alias="from")
+    """The host that sent the packet."""
     to: Name | None = None
-    port: Port | None = None
-    flags: FlagString | None = None  # exactly these flags, as tcpdump prints them: "F.", "R.", "S", "."
-    has_flags: FlagBits | None = None  # at least these flag bits, whatever else is set: "F"
-    seq: Annotated[int, Field(ge=0)] | None = None  # relative, as tcpdump prints them
+    """The host the packet went to."""
+    port: Port | None = Field(None, examples=[8000])
+    """A TCP port of the packet (source or destination)."""
+    flags: FlagString | None = None
+    """Exactly these flags, as tcpdump prints them: `F.`, `R.`, `S`, `.`."""
+    has_flags: FlagBits | None = None
+    """At least these flag bits, whatever else is set: `F`."""
+    seq: Annotated[int, Field(ge=0)] | None = None
+    """The sequence number, relative to the connection's first (as tcpdump prints it)."""
     ack: Annotated[int, Field(ge=0)] | None = None
+    """The acknowledgment number, relative (as tcpdump prints it)."""
     win: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """The window field as sent (not scaled)."""
     ttl: Annotated[int, Field(ge=1, le=255)] | None = None
-    mss: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """The IP TTL."""
+    mss: Annotated[int, Field(ge=0, le=65535)] | None = Field(None, examples=[1460])
+    """The MSS option's value."""
     wscale: Annotated[int, Field(ge=0, le=14)] | None = None
-    options: list[OptionName] | None = None  # exactly these options, in this order
-    with_options: list[OptionName] | None = None  # present, in any order
-    without_options: list[OptionName] | None = None  # absent
-    payload: Annotated[str, StringConstraints(max_length=1024)] | None = None  # a substring of the payload
-    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None  # exactly this many (0: never)
-    after: Anchor | None = None  # only packets after this moment count
-    delay: Delay | None = None  # ... and the one that counts comes at after + delay +- tolerance
+    """The window scale option's value."""
+    options: list[OptionName] | None = None
+    """Exactly these TCP options, in this order."""
+    with_options: list[OptionName] | None = None
+    """These TCP options are present, in any order."""
+    without_options: list[OptionName] | None = None
+    """These TCP options are absent."""
+    payload: Annotated[str, StringConstraints(max_length=1024)] | None = Field(None, examples=["HELLO"])
+    """A substring of the payload."""
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    """Exactly this many matching packets in the window (0: never). Without it: at least one."""
+    after: Anchor | None = None
+    """Only packets after this moment count."""
+    delay: Delay | None = None
+    """The packet that counts comes at `after` + `delay`, within `tolerance`."""
     tolerance: Seconds = 0.05
+    """How far from `after` + `delay` the packet may come."""
     # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
     # ``any: true`` lets any matching packet in the window count instead.
-    nth: Annotated[int, Field(ge=1, le=1000)] | None = None
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, examples=[2])
+    """After an anchor the rule is about one packet: the next matching one (`nth: 1`), or the n-th."""
     any: bool = False
-    within: Seconds | None = None  # only packets within this long after ``after`` count
-    before: Anchor | None = None  # only packets before this moment count
+    """Let any matching packet in the window count, rather than the next one."""
+    within: Seconds | None = Field(None, examples=["1s"])
+    """Only packets within this long after `after` count."""
+    before: Anchor | None = Field(None, examples=["stop-telnet2"])
+    """Only packets before this moment count."""
 
     def delay_seconds(self, lab: "Lab") -> float | None:
         """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""
@@ -514,13 +605,21 @@ class StateMatch(Strict):
     ``is``: one of them is in that state; ``not``: none of them is; ``absent``: there are none.
     ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``."""
     host: Name
+    """The host whose sockets are looked at."""
     port: Port | None = None
+    """The sockets' local port."""
     peer: Name | None = None
+    """The host at the sockets' other end."""
     is_: State | None = Field(None, alias="is")
-    not_: State | None = Field(None, alias="not")
+    """One of the sockets is in this state."""
+    not_: State | None = Field(None, alias="not", examples=["CLOSE_WAIT"])
+    """None of the sockets is in this state."""
     absent: bool = False
+    """There are no such sockets."""
     at: Name
+    """The snapshot to look in (a `snapshot` step's name, or `end`)."""
     owner: Literal["none", "any"] | Name | None = None
+    """The program that holds the socket: its name, `none` (no process holds it, netstat's `-`) or `any`."""
 
 
 def _traced(value: str) -> str:
@@ -541,12 +640,19 @@ class TransitionMatch(Strict):
     TIME_WAIT and the end of TIME_WAIT have no tracepoint: they are derived (tcplab/observe/timewait.py),
     from FIN_WAIT2 or CLOSING only. A listener is recorded only when bound to the host's own address."""
     host: Name
+    """The host whose socket changes state."""
     port: Port | None = None
+    """The socket's local port."""
     peer: Name | None = None
+    """The host at the socket's other end."""
     from_: TracedState | None = Field(None, alias="from")
+    """The state it leaves."""
     to: TracedState
+    """The state it enters."""
     near: Anchor | None = None
+    """The moment the change is expected at."""
     within: Seconds = 0.05
+    """How far from `near` the change may come."""
 
     @field_validator("to")
     @classmethod
@@ -570,11 +676,16 @@ class ProgramMatch(Strict):
     ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
     says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
     a regex found in its output. With none of them: it was started."""
-    host: Name
-    name: Name
-    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = None
-    running: bool | None = None
-    output: Regex | None = None
+    host: Name = Field(examples=["server"])
+    """The host the program runs on."""
+    name: Name = Field(examples=["server"])
+    """The program: the host's program's `name` or a started program's `as`."""
+    exit: Annotated[int, Field(ge=0, le=255, strict=True)] | None = Field(None, examples=[0])
+    """It exited with this status by the end of the run (killed by signal N: 128+N, as a shell says)."""
+    running: bool | None = Field(None, examples=[True])
+    """It was (`true`) or was not (`false`) still running when the run ended."""
+    output: Regex | None = Field(None, examples=["listening on .*:8000"])
+    """A regex found in its output."""
 
 
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
@@ -587,13 +698,19 @@ Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch]
 
 
 class Expectation(Strict):
-    name: Name  # what the terminal, result.json, the report and JUnit call it
-    about: Annotated[str, StringConstraints(max_length=300)] | None = None  # one line: the fact it checks
+    name: Name
+    """What the terminal, result.json, the report and JUnit call the expectation; anchors (`after`, `near`) name it."""
+    about: Annotated[str, StringConstraints(max_length=300)] | None = None
+    """One line: the fact it checks, as the report says it."""
     # one field per kind of EXPECTATION_KINDS, named by it (checked below)
     packet: PacketMatch | None = None
+    """Packets on the wire (the hosts' captures)."""
     state: StateMatch | None = None
+    """Sockets in a snapshot (netstat/ss tables)."""
     transition: TransitionMatch | None = None
+    """A socket's state change (the kernel's tracepoint)."""
     program: ProgramMatch | None = None
+    """A story program: started, exited, still running, what it printed."""
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""
@@ -626,18 +743,26 @@ def _one_line(value: str) -> str:
 
 class Lab(Strict):
     name: Name
+    """The lab's name: containers, the network and run directories are named after it. One lab of a name is up at a
+    time."""
     summary: Annotated[str, StringConstraints(max_length=300), AfterValidator(_one_line)] = Field(
         "", description="One line: what `lab ls`, the README's library and the report say of the lab.")
     story: Annotated[str, StringConstraints(max_length=5000)] = ""
+    """The war story, as a person tells it (the report's first paragraph)."""
     reference: Annotated[LabReference | None, BeforeValidator(reference_form)] = Field(
         None, description="Where the lab's facts are published, and which expectation checks each: the report "
                           "renders them with this run's verdicts. The short form `reference: NAME` names a "
                           "comparison written in tcplab (`closewait-field-report`), as `reference: {report: NAME}`.")
     network: Network = Network()
+    """The lab's private network."""
     capture: Capture = Capture()
+    """What every host's capture records."""
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
+    """The lab's hosts by name, each a container on the lab's network."""
     steps: Annotated[list[Step], Field(max_length=500)] = []
+    """The story, played in order after the hosts' programs are started; each step is one kind (its key)."""
     expect: Annotated[list[Expectation], Field(max_length=500)] = []
+    """What must be true of the run; `lab run` checks each against the evidence (exit 1 when one fails)."""
 
     def duration_field(self, ref: str) -> float | None:
         """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses

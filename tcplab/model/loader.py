@@ -161,11 +161,12 @@ def validate(data: dict[str, Any], file: str) -> Lab:
     return lab
 
 
-def check_references(lab: Lab, file: str, known_images: set[str] | None = None) -> None:
+def check_references(lab: Lab, file: str, known_images: set[str] | None = None, lab_dir: Path | None = None) -> None:
     """Cross-field rules pydantic cannot see: hosts named in steps exist, names are unique...
 
     With ``known_images`` (a lab about to run from this project) the lab is also checked against the
-    project's files: each host's image is one of them and each ``program.build`` is copied by its image.
+    project's files: each host's image is one of them and each ``program.build`` (relative to ``lab_dir``,
+    the lab file's directory; default the current one) is copied by its image.
     """
     hosts = lab.hosts
     for name, host in hosts.items():
@@ -190,7 +191,7 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None) 
                 raise LabError(file, f"hosts.{name}.image",
                                f"unknown image '{host.image}' (known: {', '.join(sorted(known_images))})")
             if host.image is not None and host.program is not None and host.program.build is not None:
-                wrong = check_build(host.program.build, host.image, paths.HOME, paths.IMAGES_DIR)
+                wrong = check_build(host.program.build, host.image, lab_dir or Path(), paths.IMAGES_DIR)
                 if wrong:
                     raise LabError(file, f"hosts.{name}.program.build", wrong)
     subnet = lab.network.subnet
@@ -330,7 +331,7 @@ def load_lab(path: str | Path, sets: Iterable[str] = (), known_images: set[str] 
     try:
         lab = validate(data, file)
         if known_images is not None:
-            check_references(lab, file, known_images)
+            check_references(lab, file, known_images, Path(path).parent)
         check_build_contexts(lab, file, Path(path).resolve().parent)
     except LabError as e:
         raise _blame_set(e, sets) from None

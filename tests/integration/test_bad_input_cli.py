@@ -149,7 +149,7 @@ def _misuse(directory: Path, good: Path, good_name: str) -> dict[str, Case]:
         "unknown lab name": Case(["up", "no-such-lab-zz"], line_check("lab: no-such-lab-zz: no such lab")),
         "missing file": Case(["validate", "missing.yaml"], line_check("lab: missing.yaml: no such file")),
         "a device, not a file": Case(["up", "/dev/zero"], line_check("lab: /dev/zero: no such file")),
-        "a directory": Case(["up", "./"], line_check("lab: ./: no such file")),
+        "a directory": Case(["up", "./"], line_check("lab: ./: no lab.yaml in this directory")),
         "file name with a newline": Case(["validate", hostile], line_check("lab: bad\\x0aname.yaml: the file is empty")),
         "up --set without =": Case(["up", g, "--set", "peers.win.syn"],
                                    line_check(f"lab: {g}: --set peers.win.syn: expected KEY=VALUE")),
