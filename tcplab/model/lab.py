@@ -296,6 +296,7 @@ class StorySoFar:
     started: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): its step, -1: own
     stopped: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): the step
     snapshots: set[str] = dataclass_field(default_factory=set)
+    rules: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, rule name): its step, in force
 
     def running(self, host: str, program: str, field: str) -> None:
         """StepProblem at ``field`` unless ``program`` was started on ``host`` and is not stopped yet."""
@@ -474,9 +475,92 @@ class WaitStep(BaseStep):
                                          f"({format_duration(w.seconds)}): make the timeout longer")
 
 
+class FirewallStep(BaseStep):
+    """A rule of the host's own firewall: its packets to (``to``) or from (``from``) a peer, or every packet
+    when neither is given, on ``port`` (either end of the connection) or any, are dropped silently or
+    rejected (``with``: an RST, or an ICMP port unreachable). It stays in force until a ``lift`` step
+    names it (``as``). Played by a sidecar in the host's network namespace: the host gets no privilege."""
+    host: Name
+    """The host whose firewall gets the rule (in its network namespace, set from its firewall sidecar)."""
+    firewall: Literal["drop", "reject"]
+    """`drop`: the packets vanish silently; `reject`: they are answered (see `with`)."""
+    from_: Name | None = Field(None, alias="from")
+    """Only the host's incoming packets from this peer (neither `from` nor `to`: both ways, every peer)."""
+    to: Name | None = None
+    """Only the host's outgoing packets to this peer."""
+    port: Port | None = None
+    """Only packets with this port at either end of the connection; default: any port."""
+    with_: Literal["tcp-reset", "icmp-port-unreachable"] | None = Field(None, alias="with")
+    """How a `reject` answers: an RST (default) or an ICMP port unreachable."""
+    as_: Name | None = Field(None, alias="as")
+    """The rule's name, for the `lift` step that ends it; default: `firewall-<step index>`."""
+    title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
+
+    def rule_name(self, index: int) -> str:
+        """What a ``lift`` step names: its ``as``, else ``firewall-<index>``."""
+        return self.as_ or f"firewall-{index}"
+
+    def name_at(self, index: int) -> str:
+        return f"firewall-{self.as_}" if self.as_ else f"firewall-{index}"
+
+    def rejects_with(self) -> str | None:
+        """How a reject answers: an RST unless ``with`` says otherwise; None for a drop."""
+        return None if self.firewall == "drop" else (self.with_ or "tcp-reset")
+
+    def default_title(self) -> str:
+        what = f"{self.firewall}s" + (f" (with {self.rejects_with()})" if self.firewall == "reject" else "")
+        whose = (f"its packets to {self.to}" if self.to else f"packets from {self.from_}" if self.from_
+                 else "all its packets")
+        return f"{self.host}'s firewall {what} {whose}" + (f" on port {self.port}" if self.port else "")
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if self.from_ is not None and self.to is not None:
+            raise StepProblem("to", "give from (the host's incoming packets) or to (its outgoing ones), not both; "
+                                    "neither: both ways")
+        for key, peer in (("from", self.from_), ("to", self.to)):
+            if peer is None:
+                continue
+            if peer not in story.hosts:
+                raise StepProblem(key, f"unknown host '{peer}' (hosts: {', '.join(story.hosts)})")
+            if peer == self.host:
+                raise StepProblem(key, f"{peer} is the host whose firewall this is: name its peer")
+        if self.with_ is not None and self.firewall != "reject":
+            raise StepProblem("with", "only a reject answers with something: a drop is silent")
+        name = self.rule_name(index)
+        if (self.host, name) in story.rules:
+            raise StepProblem("as", f"a rule '{name}' is already in force on {self.host} "
+                                    f"(steps.{story.rules[(self.host, name)]}): lift it first or choose another name")
+        story.rules[(self.host, name)] = index
+
+
+class LiftStep(BaseStep):
+    """The end of a firewall rule of the host (its ``as``): its packets flow again."""
+    host: Name
+    """The host whose firewall rule ends."""
+    lift: Name
+    """The rule: its `as` (or `firewall-<step index>`)."""
+    title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
+
+    def name_at(self, index: int) -> str:
+        return f"lift-{self.lift}"
+
+    def default_title(self) -> str:
+        return f"{self.host}'s firewall lifts {self.lift}"
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        if (self.host, self.lift) not in story.rules:
+            known = sorted(n for h, n in story.rules if h == self.host)
+            raise StepProblem("lift", f"no firewall rule '{self.lift}' is in force on {self.host} "
+                                      f"({'rules in force: ' + ', '.join(known) if known else 'none is'})")
+        del story.rules[(self.host, self.lift)]
+
+
 # The kinds of step, by the YAML key that names each: one line per kind.
 STEP_KINDS: dict[str, type[BaseStep]] = {
     "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
+    "firewall": FirewallStep, "lift": LiftStep,
 }
 
 
@@ -688,13 +772,46 @@ class ProgramMatch(Strict):
     """A regex found in its output."""
 
 
+# nstat's names: the line's prefix and the field, as /proc/net/netstat and /proc/net/snmp pair them
+def _counter_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]{1,63}", value):
+        raise ValueError(f"{value[:40]!r} is not a counter's name as nstat prints it (e.g. TcpExtListenOverflows, "
+                         "TcpOutRsts)")
+    return value
+
+
+CounterName = Annotated[str, AfterValidator(_counter_name)]
+CounterValue = Annotated[int, Field(ge=0, strict=True)]
+
+
+class CounterMatch(Strict):
+    """A kernel counter of ``host``'s network namespace (nstat's name: ``TcpExtListenOverflows``,
+    ``TcpOutRsts``) at the snapshot ``at``, or its change since the snapshot ``since``: at least ``min``,
+    at most ``max``, or exactly ``equals``."""
+    host: Name = Field(examples=["server"])
+    """The host whose network namespace the counter is of."""
+    name: CounterName = Field(examples=["TcpExtListenOverflows"])
+    """The counter, as nstat names it: the line's prefix and the field of /proc/net/netstat or /proc/net/snmp."""
+    at: Name = Field(examples=["after"])
+    """The snapshot whose reading counts."""
+    since: Name | None = Field(None, examples=["before"])
+    """A snapshot before `at`: the change between the two counts instead of the value."""
+    min: CounterValue | None = Field(None, examples=[1])
+    """At least this (value, or change with `since`)."""
+    max: CounterValue | None = Field(None, examples=[0])
+    """At most this."""
+    equals: CounterValue | None = Field(None, examples=[0])
+    """Exactly this."""
+
+
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
 # expectation has exactly one of them (the loader says so with this list); each has one check
 # (tcplab/analysis/checks/) registered for its model.
 EXPECTATION_KINDS: dict[str, type[Strict]] = {
     "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
+    "counter": CounterMatch,
 }
-Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch]
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch]
 
 
 class Expectation(Strict):
@@ -711,6 +828,8 @@ class Expectation(Strict):
     """A socket's state change (the kernel's tracepoint)."""
     program: ProgramMatch | None = None
     """A story program: started, exited, still running, what it printed."""
+    counter: CounterMatch | None = None
+    """A kernel counter of a host's network namespace (snapshots), or its change between two snapshots."""
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""

@@ -17,7 +17,8 @@ from . import messages, yamlread
 from .build import check_build
 from ..peers import peer_kind
 from .errors import LabError
-from .lab import EXPECTATION_KINDS, PROJECT_IMAGES, Lab, ProgramMatch, StartStep, StepProblem, StorySoFar, step_name
+from .lab import (EXPECTATION_KINDS, PROJECT_IMAGES, CounterMatch, Lab, ProgramMatch, StartStep, StepProblem,
+                  StorySoFar, step_name)
 from .yamlread import MAX_FILE_BYTES
 from .reference import reference_problems
 
@@ -246,6 +247,8 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                                f"unknown host '{h}' (hosts: {', '.join(hosts)})")
         if exp.program is not None:
             _check_program(lab, file, where, exp.program)
+        if exp.counter is not None:
+            _check_counter(file, where, exp.counter, snapshots)
         if exp.state is not None:
             if exp.state.at not in snapshots:
                 raise LabError(file, f"{where}.state.at",
@@ -297,6 +300,23 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                 raise LabError(file, f"{where}.packet.without_options",
                                f"{', '.join(sorted(both))} is also required present")
         names.add(exp.name)
+
+
+def _check_counter(file: str, where: str, cm: CounterMatch, snapshots: set[str]) -> None:
+    """The snapshots exist, ``since`` is another one, and one bound at least is given (and they can meet)."""
+    for key, snap in (("at", cm.at), ("since", cm.since)):
+        if snap is not None and snap not in snapshots:
+            raise LabError(file, f"{where}.counter.{key}",
+                           f"no snapshot '{snap}' (snapshots: {', '.join(sorted(snapshots))})")
+    if cm.since is not None and cm.since == cm.at:
+        raise LabError(file, f"{where}.counter.since", f"the change since '{cm.at}' at '{cm.at}' is always 0: "
+                                                       "name an earlier snapshot")
+    if cm.min is None and cm.max is None and cm.equals is None:
+        raise LabError(file, f"{where}.counter", "give min, max or equals (the value, or its change since 'since')")
+    if cm.equals is not None and (cm.min is not None or cm.max is not None):
+        raise LabError(file, f"{where}.counter.equals", "give equals, or min and/or max, not both")
+    if cm.min is not None and cm.max is not None and cm.min > cm.max:
+        raise LabError(file, f"{where}.counter.max", f"max {cm.max} is below min {cm.min}: nothing can hold")
 
 
 def _check_program(lab: Lab, file: str, where: str, pm: ProgramMatch) -> None:

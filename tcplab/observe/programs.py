@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import signal as _signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Collection
+from typing import TYPE_CHECKING, Callable
 
 from ..rundir import RunDir
 from ..runfiles import programs as program_events
@@ -68,13 +68,11 @@ def record_start(rd: RunDir, host: str, name: str, pid: int | None, argv: list[s
                                           time=at)])
 
 
-def record_collected(rd: RunDir, host: str, files: dict[str, bytes], at: float, skip: Collection[str] = ()) -> None:
+def record_collected(rd: RunDir, host: str, files: dict[str, bytes], at: float) -> None:
     """The exits, the outputs and what still runs, from the copy of a host's /var/log/lab (``files``:
-    name -> content) at collection. Exits already recorded are not written again; the programs named in
-    ``skip`` (a host's image's own program, recorded from its container) are not looked for there."""
+    name -> content) at collection. Exits already recorded are not written again."""
     events = [e for _, e in program_events.read(rd)]
-    started = {(e["name"], e.get("pid")) for e in events
-               if e["event"] == "start" and e.get("host") == host and e["name"] not in skip}
+    started = {(e["name"], e.get("pid")) for e in events if e["event"] == "start" and e.get("host") == host}
     recorded = {(e["name"], e.get("pid")) for e in events if e["event"] == "exit" and e.get("host") == host}
     ended: set[tuple[str, int | None]] = set()
     new: list[ProgramEvent] = []

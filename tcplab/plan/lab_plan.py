@@ -22,7 +22,7 @@ from typing import Callable, Collection, Mapping
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR
 from ..backend.base import ContainerSpec, Mount
-from ..model.lab import Lab
+from ..model.lab import FirewallStep, Lab
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import CaptureSidecar
 from ..observe import observer
@@ -37,6 +37,12 @@ from .names import RunNames
 SIDECAR_PIDS = 64
 CAPTURE_MEMORY = "128m"
 TRACER_MEMORY = "128m"
+FIREWALL_MEMORY = "64m"
+FIREWALL_ROLE = "firewall"
+FIREWALL_READY = "firewall ready"
+# the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
+# no lab data in it); the rules themselves come later, one argv per step (tcplab/play/steps/firewall.py)
+FIREWALL_COMMAND = ["sh", "-c", f"iptables -w -S OUTPUT >/dev/null && echo '{FIREWALL_READY}' && exec sleep infinity"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,8 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
         peer = lab.hosts[name].peer
         sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
+        if needs_firewall(lab, name):
+            sidecars.append(firewall_sidecar(name, names))
         if lab.hosts[name].own_program:  # its image's own program: no tool of tcplab's in it
             sidecars.append(observer_sidecar(name, names))
         image = (images or {}).get(name) or host_image(lab, name)
@@ -210,6 +218,22 @@ def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: Artifact
         command=list(need.command), joins=names.host(host), cap_add=need.capabilities,
         mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, need.role, host, need.ready_line, about=need.about)
+
+
+def needs_firewall(lab: Lab, host: str) -> bool:
+    """Whether a step sets a firewall rule on ``host``: only then does it get a firewall sidecar."""
+    return any(isinstance(s, FirewallStep) and s.host == host for s in lab.steps)
+
+
+def firewall_sidecar(host: str, names: RunNames) -> SidecarPlan:
+    """iptables in the host's network namespace, for the lab's firewall steps: NET_ADMIN for this sidecar,
+    never for the host."""
+    spec = ContainerSpec(
+        name=names.sidecar(host, FIREWALL_ROLE), image=TOOLS_IMAGE, labels=names.labels(FIREWALL_ROLE, host),
+        command=list(FIREWALL_COMMAND), joins=names.host(host), cap_add=("NET_ADMIN",),
+        mem_limit=FIREWALL_MEMORY, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, FIREWALL_ROLE, host, FIREWALL_READY,
+                       about=f"iptables in {host}'s network namespace for the lab's firewall steps (NET_ADMIN only)")
 
 
 def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:

@@ -11,7 +11,8 @@ from functools import partial
 from typing import Any, Callable
 
 from ..backend.base import Backend, EngineError
-from ..model import Lab, StartStep
+from ..model import Lab
+from ..model.lab import StartStep
 from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
@@ -35,26 +36,22 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
     def host_logs(h: str) -> None:
         copied_at = time.time()
         host = lab.hosts[h]
+        own = ""
         if host.own_program:  # its image's own program: the container's log and exit are the program's
             container = names.host(h)
             output = backend.logs(container).encode("utf-8", "replace")
             st = backend.state(container)
             ended = st.status in ("exited", "dead")
-            rd.log(h).write_text(f"==> {host.program_name} (the container's log) <==\n"
-                                 + output.decode("utf-8", "replace"))
+            own = f"==> {host.program_name} (the container's log) <==\n" + output.decode("utf-8", "replace")
             record_container_program(rd, h, host.program_name or "program", output,
                                      st.exit_code if ended else None, st.finished_at, copied_at)
-            if any(isinstance(s, StartStep) and s.host == h for s in lab.steps):
-                # and the programs its steps started there (labrun, through Docker exec), as on any host
-                started = run.program_logs(h)
-                with open(rd.log(h), "a") as f:
-                    for fname, data in sorted(started.items()):
-                        if not fname.endswith(EXIT_SUFFIX):
-                            f.write(f"==> {fname} <==\n" + data.decode("utf-8", "replace"))
-                record_collected(rd, h, started, copied_at, skip={host.program_name or "program"})
-            return
+            if not any(isinstance(s, StartStep) and s.host == h for s in lab.steps):
+                rd.log(h).write_text(own)
+                return
+            # an image built on the project's (labrun inside) whose story programs the steps start: theirs too
         files = run.program_logs(h)
         with open(rd.log(h), "w") as f:
+            f.write(own + ("\n" if own and not own.endswith("\n") else ""))
             for fname, data in sorted(files.items()):
                 if fname.endswith(EXIT_SUFFIX):
                     continue  # labrun's record of how each program ended: events, below

@@ -24,6 +24,7 @@ from ..model.lab import Ready, Step
 from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
+from ..observe.counters import COUNTERS_ARGV, read_counters
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
@@ -36,7 +37,7 @@ from ..observe import kernel as kernel_facts
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from ..runfiles.run_info import Default, RunInfoFile
-from ..runfiles.steps import StepRecord
+from ..runfiles.steps import StepCommand, StepRecord
 from .checkpoints import checkpoint
 from .deaths import DeathWatch
 from .errors import HostFailure, StepFailure
@@ -69,6 +70,7 @@ class LabRun:
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None
         self.step_index = 0
+        self.step_commands: list[StepCommand] = []  # what the step being played ran (steps.jsonl's commands)
         self.deaths: DeathWatch | None = None  # while the lab comes up and plays
         self.stopping = threading.Event()  # set on an interrupt: workers start nothing more
         self.no_ss: set[str] = set()  # hosts whose image has no ss: readiness is asked of their capture sidecar
@@ -410,6 +412,7 @@ class LabRun:
         record = StepRecord(index=i, name=step_name(step, i), kind=step_kind(step), title=title,
                             host=getattr(step, "host", None), start=time.time())
         outcome, detail = "ok", ""
+        self.step_commands = []
         try:
             detail = player.play(self, step, i)
             self.check_health()  # from the engine's event stream: a set lookup
@@ -418,7 +421,13 @@ class LabRun:
             raise
         finally:
             record.update({"end": time.time(), "outcome": outcome, "detail": detail})
+            if self.step_commands:
+                record["commands"] = list(self.step_commands)
             steps_file.append(self.rd, record)
+
+    def record_command(self, argv: list[str], exit_code: int) -> None:
+        """A command the step being played ran (a firewall rule): kept in its line of steps.jsonl."""
+        self.step_commands.append({"argv": list(argv), "exit": exit_code})
 
     def check_health(self, watched: bool = True) -> None:
         """Hosts still running. With ``watched``, a host the event stream has not seen die is taken as running.
@@ -446,6 +455,7 @@ class LabRun:
     def snapshot(self, label: str) -> None:
         taken = time.time()
         tables: dict[str, Any] = {}
+        counters: dict[str, Any] = {}
 
         def one(host: str) -> None:
             try:
@@ -461,8 +471,20 @@ class LabRun:
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
 
+        def count(host: str) -> None:  # /proc/net of the host's network namespace: the host's own, or its observer's
+            try:
+                res = self.observe(host, list(COUNTERS_ARGV))
+            except EngineError:
+                if not self.program_ended(host):
+                    raise
+                return  # its program ended meanwhile: its tables say so
+            counters[host] = read_counters(res.stdout, res.stderr, res.exit_code)
+
         running = [h for h in self.lab.hosts if self.host_running(h)]
-        self._all([partial(one, h) for h in running])
+        self._all([partial(one, h) for h in running] + [partial(count, h) for h in running])
+        for h, c in counters.items():
+            if h in tables and not tables[h].get("missing"):
+                tables[h]["counters"] = c
         for h in self.lab.hosts:
             if h not in running:
                 tables[h] = {"missing": f"host {h} was not running"}
@@ -494,11 +516,13 @@ class LabRun:
             tables = snapshot_tables(res.stdout, res.stderr, res.exit_code, image)
             found[host] = {tool: "ok" if t["ok"] else t["error"] for tool, t in tables.items()}
 
-        def settings(host: str) -> None:  # the kernel facts the explanations use (observe/kernel.py), and the
-            # host's own, as the kernel took them, those the lab's published facts depend on (reference.sysctls),
-            # and the kernel's release (uname -r)
-            names = kernel_facts.sysctl_names([*self.plan.host(host).spec.sysctls, *self.lab.sysctls_read(),
-                                               kernel_facts.RELEASE])
+        # the kernel facts the explanations use (observe/kernel.py), every sysctl a host of the lab sets (its own
+        # and its peer kind's), read in each host: the value a story set as its kernel took it, beside the others'
+        # for comparison; those the lab's published facts depend on (reference.sysctls); the kernel's release
+        names = kernel_facts.sysctl_names([*(k for h in self.plan.hosts for k in h.spec.sysctls),
+                                           *self.lab.sysctls_read(), kernel_facts.RELEASE])
+
+        def settings(host: str) -> None:
             res = self.observe(host, sysctl_argv(names))
             sysctls[host] = parse_sysctls(res.stdout, res.stderr, names)
 

@@ -13,6 +13,7 @@ from ..analysis.explain import Explanation, explain, fmt_span
 from ..analysis.packets import Packet
 from ..analysis.references.published import kernel_read, published_facts
 from ..analysis.timeline import Timelines, build_timelines, snapshot_order
+from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData
@@ -75,6 +76,27 @@ def expect_count(data: RunData) -> int:
     return len(refused) if isinstance(refused, list) else 0
 
 
+def set_sysctls(data: RunData) -> list[dict[str, str]]:
+    """The sysctls each host's lab settings (its own and its peer kind's) set, with the value the run read back
+    in that host's network namespace (run.json ``sysctls``): the report shows what the story ran with."""
+    lab = data.lab
+    if lab is None:
+        return []
+    read = data.info.get("sysctls") or {}
+    rows = []
+    for name, host in lab.hosts.items():
+        wanted = peer_kind(host.peer.os).sysctls(host.peer)
+        wanted.update({k: str(v) for k, v in host.sysctls.items()})
+        got = read.get(name) if isinstance(read.get(name), dict) else {}
+        for key, value in sorted(wanted.items()):
+            back = (got or {}).get(key)
+            rows.append({"host": name, "name": key, "set": " ".join(value.split()),
+                         "read": "not read back" if back is None else str(back),
+                         "ok": "yes" if back is not None and " ".join(str(back).split()) == " ".join(value.split())
+                         else "no"})
+    return rows
+
+
 def summary(data: RunData) -> dict[str, Any]:
     info, lab = data.info, data.lab
     started, ended = info.get("started"), info.get("ended") or info.get("collected_at")
@@ -117,7 +139,8 @@ def summary(data: RunData) -> dict[str, Any]:
         "story": (lab.story or lab.summary) if lab is not None else "",
         "summary": lab.summary if lab is not None else "",
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
-        "capabilities": caps, "capture_stats": stats, "tracer": str(info.get("tracer") or "unknown"),
+        "capabilities": caps, "sysctls": set_sysctls(data), "capture_stats": stats,
+        "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),
         "problems": data.problems,
@@ -188,6 +211,31 @@ def logs_view(data: RunData, max_lines: int = 300) -> list[dict[str, Any]]:
     return out
 
 
+COUNTER_PREFIXES = ("TcpExt", "Tcp")  # the TCP counters; IP, ICMP and UDP ones are not a TCP story's
+
+
+def counter_changes(data: RunData) -> list[dict[str, Any]]:
+    """Each host's TCP counters that moved between the first and the last snapshot that read them (nstat's names),
+    with the value at each snapshot: what the kernel counted during the story."""
+    out = []
+    order = snapshot_order(data.snapshots)
+    for host in sorted({h for _, s in order for h in (s.get("hosts") or {})}):
+        read: list[tuple[str, dict[str, int]]] = []
+        for name, snap in order:
+            table = ((snap.get("hosts") or {}).get(host) or {}).get("counters")
+            if table is not None and table.get("ok"):
+                read.append((name, dict(table.get("values") or {})))
+        if len(read) < 2:
+            continue
+        first, last = read[0][1], read[-1][1]
+        moved = sorted(k for k in last if k.startswith(COUNTER_PREFIXES) and last.get(k) != first.get(k))
+        if moved:
+            out.append({"host": host, "snapshots": [n for n, _ in read],
+                        "rows": [{"name": k, "values": [str(v.get(k, "")) for _, v in read],
+                                  "change": f"{int(last[k]) - int(first.get(k, 0)):+d}"} for k in moved]})
+    return out
+
+
 def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str, Any]:
     traffic = data.traffic
     end = run_end(data)
@@ -224,6 +272,7 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
         "timeline_svg": chart, "timeline_left_out": left_out, "timeline_source": timelines.source,
         "timeline_rows": timeline_rows(timelines, t0, names),
         "snapshots": snapshot_views(data.snapshots, t0, rd),
+        "counters": counter_changes(data),
         "steps": steps,
         "logs": logs_view(data),
         "artifacts": artifacts(data),

@@ -2,8 +2,9 @@
 
 ``{"close_wait": {"time": 1795508890.5, "step": 4, "hosts": {"server": {"netstat": TABLE, "ss": TABLE}}}}``;
 a TABLE is ``{"argv", "raw", "records": [ROW...], "ok", "error"}`` (:func:`tcplab.observe.sockets.snapshot_tables`)
-and a host that was not running has ``{"missing": "host x was not running"}`` instead. The file is rewritten
-whole at each snapshot; ``end`` is the one taken when the steps are done.
+and a host that was not running has ``{"missing": "host x was not running"}`` instead. Each host's entry
+also holds its kernel counters, ``"counters": {"argv", "values": {"TcpExtListenOverflows": 3}, "ok", "error"}``.
+The file is rewritten whole at each snapshot; ``end`` is the one taken when the steps are done.
 """
 from __future__ import annotations
 
@@ -44,9 +45,19 @@ class ToolTable(TypedDict, total=False):
 
 
 @with_config(OPEN)
+class CounterTable(TypedDict, total=False):
+    """The host's kernel counters by nstat's name (:mod:`tcplab.observe.counters`); not ``ok``: unread."""
+    argv: list[str]
+    values: dict[str, int]
+    ok: bool
+    error: str
+
+
+@with_config(OPEN)
 class HostTables(TypedDict, total=False):
     netstat: ToolTable
     ss: ToolTable
+    counters: CounterTable  # absent in runs recorded before counters were read
     missing: str  # why the host has no tables (it was not running)
 
 

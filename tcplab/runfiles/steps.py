@@ -16,6 +16,12 @@ NAME = "steps.jsonl"
 
 
 @with_config(OPEN)
+class StepCommand(TypedDict, total=False):
+    argv: list[str]
+    exit: int
+
+
+@with_config(OPEN)
 class StepRecord(TypedDict, total=False):
     index: Required[int]  # the step's position in the lab's steps
     name: str  # its stable name: a snapshot's, start-<as>, stop-<program>, wait-<index>
@@ -26,6 +32,7 @@ class StepRecord(TypedDict, total=False):
     end: float
     outcome: str  # ok, failed, interrupted
     detail: str  # what happened, or why it failed
+    commands: list[StepCommand]  # the commands it ran on the lab's behalf (a firewall step's iptables)
 
 
 SCHEMA: TypeAdapter[StepRecord] = TypeAdapter(StepRecord)

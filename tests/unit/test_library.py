@@ -97,6 +97,11 @@ def test_each_fault_makes_a_valid_lab_that_differs_from_the_shipped_one(name: st
         shutil.copytree(LABS[name].parent, tmp_path, dirs_exist_ok=True)
     data = yaml.safe_load(LABS[name].read_text())
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    for host in data["hosts"].values():  # a build context is beside the lab file: beside the copy too
+        build = host.get("build")
+        context = build if isinstance(build, str) else (build or {}).get("context")
+        if context and not (tmp_path / context).exists():
+            shutil.copytree(LABS[name].parent / context, tmp_path / context)  # a link would lead out: refused
     put_fault(path, fault)
     faulty, _ = load_lab(path)
     shipped, _ = load_lab(LABS[name])

@@ -16,6 +16,7 @@ from tcplab.backend.base import ContainerState, EngineError, ExecResult
 from tcplab.export.compose import export_plan, to_service
 from tcplab.model import Lab, load_lab
 from tcplab.observe import observer
+from tcplab.observe.counters import COUNTERS_ARGV
 from tcplab.observe.sockets import snapshot_tables
 from tcplab.paths import LABS_DIR
 from tcplab.plan import RunNames, plan_lab
@@ -153,9 +154,11 @@ def test_the_run_asks_the_observer_for_the_tables_and_the_host_for_its_own(tmp_p
                       "tcplab-closewait-win": ExecResult(0, SNAP_OUT, "")})
     run = _run(tmp_path, engine)
     run.snapshot("s")
-    assert sorted(engine.execs) == [("tcplab-closewait-linux", ["labsnap"]),
+    # the tables, and the kernel counters of each host's namespace, where the host's tools are
+    assert sorted(engine.execs) == [("tcplab-closewait-linux", COUNTERS_ARGV), ("tcplab-closewait-linux", ["labsnap"]),
+                                   ("tcplab-closewait-server-observer", COUNTERS_ARGV),
                                    ("tcplab-closewait-server-observer", observer.SNAPSHOT_ARGV),
-                                   ("tcplab-closewait-win", ["labsnap"])]
+                                   ("tcplab-closewait-win", COUNTERS_ARGV), ("tcplab-closewait-win", ["labsnap"])]
     server = run.snapshots["s"]["hosts"]["server"]
     assert server["netstat"]["ok"] and server["netstat"]["records"][0]["program"] == "server"
     assert (tmp_path / "sockets" / "server-s.txt").read_text() == NETSTAT

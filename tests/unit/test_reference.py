@@ -208,13 +208,13 @@ def test_sysctl_values_one_host_or_all() -> None:
 def test_the_run_reads_a_labs_sysctls_and_the_kernel_release() -> None:
     from tcplab.observe.kernel import RELEASE, SYSCTLS, parse_sysctls, sysctl_argv, sysctl_names
 
-    names = sysctl_names(["net.core.somaxconn", SYSCTLS[0], RELEASE])
-    assert sysctl_argv(names)[-2:] == ["/proc/sys/net/core/somaxconn", "/proc/sys/kernel/osrelease"]
+    names = sysctl_names(["net.ipv4.tcp_keepalive_time", SYSCTLS[0], RELEASE])
+    assert sysctl_argv(names)[-2:] == ["/proc/sys/net/ipv4/tcp_keepalive_time", "/proc/sys/kernel/osrelease"]
     assert len(names) == len(SYSCTLS) + 2  # each once
     lines = "\n".join(str(n) for n in range(len(SYSCTLS) - 1))  # the kernel lacks tcp_syn_linear_timeouts
     err = "cat: /proc/sys/net/ipv4/tcp_syn_linear_timeouts: No such file or directory\n"
     got = parse_sysctls(lines + "\n4\n6.18.44-fc-v657\n", err, names)
-    assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.core.somaxconn"] == "4"
+    assert "net.ipv4.tcp_syn_linear_timeouts" not in got and got["net.ipv4.tcp_keepalive_time"] == "4"
     assert got[RELEASE] == "6.18.44-fc-v657"
     from tcplab.analysis.references.published import kernel_release
 

@@ -179,6 +179,34 @@ class RunEvidence:
         rec = ((self.info.get("sysctls") or {}).get(host) or {})
         return "recorded in run.json" if isinstance(rec, dict) and rec.get(name) is not None else "set in lab.yaml"
 
+    def counter(self, host: str, snapshot: str, name: str) -> int | None:
+        """A kernel counter of ``host`` (nstat's name) as a snapshot read it; None when it was not read."""
+        snap = self.snapshots.get(snapshot)
+        tables = (snap.get("hosts") or {}).get(host) if snap is not None else None
+        table = (tables or {}).get("counters") or {}
+        if not table.get("ok"):
+            return None
+        value = (table.get("values") or {}).get(name)
+        return value if isinstance(value, int) else None
+
+    def counter_change(self, host: str, name: str, until: float | None = None,
+                       since: float | None = None) -> tuple[int, str, str] | None:
+        """How much a counter of ``host`` rose between the last snapshot at or before ``since`` (None: the first)
+        and the first at or after ``until`` (None: the last): (change, from snapshot, to snapshot)."""
+        read = [(float(s.get("time") or 0.0), n, v) for n, s in snapshot_order(self.snapshots)
+                if (v := self.counter(host, n, name)) is not None]
+        if len(read) < 2:
+            return None
+        before = [r for r in read if since is None or r[0] <= since]
+        after = [r for r in read if until is None or r[0] >= until]
+        if not before or not after:
+            return None
+        a = before[0] if since is None else before[-1]
+        b = after[-1] if until is None else after[0]
+        if a[0] >= b[0]:
+            return None
+        return b[2] - a[2], a[1], b[1]
+
     def resets(self, event: str | None = None) -> list[TransitionRecord]:
         """The tracer's reset records (tcp_send_reset / tcp_receive_reset), in time order."""
         out = [r for r in self.transitions if r.get("event") in ("tcp_send_reset", "tcp_receive_reset")

@@ -14,6 +14,7 @@ unexplained here.
 """
 from __future__ import annotations
 
+from ...observe.snapshots import tool_ok
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ...runfiles.peer_events import PeerEvent
 from ...runfiles.transitions import TransitionRecord
@@ -64,6 +65,27 @@ def _received(run: RunEvidence, rst: Packet) -> TransitionRecord | None:
     return None
 
 
+def _counted(run: RunEvidence, host: str, name: str, rst: Packet) -> bool:
+    """The counter of ``host`` rose between the snapshots just before and just after ``rst``."""
+    rose = run.counter_change(host, name, until=rst.ts, since=rst.ts)
+    return rose is not None and rose[0] > 0
+
+
+def _gone_after(run: RunEvidence, sock: SocketId, ts: float) -> str | None:
+    """The first snapshot after ``ts`` whose table of the host was read and lists no socket for ``sock``."""
+    for name, snap in sorted(run.snapshots.items(), key=lambda kv: float(kv[1].get("time") or 0.0)):
+        if float(snap.get("time") or 0.0) <= ts:
+            continue
+        tables = (snap.get("hosts") or {}).get(sock.host) or {}
+        netstat = tables.get("netstat")
+        if netstat is None or not tool_ok(netstat):
+            return None
+        listed = any((r.get("local_addr"), r.get("local_port"), r.get("peer_addr"), r.get("peer_port")) == sock.key()
+                     for r in netstat.get("records") or [])
+        return None if listed else name
+    return None
+
+
 def _peer_log(run: RunEvidence, host: str, rst: Packet) -> PeerEvent | None:
     """The peer sidecar's own record of sending this RST (logs/peer/<host>.jsonl)."""
     for e in run.peer_events.get(host, []):
@@ -109,7 +131,11 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
         facts.append(Fact(f"{peer} then sent {len(d.tcp.payload)} bytes at {fmt_t(d.ts, t0)} ({d.label()}, packet "
                           f"#{d.n}); {host} answered with {rst.label()} (packet #{rst.n}), "
                           f"{fmt_span(rst.ts - d.ts)} later.", d.ts, f"pkt-{d.n}"))
-    elif own_fin is None and reason in ("TCP_ABORT_ON_CLOSE", "TCP_ABORT_ON_LINGER"):
+    elif own_fin is None and (reason in ("TCP_ABORT_ON_CLOSE", "TCP_ABORT_ON_LINGER")
+                              or (reason == "TCP_STATE" and _counted(run, host, "TcpExtTCPAbortOnData", rst)
+                                  and not _counted(run, host, "TcpExtTCPAbortOnClose", rst))):
+        # SO_LINGER {on, 0}: kernels that name the reason say TCP_ABORT_ON_LINGER; others reset from
+        # tcp_disconnect (TCP_STATE), told apart by the counter close() raises for it
         kind = "abort_on_close" if reason == "TCP_ABORT_ON_CLOSE" else "linger_zero"
         since = rst.ts
         text = f"{host} sent {rst.label()} at {fmt_t(rst.ts, t0)} (packet #{rst.n}) and never a FIN"
@@ -126,6 +152,15 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     else:
         return None
 
+    if kind in ("abort_on_close", "linger_zero"):
+        name = "TcpExtTCPAbortOnClose" if kind == "abort_on_close" else "TcpExtTCPAbortOnData"
+        rose = run.counter_change(host, name, until=rst.ts, since=rst.ts)
+        if rose is not None:
+            facts.append(Fact(f"{host}'s {name} rose by {rose[0]} from snapshot {rose[1]} to {rose[2]}.", rst.ts))
+        gone = _gone_after(run, sock, rst.ts)
+        if gone is not None:
+            facts.append(Fact(f"Snapshot {gone} lists no socket of {host} for this connection: an aborted "
+                              "connection leaves no TIME_WAIT.", rst.ts, f"snap-{gone}"))
     if reason_rec is not None:
         state = reason_rec.get("state")
         facts.append(Fact(f"The tracer saw tcp_send_reset on {host} with reason {reason or 'unknown'}"
@@ -173,7 +208,7 @@ def rst_finding(run: RunEvidence, conn: Connection, rst: Packet) -> Finding | No
     elif kind == "linger_zero":
         title = f"{place}: close() with SO_LINGER 0 sent an RST"
         why = ("SO_LINGER set to {on, 0} makes close() abort the connection: an RST instead of a FIN, no TIME_WAIT "
-               "(counted in TcpExtTCPAbortOnLinger).")
+               "(counted in TcpExtTCPAbortOnData, which also counts data arriving after the close).")
         fix = (f"Remove SO_LINGER {{on, 0}} from {host}'s program unless aborting is the intent; a normal close() "
                "sends a FIN and lets the peer read everything.")
     else:
