@@ -58,8 +58,16 @@ def nagle_run(root: Path, *, control: bool = True, stalls: bool = True, hz: int 
     info: dict[str, Any] = {"sysctls": {"server": {"net.ipv4.tcp_pingpong_thresh": "1"}}}
     if hz:
         info["kernel"] = {"hz": hz, "hz_source": f"CONFIG_HZ={hz} in /proc/config.gz"}
-    snaps = {"done": {"time": T0 + 1.0, "hosts": tables({"server": listen_rows(), "client": ([], [])})}}
+    snaps = {"start": {"time": T0 - 0.5, "hosts": tables({"server": listen_rows(), "client": ([], [])})},
+             "done": {"time": T0 + 1.0, "hosts": tables({"server": listen_rows(), "client": ([], [])})}}
+    with_counters(snaps, "server", "TcpExtDelayedACKs", {"start": 0, "done": 3 if stalls else 0})
     return write_run(root, w, [], snaps, T0 + 1.1, info_extra=info)
+
+
+def with_counters(snaps: dict[str, Any], host: str, name: str, values: dict[str, int]) -> None:
+    """The host's kernel counter ``name`` as each snapshot read it (nstat's table, as the run records it)."""
+    for snap, value in values.items():
+        snaps[snap]["hosts"][host]["counters"] = {"argv": ["nstat", "-az"], "values": {name: value}, "ok": True}
 
 
 # --- Nagle -------------------------------------------------------------------------------
@@ -75,6 +83,8 @@ def test_nagle_stall_is_explained_on_the_writer_with_the_delayed_ack(tmp_path: P
     assert "3 of 4 pairs" in text and "1 pair did not wait" in text  # the first request: quick-ACK
     assert "net.ipv4.tcp_pingpong_thresh on server is 1 (recorded in run.json)" in text
     assert "HZ=250" in text and "4 ms tick" in text
+    assert "server's kernel counted 3 ACKs sent by its delayed-ACK timer (TcpExtDelayedACKs, snapshot start to done)" \
+        in text
     assert f"client:{NODELAY_PORT} → server:8000 sent 4 small segments right behind" in text  # the control
     head2 = next(p for p in ex_packets(rd) if p.tcp.payload == b"head02")
     assert f.since == pytest.approx(head2.ts, abs=1e-5)
@@ -135,7 +145,9 @@ def churn_run(root: Path, *, ports: int = 4, reuse: str = "2", failed: bool = Tr
         t += 0.002
     ns = [ns_line(f"{CL}:{p}", f"{SV}:8000", "TIME_WAIT") for p in used]
     ss = [ss_line("TIME-WAIT", f"{CL}:{p}", f"{SV}:8000", "timer:(timewait,58sec,0)") for p in used]
-    snaps = {"exhausted": {"time": t + 2.0, "hosts": tables({"server": listen_rows(), "client": (ns, ss)})}}
+    snaps = {"start": {"time": T0 - 0.5, "hosts": tables({"server": listen_rows(), "client": ([], [])})},
+             "exhausted": {"time": t + 2.0, "hosts": tables({"server": listen_rows(), "client": (ns, ss)})}}
+    with_counters(snaps, "client", "TcpExtTWRecycled", {"start": 0, "exhausted": int(taken_over)})
     info = {"sysctls": {"client": {"net.ipv4.ip_local_port_range": f"40000 {40000 + ports - 1}",
                                    "net.ipv4.tcp_tw_reuse": reuse, "net.ipv4.tcp_tw_reuse_delay": "1000"}}}
     rd = write_run(root, w, trans, snaps, t + 2.1, info_extra=info)
@@ -176,6 +188,7 @@ def test_a_port_taken_over_from_time_wait_is_named(tmp_path: Path) -> None:
     assert "took over local port 40000 from its TIME_WAIT" in text and "1.50" in text
     assert "tcp_tw_reuse on client is 1" in text and f.title.endswith("then 1 taken over (tcp_tw_reuse = 1)")
     assert "net.ipv4.tcp_tw_reuse_delay on client is 1000 ms (recorded in run.json)" in text
+    assert "client's kernel counted 1 TIME_WAIT take-over (TcpExtTWRecycled, snapshot start to exhausted)" in text
     assert "with tcp_tw_reuse = 1 as on client" in f.conclusion
 
 

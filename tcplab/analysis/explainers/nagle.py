@@ -193,6 +193,12 @@ def nagle_finding(run: RunEvidence, x: Pairs, controls: list[Pairs]) -> Finding:
                       None))
     for c in controls[:2]:
         facts.append(Fact("Compare: " + _unheld_words(run, c) + ".", c.unheld[0][0].ts, f"pkt-{c.unheld[0][0].n}"))
+    counted = run.counter_change(peer, "TcpExtDelayedACKs")
+    if counted is not None:
+        n, first_snap, last_snap = counted
+        facts.append(Fact(f"{peer}'s kernel counted {n} ACK{'s' if n != 1 else ''} sent by its delayed-ACK timer "
+                          f"(TcpExtDelayedACKs, snapshot {first_snap} to {last_snap}), against {len(x.stalls)} held "
+                          f"segment{'s' if len(x.stalls) != 1 else ''} on this connection.", None, f"snap-{last_snap}"))
     if x.replies:
         facts.append(Fact(f"Once the last piece of a request was in, {peer} answered in {fmt_span(median(x.replies))} "
                           "(median): the waiting was all in the held segment.", None))

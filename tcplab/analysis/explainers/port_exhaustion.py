@@ -139,6 +139,11 @@ def exhaustion_finding(run: RunEvidence, host: str) -> Finding | None:
         facts.append(Fact(f"{host} took over local port {new.key[1]} from its TIME_WAIT: a new SYN at "
                           f"{fmt_t(syn.ts, t0)} (packet #{syn.n}) on the four-tuple of a connection it had closed "
                           f"{fmt_span(syn.ts - _end(old))} before, well inside the 60 s.", syn.ts, f"pkt-{syn.n}"))
+    recycled = run.counter_change(host, "TcpExtTWRecycled")
+    if recycled is not None and (taken or reuse is not None):
+        n, first_snap, last_snap = recycled
+        facts.append(Fact(f"{host}'s kernel counted {n} TIME_WAIT take-over{'s' if n != 1 else ''} (TcpExtTWRecycled, "
+                          f"snapshot {first_snap} to {last_snap}).", None, f"snap-{last_snap}"))
     s = SocketId(host, oldest.local_ip, oldest.local_port, dest[0], dest[1]) if oldest is not None else \
         SocketId(host, socks[0].local_ip, socks[0].local_port, dest[0], dest[1])
     title = (f"{host}: {len(socks)} local port{'s' if len(socks) != 1 else ''} toward {peer}:{dest[1]} held by "
