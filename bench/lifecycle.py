@@ -172,6 +172,10 @@ def make_lab(base: str, subnet: str, changes: dict[str, Any] | None = None) -> t
         node[int(parts[-1]) if isinstance(node, list) else parts[-1]] = value
     path = OUT / "labs" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    for host in data["hosts"].values():  # a lab file's paths are relative to it: the copy's, to where it is
+        program = host.get("program") or {}
+        if "build" in program:
+            program["build"] = os.path.relpath(ROOT / "labs" / program["build"], path.parent)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, name
 

@@ -59,3 +59,4 @@ def failure_block(output: str, expectation: str) -> str:
                 block.append(more)
             return "\n".join(block)
     return ""
+

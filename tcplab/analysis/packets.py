@@ -16,7 +16,7 @@ from ..observe.merge import keeps_copy
 from ..rundir import RunDir
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfo
-from ..wire import ACK, SYN, TcpPacket, decode_tcp, format_options, read_pcap
+from ..wire import ACK, FIN, RST, SYN, TcpPacket, decode_tcp, format_options, read_pcap
 
 ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
 
@@ -33,6 +33,7 @@ class Packet:
     rel_seq: int = 0
     rel_ack: int = 0
     rel_time: float = 0.0
+    probe: bool = False  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
 
     @property
     def ts(self) -> float:
@@ -63,6 +64,8 @@ class Packet:
         text += f", win {t.win}"
         if plen:
             text += f", length {plen}"
+        if self.probe:
+            text += ", probe"  # zero length, seq = snd_una - 1: keepalive or zero-window
         return text
 
     def tcpdump_line(self) -> str:
@@ -87,6 +90,7 @@ class Connection:
     server: str | None
     packets: list[Packet] = field(default_factory=list)
     isn: dict[str, int] = field(default_factory=dict)  # by source ip
+    acked: dict[str, int] = field(default_factory=dict)  # by source ip: the last ack it sent (the peer's snd_una)
 
     @property
     def name(self) -> str:
@@ -168,5 +172,15 @@ def _connections(packets: list[Packet]) -> list[Connection]:
             if other not in c.isn:
                 c.isn[other] = (t.ack - 1) & 0xFFFFFFFF
             p.rel_ack = (t.ack - c.isn[other]) & 0xFFFFFFFF
+        p.probe = is_probe(t, c.acked.get(t.dst))
+        if t.flags & ACK:
+            c.acked[t.src] = t.ack
         c.packets.append(p)
     return order
+
+
+def is_probe(t: TcpPacket, snd_una: int | None) -> bool:
+    """A zero-length ACK one below what the peer last acknowledged (``snd_una - 1``): Linux's keepalive and
+    zero-window probe, a byte the peer has already, so it must answer with an ACK of where it is."""
+    return (snd_una is not None and not t.payload and t.flags & (SYN | FIN | RST) == 0 and bool(t.flags & ACK)
+            and (t.seq + 1) & 0xFFFFFFFF == snd_una)

@@ -609,20 +609,55 @@ OptionName = Literal["mss", "nop", "wscale", "sackOK", "TS", "eol", "sack"]
 # step by name (start-telnet1, stop-telnet2, wait-4) or by position (steps.4).
 Anchor = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,30}$|^steps\.[0-9]{1,3}$")]
 _FIELD_REF = re.compile(r"^(peers\.[a-z][a-z0-9_-]{0,30}|hosts\.[a-z][a-z0-9_-]{0,30}\.peer)\.[a-z][a-z0-9_]{0,40}$")
+# a sysctl of a host's network namespace, as the run read it: hosts.client.sysctls.net.ipv4.tcp_keepalive_time
+SYSCTL_REF = re.compile(r"^hosts\.(?P<host>[a-z][a-z0-9_-]{0,30})\.sysctls\."
+                        r"(?P<name>net\.(ipv4|ipv6|core)\.[a-z0-9_.]{1,80})$")
+# the sysctls whose value is a number of seconds, so a delay may be one of them
+SECONDS_SYSCTLS = ("net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_fin_timeout")
+
+
+def sysctl_ref(value: object) -> tuple[str, str] | None:
+    """(host, sysctl) of a ``hosts.X.sysctls.NAME`` reference, else None."""
+    m = SYSCTL_REF.match(value) if isinstance(value, str) else None
+    return (m.group("host"), m.group("name")) if m else None
 
 
 def _delay(value: object) -> object:
-    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``),
-    so an expectation follows ``--set`` instead of repeating the timer."""
-    if isinstance(value, str) and _FIELD_REF.match(value.strip()):
+    """A duration, or the dotted path of a duration field of the lab (``peers.win.fin_wait2_timeout``), or of a
+    host's sysctl as the run read it (``hosts.client.sysctls.net.ipv4.tcp_keepalive_time``), so an expectation
+    follows ``--set`` and the kernel instead of repeating the timer."""
+    if isinstance(value, str) and (_FIELD_REF.match(value.strip()) or SYSCTL_REF.match(value.strip())):
         return value.strip()
     try:
         return parse_duration(value)
     except ValueError as e:
-        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout") from None
+        raise ValueError(f"{e}; or name a field of the lab, like peers.win.fin_wait2_timeout, or a sysctl the run "
+                         "reads, like hosts.client.sysctls.net.ipv4.tcp_keepalive_time") from None
 
 
 Delay = Annotated[Union[float, str], BeforeValidator(_delay)]
+
+# Gaps between successive packets the kernel times itself, named by the timer: computed for the sending host
+# (``from``) from the sysctls the run read there (tcplab/analysis/kernel_timers.py says how).
+INTERVAL_PATTERNS: dict[str, tuple[str, ...]] = {
+    "syn-backoff": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"),
+    "synack-backoff": ("net.ipv4.tcp_synack_retries",),
+    "keepalive": ("net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+}
+
+
+def _intervals(value: object) -> object:
+    if isinstance(value, str):
+        v = value.strip()
+        if v in INTERVAL_PATTERNS:
+            return v
+        raise ValueError(f"{v[:40]!r} is not a list of durations nor a kernel timer's pattern "
+                         f"({', '.join(INTERVAL_PATTERNS)})")
+    return value
+
+
+Intervals = Annotated[Union[Annotated[list[Seconds], Field(min_length=1, max_length=64)], str],
+                      BeforeValidator(_intervals)]
 
 
 class PacketMatch(Strict):
@@ -662,7 +697,9 @@ class PacketMatch(Strict):
     after: Anchor | None = None
     """Only packets after this moment count."""
     delay: Delay | None = None
-    """The packet that counts comes at `after` + `delay`, within `tolerance`."""
+    """The packet that counts comes at `after` + `delay`, within `tolerance`. A duration, a peer's timer
+    (`peers.win.fin_wait2_timeout`), or a sysctl in seconds as the run read it in a host
+    (`hosts.client.sysctls.net.ipv4.tcp_keepalive_time`)."""
     tolerance: Seconds = 0.05
     """How far from `after` + `delay` the packet may come."""
     # After an anchor the rule is about one packet: the next matching one (nth: 1), or the n-th;
@@ -675,19 +712,62 @@ class PacketMatch(Strict):
     """Only packets within this long after `after` count."""
     before: Anchor | None = Field(None, examples=["stop-telnet2"])
     """Only packets before this moment count."""
+    intervals: Intervals | None = None
+    """Every matching packet of the window as a sequence: the gaps between successive ones from the first, each
+    within `tolerance` (N gaps: exactly N+1 packets). A list of durations, or a kernel timer's pattern for the
+    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`."""
+    probe: bool | None = None
+    """`true`: only zero-length probes (keepalive, zero window: a bare ACK with seq = snd_una - 1, which the peer
+    answers with an ACK); `false`: no probe."""
 
     def delay_seconds(self, lab: "Lab") -> float | None:
-        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset)."""
+        """The delay in seconds; a field reference is read from ``lab`` (None when that field is unset). A
+        sysctl reference is read from the run (tcplab/analysis/checks/packet.py), not here: None."""
         if self.delay is None or isinstance(self.delay, float):
             return self.delay
+        if sysctl_ref(self.delay):
+            return None
         return lab.duration_field(self.delay)
+
+    def sysctls_needed(self) -> list[tuple[str | None, str]]:
+        """(host, sysctl) the rule reads from the run: a delay's reference, an interval pattern's (the sender's)."""
+        out: list[tuple[str | None, str]] = []
+        ref = sysctl_ref(self.delay)
+        if ref:
+            out.append(ref)
+        if isinstance(self.intervals, str):
+            out += [(self.from_, name) for name in INTERVAL_PATTERNS[self.intervals]]
+        return out
+
+
+class Between(Strict):
+    """A number within bounds (both included); either bound may be left out."""
+    min: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The least it may be."""
+    max: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The most it may be."""
+
+
+class SecondsBetween(Strict):
+    """A time within bounds (both included); either bound may be left out."""
+    min: Seconds | None = None
+    """The least it may be."""
+    max: Seconds | None = None
+    """The most it may be."""
+
+
+QueueBytes = Union[Annotated[int, Field(ge=0, strict=True)], Between]
+# ss's timers (-o): the TIME_WAIT countdown, keepalive, retransmission (``on``), zero-window probe, none
+TimerName = Literal["timewait", "keepalive", "on", "persist", "off"]
 
 
 class StateMatch(Strict):
     """Sockets of ``host`` (local ``port``, connected to ``peer``) in the snapshot ``at``.
 
     ``is``: one of them is in that state; ``not``: none of them is; ``absent``: there are none.
-    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``."""
+    ``owner``: a program name, ``none`` (no process holds it, as netstat's ``-``) or ``any``.
+    With ``is``, the socket also shows ``recv_q``/``send_q`` (bytes, or on a listener: the accept queue and
+    its limit, as ss prints them) and ss's ``timer`` with ``timer_left`` of it to run."""
     host: Name
     """The host whose sockets are looked at."""
     port: Port | None = None
@@ -704,6 +784,15 @@ class StateMatch(Strict):
     """The snapshot to look in (a `snapshot` step's name, or `end`)."""
     owner: Literal["none", "any"] | Name | None = None
     """The program that holds the socket: its name, `none` (no process holds it, netstat's `-`) or `any`."""
+    recv_q: QueueBytes | None = None
+    """With `is`: the socket's Recv-Q (bytes not yet read; on a listener, ss's accept queue), or `{min, max}`."""
+    send_q: QueueBytes | None = None
+    """With `is`: the socket's Send-Q (bytes not yet acked; on a listener, ss's backlog limit), or `{min, max}`."""
+    timer: TimerName | None = None
+    """With `is`: ss's timer on the socket: `timewait`, `keepalive`, `on` (retransmission), `persist` (zero
+    window) or `off` (none)."""
+    timer_left: SecondsBetween | None = None
+    """With `timer`: the time left on it, as ss shows it: `{min, max}`."""
 
 
 def _traced(value: str) -> str:
@@ -754,12 +843,40 @@ class TransitionMatch(Strict):
         return to
 
 
+# The errors a socket call reports that the stories are about: name -> (Linux errno, strerror's text).
+ERRNOS: dict[str, tuple[int, str]] = {
+    "EPIPE": (32, "Broken pipe"),
+    "EADDRINUSE": (98, "Address already in use"),
+    "EADDRNOTAVAIL": (99, "Cannot assign requested address"),
+    "ENETUNREACH": (101, "Network is unreachable"),
+    "ECONNABORTED": (103, "Software caused connection abort"),
+    "ECONNRESET": (104, "Connection reset by peer"),
+    "ETIMEDOUT": (110, "Connection timed out"),
+    "ECONNREFUSED": (111, "Connection refused"),
+    "EHOSTUNREACH": (113, "No route to host"),
+}
+
+
+def errno_pattern(name: str) -> str:
+    """How programs print an errno of ERRNOS (a regex): its name (EPIPE), its strerror text as perror, telnet
+    and Python print it ("Connection refused"), or Python's ``[Errno 111]``."""
+    number, text = ERRNOS[name]
+    return rf"\b{name}\b|{re.escape(text)}|\[Errno {number}\]"
+
+
+if TYPE_CHECKING:
+    ErrnoName = str
+else:
+    ErrnoName = Literal[tuple(ERRNOS)]
+
+
 class ProgramMatch(Strict):
     """A story program: the host's own (``hosts.X.program.name``) or a started one (its ``as``).
 
     ``exit``: it exited with this status by the end of the run (ended by signal N: 128+N, as a shell
     says); ``running``: it was (true) or was not (false) still running when the run ended; ``output``:
-    a regex found in its output. With none of them: it was started."""
+    a regex found in its output; ``error``: it reported this errno (its name, its strerror text as
+    perror/telnet/Python print it, or Python's ``[Errno N]``). With none of them: it was started."""
     host: Name = Field(examples=["server"])
     """The host the program runs on."""
     name: Name = Field(examples=["server"])
@@ -770,6 +887,9 @@ class ProgramMatch(Strict):
     """It was (`true`) or was not (`false`) still running when the run ended."""
     output: Regex | None = Field(None, examples=["listening on .*:8000"])
     """A regex found in its output."""
+    error: ErrnoName | None = None
+    """The program reported this errno (`ECONNREFUSED`, `ETIMEDOUT`...): its name, its strerror text as telnet,
+    perror or socat print it (`Connection refused`), or Python's `[Errno 111]`, in its output."""
 
 
 # nstat's names: the line's prefix and the field, as /proc/net/netstat and /proc/net/snmp pair them
@@ -882,6 +1002,19 @@ class Lab(Strict):
     """The story, played in order after the hosts' programs are started; each step is one kind (its key)."""
     expect: Annotated[list[Expectation], Field(max_length=500)] = []
     """What must be true of the run; `lab run` checks each against the evidence (exit 1 when one fails)."""
+
+    def expectation_sysctls(self) -> dict[str, list[str]]:
+        """Host -> the sysctls the run must read there for this lab, beyond the ones it always reads: those the
+        lab sets and those its expectations are stated for."""
+        out: dict[str, list[str]] = {h: list(host.sysctls) for h, host in self.hosts.items()}
+        for exp in self.expect:
+            if exp.packet is None:
+                continue
+            for host, name in exp.packet.sysctls_needed():
+                for h in ([host] if host is not None else list(self.hosts)):
+                    if h in out and name not in out[h]:
+                        out[h].append(name)
+        return out
 
     def duration_field(self, ref: str) -> float | None:
         """The seconds a peer's duration field holds (``peers.win.fin_wait2_timeout``), as the run uses

@@ -17,8 +17,8 @@ from . import messages, yamlread
 from .build import check_build
 from ..peers import peer_kind
 from .errors import LabError
-from .lab import (EXPECTATION_KINDS, PROJECT_IMAGES, CounterMatch, Lab, ProgramMatch, StartStep, StepProblem,
-                  StorySoFar, step_name)
+from .lab import (EXPECTATION_KINDS, PROJECT_IMAGES, SECONDS_SYSCTLS, CounterMatch, Lab, PacketMatch, ProgramMatch,
+                  StartStep, StateMatch, StepProblem, StorySoFar, step_name, sysctl_ref)
 from .yamlread import MAX_FILE_BYTES
 from .reference import reference_problems
 
@@ -47,9 +47,12 @@ _SET_USAGE = "expected KEY=VALUE with KEY a dotted path, like --set peers.win.fi
 
 
 def _alias(path: list[str]) -> list[str]:
-    """``peers.win.X`` is short for ``hosts.win.peer.X``."""
+    """``peers.win.X`` is short for ``hosts.win.peer.X``; a sysctl's name is one key although it has dots
+    (``hosts.client.sysctls.net.ipv4.tcp_syn_retries``)."""
     if len(path) >= 2 and path[0] == "peers":
         return ["hosts", path[1], "peer", *path[2:]]
+    if len(path) > 4 and path[0] == "hosts" and path[2] == "sysctls":
+        return [*path[:3], ".".join(path[3:])]
     return path
 
 
@@ -250,6 +253,7 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
         if exp.counter is not None:
             _check_counter(file, where, exp.counter, snapshots)
         if exp.state is not None:
+            _check_state(file, where, exp.state)
             if exp.state.at not in snapshots:
                 raise LabError(file, f"{where}.state.at",
                                f"no snapshot '{exp.state.at}' (snapshots: {', '.join(sorted(snapshots))})")
@@ -266,10 +270,11 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                            f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
         if exp.packet is not None:
             pm = exp.packet
+            _check_sequence(lab, file, where, pm)
             if pm.delay is not None and pm.after is None:
                 raise LabError(file, f"{where}.packet.delay",
                                "a delay needs 'after' (the expectation or step it counts from)")
-            if isinstance(pm.delay, str):
+            if isinstance(pm.delay, str) and not sysctl_ref(pm.delay):
                 try:
                     lab.duration_field(pm.delay)
                 except KeyError:
@@ -300,6 +305,49 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
                 raise LabError(file, f"{where}.packet.without_options",
                                f"{', '.join(sorted(both))} is also required present")
         names.add(exp.name)
+
+
+def _check_sequence(lab: Lab, file: str, where: str, pm: PacketMatch) -> None:
+    """A sequence (``intervals``) is every matching packet of its window: it gives the count itself; a kernel
+    timer's pattern is the sending host's; a delay read from a sysctl names a host and a sysctl in seconds."""
+    ref = sysctl_ref(pm.delay)
+    if ref is not None:
+        host, name = ref
+        if host not in lab.hosts:
+            raise LabError(file, f"{where}.packet.delay", f"unknown host '{host}' (hosts: {', '.join(lab.hosts)})")
+        if name not in SECONDS_SYSCTLS:
+            raise LabError(file, f"{where}.packet.delay", f"{name} is not a number of seconds: a delay may be "
+                           f"one of {', '.join(SECONDS_SYSCTLS)}")
+    if pm.intervals is None:
+        return
+    if pm.count is not None:
+        n = len(pm.intervals) + 1 if isinstance(pm.intervals, list) else None
+        raise LabError(file, f"{where}.packet.count", "intervals give the count (N gaps are exactly N+1 packets"
+                       + (f": {n} here" if n else "") + "): drop count")
+    if pm.nth is not None or pm.any:
+        raise LabError(file, f"{where}.packet.intervals", "a sequence is every matching packet of the window: "
+                       f"drop {'nth' if pm.nth is not None else 'any'}")
+    if isinstance(pm.intervals, str) and pm.from_ is None:
+        raise LabError(file, f"{where}.packet.from", f"'{pm.intervals}' is the timer of the sending host: "
+                       "name it with from")
+
+
+def _check_state(file: str, where: str, sm: StateMatch) -> None:
+    """Queues and timers are those of the socket ``is`` finds; bounds are in order."""
+    extra = [k for k in ("recv_q", "send_q", "timer", "timer_left") if getattr(sm, k) is not None]
+    if extra and sm.is_ is None:
+        raise LabError(file, f"{where}.state.{extra[0]}", f"{extra[0]} is read from the socket 'is: STATE' "
+                       "finds: give is")
+    if sm.timer_left is not None and sm.timer in (None, "off"):
+        raise LabError(file, f"{where}.state.timer_left", "timer_left is the time left on a timer: give "
+                       "timer (timewait, keepalive, on, persist)")
+    for key in ("recv_q", "send_q", "timer_left"):
+        b = getattr(sm, key)
+        lo, hi = getattr(b, "min", None), getattr(b, "max", None)
+        if b is not None and not isinstance(b, int) and lo is None and hi is None:
+            raise LabError(file, f"{where}.state.{key}", "give min, max or both")
+        if lo is not None and hi is not None and lo > hi:
+            raise LabError(file, f"{where}.state.{key}.min", f"min {lo} is above max {hi}")
 
 
 def _check_counter(file: str, where: str, cm: CounterMatch, snapshots: set[str]) -> None:

@@ -518,9 +518,13 @@ class LabRun:
 
         # the kernel facts the explanations use (observe/kernel.py), every sysctl a host of the lab sets (its own
         # and its peer kind's), read in each host: the value a story set as its kernel took it, beside the others'
-        # for comparison; those the lab's published facts depend on (reference.sysctls); the kernel's release
+        # for comparison; those the lab's published facts depend on (reference.sysctls) and those its expectations
+        # are stated for (a kernel timer's pattern, a delay read from a sysctl); the kernel's release
+        wanted = self.lab.expectation_sysctls()
         names = kernel_facts.sysctl_names([*(k for h in self.plan.hosts for k in h.spec.sysctls),
-                                           *self.lab.sysctls_read(), kernel_facts.RELEASE])
+                                           *self.lab.sysctls_read(),
+                                           *(n for host_names in wanted.values() for n in host_names),
+                                           kernel_facts.RELEASE])
 
         def settings(host: str) -> None:
             res = self.observe(host, sysctl_argv(names))

@@ -16,7 +16,7 @@ from ..analysis.timeline import Timelines, build_timelines, snapshot_order
 from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
-from .gather import RunData
+from .gather import RunData, read_log
 from .ladder import Ladder, LadderOptions, build_ladder, packet_class
 from .tables import snapshot_views
 from .timechart import timeline_svg
@@ -248,6 +248,11 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
     snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}
+    for path in sorted((data.rd.logs_dir / "programs").glob("*.log")):  # each program's own output, for the whys
+        try:
+            host_logs[f"programs/{path.stem}"] = read_log(path)
+        except OSError:
+            continue
     ex: Explanation = explain(traffic, timelines, data.snapshots, host_logs, data.lab, info=data.info,
                               transitions=data.transitions, peer_events=data.peer_events, reference=data.reference)
     drawn = {p.n for p in ladder.drawn}

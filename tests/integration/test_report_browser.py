@@ -127,7 +127,7 @@ def test_ladder_and_timelines_are_in_the_rendered_dom(run: dict[str, Any], dom: 
 
 def test_screenshot_shows_arrows_and_the_close_wait_bar(run: dict[str, Any]) -> None:
     png = run["dir"] / "report-screenshot.png"
-    proc = _chromium([f"--screenshot={png}", "--window-size=1400,5600"], (run["dir"] / "report.html").as_uri(),
+    proc = _chromium([f"--screenshot={png}", "--window-size=1400,9000"], (run["dir"] / "report.html").as_uri(),
                      run["tmp"] / "chrome-shot")
     assert png.is_file(), proc.stderr[-2000:]
     # report.css uses these only for the ladder's arrows (and their labels) and the timeline's CLOSE_WAIT bars

@@ -255,7 +255,7 @@ def test_rst_instead_of_fin_is_explained_with_the_kernels_reason(tmp_path: Path)
 
 def test_rst_without_a_reason_or_a_close_is_not_called_after_close(tmp_path: Path) -> None:
     assert explanation(abort_run(tmp_path / "a", reason=None)).of("rst_after_close") == []
-    assert explanation(refused_run(tmp_path / "b")).findings == []
+    assert [f.kind for f in explanation(refused_run(tmp_path / "b")).findings] == ["connect_failed"]
 
 
 def test_data_after_close_reset_dates_from_the_close(tmp_path: Path) -> None:

@@ -92,9 +92,11 @@ def test_every_shipped_lab_declares_its_deliberate_faults() -> None:
                          ids=lambda x: x if isinstance(x, str) else x["expect"])
 def test_each_fault_makes_a_valid_lab_that_differs_from_the_shipped_one(name: str, fault: dict, tmp_path: Path) -> None:
     """The fault names a field the expectation has and changes it; the lab with it is still a valid lab."""
-    path = tmp_path / "lab.yaml"
-    if LABS[name].name == "lab.yaml":  # a lab directory: its lab file with the Dockerfile and sources beside it
-        shutil.copytree(LABS[name].parent, tmp_path, dirs_exist_ok=True)
+    if LABS[name].name == "lab.yaml":  # a lab directory: its Dockerfile is beside it, as build: needs
+        shutil.copytree(LABS[name].parent, tmp_path / name)
+        path = tmp_path / name / "lab.yaml"
+    else:
+        path = tmp_path / "lab.yaml"
     data = yaml.safe_load(LABS[name].read_text())
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     for host in data["hosts"].values():  # a build context is beside the lab file: beside the copy too

@@ -3,10 +3,13 @@ timed from an anchor, from the run's captures (:mod:`tcplab.analysis.packets`)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from ...model.lab import Expectation, PacketMatch
+from ...model.lab import INTERVAL_PATTERNS, Expectation, PacketMatch, sysctl_ref
 from ...wire import ACK, FLAG_BITS
 from ..evidence import capture_gaps, capture_hosts, unplayed
+from ...runfiles import run_info
+from ..kernel_timers import recorded, recorded_pattern
 from ..packets import Packet
 from ..runview import RunView
 from ..verdicts import ARROW, Verdict, fmt_span, verdict, when
@@ -60,6 +63,8 @@ def _packet_diffs(m: PacketMatch, p: Packet) -> list[tuple[str, int]]:
         d.append(("options", 1))
     if m.payload is not None and m.payload.encode("utf-8", "replace") not in t.payload:
         d.append(("payload", 1 if t.payload else 2))
+    if m.probe is not None and p.probe != m.probe:
+        d.append(("probe", 2))
     return d
 
 
@@ -87,6 +92,8 @@ def describe_match(m: PacketMatch) -> str:
         parts.append(f"no {','.join(m.without_options)}")
     if m.payload is not None:
         parts.append(f"payload containing {m.payload!r}")
+    if m.probe is not None:
+        parts.append("a zero-length probe (seq = snd_una - 1)" if m.probe else "not a probe")
     return " ".join(parts)
 
 
@@ -109,6 +116,8 @@ def describe_packet(p: Packet, m: PacketMatch, at: str) -> str:
         parts.append(f"options [{','.join(_option_names(p))}]")
     if m.payload is not None:
         parts.append(f"payload {t.payload[:40]!r}" + ("..." if len(t.payload) > 40 else ""))
+    if m.probe is not None:
+        parts.append(f"length {len(t.payload)}" + (", a probe" if p.probe else ", not a probe"))
     parts.append(at)
     return " ".join(parts)
 
@@ -123,6 +132,7 @@ class PacketWindow:
     missing: str = ""  # why the window cannot be placed: an anchor that was not reached or did not hold
     missing_where: str = ""
     unresolved_delay: bool = False  # the delay names a field this run does not set
+    unread: str = ""  # a sysctl the rule is stated for that the run did not read
 
     def contains(self, ts: float) -> bool:
         return (self.start is None or ts > self.start) and (self.end is None or ts <= self.end)
@@ -140,10 +150,14 @@ def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
     if m.after is not None:
         anchor_t, why = view.anchor(m.after)
         delay = m.delay_seconds(view.lab) if m.delay is not None else None
+        ref = sysctl_ref(m.delay)
+        if ref is not None:
+            value, w.unread = recorded(view.info.get("sysctls"), *ref)
+            delay = None if value is None else float(value)
         if m.delay is not None:
-            ref = f" ({m.delay})" if isinstance(m.delay, str) else ""
-            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{ref}" if delay is not None
-                        else f" at {m.after}+{m.delay} (not set in this run)")
+            named = f" ({m.delay})" if isinstance(m.delay, str) else ""
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{named}" if delay is not None
+                        else f" at {m.after}+{m.delay} (not {'read' if ref else 'set'} in this run)")
         elif m.within is not None:
             w.timing = f" within {fmt_span(m.within)} after {m.after}"
         else:
@@ -189,6 +203,8 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
         expected = f"the {_ordinal(m.nth)} {expected}" if m.after is not None else f"{expected} (the {_ordinal(m.nth)})"
     if w.missing:
         return verdict(exp, False, expected, f"nothing to time from: {w.missing}", w.missing_where, label="seen")
+    if w.unread:
+        return verdict(exp, False, expected, w.unread, run_info.NAME, label="seen")
     anchor_t = w.start
 
     def at(p: Packet) -> str:
@@ -199,7 +215,11 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
 
     packets = view.traffic.packets
     candidates = [] if w.unresolved_delay else [p for p in packets if w.contains(p.ts) and not _packet_diffs(m, p)]
-    if m.count is not None:
+    if m.intervals is not None:
+        seq = judge_sequence(exp, m, view, base, w, candidates, at, on_target)
+        if seq is not None:
+            return seq
+    elif m.count is not None:
         held = len(candidates) == m.count
         if not candidates:
             return verdict(exp, held, expected, f"none among the {len(packets)} packets captured", "capture/",
@@ -258,6 +278,63 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
     return verdict(exp, False, expected, seen, best.where(), note=note)
 
 
+@dataclass
+class Sequence:
+    """The gaps a sequence rule asks for, with each one's tolerance, in words; or why it has none."""
+    gaps: list[float]
+    tolerances: list[float]
+    words: str
+    unread: str = ""
+
+
+def sequence_of(m: PacketMatch, view: RunView) -> Sequence:
+    """The gaps of ``m.intervals``: as written, or a kernel timer's for the sysctls the run read on the sender.
+    A kernel timer fires up to 1/8 of its time late (the timer wheel's granularity), so each gap of a
+    timer's pattern is allowed that much on top of ``tolerance``."""
+    tol = m.tolerance
+    if isinstance(m.intervals, list):
+        return Sequence(list(m.intervals), [tol] * len(m.intervals),
+                        f"{', '.join(fmt_span(g) for g in m.intervals)} apart (±{fmt_span(tol)})")
+    name = str(m.intervals)
+    pattern, why = recorded_pattern(name, INTERVAL_PATTERNS[name], view.info.get("sysctls"), m.from_ or "")
+    if pattern is None:
+        return Sequence([], [], f"{name} of {m.from_}", unread=why)
+    gaps = pattern.gaps
+    spaced = f"{', '.join(fmt_span(g) for g in gaps)} apart" if gaps else "no retransmission"
+    return Sequence(gaps, [tol + g / 8 for g in gaps],
+                    f"{spaced} (±{fmt_span(tol)} + 1/8 of each gap: {name} for {pattern.why} on {m.from_})")
+
+
+def judge_sequence(exp: Expectation, m: PacketMatch, view: RunView, base: str, w: PacketWindow,
+                   candidates: list[Packet], at: Callable[[Packet], str],
+                   on_target: Callable[[Packet], bool]) -> Verdict | None:
+    """Every matching packet of the window, the gaps between them as asked; None: nothing matched at all (the
+    caller then shows the closest packet)."""
+    sq = sequence_of(m, view)
+    expected = f"{len(sq.gaps) + 1} × {base}{w.timing}, {sq.words}"
+    if sq.unread:
+        return verdict(exp, False, expected, sq.unread, run_info.NAME, label="seen")
+    if not candidates:
+        return None
+    seen_gaps = [b.ts - a.ts for a, b in zip(candidates, candidates[1:])]
+    differs: list[str] = []
+    if len(candidates) != len(sq.gaps) + 1:
+        differs.append("count")
+    off = [i for i, (g, s, tol) in enumerate(zip(sq.gaps, seen_gaps, sq.tolerances)) if abs(s - g) > tol]
+    if off:
+        i = off[0]
+        differs.append(f"gap {i + 1} ({fmt_span(sq.gaps[i])} expected, {fmt_span(seen_gaps[i])} seen)")
+    if not on_target(candidates[0]):
+        differs.append("time")
+    first = candidates[0]
+    gaps_text = ", ".join(fmt_span(g) for g in seen_gaps[:12]) + (", ..." if len(seen_gaps) > 12 else "")
+    seen = f"{len(candidates)}: the first {describe_packet(first, m, at(first))}" + (
+        f", then {gaps_text} apart" if seen_gaps else ", and no other")
+    note = f"; differs in {', '.join(differs)}" if differs else ""
+    return verdict(exp, not differs, expected, seen, first.where(), time=first.ts if not differs else None,
+                   note=note, label="seen")
+
+
 def _expected(base: str, timing: str, count: int | None) -> str:
     if count is None:
         return base + timing
@@ -272,13 +349,20 @@ class PacketCheck(Check[PacketMatch]):
         return judge_packet(exp, m, view)
 
     def negative(self, m: PacketMatch) -> bool:
-        return m.count is not None
+        return m.count is not None or m.intervals is not None  # a sequence is every packet of its window
 
     def missing(self, exp: Expectation, m: PacketMatch, view: RunView) -> str | None:
-        """The window must be placed (its anchors reached), played up to its end, and captured whole."""
+        """The window must be placed (its anchors reached, the sysctls it is stated for read), played up to its
+        end, and captured whole."""
         w = packet_window(m, view)
         if w.missing:
             return w.missing
+        if w.unread:
+            return w.unread
+        if m.intervals is not None:
+            unread = sequence_of(m, view).unread
+            if unread:
+                return unread
         gap = unplayed(view, w.observed_until())
         if gap:
             return gap

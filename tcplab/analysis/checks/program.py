@@ -2,7 +2,9 @@
 printed, from ``programs.jsonl`` and the output the run collected (:mod:`tcplab.observe.programs`)."""
 from __future__ import annotations
 
-from ...model.lab import Expectation, ProgramMatch, StartStep
+import re
+
+from ...model.lab import ERRNOS, Expectation, ProgramMatch, StartStep, errno_pattern
 from ...observe.programs import ProgramRun, describe_status, last_lines, output_search
 from ...runfiles import programs
 from ..evidence import title_of, unplayed
@@ -22,7 +24,20 @@ def describe_program_match(m: ProgramMatch) -> str:
         said.append("has exited by the end")
     if m.output is not None:
         said.append(f"prints /{m.output}/")
+    if m.error is not None:
+        number, text = ERRNOS[m.error]
+        said.append(f"reports {m.error} (\"{text}\", [Errno {number}])")
     return f"{m.name} on {m.host} " + (" and ".join(said) if said else "is started")
+
+
+def errors_printed(text: str) -> list[tuple[str, int]]:
+    """Each errno of ERRNOS the output reports, with the line of its first report, in order of lines."""
+    found = []
+    for name in ERRNOS:
+        hit = re.search(errno_pattern(name), text, re.IGNORECASE)
+        if hit:
+            found.append((name, text.count("\n", 0, hit.start()) + 1))
+    return sorted(found, key=lambda f: f[1])
 
 
 def _moment(view: RunView, ts: float) -> str:
@@ -80,6 +95,24 @@ def judge_program(exp: Expectation, m: ProgramMatch, view: RunView) -> Verdict:
             differs.append("output")
             seen += f"; {last_lines(text)}" if text is not None else "; its output was not collected"
             where = log
+    if m.error is not None:
+        text = program_output(view, run)
+        log = view.rel(view.rd.program_log(m.host, m.name))
+        reported = errors_printed(text) if text is not None else []
+        mine = [line for name, line in reported if name == m.error]
+        if text is None:
+            differs.append("error")
+            seen += "; its output was not collected"
+        elif mine:
+            seen += f"; printed {text.splitlines()[mine[0] - 1].strip()[:160]!r}"
+            if not differs:
+                where = f"{log} line {mine[0]}"
+        else:
+            differs.append("error")
+            others = ", ".join(f"{name} (line {line})" for name, line in reported)
+            seen += (f"; it reported {others} instead: {last_lines(text)}" if others
+                     else f"; it reported no error: {last_lines(text)}")
+            where = log
     note = f"; differs in {', '.join(differs)}" if differs else ""
     return verdict(exp, not differs, expected, seen, where, time=run.ended if run.exited else None, note=note,
                    label="seen")
@@ -116,8 +149,8 @@ class ProgramCheck(Check[ProgramMatch]):
                     "collected")
         else:
             gap = unplayed(view, None)
-        if m.output is not None and program_output(view, run) is None:
+        if (m.output is not None or m.error is not None) and program_output(view, run) is None:
             return f"the output of {who} was not collected ({view.rel(view.rd.program_log(m.host, m.name))})"
-        if gap and (m.exit is not None or m.running is not None or m.output is not None):
+        if gap and (m.exit is not None or m.running is not None or m.output is not None or m.error is not None):
             return f"{who} was still running when the run stopped early: {gap}"
         return None

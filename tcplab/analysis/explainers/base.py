@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 from ...model import Lab, Peer
+from ...model.lab import errno_pattern
 from ...peers import peer_kind
 from ...runfiles import run_info
 from ...runfiles.peer_events import PeerEvent
@@ -329,6 +330,22 @@ def last_timer(rows: list[SnapshotSocket], sock: SocketId) -> tuple[str, str] | 
         if x.host == sock.host and (x.local_ip, x.local_port, x.peer_ip, x.peer_port) == sock.key() and x.timer:
             found = (x.snapshot, x.timer)
     return found
+
+
+def programs_said(run: RunEvidence, host: str, errnos: tuple[str, ...]) -> dict[str, str]:
+    """The first line of a program of ``host`` reporting each errno of ``errnos`` (its name, strerror text or
+    ``[Errno N]``), as a sentence: ``telnet on client printed: '...'``. Read from the programs' own logs
+    (``programs/<host>.<name>`` in ``run.logs``)."""
+    out: dict[str, str] = {}
+    for key, text in sorted(run.logs.items()):
+        if not key.startswith(f"programs/{host}."):
+            continue
+        name = key.removeprefix(f"programs/{host}.")
+        for line in text.splitlines():
+            for errno in errnos:
+                if errno not in out and re.search(errno_pattern(errno), line, re.IGNORECASE):
+                    out[errno] = f"{name} on {host} printed: '{line.strip()[:160]}'."
+    return out
 
 
 def where(run: RunEvidence, sock: SocketId) -> str:
