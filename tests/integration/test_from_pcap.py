@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from tcplab.analysis.packets import load_traffic
 from tcplab.draft import read_capture_file
 from tcplab.draft.from_pcap import flag_sequences
 
-from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
+from ..conftest import isolated, lab_cmd, labeled_objects
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def _shows(seen: dict[str, list[list[str]]], expected: dict[str, list[list[str]]
 # The shipped labs a draft replays: what CI sets for the lab, what the draft's comments say to set for the
 # same kernel settings (a sysctl no capture shows), and the flags of each client's connections.
 ROUND_TRIPS = {
-    "closewait": (["peers.win.fin_wait2_timeout=2s"], [],
+    "closewait": (["peers.win.fin_wait2_timeout=2s"], [],  # the timer as tests/data/library_faults.yaml sets it
                   {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", ".", "R."]]}),
     "closewait-linux": ([], [], {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", "."]]}),
     "refused": ([], ["hosts.client.sysctls.net.ipv4.tcp_syn_retries=2"],
@@ -64,12 +65,13 @@ ROUND_TRIPS = {
 
 
 @pytest.fixture(scope="module", params=list(ROUND_TRIPS))
-def round_trip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path, Path]:
-    """A shipped lab's run; its draft from capture/all.pcapng (every connection); the draft's run."""
+def round_trip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               shipped_run: Any) -> tuple[str, Path, Path, Path]:
+    """A shipped lab's run (the session's one: tests/conftest.py ``shipped_run``, with the sets CI gives it);
+    its draft from capture/all.pcapng (every connection); the draft's run."""
     lab: str = request.param
     tmp = tmp_path_factory.mktemp(f"from-pcap-{lab}")
-    first = tmp / "run"
-    proc = _run(lab, first, isolated(lab, shipped_labs()[lab]) + ROUND_TRIPS[lab][0])
+    proc, first, _, _ = shipped_run(lab)
     # what is compared is the packets: an expectation of the shipped lab missing its timing by a hair (a loaded
     # machine) is the library test's business, not this one's
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
