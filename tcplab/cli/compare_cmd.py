@@ -1,0 +1,104 @@
+"""`lab compare RUN_A RUN_B [--out FILE]`: two runs side by side in one HTML page, with what differs.
+
+A RUN is a run directory, or a lab (its name or file) meaning that lab's
+newest run under ./runs. Needs no Docker engine: the page is made from the
+two run directories alone. `lab run LAB --compare-with OTHER` makes the same
+page once its run is judged (:func:`write_comparison`).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
+from .report_cmd import has_display, is_run_dir, lab_name_of
+
+RUN_STAMP = re.compile(r"-\d{8}T\d{6}Z(-\d+)?$")  # what new_run_id appends to a lab's name
+
+
+class NoSuchRun(Exception):
+    """The argument is neither a run directory nor a lab with a run under ./runs (exit 2)."""
+
+
+def latest_run_of(lab: str, runs: Path) -> Path | None:
+    """The newest run of ``lab`` under ``runs``: its run.json names the lab (closewait's runs, not
+    closewait-linux's, though both start with ``closewait-``)."""
+    from ..rundir import RunDir
+    from ..runfiles import run_info
+
+    if not runs.is_dir():
+        return None
+    mine = []
+    for p in runs.iterdir():
+        if not p.name.startswith(f"{lab}-") or not RUN_STAMP.search(p.name) or not is_run_dir(p):
+            continue
+        if str(run_info.read(RunDir(p)).get("lab") or RUN_STAMP.sub("", p.name)) == lab:
+            written = run_info.modified(RunDir(p))
+            mine.append(((p.stat().st_mtime if written is None else written), p.name, p))
+    return max(mine)[2] if mine else None
+
+
+def resolve_run(target: str, runs: Path) -> Path:
+    """The run directory ``target`` names: itself, or its lab's newest run under ``runs``."""
+    p = Path(target)
+    if p.is_dir():
+        if is_run_dir(p):
+            return p
+        raise NoSuchRun(f"{target}: not a run directory (no run.json or lab.yaml in it)")
+    name = lab_name_of(target)
+    found = latest_run_of(name, runs)
+    if found is None:
+        raise NoSuchRun(f"{target}: not a run directory, and {runs} holds no run of a lab named {name} "
+                        f"(`lab run {name}` makes one)")
+    return found
+
+
+def shown(path: Path) -> str:
+    rel = os.path.relpath(path)
+    return str(path.resolve()) if rel.startswith("..") else rel
+
+
+def write_comparison(run_a: Path, run_b: Path, out_file: Path) -> Path:
+    """Write the page and print its path; an unwritable file is exit 3."""
+    from ..report.compare import write_compare
+
+    try:
+        path = write_compare(run_a, run_b, out_file)
+    except OSError as e:
+        die(EXIT_ENVIRONMENT, f"comparison not written: {e}")
+    out.print(shown(path), markup=False)
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    """Add `lab compare` to `app`."""
+    app.command("compare")(compare)
+
+
+def compare(run_a: str = typer.Argument(..., metavar="RUN_A", help="A run directory, or a lab: its newest run "
+                                                                   "under ./runs."),
+            run_b: str = typer.Argument(..., metavar="RUN_B", help="The run to put beside it (the same forms)."),
+            out_file: Path = typer.Option(Path("compare.html"), "--out", help="The page to write."),
+            open_: bool = typer.Option(False, "--open", help="Open the page in a browser (if there is a display).")
+            ) -> None:
+    """Two runs side by side in one HTML page: ladders, socket timelines, expectations, and what differs."""
+    try:
+        a, b = resolve_run(run_a, Path("runs")), resolve_run(run_b, Path("runs"))
+    except NoSuchRun as e:
+        die(EXIT_BAD_INPUT, str(e))
+    if out_file.is_dir():
+        die(EXIT_BAD_INPUT, f"--out {out_file}: is a directory; give a file name")
+    if not out_file.resolve().parent.is_dir():
+        die(EXIT_BAD_INPUT, f"--out {out_file}: no such directory {out_file.parent}")
+    path = write_comparison(a, b, out_file)
+    if open_:
+        if has_display():
+            import webbrowser
+
+            if not webbrowser.open(path.resolve().as_uri()):
+                say(f"no browser found: open {shown(path)} yourself")
+        else:
+            say(f"no display: open {shown(path)} in a browser")
