@@ -29,6 +29,9 @@ from .page import run_end, summary, utc
 from .timechart import timeline_svg
 
 
+LADDER_COL = 200  # narrower than a report's: two ladders share the page's width
+
+
 @dataclass
 class Column:
     """One run's half of the page."""
@@ -113,8 +116,10 @@ def compare_context(a: RunData, b: RunData, opts: LadderOptions | None = None) -
     pads = align(ca, cb)
     wa, wb = ca.window, cb.window
     window = (min(wa[0], wb[0], 0.0), max(wa[1], wb[1]))
+    notes = [packet_notes(ca), packet_notes(cb)]
+    room = any(notes)  # both ladders keep room for notes, or neither: one width, one scale on the page
     cols = []
-    for c, pad, prefix in ((ca, pads[0], "a-"), (cb, pads[1], "b-")):
+    for c, pad, prefix, note in ((ca, pads[0], "a-", notes[0]), (cb, pads[1], "b-", notes[1])):
         traffic = c.data.traffic
         names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
         chart = (timeline_svg(c.side.timelines, c.t0, c.snaps, names, window=window)[0]
@@ -124,7 +129,8 @@ def compare_context(a: RunData, b: RunData, opts: LadderOptions | None = None) -
                  else f"{c.side.label}: {c.data.name} ({c.data.rd.path.name})")
         cols.append({"id": prefix.rstrip("-"), "label": c.side.label, "title": title, "s": summary(c.data),
                      "path": _shown(c.data.rd.path), "t0_utc": utc(c.t0) if traffic.packets else "",
-                     "ladder": ladder_svg(c.rows, hosts, c.t0, traffic.hosts, pad, prefix, packet_notes(c))
+                     "ladder": ladder_svg(c.rows, hosts, c.t0, traffic.hosts, pad, prefix, note if room else None,
+                                          col=LADDER_COL)
                      if traffic.packets else Markup(""),
                      "drawn": drawn, "total": len(traffic.packets), "timeline": chart,
                      "steps": [{"index": s.get("index"), "title": str(s.get("title") or s.get("name") or ""),

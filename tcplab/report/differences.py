@@ -28,6 +28,9 @@ TIMING_ABS = 0.005  # seconds
 
 FLAG_WORDS = ((RST, "RST"), (FIN, "FIN"), (SYN, "SYN"))
 
+# Steps whose time is the tool's (a container's exec, reading socket tables), not the story's: not compared.
+MACHINERY = {"start", "stop", "snapshot"}
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -138,6 +141,8 @@ def timing_differences(a: Side, b: Side) -> list[Difference]:
                                             f"(median of {len(ra[key])}), in {_secs(mb)} in {b.label} "
                                             f"(median of {len(rb[key])})."))
     for sa, sb in matched_steps(a.steps, b.steps):
+        if MACHINERY & {sa.get("kind"), sb.get("kind")}:
+            continue
         da, db = _duration(sa), _duration(sb)
         if da is not None and db is not None and _differs(da, db):
             ta, tb = _title(sa), _title(sb)

@@ -163,8 +163,8 @@ MARGIN = 80
 HEAD = 54
 ROW_H = {PacketRow: 28, StepRow: 24, FoldRow: 34, GapRow: 34}
 SLOPE = 9
-NOTE_W = 420  # room right of the hosts for notes beside packets
-NOTE_CHARS = 64
+NOTE_W = 330  # room right of the hosts for notes beside packets
+NOTE_CHARS = 50
 
 
 def row_height(row: Row) -> int:
@@ -172,21 +172,22 @@ def row_height(row: Row) -> int:
 
 
 def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None,
-               pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None
-               ) -> Markup:
+               pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None,
+               col: int = COL) -> Markup:
     """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
     line) and a link to its row in the packet table (``#pkt-N``). ``pad`` adds room above rows (by their
     index: two ladders side by side line up on their shared steps); ``prefix`` starts every id and link,
     so that two ladders can share a page. ``notes``: words beside packets (by number), to the right of the
-    hosts: what an expectation says about that packet."""
+    hosts: what an expectation says about that packet (given, even empty, the room for them is kept: two
+    ladders of one width). ``col``: the room between two hosts."""
     addresses = addresses or {}
     pad = pad or {}
-    notes = notes or {}
-    xs = {h: GUTTER + MARGIN + i * COL for i, h in enumerate(hosts)}
-    width = GUTTER + 2 * MARGIN + max(0, len(hosts) - 1) * COL
+    xs = {h: GUTTER + MARGIN + i * col for i, h in enumerate(hosts)}
+    width = GUTTER + 2 * MARGIN + max(0, len(hosts) - 1) * col
     right = width - 10
-    if notes:
+    if notes is not None:
         width += NOTE_W
+    notes = notes or {}
     body: list[str] = [
         f'<defs><marker id="{prefix}ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ahead"/></marker></defs>']

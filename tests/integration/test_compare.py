@@ -1,0 +1,108 @@
+"""`lab compare` of two real runs: closewait (the Windows peer, its timer shortened to 2 s) and its Linux control.
+
+The two labs run once for the module, at the same time (each its own name and subnet), in one directory whose
+./runs holds both; `lab compare` finds each by its lab's name (its newest run there) and writes one page that
+headless Chromium loads.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import lxml.html
+import pytest
+
+from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
+
+
+def _svg(node: Any, cls: str) -> list[Any]:
+    return list(node.xpath(f".//*[local-name()='svg'][contains(concat(' ', @class, ' '), ' {cls} ')]"))
+
+
+def _arrows(svg: Any, cls: str = "pkt") -> list[Any]:
+    return list(svg.xpath(f".//*[local-name()='g'][contains(concat(' ', @class, ' '), ' {cls} ')]"))
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("compare")
+    (tmp / "w").mkdir()
+    (tmp / "l").mkdir()
+    win_path, win = make_lab(tmp / "w", base="closewait")
+    lin_path, lin = make_lab(tmp / "l", base="closewait-linux")
+    env = {**os.environ, "TCPLAB_HOME": str(ROOT)}
+    runs = {n: subprocess.Popen([sys.executable, str(LAB_PY), "run", str(p), *extra], cwd=tmp, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for n, p, extra in ((win, win_path, ["--set", "peers.win.fin_wait2_timeout=2s"]), (lin, lin_path, []))}
+    try:
+        done = {n: (p.wait(timeout=240), *p.communicate()) for n, p in runs.items()}
+    finally:
+        for n, p in runs.items():
+            if p.poll() is None:
+                p.kill()
+            if labeled_objects(n):
+                lab_cmd("down", n, cwd=tmp, timeout=120)
+    for n, (code, out, err) in done.items():
+        assert code == 0, f"lab run {n} exited {code}:\n{out}\n{err}"
+    page = lab_cmd("compare", win, lin, cwd=tmp, timeout=120)
+    assert page.returncode == 0, page.stderr
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed (scripts/setup installs it)")
+    dump = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp / 'chrome'}", "--dump-dom",
+                           (tmp / "compare.html").as_uri()], capture_output=True, text=True, timeout=90)
+    assert dump.returncode == 0 and "<html" in dump.stdout, dump.stderr[-2000:]
+    return {"tmp": tmp, "win": win, "lin": lin, "page": page, "dom": lxml.html.fromstring(dump.stdout),
+            "html": (tmp / "compare.html").read_text()}
+
+
+def test_both_ladders_render_and_only_the_windows_one_has_the_rst(compared: dict[str, Any]) -> None:
+    dom = compared["dom"]
+    assert compared["page"].stdout.strip() == "compare.html"
+    ladders = {side: _svg(dom.get_element_by_id(f"ladder-{side}"), "ladder") for side in "ab"}
+    assert [len(v) for v in ladders.values()] == [1, 1]
+    for side, (svg,) in ladders.items():
+        arrows = _arrows(svg)
+        assert len(arrows) >= 8, side  # two handshakes, win's FIN and its ack
+        assert all(a.get("id").startswith(f"{side}-a-") for a in arrows)  # no id shared by the two ladders
+    rst = {side: [a for a in _arrows(svg, "rst")] for side, (svg,) in ladders.items()}
+    assert len(rst["a"]) >= 1 and rst["b"] == []
+    # the steps both played start level: "win closes telnet" is at the same height in both ladders
+    def step_y(svg: Any, title: str) -> float:
+        texts = svg.xpath(".//*[local-name()='text'][@class='steptext']")
+        return float(next(t for t in texts if t.text.endswith(title)).get("y"))
+    assert step_y(ladders["a"][0], "win closes telnet") == step_y(ladders["b"][0], "win closes telnet")
+    assert len(_svg(dom.get_element_by_id("timeline-a"), "timeline")) == 1
+    assert len(_svg(dom.get_element_by_id("timeline-b"), "timeline")) == 1
+
+
+def test_the_differences_name_the_rst_from_win(compared: dict[str, Any]) -> None:
+    items = [li.text_content() for li in compared["dom"].xpath("//ul[@class='differences']/li")]
+    win, lin = compared["win"], compared["lin"]
+    rst = [t for t in items if "win sends an RST to server" in t]
+    assert len(rst) == 1, items
+    assert f"in {win} (" in rst[0] and f"in {lin} win never sends one" in rst[0]
+    assert any(f"still in CLOSE_WAIT in {lin}" in t and "server's socket to win" in t for t in items), items
+    assert any("no-rst-from-win" in t for t in items), items  # expectations only one of them checks
+
+
+def test_expectations_of_both_are_listed(compared: dict[str, Any]) -> None:
+    dom = compared["dom"]
+    names = {side: [b.text for b in dom.get_element_by_id(f"expect-{side}").xpath(".//table//b")] for side in "ab"}
+    assert "win-rst-after-fin-wait2" in names["a"] and "win-rst-after-fin-wait2" not in names["b"]
+    assert "close-wait-stays" in names["b"]
+
+
+def test_a_path_that_is_no_run_is_one_line_exit_2(compared: dict[str, Any]) -> None:
+    tmp = compared["tmp"]
+    bad = lab_cmd("compare", str(tmp / "w"), compared["lin"], cwd=tmp, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "not a run directory" in bad.stderr
