@@ -1,21 +1,19 @@
 """`lab compare` of two real runs: closewait (the Windows peer, its timer shortened to 2 s) and its Linux control.
 
-The two labs run once for the module, at the same time (each its own name and subnet), in one directory whose
-./runs holds both; `lab compare` finds each by its lab's name (its newest run there) and writes one page that
-headless Chromium loads.
+The two labs run once for the module (each its own name and subnet) in one directory whose ./runs holds both:
+the control first, then closewait with ``--compare-with`` the control, whose page headless Chromium loads;
+`lab compare` then finds each run by its lab's name (its newest run there).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from typing import Any
 
 import lxml.html
 import pytest
 
-from ..conftest import LAB_PY, ROOT, lab_cmd, labeled_objects, make_lab
+from ..conftest import lab_cmd, labeled_objects, make_lab
 
 pytestmark = pytest.mark.integration
 
@@ -39,34 +37,28 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (tmp / "l").mkdir()
     win_path, win = make_lab(tmp / "w", base="closewait")
     lin_path, lin = make_lab(tmp / "l", base="closewait-linux")
-    env = {**os.environ, "TCPLAB_HOME": str(ROOT)}
-    runs = {n: subprocess.Popen([sys.executable, str(LAB_PY), "run", str(p), *extra], cwd=tmp, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for n, p, extra in ((win, win_path, ["--set", "peers.win.fin_wait2_timeout=2s"]), (lin, lin_path, []))}
     try:
-        done = {n: (p.wait(timeout=240), *p.communicate()) for n, p in runs.items()}
+        lab_cmd("run", str(lin_path), cwd=tmp, timeout=240, check=True)
+        run = lab_cmd("run", str(win_path), "--set", "peers.win.fin_wait2_timeout=2s", "--compare-with", lin,
+                      cwd=tmp, timeout=240, check=True)
     finally:
-        for n, p in runs.items():
-            if p.poll() is None:
-                p.kill()
+        for n in (win, lin):
             if labeled_objects(n):
                 lab_cmd("down", n, cwd=tmp, timeout=120)
-    for n, (code, out, err) in done.items():
-        assert code == 0, f"lab run {n} exited {code}:\n{out}\n{err}"
-    page = lab_cmd("compare", win, lin, cwd=tmp, timeout=120)
-    assert page.returncode == 0, page.stderr
+    by_names = lab_cmd("compare", win, lin, "--out", "again.html", cwd=tmp, timeout=120)
+    assert by_names.returncode == 0, by_names.stderr
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (scripts/setup installs it)")
     dump = subprocess.run([CHROMIUM, *CHROME_FLAGS, f"--user-data-dir={tmp / 'chrome'}", "--dump-dom",
                            (tmp / "compare.html").as_uri()], capture_output=True, text=True, timeout=90)
     assert dump.returncode == 0 and "<html" in dump.stdout, dump.stderr[-2000:]
-    return {"tmp": tmp, "win": win, "lin": lin, "page": page, "dom": lxml.html.fromstring(dump.stdout),
-            "html": (tmp / "compare.html").read_text()}
+    return {"tmp": tmp, "win": win, "lin": lin, "run": run, "by_names": by_names,
+            "dom": lxml.html.fromstring(dump.stdout), "again": lxml.html.parse(str(tmp / "again.html")).getroot()}
 
 
 def test_both_ladders_render_and_only_the_windows_one_has_the_rst(compared: dict[str, Any]) -> None:
     dom = compared["dom"]
-    assert compared["page"].stdout.strip() == "compare.html"
+    assert compared["run"].stdout.strip().splitlines()[-1] == "compare.html"  # `lab run --compare-with`
     ladders = {side: _svg(dom.get_element_by_id(f"ladder-{side}"), "ladder") for side in "ab"}
     assert [len(v) for v in ladders.values()] == [1, 1]
     for side, (svg,) in ladders.items():
@@ -92,6 +84,9 @@ def test_the_differences_name_the_rst_from_win(compared: dict[str, Any]) -> None
     assert f"in {win} (" in rst[0] and f"in {lin} win never sends one" in rst[0]
     assert any(f"still in CLOSE_WAIT in {lin}" in t and "server's socket to win" in t for t in items), items
     assert any("no-rst-from-win" in t for t in items), items  # expectations only one of them checks
+    # `lab compare` of the two labs' newest runs under ./runs says the same
+    assert compared["by_names"].stdout.strip() == "again.html"
+    assert [li.text_content() for li in compared["again"].xpath("//ul[@class='differences']/li")] == items
 
 
 def test_expectations_of_both_are_listed(compared: dict[str, Any]) -> None:
@@ -106,3 +101,12 @@ def test_a_path_that_is_no_run_is_one_line_exit_2(compared: dict[str, Any]) -> N
     bad = lab_cmd("compare", str(tmp / "w"), compared["lin"], cwd=tmp, timeout=60)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "not a run directory" in bad.stderr
+
+
+def test_compare_with_a_run_that_is_not_there_is_exit_2_before_anything_runs(compared: dict[str, Any]) -> None:
+    tmp = compared["tmp"]
+    lab = next((tmp / "w").glob("*.yaml"))
+    bad = lab_cmd("run", str(lab), "--compare-with", "no-such-lab", cwd=tmp, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "--compare-with no-such-lab: not a run directory" in bad.stderr
+    assert bad.stdout == "" and not labeled_objects(compared["win"])
