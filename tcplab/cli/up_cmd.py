@@ -34,7 +34,7 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     try:
         backend = engine()
         checkpoint("images")
-        images = ensure_images(backend, lab_images(lab), lab_image_requests(lab, lab_path))
+        images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
         run = bring_up(lab, resolved, backend, out_dir, images, say)
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
