@@ -9,6 +9,7 @@ naming both runs (A and B); nothing here is escaped, the template does it.
 """
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ TIMING_RATIO = 2.0
 TIMING_ABS = 0.005  # seconds
 
 FLAG_WORDS = ((RST, "RST"), (FIN, "FIN"), (SYN, "SYN"))
+
+AUTO_NAME = re.compile(r"wait-\d+")  # the name a wait step gets from its position
 
 # Steps whose time is the tool's (a container's exec, reading socket tables), not the story's: not compared.
 MACHINERY = {"start", "stop", "snapshot"}
@@ -162,7 +165,12 @@ def _title(s: StepRecord) -> str:
 
 
 def step_key(s: StepRecord) -> str:
-    return str(s.get("name") or s.get("title") or s.get("index"))
+    """A step's identity across two runs: its stable name, but a wait's title (a wait's name is its position,
+    ``wait-6``: two labs' sixth steps may wait for different things)."""
+    name = str(s.get("name") or "")
+    if not name or AUTO_NAME.fullmatch(name):
+        return "title: " + str(s.get("title") or s.get("index"))
+    return name
 
 
 def matched_steps(a: list[StepRecord], b: list[StepRecord]) -> list[tuple[StepRecord, StepRecord]]:
