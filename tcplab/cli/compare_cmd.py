@@ -8,52 +8,12 @@ page once its run is judged (:func:`write_comparison`).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import typer
 
 from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
-from .report_cmd import has_display, is_run_dir, lab_name_of
-
-RUN_STAMP = re.compile(r"-\d{8}T\d{6}Z(-\d+)?$")  # what new_run_id appends to a lab's name
-
-
-class NoSuchRun(Exception):
-    """The argument is neither a run directory nor a lab with a run under ./runs (exit 2)."""
-
-
-def latest_run_of(lab: str, runs: Path) -> Path | None:
-    """The newest run of ``lab`` under ``runs``: its run.json names the lab (closewait's runs, not
-    closewait-linux's, though both start with ``closewait-``)."""
-    from ..rundir import RunDir
-    from ..runfiles import run_info
-
-    if not runs.is_dir():
-        return None
-    mine = []
-    for p in runs.iterdir():
-        if not p.name.startswith(f"{lab}-") or not RUN_STAMP.search(p.name) or not is_run_dir(p):
-            continue
-        if str(run_info.read(RunDir(p)).get("lab") or RUN_STAMP.sub("", p.name)) == lab:
-            written = run_info.modified(RunDir(p))
-            mine.append(((p.stat().st_mtime if written is None else written), p.name, p))
-    return max(mine)[2] if mine else None
-
-
-def resolve_run(target: str, runs: Path) -> Path:
-    """The run directory ``target`` names: itself, or its lab's newest run under ``runs``."""
-    p = Path(target)
-    if p.is_dir():
-        if is_run_dir(p):
-            return p
-        raise NoSuchRun(f"{target}: not a run directory (no run.json or lab.yaml in it)")
-    name = lab_name_of(target)
-    found = latest_run_of(name, runs)
-    if found is None:
-        raise NoSuchRun(f"{target}: not a run directory, and {runs} holds no run of a lab named {name} "
-                        f"(`lab run {name}` makes one)")
-    return found
+from .runs import NoSuchRun, has_display, resolve_run
 
 
 def shown(path: Path) -> str:

@@ -99,7 +99,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
 def _other_run(target: str) -> Path:
     """The run --compare-with names; one line and exit 2 if there is none."""
     from .common import EXIT_BAD_INPUT, die
-    from .compare_cmd import NoSuchRun, resolve_run
+    from .runs import NoSuchRun, resolve_run
 
     try:
         return resolve_run(target, Path("runs"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tcplab.analysis.timeline import Timelines
-from tcplab.cli.compare_cmd import NoSuchRun, latest_run_of, resolve_run
+from tcplab.cli.runs import NoSuchRun, latest_run_of, resolve_run
 from tcplab.report.compare import Column, align, column, labels, render_compare
 from tcplab.report.differences import Side, differences, request_times, timing_differences, verdict_differences
 from tcplab.report.gather import gather
