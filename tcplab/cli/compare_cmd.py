@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, err, out, say
 from .runs import NoSuchRun, has_display, resolve_run
 
 
@@ -22,13 +22,18 @@ def shown(path: Path) -> str:
 
 
 def write_comparison(run_a: Path, run_b: Path, out_file: Path) -> Path:
-    """Write the page and print its path; an unwritable file is exit 3."""
+    """Write the page; say what differs (on stderr, a line each) and print the page's path; an unwritable file
+    is exit 3."""
     from ..report.compare import write_compare
 
     try:
-        path = write_compare(run_a, run_b, out_file)
+        path, diffs = write_compare(run_a, run_b, out_file)
     except OSError as e:
         die(EXIT_ENVIRONMENT, f"comparison not written: {e}")
+    err.print(f"what differs between {shown(run_a)} and {shown(run_b)}:" if diffs
+              else f"nothing compared differs between {shown(run_a)} and {shown(run_b)}", markup=False)
+    for d in diffs:
+        err.print(f"  - {d.text}", markup=False)
     out.print(shown(path), markup=False)
     return path
 

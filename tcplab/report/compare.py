@@ -152,17 +152,22 @@ def content_security_policy(css: str) -> str:
 
 
 def render_compare(a: RunData, b: RunData, opts: LadderOptions | None = None) -> str:
+    return _render(compare_context(a, b, opts))
+
+
+def _render(ctx: dict[str, Any]) -> str:
     css = _asset("report.css") + _asset("compare.css")
-    ctx = compare_context(a, b, opts)
     ctx.update(css=Markup(css), csp=content_security_policy(css))
     return _env().get_template("compare.html.j2").render(**ctx)
 
 
-def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
-    """Write the page comparing two run directories to ``out``; returns its path. Needs no Docker engine."""
-    html = render_compare(gather(RunDir(run_a)), gather(RunDir(run_b)))
+def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> tuple[Path, list[Difference]]:
+    """Write the page comparing two run directories to ``out``; returns its path and what differs. Needs no
+    Docker engine."""
+    ctx = compare_context(gather(RunDir(run_a)), gather(RunDir(run_b)))
+    html = _render(ctx)
     path = Path(out)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, path)
-    return path
+    return path, list(ctx["differences"])

@@ -87,6 +87,8 @@ def test_the_differences_name_the_rst_from_win(compared: dict[str, Any]) -> None
     # `lab compare` of the two labs' newest runs under ./runs says the same
     assert compared["by_names"].stdout.strip() == "again.html"
     assert [li.text_content() for li in compared["again"].xpath("//ul[@class='differences']/li")] == items
+    said = compared["by_names"].stderr.splitlines()  # and the terminal, a line each
+    assert [line.removeprefix("  - ") for line in said[1:]] == [t.split(" ", 1)[1].strip() for t in items]
 
 
 def test_expectations_of_both_are_listed(compared: dict[str, Any]) -> None:
