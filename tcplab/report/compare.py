@@ -45,6 +45,8 @@ class Column:
     def window(self) -> tuple[float, float]:
         """The run's observed time, in seconds from its first packet."""
         tl = self.side.timelines
+        if not tl.sockets:  # no chart: nothing to stretch the other's axis to
+            return 0.0, 0.0
         starts = [iv.start for s in tl.sockets for iv in s.intervals] + [t for _, t in self.snaps]
         return min([tl.start, *starts]) - self.t0, tl.end - self.t0
 

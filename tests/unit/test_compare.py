@@ -10,7 +10,7 @@ import pytest
 
 from tcplab.analysis.timeline import Timelines
 from tcplab.cli.runs import NoSuchRun, latest_run_of, resolve_run
-from tcplab.report.compare import Column, align, column, labels, render_compare
+from tcplab.report.compare import Column, align, column, compare_context, labels, render_compare
 from tcplab.report.differences import Side, differences, request_times, timing_differences, verdict_differences
 from tcplab.report.gather import gather
 from tcplab.report.ladder import FoldRow, LadderOptions, StepRow
@@ -166,3 +166,13 @@ def test_a_wait_that_takes_longer_differs_but_the_tools_own_steps_do_not(tmp_pat
     texts = [d.text for d in timing_differences(_side(a, "A"), _side(b, "B"))]
     assert texts == ["step “wait for an RST from win” takes 2.000 s in A, 5.000 s in B."]
     assert timing_differences(_side(run("c", 3.0, 0.2), "A"), _side(b, "B")) == []  # not twice as long
+
+
+def test_a_run_without_socket_states_leaves_the_others_axis_alone(tmp_path: Path) -> None:
+    a = write_closewait_run(tmp_path / "a", timer=2.0)
+    b = write_closewait_run(tmp_path / "b", windows=False)
+    for name in ("transitions.jsonl", "snapshots.json"):
+        (b / "sockets" / name).unlink()
+    ctx = compare_context(gather(a), gather(b))
+    assert ctx["window"] == ("0", "3.5")  # a: from its first packet until it was collected
+    assert ctx["b"]["timeline"] == "" and 'class="timeline"' in ctx["a"]["timeline"]
