@@ -88,18 +88,33 @@ def align(a: Column, b: Column) -> tuple[dict[int, float], dict[int, float]]:
     return pad_a, pad_b
 
 
-def packet_notes(c: Column) -> dict[int, str]:
-    """Packet number -> the ``about`` of each expectation that held on it (its ``where`` is that packet)."""
-    where = {p.where(): p.n for r in c.rows if isinstance(r, PacketRow) for p in [r.packet]}
+def _held_notes(c: Column, kind: str, where: dict[str, int]) -> dict[int, str]:
+    """Key -> the ``about`` of each expectation of ``kind`` that held where ``where`` says (its place in the
+    run: a packet's file and frame, a snapshot's table) is that key."""
     notes: dict[int, list[str]] = {}
     for v in (c.data.result or {}).get("expectations") or []:
-        if not isinstance(v, dict) or v.get("kind") != "packet" or v.get("status", "held" if v.get("held") else "") \
-                != "held":
+        if not isinstance(v, dict) or v.get("kind") != kind:
             continue
-        n = where.get(str(v.get("where") or ""))
-        if n is not None:
-            notes.setdefault(n, []).append(f"✓ {v.get('about') or v.get('name')}")
-    return {n: "; ".join(words) for n, words in notes.items()}
+        if (v.get("status") or ("held" if v.get("held") else "")) != "held":
+            continue
+        key = where.get(str(v.get("where") or ""))
+        if key is not None:
+            notes.setdefault(key, []).append(f"✓ {v.get('about') or v.get('name')}")
+    return {k: "; ".join(words) for k, words in notes.items()}
+
+
+def packet_notes(c: Column) -> dict[int, str]:
+    """Packet number -> what the expectations that held on that packet say."""
+    return _held_notes(c, "packet", {p.where(): p.n for r in c.rows if isinstance(r, PacketRow) for p in [r.packet]})
+
+
+def step_notes(c: Column) -> dict[int, str]:
+    """Snapshot step index -> what the state expectations that held on that snapshot's tables say."""
+    rd, hosts = c.data.rd, list(c.data.traffic.hosts)
+    where = {rd.table(h, str(s.get("name")), tool).relative_to(rd.path).as_posix(): int(s["index"])
+             for s in c.data.steps if s.get("kind") == "snapshot" and s.get("name")
+             for h in hosts for tool in ("netstat", "ss")}
+    return _held_notes(c, "state", where)
 
 
 def labels(a: RunData, b: RunData) -> tuple[str, str]:
@@ -119,9 +134,11 @@ def compare_context(a: RunData, b: RunData, opts: LadderOptions | None = None) -
     wa, wb = ca.window, cb.window
     window = (min(wa[0], wb[0], 0.0), max(wa[1], wb[1]))
     notes = [packet_notes(ca), packet_notes(cb)]
-    room = any(notes)  # both ladders keep room for notes, or neither: one width, one scale on the page
+    at_steps = [step_notes(ca), step_notes(cb)]
+    room = any(notes) or any(at_steps)  # both ladders keep room for notes, or neither: one width, one scale
     cols = []
-    for c, pad, prefix, note in ((ca, pads[0], "a-", notes[0]), (cb, pads[1], "b-", notes[1])):
+    for c, pad, prefix, note, at_step in ((ca, pads[0], "a-", notes[0], at_steps[0]),
+                                          (cb, pads[1], "b-", notes[1], at_steps[1])):
         traffic = c.data.traffic
         names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
         chart = (timeline_svg(c.side.timelines, c.t0, c.snaps, names, window=window)[0]
@@ -132,7 +149,7 @@ def compare_context(a: RunData, b: RunData, opts: LadderOptions | None = None) -
         cols.append({"id": prefix.rstrip("-"), "label": c.side.label, "title": title, "s": summary(c.data),
                      "path": _shown(c.data.rd.path), "t0_utc": utc(c.t0) if traffic.packets else "",
                      "ladder": ladder_svg(c.rows, hosts, c.t0, traffic.hosts, pad, prefix, note if room else None,
-                                          col=LADDER_COL)
+                                          col=LADDER_COL, step_notes=at_step)
                      if traffic.packets else Markup(""),
                      "drawn": drawn, "total": len(traffic.packets), "timeline": chart,
                      "steps": [{"index": s.get("index"), "title": str(s.get("title") or s.get("name") or ""),

@@ -173,13 +173,14 @@ def row_height(row: Row) -> int:
 
 def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None,
                pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None,
-               col: int = COL) -> Markup:
+               col: int = COL, step_notes: Mapping[int, str] | None = None) -> Markup:
     """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
     line) and a link to its row in the packet table (``#pkt-N``). ``pad`` adds room above rows (by their
     index: two ladders side by side line up on their shared steps); ``prefix`` starts every id and link,
     so that two ladders can share a page. ``notes``: words beside packets (by number), to the right of the
     hosts: what an expectation says about that packet (given, even empty, the room for them is kept: two
-    ladders of one width). ``col``: the room between two hosts."""
+    ladders of one width); ``step_notes`` the same beside steps (by step index). ``col``: the room between two
+    hosts."""
     addresses = addresses or {}
     pad = pad or {}
     xs = {h: GUTTER + MARGIN + i * col for i, h in enumerate(hosts)}
@@ -188,6 +189,7 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
     if notes is not None:
         width += NOTE_W
     notes = notes or {}
+    step_notes = step_notes or {}
     body: list[str] = [
         f'<defs><marker id="{prefix}ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ahead"/></marker></defs>']
@@ -203,15 +205,15 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
         if isinstance(row, PacketRow):
             items.append(_arrow(row.packet, xs, y + 10, t0, prefix))
             if row.packet.n in notes:
-                words = notes[row.packet.n]
-                shown = words if len(words) <= NOTE_CHARS else words[:NOTE_CHARS - 1] + "…"
-                items.append(el("g", title(words), text(right + 6, y + 14, shown, class_="enote"), class_="note"))
+                items.append(_note(notes[row.packet.n], right + 6, y + 14))
         elif isinstance(row, StepRow):
             items.append(el("g", el("line", x1=GUTTER - 6, y1=y + 12, x2=right, y2=y + 12, class_="stepline"),
                             text(GUTTER - 10, y + 16, f"{row.ts - t0:.6f}", class_="t", text_anchor="end"),
                             text(GUTTER + 4, y + 9, f"step {row.index}: {row.title}"
                                  + ("" if row.outcome == "ok" else f" ({row.outcome})"), class_="steptext"),
                             class_="step" + ("" if row.outcome == "ok" else " failed")))
+            if row.index in step_notes:
+                items.append(_note(step_notes[row.index], right + 6, y + 16))
         elif isinstance(row, FoldRow):
             top = ", ".join(f"{name}: {n}" for name, n in row.conns.most_common(3))
             more = f" and {len(row.conns) - 3} more connections" if len(row.conns) > 3 else ""
@@ -235,6 +237,11 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
         body.append(el("line", x1=x, y1=HEAD - 8, x2=x, y2=height - 10, class_="lifeline"))
     body.extend(items)
     return svg(width, height, body, class_="ladder", role="img", aria_label="ladder diagram")
+
+
+def _note(words: str, x: float, y: float) -> str:
+    shown = words if len(words) <= NOTE_CHARS else words[:NOTE_CHARS - 1] + "…"
+    return el("g", title(words), text(x, y, shown, class_="enote"), class_="note")
 
 
 def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "") -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import html as html_lib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,20 @@ def test_a_run_without_socket_states_leaves_the_others_axis_alone(tmp_path: Path
     ctx = compare_context(gather(a), gather(b))
     assert ctx["window"] == ("0", "3.5")  # a: from its first packet until it was collected
     assert ctx["b"]["timeline"] == "" and 'class="timeline"' in ctx["a"]["timeline"]
+
+
+def test_what_held_is_written_where_it_happened(tmp_path: Path) -> None:
+    a = write_closewait_run(tmp_path / "a", timer=2.0)
+    fin = next(p for p in gather(a).traffic.packets if p.flags == "F.")
+    verdicts = [{"name": "win-fin", "kind": "packet", "status": "held", "about": "win's FIN <b>", "where": fin.where()},
+                {"name": "cw", "kind": "state", "status": "held", "about": "CLOSE_WAIT, unowned",
+                 "where": "sockets/server-close_wait.txt"},
+                {"name": "f", "kind": "packet", "status": "failed", "about": "failed: beside no packet", "where": fin.where()}]
+    (a / "result.json").write_text(json.dumps({"passed": False, "expectations": verdicts}))
+    steps = [json.loads(line) for line in (a / "steps.jsonl").read_text().splitlines()]
+    for s in steps:
+        s["kind"] = "snapshot" if s["title"].startswith("snapshot ") else "x"
+    (a / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    html = render_compare(gather(a), gather(write_closewait_run(tmp_path / "b", windows=False)))
+    notes = re.findall(r'<text[^>]*class="enote"[^>]*>([^<]*)</text>', html)
+    assert notes == ["✓ win&#39;s FIN &lt;b&gt;", "✓ CLOSE_WAIT, unowned"]
