@@ -163,7 +163,7 @@ MARGIN = 80
 HEAD = 54
 ROW_H = {PacketRow: 28, StepRow: 24, FoldRow: 34, GapRow: 34}
 SLOPE = 9
-NOTE_W = 330  # room right of the hosts for notes beside packets
+NOTE_W = 380  # room right of the hosts for notes beside packets
 NOTE_CHARS = 50
 
 
