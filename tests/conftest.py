@@ -141,9 +141,13 @@ def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return done[lab]
 
     yield run
+    from .integration.stories import remove_built_images
+
     left = {name: objs for *_, name in done.values() if (objs := labeled_objects(name))}
     for name in left:  # `lab run` removes what it made; anything left is a failure of its own
         lab_cmd("down", name, timeout=120)
+    for lab, (*_, name) in done.items():
+        remove_built_images(name, labs[lab])  # the images built for this run's name, no one else's
     assert not left, f"shipped labs' runs left objects behind: {left}"
 
 
