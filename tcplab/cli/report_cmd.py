@@ -9,24 +9,17 @@ changed on purpose), as `lab run` judges it, with its exit status.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Optional
 
 import typer
 
 from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, say
+from .runs import has_display, is_run_dir, lab_name_of
 
 
 class NotARun(Exception):
     """The argument names no run directory (exit 2)."""
-
-
-def is_run_dir(path: Path) -> bool:
-    from ..rundir import RunDir
-    from ..runfiles import lab, run_info
-
-    return path.is_dir() and (run_info.exists(RunDir(path)) or lab.exists(RunDir(path)))
 
 
 def newest_run(runs: Path) -> Path:
@@ -43,20 +36,6 @@ def newest_run(runs: Path) -> Path:
         return (p.stat().st_mtime if written is None else written), p.name
 
     return max(cands, key=last_written)
-
-
-def lab_name_of(target: str) -> str:
-    """A lab's name from its name or its file."""
-    from ..model import LabError, parse_yaml
-    from ..paths import lab_file
-
-    path = lab_file(target)
-    if path is None:
-        return target
-    try:
-        return str(parse_yaml(path.read_text(), str(path)).get("name") or target)
-    except (LabError, OSError):
-        return target
 
 
 def resolve_run_dir(target: str | None, runs: Path, find_run_dir: Callable[[str], str | None]) -> Path:
@@ -78,10 +57,6 @@ def resolve_run_dir(target: str | None, runs: Path, find_run_dir: Callable[[str]
         if mine:
             hint = f"; its last run is {os.path.relpath(mine[-1])}: `lab report {os.path.relpath(mine[-1])}`"
     raise NotARun(f"{target}: lab is not up and is not a run directory{hint}")
-
-
-def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
 
 
 def _engine_lookup(name: str) -> str | None:

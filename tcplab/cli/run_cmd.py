@@ -27,7 +27,11 @@ def register(app: typer.Typer) -> None:
 
 def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[str]] = SetOpt,
         junit: Optional[Path] = typer.Option(None, "--junit", help="Also write junit.xml here."),
-        out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>).")
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>)."),
+        compare_with: Optional[str] = typer.Option(None, "--compare-with", metavar="OTHER",
+                                                   help="Then write compare.html: this run beside OTHER (a run "
+                                                        "directory, or a lab: its newest run under ./runs), as "
+                                                        "`lab compare` does.")
         ) -> None:
     """Up, play the steps, down, check the expectations; write result.json, junit.xml and the report."""
     from ..backend.base import EngineError
@@ -40,6 +44,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     from .images_cmd import ensure_images, lab_image_requests, lab_images
 
     lab, resolved, lab_path = resolve_lab(lab_name, sets)
+    other = _other_run(compare_with) if compare_with is not None else None  # bad input before anything runs
     if not lab.expect:
         say(f"{lab.name} has no expectations: `lab run` only checks that its steps play")
     interrupts_tear_down()
@@ -84,7 +89,22 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
         die(EXIT_INTERRUPTED, "interrupted (the lab was already down)")
     except (OSError, ValueError, LabError) as e:
         die(EXIT_ENVIRONMENT, f"could not check the run in {rel}: {type(e).__name__}: {e}")
+    if other is not None:
+        from .compare_cmd import write_comparison
+
+        write_comparison(Path(rd_path), other, Path("compare.html"))
     raise SystemExit(code)
+
+
+def _other_run(target: str) -> Path:
+    """The run --compare-with names; one line and exit 2 if there is none."""
+    from .common import EXIT_BAD_INPUT, die
+    from .runs import NoSuchRun, resolve_run
+
+    try:
+        return resolve_run(target, Path("runs"))
+    except NoSuchRun as e:
+        die(EXIT_BAD_INPUT, f"--compare-with {e}")
 
 
 def _a_step_failed(run_dir: Path) -> bool:

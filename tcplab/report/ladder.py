@@ -163,34 +163,57 @@ MARGIN = 80
 HEAD = 54
 ROW_H = {PacketRow: 28, StepRow: 24, FoldRow: 34, GapRow: 34}
 SLOPE = 9
+NOTE_W = 380  # room right of the hosts for notes beside packets
+NOTE_CHARS = 50
 
 
-def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None) -> Markup:
+def row_height(row: Row) -> int:
+    return ROW_H[type(row)]
+
+
+def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None,
+               pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None,
+               col: int = COL, step_notes: Mapping[int, str] | None = None) -> Markup:
     """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
-    line) and a link to its row in the packet table (``#pkt-N``)."""
+    line) and a link to its row in the packet table (``#pkt-N``). ``pad`` adds room above rows (by their
+    index: two ladders side by side line up on their shared steps); ``prefix`` starts every id and link,
+    so that two ladders can share a page. ``notes``: words beside packets (by number), to the right of the
+    hosts: what an expectation says about that packet (given, even empty, the room for them is kept: two
+    ladders of one width); ``step_notes`` the same beside steps (by step index). ``col``: the room between two
+    hosts."""
     addresses = addresses or {}
-    xs = {h: GUTTER + MARGIN + i * COL for i, h in enumerate(hosts)}
-    width = GUTTER + 2 * MARGIN + max(0, len(hosts) - 1) * COL
+    pad = pad or {}
+    xs = {h: GUTTER + MARGIN + i * col for i, h in enumerate(hosts)}
+    width = GUTTER + 2 * MARGIN + max(0, len(hosts) - 1) * col
     right = width - 10
+    if notes is not None:
+        width += NOTE_W
+    notes = notes or {}
+    step_notes = step_notes or {}
     body: list[str] = [
-        '<defs><marker id="ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        f'<defs><marker id="{prefix}ah" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="ahead"/></marker></defs>']
     for h, x in xs.items():
         body.append(text(x, 20, h, class_="host", text_anchor="middle"))
         if addresses.get(h):
             body.append(text(x, 36, addresses[h], class_="addr", text_anchor="middle"))
-    y = HEAD
+    y: float = HEAD
     items: list[str] = []
-    for row in rows:
+    for i, row in enumerate(rows):
+        y += pad.get(i, 0.0)
         rh = ROW_H[type(row)]
         if isinstance(row, PacketRow):
-            items.append(_arrow(row.packet, xs, y + 10, t0))
+            items.append(_arrow(row.packet, xs, y + 10, t0, prefix))
+            if row.packet.n in notes:
+                items.append(_note(notes[row.packet.n], right + 6, y + 14))
         elif isinstance(row, StepRow):
             items.append(el("g", el("line", x1=GUTTER - 6, y1=y + 12, x2=right, y2=y + 12, class_="stepline"),
                             text(GUTTER - 10, y + 16, f"{row.ts - t0:.6f}", class_="t", text_anchor="end"),
                             text(GUTTER + 4, y + 9, f"step {row.index}: {row.title}"
                                  + ("" if row.outcome == "ok" else f" ({row.outcome})"), class_="steptext"),
                             class_="step" + ("" if row.outcome == "ok" else " failed")))
+            if row.index in step_notes:
+                items.append(_note(step_notes[row.index], right + 6, y + 16))
         elif isinstance(row, FoldRow):
             top = ", ".join(f"{name}: {n}" for name, n in row.conns.most_common(3))
             more = f" and {len(row.conns) - 3} more connections" if len(row.conns) > 3 else ""
@@ -216,7 +239,12 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
     return svg(width, height, body, class_="ladder", role="img", aria_label="ladder diagram")
 
 
-def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float) -> str:
+def _note(words: str, x: float, y: float) -> str:
+    shown = words if len(words) <= NOTE_CHARS else words[:NOTE_CHARS - 1] + "…"
+    return el("g", title(words), text(x, y, shown, class_="enote"), class_="note")
+
+
+def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "") -> str:
     src = p.src_host or p.tcp.src
     dst = p.dst_host or p.tcp.dst
     x1, x2 = xs[src], xs[dst]
@@ -225,12 +253,12 @@ def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float) -> str:
     tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})"
     return el("g", title(tip),
               el("a", el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="hit"),
-                 el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end="url(#ah)"),
+                 el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end=f"url(#{prefix}ah)"),
                  text(mid, y - 4, p.label(), class_="lbl", text_anchor="middle"),
-                 href=f"#pkt-{p.n}"),
+                 href=f"#{prefix}pkt-{p.n}"),
               text(GUTTER - 10, y + 4, f"{p.ts - t0:.6f}", class_="t", text_anchor="end"),
               text(8, y + 4, f"#{p.n}", class_="n"),
-              class_=f"pkt {cls}", id=f"a-{p.n}", data_n=p.n)
+              class_=f"pkt {cls}", id=f"{prefix}a-{p.n}", data_n=p.n)
 
 
 def _zigzag(x1: float, x2: float, y: float, step: float = 12.0, amp: float = 3.0) -> str:

@@ -72,8 +72,9 @@ def group_by_connection(timelines: Timelines, names: dict[str, str]) -> list[Gro
 
 
 def timeline_svg(timelines: Timelines, t0: float, snapshots: list[tuple[str, float]], names: dict[str, str],
-                 max_sockets: int = 200) -> tuple[Markup, int]:
-    """The chart and the number of sockets left out (beyond ``max_sockets``)."""
+                 max_sockets: int = 200, window: tuple[float, float] | None = None) -> tuple[Markup, int]:
+    """The chart and the number of sockets left out (beyond ``max_sockets``). ``window``: the axis's bounds,
+    in seconds from ``t0`` (two runs' charts on one time axis), else what this run observed."""
     groups = group_by_connection(timelines, names)
     shown: list[Group] = []
     count = 0
@@ -84,7 +85,8 @@ def timeline_svg(timelines: Timelines, t0: float, snapshots: list[tuple[str, flo
         count += len(g.sockets)
     left_out = len(timelines.sockets) - count
     starts = [iv.start for g in shown for s in g.sockets for iv in s.intervals] + [t for _, t in snapshots]
-    axis = TimeAxis(min([timelines.start, *starts]), timelines.end, LABEL_W, CHART_W)
+    axis = (TimeAxis(t0 + window[0], t0 + window[1], LABEL_W, CHART_W) if window is not None
+            else TimeAxis(min([timelines.start, *starts]), timelines.end, LABEL_W, CHART_W))
     width = LABEL_W + CHART_W + 30
     top = 44
     body: list[str] = []
