@@ -89,6 +89,18 @@ class Result:
     notes: list[str] = field(default_factory=list)  # one-line remarks (e.g. how many closes were normal)
     normal: list[float] = field(default_factory=list)  # durations of the phenomenon's normal, prompt cases
 
+    def full(self, limit: int = MAX_FINDINGS) -> bool:
+        """Whether ``limit`` findings are explained already; the one asked about is then counted in ``more``."""
+        if len(self.findings) < limit:
+            return False
+        self.more += 1
+        return True
+
+    def add(self, finding: Finding | None, limit: int = MAX_FINDINGS) -> None:
+        """A finding (None: nothing found), explained one by one up to ``limit``, counted beyond."""
+        if finding is not None and not self.full(limit):
+            self.findings.append(finding)
+
 
 # --- the run's evidence ---------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ..packets import Packet
 from ..timeline import Interval, SnapshotSocket, SocketId, SocketTimeline, timer_left
-from .base import (LINGER, MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t,
+from .base import (LINGER, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t,
                    is_fin, is_rst, is_syn, last_timer, listener_records, log_mentions, next_interval,
                    packets_from, register, where)
 
@@ -30,8 +30,7 @@ class CloseWait(Explainer):
                 if iv.end is not None and nxt is not None and nxt.state == "LAST_ACK" and iv.end - iv.start < LINGER:
                     out.normal.append(iv.end - iv.start)  # the application closed it promptly: nothing to explain
                     continue
-                if len(out.findings) >= MAX_FINDINGS:
-                    out.more += 1
+                if out.full():
                     continue
                 f = close_wait_finding(run, tl, iv)
                 if f.closed_by_app and f.until is not None and f.since is not None and f.until - f.since < LINGER:

@@ -13,7 +13,7 @@ from ...wire import ACK, RST, SYN
 from ..kernel_timers import recorded_pattern
 from ..packets import Connection, Packet
 from ..timeline import SocketId
-from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, programs_said,
+from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, programs_said,
                    register, where)
 
 SYN_SYSCTLS = ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts")
@@ -27,13 +27,7 @@ class ConnectFailed(Explainer):
     def explain(self, run: RunEvidence) -> Result:
         out = Result()
         for conn in run.traffic.connections:
-            f = connect_finding(run, conn)
-            if f is None:
-                continue
-            if len(out.findings) >= MAX_FINDINGS:
-                out.more += 1
-                continue
-            out.findings.append(f)
+            out.add(connect_finding(run, conn))
         return out
 
 

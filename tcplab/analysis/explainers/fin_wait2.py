@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ..timeline import Interval, SocketTimeline, timer_left
-from .base import (LINGER, MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, ack_of, fmt_span, fmt_t,
+from .base import (LINGER, Explainer, Fact, Finding, Result, RunEvidence, ack_of, fmt_span, fmt_t,
                    is_fin, is_rst, last_timer, packets_from, register, where)
 
 
@@ -28,10 +28,8 @@ class FinWait2(Explainer):
                 if iv.end is not None and iv.end - iv.start < LINGER:
                     out.normal.append(iv.end - iv.start)
                     continue
-                if len(out.findings) >= MAX_FINDINGS:
-                    out.more += 1
-                    continue
-                out.findings.append(fin_wait2_finding(run, tl, iv))
+                if not out.full():
+                    out.findings.append(fin_wait2_finding(run, tl, iv))
         return out
 
 

@@ -14,7 +14,7 @@ from ...model.lab import FirewallStep
 from ...observe.snapshots import tool_ok
 from ..packets import Packet
 from ..timeline import SocketId, SocketTimeline
-from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_rst,
+from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_rst,
                    packets_from, register, where)
 
 
@@ -34,10 +34,8 @@ class HalfOpen(Explainer):
                 continue
             seen.add(row.key())
             sock = SocketId(row.host, row.local_ip, row.local_port, row.peer_ip, row.peer_port)
-            if len(out.findings) >= MAX_FINDINGS:
-                out.more += 1
-                continue
-            out.findings.append(half_open_finding(run, sock, peer, row.snapshot, row.time))
+            if not out.full():
+                out.findings.append(half_open_finding(run, sock, peer, row.snapshot, row.time))
         return out
 
 

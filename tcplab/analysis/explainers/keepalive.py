@@ -14,7 +14,7 @@ from ...wire import RST
 from ..kernel_timers import recorded
 from ..packets import Connection, Packet
 from ..timeline import SocketId
-from .base import MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, programs_said, \
+from .base import Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, programs_said, \
     register, where
 
 
@@ -27,13 +27,7 @@ class Keepalive(Explainer):
         out = Result()
         for conn in run.traffic.connections:
             for ip in {p.tcp.src for p in conn.packets if p.probe}:
-                f = keepalive_finding(run, conn, ip)
-                if f is None:
-                    continue
-                if len(out.findings) >= MAX_FINDINGS:
-                    out.more += 1
-                    continue
-                out.findings.append(f)
+                out.add(keepalive_finding(run, conn, ip))
         return out
 
 

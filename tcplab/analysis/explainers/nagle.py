@@ -15,7 +15,7 @@ from statistics import median
 from ...wire import ACK, FIN, RST, SYN
 from ..packets import Connection, Packet
 from ..timeline import SocketId
-from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, kernel_hz, register,
+from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, kernel_hz, register,
                    where)
 
 DELACK_MIN = 0.040  # TCP_DELACK_MIN (HZ/25): the shortest delayed-ACK timer Linux sets
@@ -119,8 +119,7 @@ class NagleStall(Explainer):
         stalled = [x for x in every if x.stalls]
         unheld = [x for x in every if x.unheld and not x.stalls]
         for x in stalled:
-            if len(out.findings) >= MAX_FINDINGS:
-                out.more += 1
+            if out.full():
                 continue
             peers = {x.conn.key[0], x.conn.key[2]} - {x.sender}
             out.findings.append(nagle_finding(run, x, [c for c in unheld if peers & {c.conn.key[0], c.conn.key[2]}]))

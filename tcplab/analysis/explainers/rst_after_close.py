@@ -20,7 +20,7 @@ from ...runfiles.peer_events import PeerEvent
 from ...runfiles.transitions import TransitionRecord
 from ..packets import Connection, Packet
 from ..timeline import SocketId
-from .base import (MAX_FINDINGS, Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_fin, is_rst,
+from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_fin, is_rst,
                    is_synack, packets_from, register, where)
 
 _NEAR = 0.005  # a tracer reset record this close to a captured RST (same ports) is about that RST
@@ -37,13 +37,7 @@ class RstAfterClose(Explainer):
             rst = next((p for p in conn.packets if is_rst(p)), None)
             if rst is None or not any(is_synack(p) and p.n < rst.n for p in conn.packets):
                 continue  # no RST, or one that refused a connection that never existed
-            f = rst_finding(run, conn, rst)
-            if f is None:
-                continue
-            if len(out.findings) >= MAX_FINDINGS:
-                out.more += 1
-                continue
-            out.findings.append(f)
+            out.add(rst_finding(run, conn, rst))
         return out
 
 

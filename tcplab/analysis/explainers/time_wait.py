@@ -27,8 +27,7 @@ class TimeWait(Explainer):
         found = [(tl, iv) for tl in run.timelines.sockets for iv in tl.intervals if iv.state == "TIME_WAIT"]
         crowd = Counter((tl.sock.host, tl.sock.peer_ip, tl.sock.peer_port) for tl, _ in found)
         for tl, iv in found:
-            if len(out.findings) >= MAX_TIME_WAIT:
-                out.more += 1
+            if out.full(MAX_TIME_WAIT):
                 continue
             n = crowd[(tl.sock.host, tl.sock.peer_ip, tl.sock.peer_port)]
             out.findings.append(time_wait_finding(run, tl, iv, n))
