@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import typer
 
-from . import docs_cmd, down_cmd, export_cmd, hosts_cmd, images_cmd, init_cmd, labs_cmd, report_cmd, run_cmd, up_cmd
+from . import (docs_cmd, down_cmd, export_cmd, hosts_cmd, images_cmd, init_cmd, labs_cmd, report_cmd, run_cmd, up_cmd,
+               watch_cmd)
 from .common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, die
 
-# ls, validate | init | up | exec, shell, status | down, gc | run | report | export | docs, images (groups: last)
-COMMANDS = (labs_cmd, init_cmd, up_cmd, hosts_cmd, down_cmd, run_cmd, report_cmd, export_cmd, docs_cmd, images_cmd)
+# ls, validate | init | up | exec, shell, status | watch, step | down, gc | run | report | export | docs, images
+# (groups: last)
+COMMANDS = (labs_cmd, init_cmd, up_cmd, hosts_cmd, watch_cmd, down_cmd, run_cmd, report_cmd, export_cmd, docs_cmd,
+            images_cmd)
 
 HELP = """Turn a TCP war story into a reproducible experiment.
 
