@@ -141,8 +141,8 @@ class LiveView:
             return
         name, snap = list(snaps.items())[-1]
         taken = float(snap["time"])
-        if name == self.snapshot and taken == self.snapshot_time:
-            return
+        if self.snapshot_time is not None and taken <= self.snapshot_time:
+            return  # the one shown is as new (or the view's own read, taken after it)
         self.snapshot, self.snapshot_time = name, taken
         fresh: dict[Key, Row] = {}
         for host, tables in (snap.get("hosts") or {}).items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from ..analysis.live import LiveView
+    from ..backend.base import Backend
+    from ..play.lifecycle import RunningLab
+    from ..runfiles.snapshots import Snapshots
+
+FIRST_READ = "read by lab watch"  # the view's own first look at the hosts' tables, before the tracer's changes
 
 REFRESH = 0.2  # seconds between looks at the run directory (and frames)
 ENGINE_EVERY = 2.0  # seconds between asking the engine whether the run's objects still exist
@@ -82,6 +87,12 @@ def watch_run(run_dir: str, name: str, run_id: str | None = None, said: list[str
         lab = None  # the view works without the lab's words
     view = LiveView(rd, lab=lab)
     backend = engine() if run_id is not None else None
+    if backend is not None and run_id is not None:
+        from ..play.lifecycle import running_labs
+
+        running = running_labs(backend).get(run_id)
+        if running is not None:  # listeners on every address have no tracer record: read the tables once
+            view.apply_snapshots(read_tables(backend, running))
     next_engine = time.monotonic() + ENGINE_EVERY
     console = Console(highlight=False, stderr=said is not None)  # within lab up, on its stderr like the rest
     why = ""
@@ -111,6 +122,31 @@ def watch_run(run_dir: str, name: str, run_id: str | None = None, said: list[str
                     break
             time.sleep(REFRESH)  # a frame rate: the run directory's files give no event to wait on
     return why
+
+
+def read_tables(backend: Backend, r: RunningLab) -> Snapshots:
+    """Every running host's socket tables now, as a snapshot of the view's own (one exec per host, once):
+    the tracer reports no listener on every address (0.0.0.0 is no host's), so without it a view started
+    before the lab's first snapshot would miss them."""
+    from ..backend.base import EngineError
+    from ..observe.observer import ROLE, SNAPSHOT_ARGV
+    from ..observe.sockets import snapshot_tables
+
+    observers = {o.labels.get("tcplab.host", ""): o.name for o in r.objects
+                 if o.kind == "container" and o.labels.get("tcplab.role") == ROLE}
+    taken = time.time()
+    hosts: dict[str, Any] = {}
+    for o in r.objects:
+        host = o.labels.get("tcplab.host", "")
+        if o.kind != "container" or o.labels.get("tcplab.role") != "host":
+            continue
+        try:
+            res = (backend.exec(observers[host], SNAPSHOT_ARGV) if host in observers
+                   else backend.exec(o.name, ["labsnap"]))
+        except EngineError:
+            continue  # not running: the tracer and the lab's snapshots say the rest
+        hosts[host] = snapshot_tables(res.stdout, res.stderr, res.exit_code)
+    return {FIRST_READ: {"time": taken, "hosts": hosts}} if hosts else {}
 
 
 def watch(lab_name: str = typer.Argument(..., metavar="LAB")) -> None:
