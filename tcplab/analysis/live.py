@@ -114,6 +114,7 @@ class LiveView:
     _s_offset: int = 0
     _snap_mtime: float = -1.0
     _hosts: dict[str, str] = field(default_factory=dict)
+    _snapped: set[str] = field(default_factory=set)  # the hosts whose tables the last snapshot has
 
     def update(self, now: float | None = None) -> None:
         """Read what the run directory gained since the last update."""
@@ -150,7 +151,7 @@ class LiveView:
                 continue
             for row in _snapshot_rows(name, taken, host, tables):
                 fresh[row.key] = row
-        snapped_hosts = {h for h, t in (snap.get("hosts") or {}).items() if not t.get("missing")}
+        snapped_hosts = self._snapped = {h for h, t in (snap.get("hosts") or {}).items() if not t.get("missing")}
         for key, row in list(self.rows.items()):
             newer = row.source == "tracer" and row.seen > taken
             if key in fresh:
@@ -184,6 +185,8 @@ class LiveView:
                 continue
             old, new = rec.get("old", "?"), rec["new"]
             self.events.append(Event(ts, f"{where}  {old} -> {new}" + self._about(host, old, new), "transition"))
+            if host in self._snapped and self.snapshot_time is not None and ts <= self.snapshot_time:
+                continue  # the snapshot is newer: it has the socket as it was then, or no longer has it
             if old == "SYN_SENT" and local[1]:  # connect()'s socket had no port yet when it left CLOSE
                 for portless in [k for k in self.rows if k[0] == host and k[2] == 0 and k[3:] == peer]:
                     del self.rows[portless]
