@@ -44,8 +44,10 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
         if watch:
             run = _up_watched(lab, resolved, backend, out_dir, images, step)
         else:
+            from .countdown import for_stderr
+
             run = bring_up(lab, resolved, backend, out_dir, images, say, step=step,
-                           terminal=sys.stdin if step and sys.stdin.isatty() else None)
+                           terminal=sys.stdin if step and sys.stdin.isatty() else None, show_countdown=for_stderr())
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
     except LabError as e:

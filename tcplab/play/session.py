@@ -43,7 +43,7 @@ from .deaths import DeathWatch
 from .errors import HostFailure, StepFailure
 from .mirror import mirror
 from .steps import player_for
-from .steps.base import POLL, last_lines_of
+from .steps.base import POLL, ShowCountdown, last_lines_of
 from .teardown import remove_agent_dirs
 
 __all__ = ["HostFailure", "LabRun", "StepFailure"]
@@ -80,6 +80,8 @@ class LabRun:
         self.host_images: dict[str, str] = {}  # host -> the ID of its own image (pulled or built), once known
         self.said_exit: set[str] = set()  # hosts whose own program's exit was said
         self.before_step: Callable[[int, Step], None] | None = None  # lab up --step: the pause before each step
+        self.show_countdown: ShowCountdown | None = None  # a long wait's countdown (the CLI's, on a terminal)
+        self.fin_seen: dict[str, float] = {}  # host -> when a wait first saw its FIN (capture time)
         self.plan = self.make_plan()
 
     # --- the plan ---------------------------------------------------------------

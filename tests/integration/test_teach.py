@@ -3,7 +3,7 @@
 
 The terminals are tmux panes on a tmux server of the test's own (``-L``): keys are sent with send-keys and
 the screen is read with capture-pane, as a person would see it. One run of a small lab (the closewait
-control, its wait shortened) serves every assertion.
+control, its wait shortened to 4 s, long enough for a countdown) serves every assertion.
 """
 from __future__ import annotations
 
@@ -68,10 +68,16 @@ class Tmux:
         raise AssertionError(f"no /{pattern}/ on the screen within {timeout:g} s:\n{text}")
 
     def ended(self, pane: str, timeout: float = 10) -> str:
-        """How the pane's command ended, as tmux says under its last screen (``status 0``, ``signal 15``)."""
-        found = re.search(r"Pane is dead \((status \d+|signal \d+)", self.wait_for(pane, r"Pane is dead", timeout))
-        assert found is not None
-        return found.group(1)
+        """How the pane's command ended (``status 0``, ``signal 15``), once tmux knows; looked at every 0.1 s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dead, status, signal = (self.run("display-message", "-p", "-t", pane,
+                                             "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}").strip()
+                                    .split(":"))
+            if dead == "1" and (status or signal):
+                return f"status {status}" if status else f"signal {signal}"
+            time.sleep(0.1)
+        raise AssertionError(f"the pane's command did not end within {timeout:g} s:\n{self.screen(pane)}")
 
     def kill(self) -> None:
         if self.started:
@@ -89,7 +95,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux: Tmux) -> None:
     lab_path, name = make_lab(tmp_path, "closewait-linux", changes={
-        "steps.0.explain": EXPLAIN, "steps.6.wait.seconds": "1s", "steps.6.timeout": "5s"})
+        "steps.0.explain": EXPLAIN, "steps.6.wait.seconds": "4s", "steps.6.timeout": "8s"})
     up = tmux.pane(sys.executable, str(LAB_PY), "up", "--step", str(lab_path))
     try:
         # paused before the first step: what it does, in the lab's words, and how to go on
@@ -108,6 +114,8 @@ def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux:
 
         for n in range(3, 9):  # from another process, as a second terminal does
             lab_cmd("step", name, cwd=tmp_path, check=True)
+            if n == 8:  # step 7 waits 4 s: a countdown on lab up's terminal while it does
+                tmux.wait_for(up, r"waiting 4 s: gives up in [1-4] s", timeout=10)
             tmux.wait_for(up, rf"next: step {n} of 8")
         lab_cmd("step", name, cwd=tmp_path, check=True)
         tmux.wait_for(up, rf"{re.escape(name)} is up", timeout=30)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,52 @@ def test_steps_and_snapshots_join_the_stream_in_time_order(tmp_path: Path) -> No
     assert view.events[1].text == "step 4: win closes telnet"
     assert view.tracer_seen == 1
     assert not view.ended
+
+
+class CountdownRun:
+    """What a wait for an RST uses of a run, with a countdown display that records what it was shown."""
+
+    def __init__(self, lab: Any, fin_at: float | None) -> None:
+        from tcplab.wire import RST, TcpPacket
+
+        self.lab = lab
+        self.ips = {h: str(lab.host_ip(h)) for h in lab.hosts}
+        rst = TcpPacket(ts=time.time(), src=self.ips["win"], dst=self.ips["server"], sport=1, dport=8000, seq=0,
+                        ack=0, flags=RST, win=0, ttl=128, ip_id=0)
+        self.tails = {"win": type("Tail", (), {"new_packets": staticmethod(lambda: [rst])})()}
+        self.seen: dict[Any, int] = {}
+        self.consumed: dict[Any, int] = {}
+        self.fin_seen = {"win": fin_at} if fin_at is not None else {}
+        self.shown: list[Any] = []
+
+    def check_health(self) -> None:
+        pass
+
+    def show_countdown(self, c: Any) -> Any:
+        from contextlib import nullcontext
+
+        self.shown.append(c)
+        return nullcontext()
+
+
+def test_a_long_wait_for_the_windows_reset_counts_down_its_fin_wait2_timer() -> None:
+    from tcplab.cli.countdown import _Line
+    from tcplab.model.lab import WaitStep
+    from tcplab.play.steps import player_for
+
+    lab, _ = load_lab(LABS_DIR / "closewait.yaml", ["peers.win.fin_wait2_timeout=20s"])
+    step = WaitStep(wait={"rst_from": "win"}, timeout=150)
+    fin_at = time.time() - 5
+    run = CountdownRun(lab, fin_at)
+    assert player_for(step).play(run, step, 5) == "RST from win seen"  # type: ignore[arg-type]
+    [c] = run.shown
+    assert (c.what, c.timer, c.timer_ends) == ("waiting for an RST from win",
+                                               "win's FIN_WAIT_2 timer (20 s from its FIN)", fin_at + 20)
+    line = _Line(c).__rich__().plain
+    assert re.fullmatch(r"  waiting for an RST from win: gives up in 1[45]\d s  \|  win's FIN_WAIT_2 timer "
+                        r"\(20 s from its FIN\) ends in 1[45] s", line), line
+
+    short = WaitStep(wait={"rst_from": "win"}, timeout=2)  # shorter than a countdown is worth
+    quick = CountdownRun(lab, None)
+    player_for(short).play(quick, short, 5)  # type: ignore[arg-type]
+    assert quick.shown == []
