@@ -215,7 +215,7 @@ class LiveView:
             if self.lab is not None and 0 <= s["index"] < len(self.lab.steps) and not title:
                 title = step_title(self.lab.steps[s["index"]])
             outcome = s.get("outcome", "")
-            self.events.append(Event(float(s.get("start") or 0.0), f"step {s['index'] + 1}: {title}"
+            self.events.append(Event(float(s.get("start") or 0.0), f"step {s['index']}: {title}"
                                      + (f"  [{outcome}]" if outcome and outcome != "ok" else ""), "step"))
         self._trim()
 

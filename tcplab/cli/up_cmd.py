@@ -80,9 +80,7 @@ def _up_watched(lab: Lab, resolved: dict[str, Any], backend: Backend, out_dir: P
         return bring_up(lab, resolved, backend, rd_path, images, said.append, step=step)
     finally:
         done.set()
-        viewer.join()
-        for line in said[-3:]:
-            say(line)
+        viewer.join()  # its last frame stays on the screen, with the last lines said
 
 
 def up_hints(lab: Lab, run_dir: str) -> list[str]:

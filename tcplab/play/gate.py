@@ -48,7 +48,7 @@ def anchored(lab: Lab, index: int) -> list[Expectation]:
 def announce(lab: Lab, index: int, step: Step) -> list[str]:
     """What ``lab up --step`` says before the step: its number and title, the lab's explanation, what to
     look for (the ``about`` lines of the expectations timed from it)."""
-    lines = [f"next: step {index + 1} of {len(lab.steps)}: {step_title(step)}"]
+    lines = [f"next: step {index}: {step_title(step)} ({index + 1} of {len(lab.steps)})"]
     explain = step_explain(step)
     if explain is not None:
         lines += ["  " + w for w in textwrap.wrap(" ".join(explain.split()), WIDTH - 2)]

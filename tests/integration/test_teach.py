@@ -100,13 +100,13 @@ def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux:
     try:
         # paused before the first step: what it does, in the lab's words, and how to go on
         screen = tmux.wait_for(up, r"press Enter to play it", timeout=90)
-        assert "next: step 1 of 8: linux connects with telnet" in screen
+        assert "next: step 0: linux connects with telnet (1 of 8)" in screen
         assert EXPLAIN in " ".join(screen.split())
         run_dir = next((tmp_path / "runs").iterdir())
         assert not (run_dir / "steps.jsonl").exists(), "a step played before it was let go"
 
         tmux.run("send-keys", "-t", up, "Enter")
-        tmux.wait_for(up, r"next: step 2 of 8: win connects with telnet")
+        tmux.wait_for(up, r"next: step 1: win connects with telnet \(2 of 8\)")
         assert '"index": 0' in (run_dir / "steps.jsonl").read_text()
 
         watch = tmux.pane(sys.executable, str(LAB_PY), "watch", name)
@@ -116,7 +116,7 @@ def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux:
             lab_cmd("step", name, cwd=tmp_path, check=True)
             if n == 8:  # step 7 waits 4 s: a countdown on lab up's terminal while it does
                 tmux.wait_for(up, r"waiting 4 s: gives up in [1-4] s", timeout=10)
-            tmux.wait_for(up, rf"next: step {n} of 8")
+            tmux.wait_for(up, rf"next: step {n - 1}: .* \({n} of 8\)")
         lab_cmd("step", name, cwd=tmp_path, check=True)
         tmux.wait_for(up, rf"{re.escape(name)} is up", timeout=30)
         steps = (run_dir / "steps.jsonl").read_text()

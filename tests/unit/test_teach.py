@@ -40,7 +40,7 @@ def lab_with(tmp_path: Path, **step3: Any) -> Any:
 def test_explain_is_said_before_the_step_with_what_to_look_for(tmp_path: Path) -> None:
     lab = lab_with(tmp_path, explain=EXPLAIN)
     lines = announce(lab, 3, lab.steps[3])
-    assert lines[0] == "next: step 4 of 8: win closes telnet"
+    assert lines[0] == "next: step 3: win closes telnet (4 of 8)"  # numbered as lab up's lines and steps.N
     looks_at = lines.index("  look for:")
     assert " ".join(line.strip() for line in lines[1:looks_at]) == EXPLAIN
     looks = lines[looks_at + 1:]
@@ -168,7 +168,7 @@ def test_steps_and_snapshots_join_the_stream_in_time_order(tmp_path: Path) -> No
         f.write('{"ts": 113.0, "event": "inet_sock_set_state"')
     view.update(now=113.0)
     assert [e.kind for e in view.events] == ["snapshot", "step", "transition"]
-    assert view.events[1].text == "step 4: win closes telnet"
+    assert view.events[1].text == "step 3: win closes telnet"
     assert view.tracer_seen == 1
     assert not view.ended
 
