@@ -220,3 +220,33 @@ def test_a_long_wait_for_the_windows_reset_counts_down_its_fin_wait2_timer() -> 
     quick = CountdownRun(lab, None)
     player_for(short).play(quick, short, 5)  # type: ignore[arg-type]
     assert quick.shown == []
+
+
+def test_the_reports_list_of_steps_shows_each_steps_explain_as_text(tmp_path: Path) -> None:
+    import json
+
+    import lxml.html
+
+    from tcplab.report import write_report
+
+    from .test_report_synth import write_closewait_run
+
+    rd = write_closewait_run(tmp_path)
+    lines = (rd / "steps.jsonl").read_text().splitlines()
+    said = EXPLAIN + " <b>bold?</b>"
+    lines[4] = json.dumps({**json.loads(lines[4]), "explain": said})
+    (rd / "steps.jsonl").write_text("\n".join(lines) + "\n")
+    doc = lxml.html.fromstring(write_report(rd).read_text(encoding="utf-8"))
+    cells = [td.text_content() for td in doc.xpath("//h3[.='Steps played']/following-sibling::table[1]//td")]
+    assert "win closes telnet" + said in cells
+    assert not doc.xpath("//td//b")
+
+
+def test_lab_export_writes_a_steps_explain_as_comment_lines(tmp_path: Path) -> None:
+    from tcplab.export.compose import step_lines
+
+    lab = lab_with(tmp_path, explain=EXPLAIN)
+    lines = step_lines(lab, 3, lab.steps[3])
+    assert lines[0] == "step 4: win closes telnet"
+    notes = [line for line in lines[1:] if line.startswith("  # ")]
+    assert " ".join(n.removeprefix("  # ") for n in notes[:2]) == EXPLAIN
