@@ -114,6 +114,43 @@ def labeled_objects(lab: str | None = None) -> list[str]:
     return names
 
 
+ShippedRun = tuple[subprocess.CompletedProcess[str], Path, float, str]
+
+
+@pytest.fixture(scope="session")
+def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``run(lab)``: one `lab run` of a shipped lab for the whole test session (made on first use, under a name
+    and /24 of its own, with the ``sets`` tests/data/library_faults.yaml declares for it, e.g. closewait's
+    shortened Windows timer): its process, run directory, seconds and the name it ran under. Every test about a
+    shipped lab's run (the library, the stories, drafts and comparisons) shares it, so no lab runs twice."""
+    import time
+
+    from .library import declared
+
+    entries = declared()
+    labs = shipped_labs()
+    done: dict[str, ShippedRun] = {}
+
+    def run(lab: str) -> ShippedRun:
+        if lab not in done:
+            sets = isolated(lab, labs[lab]) + list((entries.get(lab) or {}).get("sets") or [])
+            out = tmp_path_factory.mktemp(f"shipped-{lab}") / "run"
+            t = time.monotonic()
+            proc = lab_cmd("run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out), timeout=600)
+            done[lab] = (proc, out, time.monotonic() - t, sets[0].split("=", 1)[1])
+        return done[lab]
+
+    yield run
+    from .integration.stories import remove_built_images
+
+    left = {name: objs for *_, name in done.values() if (objs := labeled_objects(name))}
+    for name in left:  # `lab run` removes what it made; anything left is a failure of its own
+        lab_cmd("down", name, timeout=120)
+    for lab, (*_, name) in done.items():
+        remove_built_images(name, labs[lab])  # the images built for this run's name, no one else's
+    assert not left, f"shipped labs' runs left objects behind: {left}"
+
+
 @pytest.fixture
 def lab_down_after():
     """Collects lab names; brings each down (and asserts nothing is left) after the test."""

@@ -14,8 +14,9 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..model.build import dockerfile_bases
 from .base import BuildRequest, EngineError, ImageRecord, Progress
 
 BASE_IMAGE = os.environ.get("TCPLAB_BASE_IMAGE", "tcplab/base:bookworm")
@@ -199,10 +200,13 @@ def _pull(api: Any, ref: str, progress: Progress) -> None:
     progress(ref, "pulled")
 
 
-def build_hash(build: BuildRequest) -> str:
+def build_hash(build: BuildRequest, bases: Sequence[str] = ()) -> str:
     """What the image is made of: every file of the context (path and bytes), the Dockerfile's name, the
-    arguments and the target. Unchanged, the image is not built again."""
+    arguments, the target, and the IDs of the local images it starts from (``bases``: a project image rebuilt
+    under it makes it stale). Unchanged, the image is not built again."""
     h = hashlib.sha256()
+    for base in bases:
+        h.update(f"base {base}\0".encode())
     h.update(f"dockerfile={build.dockerfile}\0target={build.target or ''}\0".encode())
     for key in sorted(build.args):
         h.update(f"arg {key}={build.args[key]}\0".encode())
@@ -213,10 +217,19 @@ def build_hash(build: BuildRequest) -> str:
     return h.hexdigest()[:16]
 
 
+def _base_ids(api: Any, build: BuildRequest) -> list[str]:
+    """The IDs of the images the Dockerfile starts from that the engine has (a project image, a local one)."""
+    try:
+        text = (build.context / build.dockerfile).read_text(errors="replace")
+    except OSError:
+        return []  # the build says what is wrong
+    return [str(info["Id"]) for b in dockerfile_bases(text) if (info := _inspect(api, b)) is not None]
+
+
 def ensure_built(api: Any, build: BuildRequest, ref: str | None, progress: Progress) -> ImageRecord:
     """The lab's image built from its Dockerfile (unless an image of the same content hash exists), tagged
     ``repository:<hash>``, and ``ref`` too when the lab names it (as compose tags a built image)."""
-    tag = f"{build.repository}:{build_hash(build)}"
+    tag = f"{build.repository}:{build_hash(build, _base_ids(api, build))}"
     info = _inspect(api, tag)
     built = info is None
     if info is None:

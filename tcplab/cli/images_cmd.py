@@ -65,11 +65,14 @@ def ensure_images(backend: Backend, names: set[str], requests: dict[str, ImageRe
     return out
 
 
-def lab_images(lab: Lab) -> set[str]:
-    """The project's images a lab's containers run: its project hosts' and the sidecars' (tcplab/tools)."""
+def lab_images(lab: Lab, lab_path: Path | None = None) -> set[str]:
+    """The project's images a lab's containers run: its project hosts' and the sidecars' (tcplab/tools), and
+    those its own Dockerfiles (beside ``lab_path``) start from."""
     from ..plan import project_images
+    from ..plan.images import project_bases
 
-    return project_images(lab)
+    bases = project_bases(lab, lab_path.resolve().parent) if lab_path is not None else set()
+    return project_images(lab) | bases
 
 
 def lab_image_requests(lab: Lab, lab_path: Path) -> dict[str, ImageRequest]:

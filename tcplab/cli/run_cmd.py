@@ -50,7 +50,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     step_failed: str | None = None
     try:
         try:
-            images = ensure_images(backend, lab_images(lab), lab_image_requests(lab, lab_path))
+            images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
             try:
                 lab_run = bring_up(lab, resolved, backend, rd_path, images, say, show_countdown=for_stderr())
             except StepFailure as e:  # bring_up collected what there was and removed everything

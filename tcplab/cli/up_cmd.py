@@ -40,7 +40,7 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     try:
         backend = engine()
         checkpoint("images")
-        images = ensure_images(backend, lab_images(lab), lab_image_requests(lab, lab_path))
+        images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
         if watch:
             run = _up_watched(lab, resolved, backend, out_dir, images, step)
         else:

@@ -49,6 +49,28 @@ def dockerfile_sources(text: str) -> list[str]:
     return sources
 
 
+def dockerfile_bases(text: str) -> list[str]:
+    """The images a Dockerfile's FROM lines start from, in order: not its own stages (``FROM build``), not
+    ``scratch``, not a name made of build arguments (``FROM ${BASE}``), which only the build knows."""
+    bases: list[str] = []
+    stages: set[str] = set()
+    joined = re.sub(r"\\\r?\n", " ", text)
+    for line in joined.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if not args:
+            continue
+        image = args[0]
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2].lower())
+        if image.lower() in stages or image == "scratch" or "$" in image or image in bases:
+            continue
+        bases.append(image)
+    return bases
+
+
 def copies(sources: list[str], rel: str) -> bool:
     """Whether one of ``sources`` (context paths, directories or globs) takes the context file ``rel``."""
     for source in sources:

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Sequence
 # the sysctls the explanations use, as files under /proc/sys
 SYSCTLS = ("net.ipv4.tcp_rmem", "net.core.rmem_max", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range",
            "net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts", "net.ipv4.tcp_abort_on_overflow",
-           "net.core.somaxconn", "net.ipv4.tcp_synack_retries")
+           "net.core.somaxconn", "net.ipv4.tcp_synack_retries", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
+           "net.ipv4.tcp_pingpong_thresh")
 HZ_ARGV = ["zgrep", "^CONFIG_HZ=", "/proc/config.gz"]
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backend.base import BuildRequest, ImageRequest
-from ..model.lab import Lab
+from ..model.build import dockerfile_bases
+from ..model.lab import PROJECT_IMAGES, Lab
 
 BUILT_REPOSITORY = "tcplab-build"  # the repository of images built from a lab's Dockerfile
 TOOLS_IMAGE = "tcplab/tools"  # the sidecars' image
@@ -30,6 +31,21 @@ def host_image(lab: Lab, host: str) -> str:
 def project_images(lab: Lab) -> set[str]:
     """The project's images a lab runs: its project hosts' and the sidecars' (tcplab/tools)."""
     return {h.image for h in lab.hosts.values() if h.image_kind == "project" and h.image} | {TOOLS_IMAGE}
+
+
+def project_bases(lab: Lab, lab_dir: Path) -> set[str]:
+    """The project's images the lab's own Dockerfiles start from (``FROM tcplab/client``): they must be built
+    before those, as the project's images always are, since no registry has them."""
+    out: set[str] = set()
+    for h in lab.hosts.values():
+        if h.build is None:
+            continue
+        try:
+            text = (lab_dir / h.build.context / h.build.dockerfile).read_text(errors="replace")
+        except OSError:
+            continue  # the build itself says what is wrong with it
+        out |= {b for b in dockerfile_bases(text) if b.startswith(PROJECT_IMAGES) and ":" not in b and "@" not in b}
+    return out
 
 
 def image_requests(lab: Lab, lab_dir: Path) -> dict[str, ImageRequest]:

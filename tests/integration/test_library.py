@@ -19,7 +19,7 @@ import pytest
 from tcplab.rundir import RunDir
 from tcplab.runfiles import lab as lab_file
 
-from ..conftest import isolated, lab_cmd, labeled_objects, shipped_labs
+from ..conftest import lab_cmd, shipped_labs
 from ..library import declared, failure_block, fail_line, fault_id, put_fault
 
 pytestmark = pytest.mark.integration
@@ -31,27 +31,11 @@ FAULTS = [(name, f) for name, entry in ENTRIES.items() for f in entry.get("fault
 Run = tuple[subprocess.CompletedProcess[str], Path]
 
 
-@pytest.fixture(scope="module")
-def library_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """``run(lab)``: that lab's one `lab run` of this module (made on first use), and its run directory."""
-    done: dict[str, Run] = {}
-    names: list[str] = []
-
-    def run(name: str) -> Run:
-        if name not in done:
-            sets = isolated(name, LABS[name]) + list((ENTRIES.get(name) or {}).get("sets") or [])
-            names.append(sets[0].split("=", 1)[1])
-            out = tmp_path_factory.mktemp(f"library-{name}") / "run"
-            args = ["run", name, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
-            done[name] = (lab_cmd(*args, timeout=600), out)
-        return done[name]
-
-    yield run
-    for name in names:  # `lab run` removes what it made; anything left is a failure of its own
-        left = labeled_objects(name)
-        if left:
-            lab_cmd("down", name, timeout=120)
-        assert not left, f"{name} left {left}"
+@pytest.fixture
+def library_run(shipped_run: Callable[[str], Any]) -> Callable[[str], Run]:
+    """``run(lab)``: that lab's one `lab run` of the session (tests/conftest.py ``shipped_run``), and its run
+    directory."""
+    return lambda name: shipped_run(name)[:2]
 
 
 def _said(proc: subprocess.CompletedProcess[str]) -> str:

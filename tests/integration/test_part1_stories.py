@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -16,7 +15,6 @@ import yaml
 
 from tcplab.analysis.expectations import evaluate
 
-from ..conftest import _subnets, lab_cmd, labeled_objects, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -54,23 +52,13 @@ def text_of(page: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
 
 
-@pytest.fixture(scope="module")
-def story_runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    done: dict[str, tuple[Any, Path, str]] = {}
-
+@pytest.fixture
+def story_runs(shipped_run: Any) -> Any:
+    """``run(lab)``: the session's one `lab run` of that lab (tests/conftest.py ``shipped_run``)."""
     def run(lab: str) -> tuple[Any, Path, str]:
-        if lab not in done:
-            name = unique_name(lab)[:31]
-            subnet = f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24"
-            out = tmp_path_factory.mktemp(lab) / "run"
-            proc = lab_cmd("run", lab, "--set", f"name={name}", "--set", f"network.subnet={subnet}",
-                           "--out", str(out), timeout=600)
-            done[lab] = (proc, out, name)
-        return done[lab]
-
-    yield run
-    for _, _, name in done.values():
-        assert labeled_objects(name) == [], name
+        proc, out, _, name = shipped_run(lab)
+        return proc, out, name
+    return run
 
 
 @pytest.mark.parametrize("lab", list(STORIES))

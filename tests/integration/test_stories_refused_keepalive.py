@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,28 +15,18 @@ import yaml
 
 from tcplab.analysis.expectations import evaluate
 
-from ..conftest import ROOT, lab_cmd, make_lab, unique_name
+from ..conftest import lab_cmd, make_lab
 
 pytestmark = pytest.mark.integration
 
-SUBNETS = {"refused": "10.231.117.0/24", "keepalive": "10.231.118.0/24"}
 Run = tuple[subprocess.CompletedProcess[str], Path, float]
 
 
-@pytest.fixture(scope="module")
-def story_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Run]:
-    """``run(lab)``: that lab's one `lab run` of this module (under a name of its own), its run dir, its time."""
-    done: dict[str, Run] = {}
-
-    def run(name: str) -> Run:
-        if name not in done:
-            out = tmp_path_factory.mktemp(f"story-{name}") / "run"
-            t = time.monotonic()
-            proc = lab_cmd("run", str(ROOT / "labs" / name / "lab.yaml"), "--set", f"name={unique_name(name)}", "--set",
-                           f"network.subnet={SUBNETS[name]}", "--out", str(out), timeout=300)
-            done[name] = (proc, out, time.monotonic() - t)
-        return done[name]
-    return run
+@pytest.fixture
+def story_run(shipped_run: Callable[[str], Any]) -> Callable[[str], Run]:
+    """``run(lab)``: the session's one `lab run` of that lab (tests/conftest.py ``shipped_run``), its run
+    directory, its time."""
+    return lambda name: shipped_run(name)[:3]
 
 
 def _verdicts(rd: Path) -> dict[str, Any]:
