@@ -101,7 +101,7 @@ def watch_run(run_dir: str, name: str, run_id: str | None = None, said: list[str
         from rich.text import Text
 
         shown = render(view, name, time.time())
-        return Group(shown, Text("\n".join(said[-4:]), style="dim")) if said else shown
+        return Group(shown, Text("\n".join(f"lab up: {line}" for line in said[-4:]), style="dim")) if said else shown
 
     with Live(frame(), console=console, auto_refresh=False, transient=False) as live:
         while True:

@@ -76,6 +76,9 @@ class Tmux:
                                     .split(":"))
             if dead == "1" and (status or signal):
                 return f"status {status}" if status else f"signal {signal}"
+            said = re.search(r"Pane is dead \((status \d+|signal \d+)", self.screen(pane))  # tmux's own line
+            if said is not None:
+                return said.group(1)
             time.sleep(0.1)
         raise AssertionError(f"the pane's command did not end within {timeout:g} s:\n{self.screen(pane)}")
 
@@ -131,3 +134,19 @@ def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux:
     screen = tmux.wait_for(watch, r"the view ends", timeout=20)
     assert re.search(rf"{re.escape(name)}: (the lab is down|the lab's containers are gone)", screen), screen
     assert tmux.ended(watch) == "status 0", tmux.screen(watch)
+
+
+def test_lab_up_watch_shows_the_live_view_in_place_of_the_steps(tmp_path: Path, tmux: Tmux) -> None:
+    lab_path, name = make_lab(tmp_path, "closewait-linux", changes={"steps.6.wait.seconds": "1s",
+                                                                   "steps.6.timeout": "5s"})
+    up = tmux.pane(sys.executable, str(LAB_PY), "up", "--watch", str(lab_path))
+    try:
+        screen = tmux.wait_for(up, rf"{re.escape(name)} is up", timeout=90)
+        assert tmux.ended(up) == "status 0"
+        assert re.search(r"server\s+CLOSE_WAIT\s+\S+:8000\s+\S+\s+1\s+0\s+-\s+snapshot (after_timeout|end)", screen), \
+            screen
+        assert re.search(r"step 3: win closes telnet\n.*ESTABLISHED -> FIN_WAIT1", screen), screen
+        assert re.search(r"^lab up: step 7: snapshot after_timeout$", screen, re.M), screen  # its last words
+        assert not re.search(r"^· step \d+: ", screen, re.M), "the list of steps was printed beside the view"
+    finally:
+        lab_cmd("down", name, cwd=tmp_path)
