@@ -43,7 +43,9 @@ class Tmux:
                               env=full, timeout=20).stdout
 
     def pane(self, *argv: str) -> str:
-        """A new pane running argv (no shell); it stays on the screen when its command ends."""
+        """A new pane running argv, then printing ``[exit N]`` (argv goes to the shell as its arguments, never
+        into its command string); it stays on the screen when its command ends."""
+        argv = ("sh", "-c", '"$@"; echo "[exit $?]"', "sh", *argv)
         if not self.started:
             pane = self.run("new-session", "-d", "-x", "220", "-y", "50", "-P", "-F", "#{pane_id}", *argv).strip()
             self.run("set-option", "-g", "remain-on-exit", "on")
@@ -68,19 +70,10 @@ class Tmux:
         raise AssertionError(f"no /{pattern}/ on the screen within {timeout:g} s:\n{text}")
 
     def ended(self, pane: str, timeout: float = 10) -> str:
-        """How the pane's command ended (``status 0``, ``signal 15``), once tmux knows; looked at every 0.1 s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            dead, status, signal = (self.run("display-message", "-p", "-t", pane,
-                                             "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}").strip()
-                                    .split(":"))
-            if dead == "1" and (status or signal):
-                return f"status {status}" if status else f"signal {signal}"
-            said = re.search(r"Pane is dead \((status \d+|signal \d+)", self.screen(pane))  # tmux's own line
-            if said is not None:
-                return said.group(1)
-            time.sleep(0.1)
-        raise AssertionError(f"the pane's command did not end within {timeout:g} s:\n{self.screen(pane)}")
+        """How the pane's command ended (``exit 0``): the line :meth:`pane` has its shell print after it."""
+        found = re.search(r"\[(exit \d+)\]", self.wait_for(pane, r"\[exit \d+\]", timeout))
+        assert found is not None
+        return found.group(1)
 
     def kill(self) -> None:
         if self.started:
@@ -133,7 +126,7 @@ def test_step_by_step_with_a_live_view_in_another_terminal(tmp_path: Path, tmux:
         lab_cmd("down", name, cwd=tmp_path)
     screen = tmux.wait_for(watch, r"the view ends", timeout=20)
     assert re.search(rf"{re.escape(name)}: (the lab is down|the lab's containers are gone)", screen), screen
-    assert tmux.ended(watch) == "status 0", tmux.screen(watch)
+    assert tmux.ended(watch) == "exit 0", tmux.screen(watch)
 
 
 def test_lab_up_watch_shows_the_live_view_in_place_of_the_steps(tmp_path: Path, tmux: Tmux) -> None:
@@ -142,7 +135,7 @@ def test_lab_up_watch_shows_the_live_view_in_place_of_the_steps(tmp_path: Path, 
     up = tmux.pane(sys.executable, str(LAB_PY), "up", "--watch", str(lab_path))
     try:
         screen = tmux.wait_for(up, rf"{re.escape(name)} is up", timeout=90)
-        assert tmux.ended(up) == "status 0"
+        assert tmux.ended(up) == "exit 0"
         assert re.search(r"server\s+CLOSE_WAIT\s+\S+:8000\s+\S+\s+1\s+0\s+-\s+snapshot (after_timeout|end)", screen), \
             screen
         assert re.search(r"step 3: win closes telnet\n.*ESTABLISHED -> FIN_WAIT1", screen), screen
