@@ -7,6 +7,7 @@ control, its wait shortened to 4 s, long enough for a countdown) serves every as
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,11 +37,10 @@ class Tmux:
         self.started = False
 
     def run(self, *args: str) -> str:
-        env = {"TCPLAB_HOME": str(ROOT), "TERM": "xterm-256color"}
-        import os
-        full = {**os.environ, **env}
+        """A tmux command; the first one starts the server, whose panes get this environment."""
+        env = {**os.environ, "TCPLAB_HOME": str(ROOT), "TERM": "xterm-256color"}
         return subprocess.run([*self.argv, *args], check=True, capture_output=True, text=True, cwd=self.cwd,
-                              env=full, timeout=20).stdout
+                              env=env, timeout=20).stdout
 
     def pane(self, *argv: str) -> str:
         """A new pane running argv, then printing ``[exit N]`` (argv goes to the shell as its arguments, never
