@@ -60,6 +60,11 @@ class RunDir:
     def report_html(self) -> Path: return self.path / "report.html"
 
     @property
+    def step_gate(self) -> Path:
+        """The FIFO a stepping ``lab up --step`` waits on between steps (``lab step`` writes a line to it)."""
+        return self.path / ".step"
+
+    @property
     def agents_dir(self) -> Path:
         """The hosts' agent directories (FIFOs, requests in flight): removed when the lab is down."""
         return self.path / ".agents"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import typer
 
 from . import (compare_cmd, docs_cmd, down_cmd, export_cmd, hosts_cmd, images_cmd, init_cmd, labs_cmd, new_cmd,
-               report_cmd, run_cmd, up_cmd)
+               report_cmd, run_cmd, up_cmd, watch_cmd)
 from .common import EXIT_BAD_INPUT, EXIT_INTERRUPTED, die
 
-# ls, validate | init | new | up | exec, shell, status | down, gc | run | report | compare | export | docs, images
-# (groups: last)
-COMMANDS = (labs_cmd, init_cmd, new_cmd, up_cmd, hosts_cmd, down_cmd, run_cmd, report_cmd, compare_cmd, export_cmd,
-            docs_cmd, images_cmd)
+# ls, validate | init | new | up | exec, shell, status | watch, step | down, gc | run | report | compare | export |
+# docs, images (groups: last)
+COMMANDS = (labs_cmd, init_cmd, new_cmd, up_cmd, hosts_cmd, watch_cmd, down_cmd, run_cmd, report_cmd, compare_cmd,
+            export_cmd, docs_cmd, images_cmd)
 
 HELP = """Turn a TCP war story into a reproducible experiment.
 

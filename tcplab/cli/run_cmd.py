@@ -41,6 +41,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     from ..play.session import StepFailure
     from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
         interrupts_tear_down
+    from .countdown import for_stderr
     from .images_cmd import ensure_images, lab_image_requests, lab_images
 
     lab, resolved, lab_path = resolve_lab(lab_name, sets)
@@ -56,7 +57,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
         try:
             images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
             try:
-                lab_run = bring_up(lab, resolved, backend, rd_path, images, say)
+                lab_run = bring_up(lab, resolved, backend, rd_path, images, say, show_countdown=for_stderr())
             except StepFailure as e:  # bring_up collected what there was and removed everything
                 step_failed = str(e)
             else:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
@@ -12,7 +13,9 @@ from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, SetOpt, 
 from .images_cmd import ensure_images, lab_image_requests, lab_images
 
 if TYPE_CHECKING:
+    from ..backend.base import Backend
     from ..model import Lab
+    from ..play.session import LabRun
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +24,11 @@ def register(app: typer.Typer) -> None:
 
 
 def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[str]] = SetOpt,
-       out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>).")
-       ) -> None:
+       out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<lab>-<UTC time>)."),
+       step: bool = typer.Option(False, "--step", help="Before each step, say what it does and what to look for, "
+                                 "then wait for Enter (or `lab step LAB` from another terminal)."),
+       watch: bool = typer.Option(False, "--watch", help="Show the live view of `lab watch` in place of the "
+                                  "list of steps.")) -> None:
     """Build missing images, bring the lab up, play its steps, leave it up to explore."""
     from ..backend.base import EngineError
     from ..model import LabError
@@ -35,7 +41,13 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
         backend = engine()
         checkpoint("images")
         images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
-        run = bring_up(lab, resolved, backend, out_dir, images, say)
+        if watch:
+            run = _up_watched(lab, resolved, backend, out_dir, images, step)
+        else:
+            from .countdown import for_stderr
+
+            run = bring_up(lab, resolved, backend, out_dir, images, say, step=step,
+                           terminal=sys.stdin if step and sys.stdin.isatty() else None, show_countdown=for_stderr())
     except KeyboardInterrupt:
         die(EXIT_INTERRUPTED, "interrupted; everything created was removed")
     except LabError as e:
@@ -45,6 +57,30 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
     rel = os.path.relpath(run.rd.path)
     out.print(f"{lab.name} is up; run directory: {rel}", markup=False)
     out.print("\n".join("  " + line for line in up_hints(lab, rel)), markup=False)
+
+
+def _up_watched(lab: Lab, resolved: dict[str, Any], backend: Backend, out_dir: Path | None,
+                images: dict[str, Any], step: bool) -> LabRun:
+    """``lab up --watch``: the lab comes up in this thread (an interrupt tears it down as always) while
+    another shows its run directory live; what ``lab up`` says goes to the view (``lab step`` lets a
+    stepping run go on)."""
+    import threading
+
+    from ..play.lifecycle import bring_up
+    from ..play.naming import new_run_id
+    from .watch_cmd import watch_run
+
+    rd_path = out_dir if out_dir is not None else Path("runs") / new_run_id(lab.name)
+    said: list[str] = []
+    done = threading.Event()
+    viewer = threading.Thread(target=watch_run, args=(str(rd_path), lab.name), name="lab-watch", daemon=True,
+                              kwargs={"said": said, "stop": done})
+    viewer.start()
+    try:
+        return bring_up(lab, resolved, backend, rd_path, images, said.append, step=step)
+    finally:
+        done.set()
+        viewer.join()  # its last frame stays on the screen, with the last lines said
 
 
 def up_hints(lab: Lab, run_dir: str) -> list[str]:

@@ -40,6 +40,7 @@ import yaml
 
 from ..backend.base import LABEL_HOST, LABEL_ROLE, ContainerSpec, Mount
 from ..model import Lab, step_title
+from ..model.lab import step_explain
 from ..model.lab import Ready, Step
 from ..observe.tracer import TRACEFS
 from ..paths import HOME, IMAGES_DIR
@@ -315,6 +316,9 @@ def hand_lines(lab: Lab, step: Step) -> list[HandLine]:
 def step_lines(lab: Lab, i: int, step: Step) -> list[str]:
     """One step of the lab as commands a person types (lines of a comment)."""
     lines = [f"step {i + 1}: {step_title(step)}"]
+    explain = step_explain(step)
+    if explain is not None:  # the lab's explanation for the class, as it wrote it
+        lines += [f"  # {w}" for w in textwrap.wrap(" ".join(explain.split()), STORY_WIDTH)]
     for line in hand_lines(lab, step):
         if isinstance(line, InHost):
             lines.append(_dc("exec", "-T", line.host, *line.argv))

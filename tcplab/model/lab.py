@@ -27,6 +27,8 @@ TcpState = Literal[
 Port = Annotated[int, Field(ge=1, le=65535)]
 # a step's title goes into the report, steps.jsonl and Wireshark's packet comments
 Title = Annotated[str, StringConstraints(max_length=200)]
+# a step's explanation, one paragraph for the class: lab up --step, steps.jsonl, the report
+Explain = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 
 
 def _state(value: object) -> object:
@@ -310,11 +312,12 @@ class StorySoFar:
 
 
 class BaseStep(Strict):
-    """What every kind of step answers. Fields are each kind's own (``title`` last in each, as users read
-    them in an error's list of fields)."""
+    """What every kind of step answers. Fields are each kind's own (``title`` and ``explain`` last in each, as
+    users read them in an error's list of fields)."""
 
     if TYPE_CHECKING:
         title: str | None
+        explain: str | None
 
     def name_at(self, index: int) -> str:
         """A stable name for the step at ``index``: what expectations anchor on (``after: stop-telnet2``)."""
@@ -339,6 +342,9 @@ class StartStep(BaseStep):
     """When the program counts as started (the step waits for it); without it, as soon as it runs."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return f"start-{self.as_}"
@@ -362,6 +368,9 @@ class StopStep(BaseStep):
     """The signal that ends it."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return f"stop-{self.stop}"
@@ -384,6 +393,9 @@ class SendStep(BaseStep):
     """The text written to the program's stdin, as is (end it with a newline to send a line)."""
     title: Title | None = Field(None, examples=["the client says quit"])
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return f"send-{self.send}-{index}"
@@ -401,6 +413,9 @@ class SnapshotStep(BaseStep):
     taken now. `end` is taken after the last step."""
     title: Title | None = Field(None, examples=["sockets after the close"])
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return self.snapshot
@@ -439,6 +454,9 @@ class WaitStep(BaseStep):
     """The longest the step waits; what it waits for not coming by then fails the run."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return f"wait-{index}"
@@ -496,6 +514,9 @@ class FirewallStep(BaseStep):
     """The rule's name, for the `lift` step that ends it; default: `firewall-<step index>`."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def rule_name(self, index: int) -> str:
         """What a ``lift`` step names: its ``as``, else ``firewall-<index>``."""
@@ -542,6 +563,9 @@ class LiftStep(BaseStep):
     """The rule: its `as` (or `firewall-<step index>`)."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
 
     def name_at(self, index: int) -> str:
         return f"lift-{self.lift}"
@@ -591,6 +615,12 @@ def step_kind(step: Step) -> str:
 def step_name(step: Step, index: int) -> str:
     """A stable name for a step: its snapshot or program name, else its position."""
     return step.name_at(index)
+
+
+def step_explain(step: Step) -> str | None:
+    """The lab's explanation of the step for the class (``explain``), if it gives one."""
+    text = getattr(step, "explain", None)
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def step_title(step: Step) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from ..backend.base import (LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_RUN, LABEL_RUN_DIR, Backend,
                             LabeledObject, Removed)
@@ -20,7 +20,9 @@ from ..runfiles import run_info
 from ..runfiles.run_info import RunInfoFile
 from .naming import RunNames, new_run_id, owner_alive
 from .collect import collect
+from .gate import StepGate
 from .session import LabRun
+from .steps.base import ShowCountdown
 from .teardown import remove_agent_dirs, teardown
 
 Say = Callable[[str], None]
@@ -72,8 +74,12 @@ def load_run_lab(run: RunningLab) -> Lab:
 
 
 def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | None, images: dict[str, Any],
-             say: Say) -> LabRun:
-    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise."""
+             say: Say, step: bool = False, terminal: TextIO | None = None,
+             show_countdown: ShowCountdown | None = None) -> LabRun:
+    """Create and play the lab. On any failure or interrupt: collect what there is, remove everything, re-raise.
+
+    With ``step``, each step waits to be let go (:mod:`tcplab.play.gate`): by a line on ``terminal``, or by
+    ``lab step`` from another terminal. ``show_countdown`` shows a long wait's countdown."""
     existing = find_running(backend, lab.name)
     if existing is not None:
         if existing.orphaned:
@@ -88,6 +94,10 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
         raise LabError(str(rd.path), "--out", "already holds a run; choose another directory")
     names = RunNames(lab.name, run_id, str(rd.path))
     run = LabRun(lab, resolved, backend, rd, names, say)
+    run.show_countdown = show_countdown
+    gate = StepGate(rd, lab, say, terminal) if step and lab.steps else None
+    if gate is not None:
+        run.before_step = gate.before
     try:
         run.up(images)
     except BaseException as e:
@@ -103,6 +113,9 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
             run.close_agents()
             run.write_run_info(state="interrupted" if interrupted else "failed", ended=time.time(), error=str(e))
         raise
+    finally:
+        if gate is not None:
+            gate.close()
     return run
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..backend.agent import AGENT_DIR, HostAgent, prepare_agent_dir
 from ..backend.base import LABEL_RUN, Backend, ContainerSpec, EngineError, ExecResult
 from ..model import Lab, step_kind, step_name, step_title
-from ..model.lab import Ready, Step
+from ..model.lab import Ready, Step, step_explain
 from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
@@ -43,7 +43,7 @@ from .deaths import DeathWatch
 from .errors import HostFailure, StepFailure
 from .mirror import mirror
 from .steps import player_for
-from .steps.base import POLL, last_lines_of
+from .steps.base import POLL, ShowCountdown, last_lines_of
 from .teardown import remove_agent_dirs
 
 __all__ = ["HostFailure", "LabRun", "StepFailure"]
@@ -79,6 +79,9 @@ class LabRun:
                        if (a := HostAgent.of(run_dir.agent_dir(h), h, self._running(h))) is not None}
         self.host_images: dict[str, str] = {}  # host -> the ID of its own image (pulled or built), once known
         self.said_exit: set[str] = set()  # hosts whose own program's exit was said
+        self.before_step: Callable[[int, Step], None] | None = None  # lab up --step: the pause before each step
+        self.show_countdown: ShowCountdown | None = None  # a long wait's countdown (the CLI's, on a terminal)
+        self.fin_seen: dict[str, float] = {}  # host -> when a wait first saw its FIN (capture time)
         self.plan = self.make_plan()
 
     # --- the plan ---------------------------------------------------------------
@@ -404,6 +407,8 @@ class LabRun:
             self.play_step(i, step)
 
     def play_step(self, i: int, step: Step) -> None:
+        if self.before_step is not None:
+            self.before_step(i, step)
         title = step_title(step)
         player = player_for(step)
         limit = player.time_limit(step)
@@ -411,6 +416,8 @@ class LabRun:
         checkpoint(f"step:{i}")
         record = StepRecord(index=i, name=step_name(step, i), kind=step_kind(step), title=title,
                             host=getattr(step, "host", None), start=time.time())
+        if (explain := step_explain(step)) is not None:
+            record["explain"] = explain
         outcome, detail = "ok", ""
         self.step_commands = []
         try:

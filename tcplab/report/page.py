@@ -257,7 +257,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
                               transitions=data.transitions, peer_events=data.peer_events, reference=data.reference)
     drawn = {p.n for p in ladder.drawn}
     steps = [{"index": s.get("index"), "t": f"{float(s['start']) - t0:.6f}" if s.get("start") else "",
-              "title": str(s.get("title") or s.get("name") or ""), "host": str(s.get("host") or ""),
+              "title": str(s.get("title") or s.get("name") or ""),
+              "explain": str(s.get("explain") or ""), "host": str(s.get("host") or ""),
               "outcome": str(s.get("outcome") or ""), "detail": str(s.get("detail") or "")} for s in data.steps]
     rd = data.rd
     merged = rd.merged_pcapng.relative_to(rd.path).as_posix()

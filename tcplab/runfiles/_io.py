@@ -89,3 +89,24 @@ def read_lines(path: Path, schema: TypeAdapter[T]) -> Iterator[tuple[int, T]]:
                 yield n, schema.validate_json(line)
             except ValidationError:
                 continue  # a line cut by a crash, or not a record of this file
+
+
+def read_new_lines(path: Path, schema: TypeAdapter[T], offset: int) -> tuple[list[T], int]:
+    """The records of the complete lines written since byte ``offset`` of a growing JSONL file, and the offset
+    to read from next (a line still being written waits for its newline); a missing file is no record."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    records: list[T] = []
+    for line in data[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            records.append(schema.validate_json(line))
+        except ValidationError:
+            continue
+    return records, offset + end

@@ -78,6 +78,14 @@ def write(rd: RunDir, snapshots: Snapshots) -> None:
     write_json(rd.snapshots_json, snapshots)
 
 
+def changed(rd: RunDir) -> float | None:
+    """When the file was last rewritten (its mtime), None while there is none: a live view re-reads it then."""
+    try:
+        return rd.snapshots_json.stat().st_mtime
+    except OSError:
+        return None
+
+
 def read(rd: RunDir) -> Snapshots:
     """Every snapshot the run took; empty for a run without the file."""
     return read_document(rd.snapshots_json, SCHEMA, {})

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import OPEN, append_jsonl, read_lines
+from ._io import OPEN, append_jsonl, read_lines, read_new_lines
 
 NAME = "steps.jsonl"
 
@@ -27,6 +27,7 @@ class StepRecord(TypedDict, total=False):
     name: str  # its stable name: a snapshot's, start-<as>, stop-<program>, wait-<index>
     kind: str  # start, stop, send, snapshot, wait
     title: str
+    explain: str  # the lab's explanation of the step, for teaching (absent when it gives none)
     host: str | None
     start: float
     end: float
@@ -47,3 +48,8 @@ def append(rd: RunDir, record: StepRecord) -> None:
 def read(rd: RunDir) -> list[StepRecord]:
     """The steps played, in the order they were; empty for a run that played none."""
     return [r for _, r in read_lines(rd.steps_jsonl, SCHEMA)]
+
+
+def follow(rd: RunDir, offset: int) -> tuple[list[StepRecord], int]:
+    """The steps that ended since byte ``offset`` of the file, and where to read from next (a live view)."""
+    return read_new_lines(rd.steps_jsonl, SCHEMA, offset)

@@ -24,7 +24,7 @@ from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
 from . import run_info
-from ._io import OPEN, append_jsonl, read_lines
+from ._io import OPEN, append_jsonl, read_lines, read_new_lines
 
 NAME = "sockets/transitions.jsonl"
 
@@ -85,6 +85,17 @@ def read(rd: RunDir) -> list[TransitionRecord]:
     by run.json's addresses."""
     hosts = run_info.read(rd).get("hosts")
     return list(read_path(rd.transitions_jsonl, hosts, numbered=True))
+
+
+def follow(rd: RunDir, offset: int, host_ips: dict[str, str] | None = None) -> tuple[list[TransitionRecord], int]:
+    """The records the tracer wrote since byte ``offset``, and where to read from next (a live view); with
+    ``host_ips``, attributed to hosts as :func:`read_path` does."""
+    records, offset = read_new_lines(rd.transitions_jsonl, SCHEMA, offset)
+    ip_host = {ip: h for h, ip in (host_ips or {}).items()}
+    for rec in records if ip_host else ():
+        rec.setdefault("host", ip_host.get(rec.get("saddr", "")))
+        rec.setdefault("peer", ip_host.get(rec.get("daddr", "")))
+    return records, offset
 
 
 def append(rd: RunDir, records: list[TransitionRecord]) -> None:

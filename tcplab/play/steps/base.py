@@ -8,8 +8,11 @@ captures as they grow, the hosts' health.
 """
 from __future__ import annotations
 
+import time
+
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 from ...model.lab import BaseStep, Lab
 
@@ -41,6 +44,29 @@ class Note:
 
 
 HandLine = InHost | OnMachine | Note
+
+
+@dataclass(frozen=True)
+class Countdown:
+    """What a long wait shows a person while it waits (``lab up`` on a terminal): what it waits for, when it
+    gives up, and the timer that should end it, if one is known (a Windows peer's FIN_WAIT_2 timer)."""
+    what: str
+    gives_up: float  # epoch seconds
+    timer: str | None = None  # "win's FIN_WAIT_2 timer (2m)"
+    timer_ends: float | None = None  # epoch seconds
+
+
+# Shows a countdown for as long as the context lasts (set by the CLI when its stderr is a terminal).
+ShowCountdown = Callable[[Countdown], AbstractContextManager[object]]
+LONG_WAIT = 3.0  # seconds: shorter waits show no countdown
+
+
+def countdown(run: LabRun, c: Countdown) -> AbstractContextManager[object]:
+    """The run's countdown display for ``c`` while a wait lasts; nothing when it has none or the wait is short."""
+    show: ShowCountdown | None = getattr(run, "show_countdown", None)
+    if show is None or c.gives_up - time.time() < LONG_WAIT:
+        return nullcontext()
+    return show(c)
 S = TypeVar("S", bound=BaseStep)
 
 

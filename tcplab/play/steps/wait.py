@@ -12,7 +12,9 @@ from ...model.lab import Lab, WaitStep
 from ...observe.programs import describe_status
 from ...wire import FIN, RST
 from ..errors import StepFailure
-from .base import HEALTH_EVERY, POLL, HandLine, InHost, Note, OnMachine, StepPlayer, last_lines_of, register
+from ...peers import peer_kind
+from .base import (HEALTH_EVERY, POLL, Countdown, HandLine, InHost, Note, OnMachine, StepPlayer, countdown,
+                   last_lines_of, register)
 
 if TYPE_CHECKING:
     from ..session import LabRun
@@ -23,13 +25,21 @@ class WaitPlayer(StepPlayer[WaitStep]):
 
     def play(self, run: LabRun, step: WaitStep, index: int) -> str:
         w = step.wait
+        now = time.time()
         if w.seconds is not None:
-            return wait_seconds(run, w.seconds)
+            with countdown(run, Countdown(f"waiting {w.seconds:g} s", now + w.seconds)):
+                return wait_seconds(run, w.seconds)
         if w.exit is not None:
-            return wait_exit(run, step.host or "", w.exit, step.timeout)
+            with countdown(run, Countdown(f"waiting for {w.exit} on {step.host} to exit", now + step.timeout)):
+                return wait_exit(run, step.host or "", w.exit, step.timeout)
         host, flag, what = (w.rst_from, RST, "RST") if w.rst_from else (w.fin_from, FIN, "FIN")
         assert host is not None
-        return wait_packet(run, host, flag, what, step.timeout)
+        shown = Countdown(f"waiting for an {what} from {host}", now + step.timeout)
+        timer = peer_timer(run, host) if flag == RST else None
+        if timer is not None:
+            shown = Countdown(shown.what, shown.gives_up, *timer)
+        with countdown(run, shown):
+            return wait_packet(run, host, flag, what, step.timeout)
 
     def time_limit(self, step: WaitStep) -> float | None:
         return step.timeout
@@ -47,6 +57,17 @@ class WaitPlayer(StepPlayer[WaitStep]):
         pcap = f"{files}/capture/{host}.pcap"
         return [Note(f"until {host} sends {what} (lab up gives up after {step.timeout:g} s); it shows in {pcap}:"),
                 OnMachine(["tcpdump", "-nr", pcap, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"])]
+
+
+def peer_timer(run: LabRun, host: str) -> tuple[str, float] | None:
+    """The host's FIN_WAIT_2 timer, if its peer kind resets one and its FIN was seen: what it is and when it
+    ends (its FIN's time on the capture plus the timer)."""
+    peer = run.lab.hosts[host].peer
+    seconds = peer_kind(peer.os).fin_wait2_reset(peer.fin_wait2_timeout)
+    fin = run.fin_seen.get(host)
+    if seconds is None or fin is None:
+        return None
+    return f"{host}'s FIN_WAIT_2 timer ({seconds:g} s from its FIN)", fin + seconds
 
 
 def wait_seconds(run: LabRun, seconds: float) -> str:
@@ -83,6 +104,8 @@ def wait_packet(run: LabRun, host: str, flag: int, what: str, timeout: float) ->
             run.check_health()
             next_check = time.monotonic() + HEALTH_EVERY
         for p in run.tails[host].new_packets():
+            if p.src == ip and p.flags & FIN:
+                run.fin_seen.setdefault(host, p.ts)  # when its FIN_WAIT_2 timer may start (a countdown says)
             if p.src == ip and p.flags & flag:
                 run.seen[key] = run.seen.get(key, 0) + 1
         if run.seen.get(key, 0) > run.consumed.get(key, 0):
