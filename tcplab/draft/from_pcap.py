@@ -29,6 +29,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 SILENCE = 1.0  # seconds: a shorter gap between two actions is the steps' own pace, not a silence to replay
 ACK_AT_ONCE = 0.05  # seconds: an ACK this soon after a FIN is the kernel's own
 SERVER_PROGRAM = "/opt/lab/server"
+PROGRAMS = "programs"  # the build folder beside a draft that needs tcpctl: a copy of the project's labs/programs
+TCPCTL = "/opt/lab/tcpctl"
 MAX_HOSTS = 16  # the model's limit
 WINDOWS_SYNS = {(8192, 8): "windows-7", (64240, 8): "windows-10", (65535, 8): "windows-10"}
 
@@ -93,6 +95,9 @@ class _Conn:
     timer_rst: Packet | None = None  # the client's RST after its own FIN, the server never having sent one
     refused: Packet | None = None  # the server's RST answering the SYN: nothing listens on the port
     unanswered: list[Packet] = field(default_factory=list)  # the client's SYNs when nothing ever came back
+    server_sends: list[Packet] = field(default_factory=list)  # the server's data segments
+    server_closes_first: Packet | None = None  # the server's FIN, sent before the client's
+    server_rst: Packet | None = None  # the server's RST on an accepted connection (an abortive close)
     other: list[str] = field(default_factory=list)  # what cannot be reproduced, said as comments
 
     @property
@@ -124,6 +129,7 @@ def _read(n: int, c: Connection) -> _Conn:
             if mine and k.client_fin is None:
                 k.sends.append(p)
             elif not mine:
+                k.server_sends.append(p)
                 k.other.append(f"the server sent {len(t.payload)} bytes at seq {p.rel_seq} "
                                f"(tcplab/server never writes; no step makes it)")
         if t.flags & FIN:
@@ -141,6 +147,8 @@ def _read(n: int, c: Connection) -> _Conn:
             elif mine and k.client_fin is not None and k.server_fin is None and k.timer_rst is None:
                 k.timer_rst = p
             else:
+                if not mine and k.server_rst is None and k.client_fin is None:
+                    k.server_rst = p
                 who = "client" if mine else "server"
                 k.other.append(f"the {who}'s RST [{p.flags}] at seq {p.rel_seq}, "
                                f"{p.rel_time:.3f} s into the capture (no step makes it)")
@@ -150,6 +158,7 @@ def _read(n: int, c: Connection) -> _Conn:
         k.other.append("the handshake (the capture starts inside the connection): the draft connects anew")
     if k.server_fin is not None and (k.client_fin is None or k.server_fin.ts < k.client_fin.ts):
         k.other.append("the server closes first (tcplab/server only closes after its peer); no step makes it")
+        k.server_closes_first = k.server_fin
         k.server_fin = None
     return k
 
@@ -227,6 +236,7 @@ class Draft:
     name: str
     connections: list[int]
     not_inferred: list[str]
+    programs: bool = False  # the draft builds its hosts from PROGRAMS, a folder beside it (a copy of labs/programs)
 
 
 def _name_for(stem: str) -> str:
@@ -243,7 +253,6 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     a LabError here is a bug of the draft, not of the capture."""
     conns = [_read(n, capture.connections[n - 1]) for n in chosen]
     conns.sort(key=lambda k: k.start)
-    t0 = conns[0].start
     unsure: list[str] = []
 
     # hosts: one per address, servers first (they get the first addresses, as the capture's order does not say)
@@ -278,6 +287,47 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     if len(names) > MAX_HOSTS - 1:  # one more for a holder
         raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
                            "hosts: choose fewer with --connection")
+    if any(_needs_sockets(k) for k in conns):
+        hosts, steps, expect = _socket_play(conns, names, unsure)
+    else:
+        hosts, steps, expect = _telnet_play(conns, names, windows, unsure)
+
+    lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
+             f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
+             "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
+    lab_name = _name_for(Path(source).stem)
+    lines.append(f"name: {lab_name}")
+    lines.append(f"summary: {_q('Replays ' + ', '.join(k.conn.name for k in conns) + ' from ' + Path(source).name)}")
+    lines.append(f"story: {_q(_story(conns))}")
+    addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
+    lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
+    lines.append("hosts:")
+    for h, spec, notes in hosts:
+        for n in notes:
+            lines.append(f"  # {n}")
+        lines.append(f"  {h}: {_flow(spec)}")
+    lines.append("steps:")
+    for it in steps:
+        lines.extend(f"  # {c}" for c in it.comments)
+        lines.append(f"  - {_flow(it.value)}" + (f"  # {it.note}" if it.note else ""))
+    if unsure:
+        for u in unsure:
+            lines.append(f"# could not infer: {u}")
+    lines.append("expect:")
+    for it in expect:
+        lines.extend(f"  # {c}" for c in it.comments)
+        first = True
+        for key, v in it.value.items():
+            lines.append(f"  {'- ' if first else '  '}{key}: {_flow(v)}")
+            first = False
+    text = "\n".join(lines) + "\n"
+    validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
+    return Draft(text, lab_name, list(chosen), unsure, any(_needs_sockets(k) for k in conns))
+
+
+def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, tuple[str | None, str]],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+    """Hosts, steps and expectations where telnet plays the clients and tcplab/server the servers."""
     timers: dict[str, float] = {}
     for k in conns:
         if k.timer_rst is not None and k.client_fin is not None and k.client not in timers:
@@ -311,7 +361,6 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         ports.setdefault(k.server, [])
         if k.port not in ports[k.server] and k.refused is None:
             ports[k.server].append(k.port)
-    addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
     for ip, h in names.items():
         notes: list[str] = []
         if h in ports and not ports[h]:
@@ -371,7 +420,7 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         if k.unanswered:
             events.append((k.unanswered[-1].ts, 3, "exit", k, k.unanswered[-1]))
     events.sort(key=lambda e: (e[0], e[1]))
-    last = t0
+    last = conns[0].start
     for ts, _, kind, k, p in events:
         gap = ts - last
         if kind not in ("rst", "exit") and gap >= SILENCE:
@@ -428,37 +477,138 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         expect.extend(_expectations(k, k.client in timers))
         for o in k.other:
             unsure.append(f"connection {k.n}: {o}")
+    return hosts, steps, expect
 
-    lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
-             f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
-             "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
-    lab_name = _name_for(Path(source).stem)
-    lines.append(f"name: {lab_name}")
-    lines.append(f"summary: {_q('Replays ' + ', '.join(k.conn.name for k in conns) + ' from ' + Path(source).name)}")
-    lines.append(f"story: {_q(_story(conns))}")
-    lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
-    lines.append("hosts:")
-    for h, spec, notes in hosts:
-        for n in notes:
-            lines.append(f"  # {n}")
-        lines.append(f"  {h}: {_flow(spec)}")
-    lines.append("steps:")
-    for it in steps:
-        lines.extend(f"  # {c}" for c in it.comments)
-        lines.append(f"  - {_flow(it.value)}" + (f"  # {it.note}" if it.note else ""))
-    if unsure:
-        for u in unsure:
-            lines.append(f"# could not infer: {u}")
-    lines.append("expect:")
-    for it in expect:
-        lines.extend(f"  # {c}" for c in it.comments)
-        first = True
-        for key, v in it.value.items():
-            lines.append(f"  {'- ' if first else '  '}{key}: {_flow(v)}")
-            first = False
-    text = "\n".join(lines) + "\n"
-    validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
-    return Draft(text, lab_name, list(chosen), unsure)
+
+def _needs_sockets(k: _Conn) -> bool:
+    """Whether the server does what tcplab/server cannot: writes, closes first or resets an accepted connection."""
+    return bool(k.server_sends) or k.server_closes_first is not None or k.server_rst is not None
+
+
+def _line(payload: bytes) -> str | None:
+    """The TEXT of tcpctl's ``send TEXT`` that writes these bytes (it adds one newline), or None."""
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text.endswith("\n") or "\n" in text[:-1] or not text[:-1].isprintable():
+        return None
+    return text[:-1]
+
+
+_PLAYED = ("the server sent ", "the server closes first", "the server's RST", "the server's FIN after")
+
+
+def _socket_play(conns: list[_Conn], names: dict[str, str],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+    """Hosts, steps and expectations where tcpctl plays both sides, one socket call a step: the server accepts each
+    connection, reads what it will answer or close cleanly, writes its data, closes first, or resets (close() with
+    the data unread, or with SO_LINGER 0 when nothing came); the client connects, writes, reads, closes."""
+    hosts: list[tuple[str, dict[str, Value], list[str]]] = []
+    servers = {k.server for k in conns}
+    for h in names.values():
+        role = "listens and accepts" if h in servers else "connects"
+        hosts.append((h, {"build": PROGRAMS}, [f"could not infer its program: tcpctl ({PROGRAMS}/, a copy of the "
+                                                f"project's labs/programs) {role}, one socket call a step"]))
+    steps: list[_Item] = []
+    listeners: dict[tuple[str, int], str] = {}
+    busy_until: dict[tuple[str, int], float] = {}
+    events: list[tuple[float, int, str, _Conn, Packet | None]] = []
+    for k in conns:
+        k.other = [o for o in k.other if not o.startswith(_PLAYED)]
+        end = k.conn.packets[-1].ts
+        key = (k.server, k.port)
+        if k.refused is None and key in busy_until and k.start < busy_until[key]:
+            unsure.append(f"connection {k.n}: it overlaps an earlier one to {k.server} port {k.port}; tcpctl acts on "
+                          "the connection it accepted last")
+        busy_until[key] = max(end, busy_until.get(key, 0.0))
+        events.append((k.start, 0, "connect", k, k.syn))
+        events.extend((p.ts, 1, "send", k, p) for p in k.sends)
+        events.extend((p.ts, 1, "reply", k, p) for p in k.server_sends)
+        if k.server_rst is not None:
+            events.append((k.server_rst.ts, 2, "abort", k, k.server_rst))
+        sfin = k.server_closes_first or k.server_fin
+        if sfin is not None:
+            events.append((sfin.ts, 2, "server-close", k, sfin))
+        if k.client_fin is not None:
+            events.append((k.client_fin.ts, 2, "close", k, k.client_fin))
+    events.sort(key=lambda e: (e[0], e[1]))
+    for k in conns:
+        key = (k.server, k.port)
+        if k.refused is None and key not in listeners:
+            listeners[key] = f"{k.server}-{k.port}"
+            steps.append(_Item({"host": k.server, "start": [TCPCTL, "listen", str(k.port), "5"], "as": listeners[key],
+                                "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
+    last = events[0][0]
+    for ts, _, kind, k, p in events:
+        gap = ts - last
+        last = ts
+        if gap >= SILENCE:
+            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
+                                "title": f"silence of {_seconds(gap)}"},
+                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+        app, srv = f"app{k.n}", listeners.get((k.server, k.port), "")
+        clean = k.server_rst is None and (k.server_closes_first or k.server_fin) is not None
+        if kind == "connect":
+            start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, "connect", k.server, str(k.port)],
+                                       "as": app, "ready": {"log": "^connected"},
+                                       "title": f"{k.client} connects to {k.server} port {k.port}"}
+            if k.refused is not None:
+                start["ready"] = {"log": "^connect failed"}
+            steps.append(_Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})"))
+            if k.refused is None and _needs_sockets(k) or k.server_sends:
+                steps.append(_Item({"host": k.server, "send": srv, "text": "accept\n",
+                                    "title": f"{k.server} accepts it"}))
+        elif kind in ("send", "reply") and p is not None:
+            text = _line(p.tcp.payload)
+            who, other, prog, peer_prog = ((k.client, k.server, app, srv) if kind == "send"
+                                           else (k.server, k.client, srv, app))
+            if text is None:
+                unsure.append(f"connection {k.n}: {len(p.tcp.payload)} bytes at seq {p.rel_seq} from {who} are not "
+                              "one line of text (tcpctl sends a line); no step sends them")
+                continue
+            steps.append(_Item({"host": who, "send": prog, "text": f"send {text}\n",
+                                "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
+            if kind == "reply" or clean:  # read, so that a later close() is a FIN, not a reset
+                steps.append(_Item({"host": other, "send": peer_prog, "text": "recv\n",
+                                    "title": f"{other} reads them"}))
+        elif kind == "abort":
+            unread = any(q.ts < ts for q in k.sends)
+            text = "pending\nclose\n" if unread else "linger 0\nclose\n"
+            steps.append(_Item({"host": k.server, "send": srv, "text": text,
+                                "title": f"{k.server} resets the connection: close() with "
+                                         + ("the request unread" if unread else "SO_LINGER {on, 0}")},
+                               note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
+                                    "the wire"))
+            steps.append(_Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
+        elif kind == "server-close":
+            steps.append(_Item({"host": k.server, "send": srv, "text": "close\n",
+                                "title": f"{k.server} closes its connection"}))
+            steps.append(_Item({"wait": {"fin_from": k.server}, "timeout": "5s"}))
+        elif kind == "close":
+            steps.append(_Item({"host": k.client, "send": app, "text": "close\n",
+                                "title": f"{k.client} closes its connection"}))
+            steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+    expect: list[_Item] = []
+    for k in conns:
+        c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
+        expect.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
+        last_pkt = next((q for q in (k.server_rst, k.refused) if q is not None), None)
+        if last_pkt is not None:
+            expect.append(_Item({"name": pre + "reset", "about": f"{s} resets the connection: [{last_pkt.flags}]",
+                                 "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
+                                            "after": pre + "syn"}}))
+        sfin = k.server_closes_first or k.server_fin
+        if sfin is not None:
+            expect.append(_Item({"name": pre + "server-fin", "about": f"{s} closes: [{sfin.flags}]",
+                                 "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
+                                            "after": pre + "syn"}}))
+        if k.client_fin is not None:
+            expect.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{k.client_fin.flags}]",
+                                 "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
+                                            "after": pre + "syn"}}))
+    return hosts, steps, expect
 
 
 def _typed(payload: bytes) -> tuple[str | None, str]:
@@ -486,9 +636,14 @@ def _story(conns: list[_Conn]) -> str:
             did.append(f"nothing comes back to its {len(k.unanswered)} SYNs")
         if k.sends:
             did.append(f"sends {sum(len(p.tcp.payload) for p in k.sends)} bytes")
+        if k.server_rst is not None:
+            did.append("the server resets it")
+        if k.server_closes_first is not None:
+            did.append("the server closes first")
         if k.client_fin is not None:
             did.append("closes")
-            did.append("the server closes too" if k.server_fin is not None else "the server never closes")
+            if k.server_closes_first is None:
+                did.append("the server closes too" if k.server_fin is not None else "the server never closes")
         if k.timer_rst is not None and k.client_fin is not None:
             did.append(f"{k.client} resets {k.timer_rst.ts - k.client_fin.ts:.1f} s after its FIN")
         parts.append(", ".join(did) + ".")

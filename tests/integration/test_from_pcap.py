@@ -61,6 +61,9 @@ ROUND_TRIPS = {
     "closewait-linux": ([], [], {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", "."]]}),
     "refused": ([], ["hosts.client.sysctls.net.ipv4.tcp_syn_retries=2"],
                 {"client": [["S", "R."], SYNS]}),
+    # tcpctl plays both sides (the draft builds a copy of labs/programs): two resets by close(), a clean close
+    "abortive-close": ([], [], {"client": [["S", "S.", ".", "P.", ".", "R."]] * 2
+                                + [["S", "S.", ".", "P.", ".", "F.", ".", "F.", "."]]}),
 }
 
 

@@ -98,15 +98,72 @@ def test_a_linux_conversation_is_typed_into_telnet_and_closed_by_both(tmp_path: 
     assert (fin["seq"], fin["ack"], fin["after"]) == (19, 1, "stop-telnet1")
 
 
-def test_binary_payload_and_a_server_that_writes_are_comments_not_steps(tmp_path: Path) -> None:
+def test_binary_payload_is_a_comment_not_a_step(tmp_path: Path) -> None:
     path = tmp_path / "bin.pcap"
-    pk = _conversation(b"\x00\xfe\xff\r\n")
-    pk.insert(5, _seg(14.0, S, C, 9000, 40000, "PA", 5001, 1006, b"banner\r\n"))
-    wrpcap(str(path), pk)
+    wrpcap(str(path), _conversation(b"\x00\xfe\xff\r\n"))
     draft = draft_lab(read_capture_file(path), [1], "bin.pcap")
     assert not [s for s in _lab(draft.text)["steps"] if "send" in s]
     assert any("not text" in u for u in draft.not_inferred)
-    assert any("the server sent 8 bytes" in u for u in draft.not_inferred)
+    assert not draft.programs  # telnet and tcplab/server play it
+
+
+def _sends(text: str) -> list[tuple[str, str]]:
+    """The draft's ``send`` steps: (host, text), in order."""
+    return [(s["host"], s["text"]) for s in _lab(text)["steps"] if "send" in s]
+
+
+def test_a_server_that_writes_is_played_by_tcpctl_on_both_sides(tmp_path: Path) -> None:
+    path = tmp_path / "banner.pcap"
+    pk = _conversation(b"hello\n")
+    pk.insert(5, _seg(14.0, S, C, 9000, 40000, "PA", 5001, 1007, b"banner\n"))
+    wrpcap(str(path), pk)
+    draft = draft_lab(read_capture_file(path), [1], "banner.pcap")
+    lab = _lab(draft.text)
+    assert draft.programs and lab["hosts"] == {"server": {"build": "programs"}, "client": {"build": "programs"}}
+    assert lab["steps"][0]["start"] == ["/opt/lab/tcpctl", "listen", "9000", "5"]
+    # the server reads the request (so its close is a FIN), writes its line, the client reads it; both close
+    assert _sends(draft.text) == [("server", "accept\n"), ("client", "send hello\n"), ("server", "recv\n"),
+                                  ("server", "send banner\n"), ("client", "recv\n"), ("client", "close\n"),
+                                  ("server", "close\n")]
+    assert not any("the server sent" in u for u in draft.not_inferred)
+
+
+def _reset_by_server(data: bytes) -> list[ScapyPacket]:
+    """A handshake, the client's ``data`` (if any), then the server's RST+ACK."""
+    pk = _conversation(data or b"x")[:3]
+    n = 0
+    if data:
+        n = len(data)
+        pk += [_seg(10.1, C, S, 40000, 9000, "PA", 1001, 5001, data), _seg(10.1001, S, C, 9000, 40000, "A", 5001, 1001 + n)]
+    return pk + [_seg(10.6, S, C, 9000, 40000, "RA", 5001, 1001 + n)]
+
+
+@pytest.mark.parametrize("data, close", [(b"request\n", "pending\nclose\n"), (b"", "linger 0\nclose\n")])
+def test_a_server_reset_is_a_close_with_the_data_unread_or_with_so_linger_0(
+        tmp_path: Path, data: bytes, close: str) -> None:
+    path = tmp_path / "rst.pcap"
+    wrpcap(str(path), _reset_by_server(data))
+    draft = draft_lab(read_capture_file(path), [1], "rst.pcap")
+    assert _sends(draft.text)[-1] == ("server", close)
+    assert ("server", "recv\n") not in _sends(draft.text)
+    rules = {e["name"]: e["packet"] for e in _lab(draft.text)["expect"]}
+    assert rules["c1-reset"] == {"from": "server", "to": "client", "port": 9000, "flags": "R.", "after": "c1-syn"}
+    assert "look alike on the wire" in draft.text
+
+
+def test_a_server_that_closes_first_closes_before_its_client(tmp_path: Path) -> None:
+    path = tmp_path / "first.pcap"
+    ci, si = 1001, 5001
+    pk = _conversation(b"req\n")[:5] + [
+        _seg(13.5, S, C, 9000, 40000, "FA", si, ci + 4), _seg(13.5001, C, S, 40000, 9000, "A", ci + 4, si + 1),
+        _seg(13.6, C, S, 40000, 9000, "FA", ci + 4, si + 1), _seg(13.6001, S, C, 9000, 40000, "A", si + 1, ci + 5)]
+    wrpcap(str(path), pk)
+    draft = draft_lab(read_capture_file(path), [1], "first.pcap")
+    assert _sends(draft.text)[-2:] == [("server", "close\n"), ("client", "close\n")]
+    assert ("server", "recv\n") in _sends(draft.text)  # read first: a close with the request unread would reset
+    waits = [s["wait"] for s in _lab(draft.text)["steps"] if "wait" in s]
+    assert waits[-2:] == [{"fin_from": "server"}, {"fin_from": "client"}]
+    assert not any("closes first" in u for u in draft.not_inferred)
 
 
 def test_pcapng_interface_names_name_the_hosts_and_each_connection_is_listed(tmp_path: Path) -> None:
