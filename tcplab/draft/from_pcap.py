@@ -32,6 +32,8 @@ SERVER_PROGRAM = "/opt/lab/server"
 PROGRAMS = "programs"  # the build folder beside a draft that needs tcpctl: a copy of the project's labs/programs
 TCPCTL = "/opt/lab/tcpctl"
 MAX_HOSTS = 16  # the model's limit
+SUMMARY_MAX = 300  # the model's limits of a summary and a story
+STORY_MAX = 5000
 WINDOWS_SYNS = {(8192, 8): "windows-7", (64240, 8): "windows-10", (65535, 8): "windows-10"}
 
 
@@ -287,6 +289,7 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     if len(names) > MAX_HOSTS - 1:  # one more for a holder
         raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
                            "hosts: choose fewer with --connection")
+    unsure.extend(_port_ranges(conns))
     if any(_needs_sockets(k) for k in conns):
         hosts, steps, expect = _socket_play(conns, names, unsure)
     else:
@@ -297,8 +300,11 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
              "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
     lab_name = _name_for(Path(source).stem)
     lines.append(f"name: {lab_name}")
-    lines.append(f"summary: {_q('Replays ' + ', '.join(k.conn.name for k in conns) + ' from ' + Path(source).name)}")
-    lines.append(f"story: {_q(_story(conns))}")
+    summary = "Replays " + ", ".join(k.conn.name for k in conns) + " from " + Path(source).name
+    if len(summary) > SUMMARY_MAX:
+        summary = f"Replays {len(conns)} connections from {Path(source).name}"[:SUMMARY_MAX]
+    lines.append(f"summary: {_q(summary)}")
+    lines.append(f"story: {_q(_story(conns)[:STORY_MAX])}")
     addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
     lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
     lines.append("hosts:")
@@ -478,6 +484,28 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
         for o in k.other:
             unsure.append(f"connection {k.n}: {o}")
     return hosts, steps, expect
+
+
+def _port_ranges(conns: list[_Conn]) -> list[str]:
+    """What a client's source ports hint at: packed into a narrow range, or one reused, the capture suggests the
+    kernel's port range was that narrow (a sysctl no packet shows); a connect() that failed for want of a port
+    (EADDRNOTAVAIL) sent nothing, so the capture cannot show it either."""
+    out = []
+    by_client: dict[str, list[int]] = {}
+    for k in conns:
+        by_client.setdefault(k.client, []).append(k.conn.key[1])
+    for client, ports in by_client.items():
+        lo, hi = min(ports), max(ports)
+        if len(ports) < 3 or hi - lo >= 2 * len(ports):
+            continue
+        reused = len(set(ports)) < len(ports)
+        out.append(f"{client}'s {len(ports)} connections came from ports {lo} to {hi}"
+                   + (", one port used again" if reused else "")
+                   + f": a port range that narrow is a sysctl no packet shows (--set hosts.{client}.sysctls."
+                   f"net.ipv4.ip_local_port_range=\"{lo} {hi}\"); a connect() that found no free port "
+                   "(EADDRNOTAVAIL) sends nothing, so the capture cannot show it"
+                   + (", nor whether net.ipv4.tcp_tw_reuse let a port in TIME_WAIT be used again" if reused else ""))
+    return out
 
 
 def _needs_sockets(k: _Conn) -> bool:
@@ -694,20 +722,26 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
             out.append(_Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
                               "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
                                          "after": pre + "syn"}}))
+    crs = 0  # telnet sends CR LF for a typed newline: each bare LF sent so far is one byte more in the replay
     for i, p in enumerate(k.sends, 1):
         text, _ = _typed(p.tcp.payload)
         if text is None:
             continue
         piece = text.strip()[:200] or text[:200]
         out.append(_Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
-                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq,
+                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
                                      "payload": piece}}))
+        crs += p.tcp.payload.count(b"\n") - p.tcp.payload.count(b"\r\n")
     fin = k.client_fin
     if fin is None:
         return out
-    out.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
-                      "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq,
-                                 "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}}))
+    item = _Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
+                  "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
+                             "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
+    if crs:
+        item.comments.append(f"could not infer: the capture's {crs} bare LF (telnet types CR LF): seq {fin.rel_seq} "
+                             f"there is {fin.rel_seq + crs} here")
+    out.append(item)
     if k.fin_ack is not None:
         a = k.fin_ack
         delay = a.ts - fin.ts

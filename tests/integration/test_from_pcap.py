@@ -64,6 +64,9 @@ ROUND_TRIPS = {
     # tcpctl plays both sides (the draft builds a copy of labs/programs): two resets by close(), a clean close
     "abortive-close": ([], [], {"client": [["S", "S.", ".", "P.", ".", "R."]] * 2
                                 + [["S", "S.", ".", "P.", ".", "F.", ".", "F.", "."]]}),
+    # telnet and tcplab/server play it; the four-port range is a comment (and the failed connect() sent nothing)
+    "timewait": ([], [], {"tight": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 4,
+                          "reuse": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 5}),
 }
 
 

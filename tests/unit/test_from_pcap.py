@@ -244,3 +244,32 @@ def test_more_addresses_than_a_lab_holds_is_refused_in_one_line(tmp_path: Path) 
     proc = lab_cmd("new", "--from-pcap", str(path), "--connection", "all", cwd=tmp_path)
     assert proc.returncode == 2 and "at most 16 hosts" in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_many_connections_from_few_ports_say_the_port_range_cannot_be_seen(tmp_path: Path) -> None:
+    """Four short connections from four ports in a row, each a line with a bare LF: telnet types CR LF, so
+    the FIN's expected seq is one more than the capture's; the narrow port range is a comment, not a guess."""
+    path = tmp_path / "ports.pcap"
+    pk: list[ScapyPacket] = []
+    for i, port in enumerate([40000, 40001, 40002, 40003]):
+        for p in _conversation(b"request\n", cport=port):
+            p.time += i * 10
+            pk.append(p)
+    wrpcap(str(path), pk)
+    draft = draft_lab(read_capture_file(path), [1, 2, 3, 4], "ports.pcap")
+    (note,) = [u for u in draft.not_inferred if "port range" in u]
+    assert "4 connections came from ports 40000 to 40003:" in note and "EADDRNOTAVAIL" in note
+    assert 'ip_local_port_range=\\"40000 40003\\"' not in note and 'ip_local_port_range="40000 40003"' in note
+    fins = [e["packet"] for e in _lab(draft.text)["expect"] if e["name"] in {f"c{n}-fin" for n in range(1, 5)}]
+    assert [f["seq"] for f in fins] == [10] * 4  # 1 + 8 bytes + the CR telnet adds
+    assert not draft.programs
+
+
+def test_a_few_connections_from_far_apart_ports_say_nothing_of_the_range(tmp_path: Path) -> None:
+    path = tmp_path / "apart.pcap"
+    pk = [p for i, port in enumerate([40000, 45000, 52000]) for p in _conversation(b"a\r\n", cport=port)]
+    for i, p in enumerate(pk):
+        p.time += (i // 9) * 10
+    wrpcap(str(path), pk)
+    assert not [u for u in draft_lab(read_capture_file(path), [1, 2, 3], "apart.pcap").not_inferred
+                if "port range" in u]
