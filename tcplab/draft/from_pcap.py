@@ -508,6 +508,18 @@ def _port_ranges(conns: list[_Conn]) -> list[str]:
     return out
 
 
+def _forgot(k: _Conn) -> Packet | None:
+    """The client's data that the server's RST answers when that RST has no ACK flag: a kernel with no socket for
+    the connection (it forgot it, the reset that said so lost) answers a segment carrying an ACK with a bare RST."""
+    r = k.server_rst
+    if r is None or r.tcp.flags & ACK:
+        return None
+    before = [q for q in k.conn.packets if q.ts <= r.ts and q is not r]
+    if before and before[-1].tcp.src == k.cip and before[-1].tcp.payload:
+        return before[-1]
+    return None
+
+
 def _needs_sockets(k: _Conn) -> bool:
     """Whether the server does what tcplab/server cannot: writes, closes first or resets an accepted connection."""
     return bool(k.server_sends) or k.server_closes_first is not None or k.server_rst is not None
@@ -541,7 +553,7 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
     steps: list[_Item] = []
     listeners: dict[tuple[str, int], str] = {}
     busy_until: dict[tuple[str, int], float] = {}
-    events: list[tuple[float, int, str, _Conn, Packet | None]] = []
+    events: list[tuple[float, float, str, _Conn, Packet | None]] = []
     for k in conns:
         k.other = [o for o in k.other if not o.startswith(_PLAYED)]
         end = k.conn.packets[-1].ts
@@ -553,7 +565,11 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
         events.append((k.start, 0, "connect", k, k.syn))
         events.extend((p.ts, 1, "send", k, p) for p in k.sends)
         events.extend((p.ts, 1, "reply", k, p) for p in k.server_sends)
-        if k.server_rst is not None:
+        if k.server_rst is not None and _forgot(k) is not None:
+            answered = _forgot(k)
+            assert answered is not None
+            events.append((answered.ts, 0.5, "forget", k, k.server_rst))  # before the data its RST answers
+        elif k.server_rst is not None:
             events.append((k.server_rst.ts, 2, "abort", k, k.server_rst))
         sfin = k.server_closes_first or k.server_fin
         if sfin is not None:
@@ -609,6 +625,17 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
                                note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
                                     "the wire"))
             steps.append(_Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
+        elif kind == "forget":
+            steps.append(_Item({"host": k.server, "firewall": "drop", "to": k.client, "as": f"silence{k.n}",
+                                "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
+                               note="could not infer how the server lost the connection (a crash? a reboot?): its "
+                                    "RST answers data without an ACK, so it had no socket for it"))
+            steps.append(_Item({"host": k.server, "send": srv, "text": "linger 0\nclose\n",
+                                "title": f"{k.server} forgets the connection: its reset is dropped"}))
+            steps.append(_Item({"wait": {"seconds": "500ms"}, "timeout": "5s",
+                                "title": "the reset leaves and is dropped"}))
+            steps.append(_Item({"host": k.server, "lift": f"silence{k.n}",
+                                "title": f"{k.server} speaks to {k.client} again"}))
         elif kind == "server-close":
             steps.append(_Item({"host": k.server, "send": srv, "text": "close\n",
                                 "title": f"{k.server} closes its connection"}))

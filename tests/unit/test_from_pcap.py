@@ -273,3 +273,18 @@ def test_a_few_connections_from_far_apart_ports_say_nothing_of_the_range(tmp_pat
     wrpcap(str(path), pk)
     assert not [u for u in draft_lab(read_capture_file(path), [1, 2, 3], "apart.pcap").not_inferred
                 if "port range" in u]
+
+
+def test_a_bare_rst_answering_data_is_a_server_that_forgot_the_connection(tmp_path: Path) -> None:
+    """The server's RST without ACK answers the client's second line: its kernel had no socket for the connection.
+    The draft makes the server forget it (SO_LINGER 0 close) behind a firewall that drops the reset, before the
+    client writes; an RST+ACK after data stays an abortive close."""
+    path = tmp_path / "forgot.pcap"
+    pk = _conversation(b"request\n")[:5] + [_seg(14.0, C, S, 40000, 9000, "PA", 1009, 5001, b"again\n"),
+                                            _seg(14.0001, S, C, 9000, 40000, "R", 5001)]
+    wrpcap(str(path), pk)
+    draft = draft_lab(read_capture_file(path), [1], "forgot.pcap")
+    steps = [s for s in _lab(draft.text)["steps"] if "host" in s]
+    assert [(s["host"], s.get("firewall") or s.get("lift") or s.get("text")) for s in steps[-4:]] == [
+        ("server", "drop"), ("server", "linger 0\nclose\n"), ("server", "silence1"), ("client", "send again\n")]
+    assert ("server", "pending\nclose\n") not in _sends(draft.text)
