@@ -6,8 +6,16 @@ connection when the peer does, one at a time), each other side a ``tcplab/client
 types the bytes it sent and closes when it sent its FIN; a silence between two of its actions is a wait
 of that length. A SYN with Windows' fingerprint (TTL above 64, window 8192, wscale 8) and an RST a while
 after the side's own FIN (its FIN_WAIT_2 timer) make that host an emulated Windows peer. The flags,
-seq/ack and timings the capture shows become packet expectations. Whatever the draft cannot reproduce
-gets a ``# could not infer: ...`` comment on its line.
+seq/ack and timings the capture shows become packet expectations.
+
+When the server does what tcplab/server cannot (writes, closes first, resets an accepted connection), tcpctl (the
+project's labs/programs, copied by ``lab new`` into ``programs/`` beside the draft, as ``build:`` paths are the lab
+file's own) plays both sides, one socket call a step: the server accepts each connection, reads what it will close
+cleanly, writes its lines, closes; an RST+ACK is a close() with the data unread (or SO_LINGER 0 when nothing came:
+the wire does not tell them apart); a bare RST answering the client's data is a server that forgot the connection,
+its own reset dropped by a firewall. A client's source ports packed into a narrow range say its port range was that
+narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). Whatever the
+draft cannot reproduce gets a ``# could not infer: ...`` comment on its line.
 
 The YAML is written here from a small structure (every string double-quoted, ASCII only) and validated
 with the model before anybody writes it.

@@ -288,3 +288,20 @@ def test_a_bare_rst_answering_data_is_a_server_that_forgot_the_connection(tmp_pa
     assert [(s["host"], s.get("firewall") or s.get("lift") or s.get("text")) for s in steps[-4:]] == [
         ("server", "drop"), ("server", "linger 0\nclose\n"), ("server", "silence1"), ("client", "send again\n")]
     assert ("server", "pending\nclose\n") not in _sends(draft.text)
+
+
+def test_lab_new_puts_the_programs_beside_a_draft_that_builds_them_and_keeps_the_users_files(tmp_path: Path) -> None:
+    wrpcap(str(tmp_path / "rst.pcap"), _reset_by_server(b"request\n"))
+    (tmp_path / "programs").mkdir()
+    (tmp_path / "programs" / "Dockerfile").write_text("FROM mine\n")
+    proc = lab_cmd("new", "--from-pcap", str(tmp_path / "rst.pcap"), "--out", str(tmp_path / "d.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "programs" / "tcpctl.c").read_bytes() == (
+        Path(__file__).resolve().parents[2] / "labs" / "programs" / "tcpctl.c").read_bytes()
+    assert (tmp_path / "programs" / "Dockerfile").read_text() == "FROM mine\n"
+    wrpcap(str(tmp_path / "talk.pcap"), _conversation(b"hi\r\n"))
+    other = tmp_path / "other"
+    other.mkdir()
+    assert lab_cmd("new", "--from-pcap", str(tmp_path / "talk.pcap"), "--out", str(other / "t.yaml"),
+                   cwd=other).returncode == 0
+    assert not (other / "programs").exists()  # telnet and tcplab/server need nothing beside the draft
