@@ -79,7 +79,8 @@ NOT_ROUND_TRIPPED = {
                "capture shows neither the backlog (the SYN-ACK retransmits and the dropped SYNs are the kernel's) nor "
                "that accept() was never called, and the draft opens connections one step at a time",
     "keepalive": "two connections open at once to an echo server (tcpctl acts on the last one it accepted) and the "
-                 "client's keepalive probes: tcpctl has no SO_KEEPALIVE, and a server that vanishes (drops every "
+                 "client's keepalive probes: tcpctl has no SO_KEEPALIVE (the draft only comments the timers the probes' gaps "
+                 "show), and a server that vanishes (drops every "
                  "packet) is not told apart from one that stopped answering",
     "nagle": "writes without a newline (tcpctl and telnet send lines) and segment boundaries made by Nagle's "
              "algorithm and the delayed-ACK timer within milliseconds, which steps a few milliseconds apart cannot "
