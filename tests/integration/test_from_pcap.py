@@ -22,11 +22,14 @@ if not FIELD_REPORT.is_file():
 
 
 def _run(lab: str, out: Path, sets: list[str]) -> subprocess.CompletedProcess[str]:
+    from .stories import remove_built_images
+
     args = ["run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
     proc = lab_cmd(*args, timeout=300)
     name = sets[0].split("=", 1)[1]
     if labeled_objects(name):
         lab_cmd("down", name, timeout=120)
+    remove_built_images(name, Path(lab))  # a draft's tcpctl hosts build images under its run's name
     return proc
 
 
