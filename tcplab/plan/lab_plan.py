@@ -311,7 +311,8 @@ def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:
 
 def tracer_sidecar(lab: Lab, names: RunNames, ips: dict[str, str], writes: ArtifactMount) -> SidecarPlan:
     """The kernel state tracer: no network, the engine machine's tracefs, writing ``sockets/transitions.jsonl``."""
-    tracer = StateTracer(str(lab.network.subnet), instance_name(names.run), hosts=ips)
+    first = next(iter(lab.lab_networks().values()))  # records are the hosts' addresses'; the subnet is a fallback
+    tracer = StateTracer(str(first.subnet), instance_name(names.run), hosts=ips)
     spec = ContainerSpec(
         name=names.tracer, image=TOOLS_IMAGE, labels=names.labels("tracer"),
         command=tracer.command(), isolated=True,

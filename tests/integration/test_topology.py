@@ -89,3 +89,14 @@ def test_nothing_is_left_on_the_engine(run: tuple[str, Path, dict[str, str], flo
     selector = {"label": [f"tcplab.lab={name}"]}
     assert client.containers.list(all=True, filters=selector) == []
     assert client.networks.list(filters=selector) == []
+
+
+def test_the_report_shows_each_network_with_its_hosts_and_the_routes(
+        run: tuple[str, Path, dict[str, str], float]) -> None:
+    _, rd, moved, _ = run
+    row = re.search(r"<tr><th>networks</th>(.*?)</tr>", (rd / "report.html").read_text())
+    assert row, "no networks row in the report"
+    left, right = moved["10.231.1."], moved["10.231.2."]
+    for address in (f"router {left}2", f"client {left}10", f"server {right}2", f"router {right}3",
+                    f"via router ({right}3)", f"via router ({left}2)", "MTU 1400"):
+        assert address in row.group(1)
