@@ -44,6 +44,9 @@ def topology_problems(lab: Lab) -> list[tuple[str, str]]:
         if host.cap_add:
             return [(f"hosts.{name}.cap_add", "not in a lab of several networks: their bridges are not the engine's "
                                               "internal kind, and only the lab's own sidecar sets routes")]
+        if host.own_program:
+            return [(f"hosts.{name}.image", "a lab of several networks runs the project's images only: an image's "
+                                            "own program would start before the host's default route is taken away")]
         if host.ip is not None:
             return [(f"hosts.{name}.ip", "with the lab's networks, give the address per network "
                                          f"(hosts.{name}.networks.NET.ip)")]
