@@ -79,6 +79,9 @@ class HostNetwork(Strict):
     """A host's place on one of the lab's `networks`."""
     ip: ipaddress.IPv4Address | None = Field(None, examples=["10.1.0.10"])
     """The host's address on this network; default: .2 on, in the order `hosts` lists the network's hosts."""
+    mtu: Annotated[int, Field(ge=576, le=9000)] | None = None
+    """The MTU of the host's interface on this network (default: the network's `mtu`); set by the host's routes
+    sidecar."""
 
 
 class Route(Strict):
@@ -268,7 +271,8 @@ class Host(Strict):
     network's `ip` under the host's `networks`.)"""
     networks: dict[Name, HostNetwork | None] = Field({}, examples=[{"left": {"ip": "10.1.0.10"}, "right": {}}])
     """The lab's `networks` the host is on, each with its address there (default: the next free one); one
-    interface per network, in this order (eth0 on the first). Only with the lab's `networks`."""
+    interface per network. Only with the lab's `networks`. A host's name resolves only on the networks it is on:
+    reach a host behind a router by its address."""
     routes: Annotated[list[Route], Field(max_length=16)] = []
     """Routes to other networks through a router host, e.g. `{to: 10.2.0.0/24, via: router}`."""
     router: bool = False

@@ -40,12 +40,13 @@ TRACER_MEMORY = "128m"
 FIREWALL_MEMORY = "64m"
 ROUTES_ROLE = "routes"
 ROUTES_READY = "routes ready"
-# adds the routes given as arguments (subnet, gateway, ...: addresses the model validated), then stays: a fixed
-# script, the lab's data only in its argv
+# sets the interfaces' MTUs (mtu ADDRESS N) and adds the routes (route SUBNET GATEWAY) given as arguments (values the
+# model validated), then stays: a fixed script, the lab's data only in its argv
 # The bridges of a lab of several networks are not internal: no host keeps a default route (through the engine's
 # machine), so a host reaches the lab's networks alone.
-ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; '
-                 'while [ $# -gt 1 ]; do ip route replace "$1" via "$2"; shift 2; done; '
+ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -gt 2 ]; do case "$1" in '
+                 'mtu) i=$(ip -o -4 addr show to "$2" | cut -d" " -f2 | cut -d@ -f1); ip link set dev "$i" mtu "$3";; '
+                 'route) ip route replace "$2" via "$3";; esac; shift 3; done; '
                  f"echo '{ROUTES_READY}'; exec sleep infinity")
 # a capture of one of several interfaces: tcpdump on the interface holding the address given first (the engine
 # names interfaces in an order of its own)
@@ -270,8 +271,12 @@ def routes_sidecar(lab: Lab, host: str, names: RunNames) -> SidecarPlan:
     """ip route in the host's network namespace, taking its default route away and adding the lab's routes:
     NET_ADMIN for this sidecar, never for the host."""
     argv: list[str] = []
+    addresses = lab.host_addresses(host)
+    for net, place in lab.hosts[host].networks.items():
+        if place is not None and place.mtu is not None:
+            argv += ["mtu", str(addresses[net]), str(place.mtu)]
     for route in lab.hosts[host].routes:
-        argv += [str(route.to), str(lab.route_gateway(host, route))]
+        argv += ["route", str(route.to), str(lab.route_gateway(host, route))]
     spec = ContainerSpec(
         name=names.sidecar(host, ROUTES_ROLE), image=TOOLS_IMAGE, labels=names.labels(ROUTES_ROLE, host),
         command=["sh", "-c", ROUTES_SCRIPT, "sh", *argv], joins=names.host(host), cap_add=("NET_ADMIN",),

@@ -154,7 +154,12 @@ def network_lines(lab: Lab | None) -> list[str]:
         return []
     lines = []
     for key, net in lab.networks.items():
-        on = [f"{h} {lab.host_addresses(h)[key]}" for h in lab.hosts if key in lab.hosts[h].networks]
+        on = []
+        for h, host in lab.hosts.items():
+            if key in host.networks:
+                place = host.networks[key]
+                own = f" (MTU {place.mtu})" if place is not None and place.mtu is not None else ""
+                on.append(f"{h} {lab.host_addresses(h)[key]}{own}")
         mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
         lines.append(f"{key} {net.subnet}{mtu}: {', '.join(on)}")
     lines += [f"{h} forwards between {', '.join(host.networks)}" for h, host in lab.hosts.items() if host.router]

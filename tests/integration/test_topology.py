@@ -79,8 +79,9 @@ def test_client_and_server_captures_hold_the_handshake_and_the_router_forwards_i
     assert (left[0].seq, right[0].seq, server[0].seq) == (syn.seq,) * 3
     assert (left[0].ttl, right[0].ttl, server[0].ttl) == (syn.ttl, syn.ttl - 1, syn.ttl - 1)
     assert (right[1].ttl, left[1].ttl, client[1].ttl) == (server[1].ttl, server[1].ttl - 1, server[1].ttl - 1)
-    # the right network's MTU (1400) shows in the server's MSS
+    # the right network's MTU (1400) shows in the server's MSS, the client's interface's own (1300) in the client's
     assert server[1].option("mss") == 1360
+    assert syn.option("mss") == 1260
 
 
 def test_nothing_is_left_on_the_engine(run: tuple[str, Path, dict[str, str], float]) -> None:
@@ -97,6 +98,6 @@ def test_the_report_shows_each_network_with_its_hosts_and_the_routes(
     row = re.search(r"<tr><th>networks</th>(.*?)</tr>", (rd / "report.html").read_text())
     assert row, "no networks row in the report"
     left, right = moved["10.231.1."], moved["10.231.2."]
-    for address in (f"router {left}2", f"client {left}10", f"server {right}2", f"router {right}3",
+    for address in (f"router {left}2", f"client {left}10 (MTU 1300)", f"server {right}2", f"router {right}3",
                     f"via router ({right}3)", f"via router ({left}2)", "MTU 1400"):
         assert address in row.group(1)

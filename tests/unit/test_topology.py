@@ -79,7 +79,8 @@ def test_routes_come_from_a_sidecar_and_no_host_gets_a_capability(tmp_path: Path
         assert host.spec.cap_add == () and host.spec.cap_drop == ("NET_RAW",)
     client = {s.role: s.spec for s in plan.host("client").sidecars}
     assert client["routes"].cap_add == ("NET_ADMIN",) and client["routes"].joins == plan.host("client").spec.name
-    assert client["routes"].command == ["sh", "-c", ROUTES_SCRIPT, "sh", "10.231.2.0/24", "10.231.1.2"]
+    assert client["routes"].command == ["sh", "-c", ROUTES_SCRIPT, "sh", "mtu", "10.231.1.10", "1300",
+                                       "route", "10.231.2.0/24", "10.231.1.2"]
     router = {s.role: s.spec for s in plan.host("router").sidecars}
     assert router["routes"].command == ["sh", "-c", ROUTES_SCRIPT, "sh"]  # only its default route goes
 
