@@ -118,8 +118,11 @@ class LabRun:
         for artifacts in plan.artifacts:  # the sidecars' folders, written into or copied out into
             (self.rd.path / artifacts.folder).mkdir(parents=True, exist_ok=True)
         with self.phase("network"):
-            self.say(f"network {plan.network.name} ({plan.network.subnet}, internal)")
-            self.backend.create_network(plan.network.name, plan.network.subnet, plan.network.labels)
+            for net in plan.networks:
+                kind = "routed, no default route" if net.routed else "internal"
+                mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
+                self.say(f"network {net.name} ({net.subnet}, {kind}{mtu})")
+                self.backend.create_network(net.name, net.subnet, net.labels, net.mtu, net.routed)
             if plan.volumes:
                 self.say("the engine is on another machine: artifacts are copied out through it")
                 for volume in plan.volumes:
