@@ -20,7 +20,7 @@ from tcplab.observe.sockets import parse_netstat
 from tcplab.observe.watch import PcapTail
 from tcplab.wire import ACK, SYN
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab
+from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab, shipped_labs
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +89,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
         assert left == [], f"docker-compose down -v left {left}"
 
 
-@pytest.mark.parametrize("lab", ["closewait", "closewait-linux"])
+@pytest.mark.parametrize("lab", list(shipped_labs()))
 def test_committed_files_pass_compose_config(lab: str) -> None:
+    """compose/ holds each shipped lab's export (`lab export LAB` from the checkout's top), and it is valid."""
     res = compose(ROOT / "compose" / f"{lab}.yml", f"check-{lab}", "config", "-q", timeout=60)
     assert res.returncode == 0, res.stderr
 
