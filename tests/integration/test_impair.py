@@ -1,0 +1,84 @@
+"""Impairment through NFQUEUE on real containers: the server's impairment sidecar drops exactly the 3rd data
+segment the client sends, and the client's kernel retransmits it once, one RTO (as ss reports it) later.
+
+Tail loss probes are off on the client (net.ipv4.tcp_early_retrans=0), so the one retransmission is the RTO
+timer's. The drop is on the server's INPUT, so both captures see the original and its retransmission.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tcplab.rundir import RunDir
+from tcplab.runfiles import impaired
+from tcplab.wire import decode_tcp, read_pcap_file
+
+from ..conftest import lab_cmd, labeled_objects, make_lab
+
+pytestmark = pytest.mark.integration
+
+HOSTS = {
+    "server": {"image": "tcplab/server",
+               "program": {"run": ["/opt/lab/server", "8000", "5"], "name": "server", "ready": {"listen": 8000}}},
+    "client": {"image": "tcplab/client", "sysctls": {"net.ipv4.tcp_early_retrans": 0}},
+}
+STEPS: list[dict[str, Any]] = [
+    {"host": "client", "start": ["telnet", "server", "8000"], "as": "telnet", "ready": {"log": r"^Connected to"}},
+    {"host": "server", "impair": "drop", "nth": 3, "match": {"from": "client", "port": 8000, "data": True},
+     "as": "loss"},
+    {"host": "client", "send": "telnet", "text": "one\n"},
+    {"wait": {"seconds": 0.2}, "timeout": "2s"},
+    {"host": "client", "send": "telnet", "text": "two\n"},
+    {"wait": {"seconds": 0.2}, "timeout": "2s"},
+    {"snapshot": "before-loss"},
+    {"host": "client", "send": "telnet", "text": "three\n"},
+    {"wait": {"seconds": 1}, "timeout": "3s"},
+    {"host": "server", "lift": "loss"},
+    {"host": "client", "send": "telnet", "text": "four\n"},
+    {"wait": {"seconds": 0.2}, "timeout": "2s"},
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, str]:
+    tmp = tmp_path_factory.mktemp("impair")
+    lab, name = make_lab(tmp, "closewait-linux", changes={
+        "summary": "The server's link drops the client's 3rd data segment.", "story": "", "reference": None,
+        "hosts": HOSTS, "steps": STEPS, "expect": []})
+    out = tmp / "run"
+    res = lab_cmd("run", str(lab), "--out", str(out), cwd=tmp, timeout=300)
+    assert labeled_objects(name) == []
+    return res, out, name
+
+
+def test_exactly_the_third_data_segment_is_dropped_and_retransmitted_once_after_one_rto(
+        run: tuple[Any, Path, str]) -> None:
+    res, out, _ = run
+    assert res.returncode == 0, res.stdout + res.stderr
+    (drop,) = impaired.read(RunDir(out))
+    assert (drop.host, drop.rule, drop.action, drop.flags, drop.length) == ("server", "loss", "drop", "P.", 7)
+    client_ip = json.loads((out / "run.json").read_text())["hosts"]["client"]
+    data = [t for raw in read_pcap_file(str(out / "capture" / "client.pcap"))
+            if (t := decode_tcp(raw)) is not None and t.src == client_ip and t.dport == 8000 and t.payload]
+    assert [t.payload for t in data] == [b"one\r\n", b"two\r\n", b"three\r\n", b"three\r\n", b"four\r\n"]
+    original, again = data[2], data[3]
+    assert original.seq == again.seq == drop.seq
+    assert abs(original.ts - drop.ts) < 0.05  # the log's time is the dropped packet's
+    # the RTO the client's kernel reported (ss -ti) just before the loss
+    snaps = json.loads((out / "sockets" / "snapshots.json").read_text())
+    rtos = [int(m) for m in re.findall(r"rto:(\d+)", json.dumps(snaps["before-loss"]["hosts"]["client"]))]
+    assert rtos, snaps["before-loss"]["hosts"]["client"]
+    rto = rtos[0] / 1000
+    assert rto * 0.95 <= again.ts - original.ts <= rto * 1.5, (again.ts - original.ts, rto)
+
+
+def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path, str]) -> None:
+    _, out, name = run
+    info = json.loads((out / "run.json").read_text())
+    caps = {c.removeprefix(f"tcplab-{name}-"): v for c, v in info["capabilities"].items()}
+    assert caps["server-impair"] == ["NET_ADMIN"] and "client-impair" not in caps
+    assert caps["server"] == [] and caps["client"] == []
