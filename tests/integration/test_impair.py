@@ -82,3 +82,6 @@ def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path
     caps = {c.removeprefix(f"tcplab-{name}-"): v for c, v in info["capabilities"].items()}
     assert caps["server-impair"] == ["NET_ADMIN"] and "client-impair" not in caps
     assert caps["server"] == [] and caps["client"] == []
+    # which mechanism impaired the link, and whether this kernel has netem (this one does not)
+    assert info["impairment"]["mechanism"] == "nfqueue"
+    assert info["impairment"]["netem"].startswith(("absent: ", "available")), info["impairment"]

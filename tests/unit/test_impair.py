@@ -85,16 +85,38 @@ def test_only_an_impaired_host_gets_the_sidecar_and_only_an_impairing_lab_the_im
     assert "tcplab/impair" not in project_images(lab_of([]))
 
 
-def test_the_rule_is_set_and_lifted_in_the_impairment_sidecar() -> None:
+class RecordingRun(FakeRun):
+    def __init__(self, lab: Any, results: list[ExecResult]) -> None:
+        super().__init__(lab, results)
+        self.info: dict[str, Any] = {}
+
+    def write_run_info(self, **fields: Any) -> None:
+        self.info.update(fields)
+
+
+def test_the_rule_is_set_and_lifted_in_the_impairment_sidecar_after_netem_is_tried() -> None:
     lab = lab_of([LOSS, {"host": "server", "lift": "loss"}])
-    run = FakeRun(lab, [ExecResult(0, "", ""), ExecResult(0, "", "")])
+    run = RecordingRun(lab, [ExecResult(2, "", "Error: Specified qdisc kind is unknown.\n"), ExecResult(0, "", ""),
+                             ExecResult(0, "", "")])
     step, lift = lab.steps
-    player_for(step).play(run, step, 0)
+    assert player_for(step).play(run, step, 0).endswith("(through nfqueue)")
     player_for(lift).play(run, lift, 1)
-    (c1, set_argv), (c2, del_argv) = run.backend.ran
-    assert c1 == c2 == "tcplab-fw-server-impair"
+    (c0, probe), (c1, set_argv), (c2, del_argv) = run.backend.ran
+    assert probe[:3] == ["tc", "qdisc", "add"] and "netem" in probe
+    assert run.info == {"impairment": {"mechanism": "nfqueue",
+                                       "netem": "absent: Error: Specified qdisc kind is unknown."}}
+    assert c0 == c1 == c2 == "tcplab-fw-server-impair"
     assert set_argv[3] == "-I" and del_argv[3] == "-D" and set_argv[4:] == del_argv[4:]
     assert set_argv[-4:] == ["-j", "NFQUEUE", "--queue-num", "100"]
+
+
+def test_a_kernel_with_netem_has_the_probe_undone_and_says_so() -> None:
+    lab = lab_of([LOSS])
+    run = RecordingRun(lab, [ExecResult(0, "", ""), ExecResult(0, "", ""), ExecResult(0, "", "")])
+    player_for(lab.steps[0]).play(run, lab.steps[0], 0)
+    assert run.backend.ran[1][1] == ["tc", "qdisc", "del", "dev", "eth0", "root"]
+    assert run.info["impairment"]["mechanism"] == "nfqueue"
+    assert run.info["impairment"]["netem"].startswith("available")
 
 
 def test_by_hand_the_rule_is_typed_into_the_impairment_service() -> None:

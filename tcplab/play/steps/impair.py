@@ -36,12 +36,29 @@ def sidecar_service(host: str) -> str:
     return f"{host}-{IMPAIR_ROLE}"
 
 
+NETEM_PROBE = ["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "0ms"]
+NETEM_UNDO = ["tc", "qdisc", "del", "dev", "eth0", "root"]
+
+
+def netem(run: LabRun, host: str) -> str:
+    """Whether the kernel has netem, tried in the host's namespace (and undone): ``available``, or ``absent``
+    and what tc said. An exact n-th drop needs the packets counted one by one, so NFQUEUE plays every
+    impairment either way; run.json says which mechanism ran and what netem could have done."""
+    container = run.names.sidecar(host, IMPAIR_ROLE)
+    res = run.backend.exec(container, NETEM_PROBE)
+    if res.exit_code == 0:
+        run.backend.exec(container, NETEM_UNDO)
+        return "available (unused: the impairments are exact, packet by packet, through nfqueue)"
+    return f"absent: {(res.stderr or res.stdout).strip()[:200]}"
+
+
 class ImpairPlayer(StepPlayer[ImpairStep]):
     kind = ImpairStep
 
     def play(self, run: LabRun, step: ImpairStep, index: int) -> str:
+        run.write_run_info(impairment={"mechanism": "nfqueue", "netem": netem(run, step.host)})
         argvs = [[*IPTABLES, "-I", *spec] for spec in impair_specs(step, run.lab, index)]
-        return "; ".join(apply(run, step.host, argvs, role=IMPAIR_ROLE))
+        return "; ".join(apply(run, step.host, argvs, role=IMPAIR_ROLE)) + " (through nfqueue)"
 
     def by_hand(self, step: ImpairStep, lab: Lab, files: str) -> list[HandLine]:
         index = index_of(lab, step)
