@@ -85,3 +85,15 @@ def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path
     # which mechanism impaired the link, and whether this kernel has netem (this one does not)
     assert info["impairment"]["mechanism"] == "nfqueue"
     assert info["impairment"]["netem"].startswith(("absent: ", "available")), info["impairment"]
+
+
+def test_the_report_marks_the_dropped_segment_on_the_ladder_and_lists_it(run: tuple[Any, Path, str]) -> None:
+    _, out, _ = run
+    html = (out / "report.html").read_text()
+    marked = re.findall(r'<g class="pkt data impaired" id="a-(\d+)"', html)
+    assert len(marked) == 1, marked
+    (row,) = re.findall(r"<tr><td class=\"mono\">[\d.]+</td><td>server</td><td>loss</td><td>drop</td>"
+                        r"<td class=\"mono\">(\d+)</td><td class=\"mono\">P\.</td><td>7</td>"
+                        r"<td><a href=\"#pkt-(\d+)\">", html)
+    assert row[1] == marked[0] and int(row[0]) == impaired.read(RunDir(out))[0].seq
+    assert "mechanism: nfqueue" in html
