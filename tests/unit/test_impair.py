@@ -139,3 +139,23 @@ def test_the_log_reader_keeps_whole_lines_in_time_order(tmp_path: Path) -> None:
     assert impaired.read(rd) == [
         impaired.Impaired(1795508890.25, "client", "impair-2", "drop", 1, "S", 0),
         impaired.Impaired(1795508890.5, "server", "loss", "drop", 3456789012, "P.", 7)]
+
+
+def test_the_compose_export_has_the_impairment_service_on_its_image_and_each_rule_as_typed(tmp_path: Path) -> None:
+    import yaml
+
+    from tcplab.export import export_to
+    from tcplab.model import load_lab
+    from tcplab.paths import COMPOSE_DIR
+
+    path = tmp_path / "im.yaml"
+    path.write_text(yaml.safe_dump({"name": "im", "network": {"subnet": "10.9.0.0/24"}, "hosts": HOSTS,
+                                    "steps": [LOSS, {"host": "server", "lift": "loss"}]}, sort_keys=False))
+    lab, resolved = load_lab(path)
+    text = export_to(COMPOSE_DIR / "im.yml", lab, resolved, path, ()).text
+    services = yaml.safe_load(text)["services"]
+    side = services["server-impair"]
+    assert side["cap_add"] == ["NET_ADMIN"] and side["network_mode"] == "service:server"
+    assert side["image"] == "tcplab/impair" and "client-impair" not in services
+    assert "docker-compose exec -T server-impair iptables -w 5 -I INPUT -s 10.9.0.3 -p tcp" in text
+    assert "docker-compose exec -T server-impair iptables -w 5 -D INPUT -s 10.9.0.3 -p tcp" in text
