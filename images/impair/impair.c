@@ -1,11 +1,13 @@
 /* impair: an NFQUEUE program that impairs the packets iptables queues to it, one rule per queue.
  *
  * Usage: impair LOGFILE RULE...   where each RULE is one argv word
- *   QUEUE:NAME:ACTION:VALUE:SEED:DATA
- *   ACTION: nth (drop the VALUE-th packet), every (drop every VALUE-th), prob (drop with probability
- *   VALUE per million, from SEED); DATA: 1 counts only TCP segments with a payload, 0 every packet.
- * Each dropped packet is one line of LOGFILE: "<epoch seconds> <rule> drop seq=<n> flags=<f> len=<n>";
- * every other packet is accepted unchanged. Says "impair ready" once every queue is bound. */
+ *   QUEUE:NAME:CHOICE:VALUE:SEED:DATA[:DELAY_US:JITTER_US]
+ *   CHOICE: nth (the VALUE-th packet), every (every VALUE-th), prob (each with probability VALUE per
+ *   million, from SEED), all; DATA: 1 counts only TCP segments with a payload, 0 every packet.
+ *   Without DELAY_US the chosen packets are dropped; with it they are held DELAY_US microseconds (plus a
+ *   uniform 0..JITTER_US from SEED), then accepted.
+ * Each chosen packet is one line of LOGFILE: "<epoch seconds> <rule> drop|delay seq=<n> flags=<f> len=<n>";
+ * every other packet is accepted at once, unchanged. Says "impair ready" once every queue is bound. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/netfilter.h>
@@ -14,8 +16,11 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #define MAX_RULES 32
 
@@ -27,7 +32,39 @@ struct rule {
     unsigned long long state;  /* the seeded generator's state */
     int data_only;
     unsigned long seen;
+    long delay_us;  /* -1: drop */
+    long jitter_us;
 };
+
+/* held packets, released in due order (a ring: fixed delays keep it sorted; jitter may reorder, as a link does) */
+#define MAX_HELD 65536
+struct held { struct nfq_q_handle *qh; unsigned int id; double due; };
+static struct held held[MAX_HELD];
+static int nheld;
+
+static double now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void release_due(void) {
+    double t = now_mono();
+    int kept = 0;
+    for (int i = 0; i < nheld; i++) {
+        if (held[i].due <= t) nfq_set_verdict(held[i].qh, held[i].id, NF_ACCEPT, 0, NULL);
+        else held[kept++] = held[i];
+    }
+    nheld = kept;
+}
+
+static int next_wait_ms(void) {
+    if (!nheld) return -1;
+    double soonest = held[0].due;
+    for (int i = 1; i < nheld; i++) if (held[i].due < soonest) soonest = held[i].due;
+    double ms = (soonest - now_mono()) * 1000.0;
+    return ms <= 0 ? 0 : (int)ms + 1;
+}
 
 static struct rule rules[MAX_RULES];
 static int nrules;
@@ -73,16 +110,24 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
         r->seen++;
         if (strcmp(r->action, "nth") == 0) drop = r->seen == r->value;
         else if (strcmp(r->action, "every") == 0) drop = r->value && r->seen % r->value == 0;
+        else if (strcmp(r->action, "all") == 0) drop = 1;
         else drop = next_random(r) % 1000000ULL < r->value;
     }
+    int delay = drop && r->delay_us >= 0 && nheld < MAX_HELD;
     if (drop) {
         struct timeval tv;
         gettimeofday(&tv, NULL);
         char fl[8] = "";
         if (tcp) flags_of(tcp, fl);
-        fprintf(logf, "%ld.%06ld %s drop seq=%lu flags=%s len=%d\n", (long)tv.tv_sec, (long)tv.tv_usec, r->name,
+        fprintf(logf, "%ld.%06ld %s %s seq=%lu flags=%s len=%d\n", (long)tv.tv_sec, (long)tv.tv_usec, r->name,
+                delay ? "delay" : "drop",
                 tcp ? (unsigned long)ntohl(tcp->seq) : 0UL, tcp ? fl : "-", payload);
         fflush(logf);
+    }
+    if (delay) {
+        long extra = r->jitter_us > 0 ? (long)(next_random(r) % (unsigned long long)(r->jitter_us + 1)) : 0;
+        held[nheld++] = (struct held){qh, id, now_mono() + (r->delay_us + extra) / 1e6};
+        return 0;
     }
     return nfq_set_verdict(qh, id, drop ? NF_DROP : NF_ACCEPT, 0, NULL);
 }
@@ -99,8 +144,10 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc && nrules < MAX_RULES; i++) {
         struct rule *r = &rules[nrules];
         unsigned long long seed = 0;
-        if (sscanf(argv[i], "%d:%63[^:]:%7[^:]:%lu:%llu:%d", &r->queue, r->name, r->action, &r->value, &seed,
-                   &r->data_only) != 6) {
+        r->delay_us = -1;
+        int n = sscanf(argv[i], "%d:%63[^:]:%7[^:]:%lu:%llu:%d:%ld:%ld", &r->queue, r->name, r->action, &r->value,
+                       &seed, &r->data_only, &r->delay_us, &r->jitter_us);
+        if (n != 6 && n != 8) {
             fprintf(stderr, "impair: bad rule '%s'\n", argv[i]);
             return 2;
         }
@@ -116,9 +163,13 @@ int main(int argc, char **argv) {
     printf("impair ready\n");
     fflush(stdout);
     char buf[65536] __attribute__((aligned));
+    struct pollfd pfd = {fd, POLLIN, 0};
     for (;;) {
-        int rv = recv(fd, buf, sizeof(buf), 0);
+        release_due();
+        if (poll(&pfd, 1, next_wait_ms()) <= 0) continue;
+        int rv = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (rv >= 0) { nfq_handle_packet(h, buf, rv); continue; }
+        if (errno == EAGAIN || errno == EINTR) continue;
         if (errno == ENOBUFS) { fprintf(stderr, "impair: queue overrun (packets lost)\n"); continue; }
         perror("recv");
         return 1;

@@ -568,20 +568,24 @@ class ImpairMatch(Strict):
 
 
 class ImpairStep(BaseStep):
-    """An impairment of the host's link: from this step on, matching packets are dropped (the `nth`, `every`
-    n-th, or each with a `probability` drawn from a recorded `seed`) until a ``lift`` step names it (``as``).
-    Played through NFQUEUE by an impairment sidecar in the host's network namespace, which logs every packet
-    it drops; the host gets no privilege."""
+    """An impairment of the host's link: from this step on, the chosen matching packets (the `nth`, `every`
+    n-th, or each with a `probability` drawn from a recorded `seed`; for a delay, every one without those) are
+    dropped or delayed until a ``lift`` step names it (``as``). Played through NFQUEUE by an impairment sidecar
+    in the host's network namespace, which logs every packet it impairs; the host gets no privilege."""
     host: Name
     """The host whose packets are impaired (in its network namespace)."""
-    impair: Literal["drop"]
-    """What is done to the chosen packets: `drop`."""
+    impair: Literal["drop", "delay"]
+    """What is done to the chosen packets: `drop`, or `delay` (by `delay`, plus up to `jitter`)."""
     nth: int | None = Field(None, ge=1)
     """Drop only the n-th matching packet (counted from this step)."""
     every: int | None = Field(None, ge=1)
     """Drop every n-th matching packet."""
     probability: float | None = Field(None, gt=0, le=1)
     """Drop each matching packet with this probability (from `seed`)."""
+    delay: Seconds | None = Field(None, ge=0, le=10)
+    """With `impair: delay`: how long each chosen packet is held before it goes on."""
+    jitter: Seconds = Field(0.0, ge=0, le=10)
+    """With `impair: delay`: up to this much more, uniformly drawn from `seed` (packets may overtake each other)."""
     seed: int = Field(1, ge=0)
     """The random generator's seed for `probability`: the same seed drops the same packets of the same story."""
     match: ImpairMatch = Field(default_factory=lambda: ImpairMatch.model_validate({}))
@@ -602,25 +606,38 @@ class ImpairStep(BaseStep):
         return f"impair-{self.as_}" if self.as_ else f"impair-{index}"
 
     def how(self) -> tuple[str, int]:
-        """The program's action and its value: ``nth``/``every`` and n, or ``prob`` and parts per million."""
+        """The program's choice and its value: ``nth``/``every`` and n, ``prob`` and parts per million, or
+        ``all``."""
         if self.nth is not None:
             return "nth", self.nth
         if self.every is not None:
             return "every", self.every
-        return "prob", round((self.probability or 0) * 1_000_000)
+        if self.probability is not None:
+            return "prob", round(self.probability * 1_000_000)
+        return "all", 0
 
     def default_title(self) -> str:
         m = self.match
         which = ("data segment" if m.data else "packet") + (f"s to {m.to}" if m.to else f"s from {m.from_}"
                                                             if m.from_ else "s")
-        what = (f"#{self.nth} of its {which}" if self.nth else f"every {self.every}th of its {which}" if self.every
-                else f"its {which} with probability {self.probability} (seed {self.seed})")
-        return f"{self.host}'s link drops {what}" + (f" on port {m.port}" if m.port else "")
+        what = (f"#{self.nth} of its {which}" if self.nth else f"1 in {self.every} of its {which}" if self.every
+                else f"its {which} with probability {self.probability} (seed {self.seed})" if self.probability
+                else f"all its {which}")
+        verb = "drops" if self.impair == "drop" else f"delays ({format_duration(self.delay or 0)}" + (
+            f" + up to {format_duration(self.jitter)})" if self.jitter else ")")
+        return f"{self.host}'s link {verb} {what}" + (f" on port {m.port}" if m.port else "")
 
     def check_story(self, index: int, story: StorySoFar) -> None:
         given = [k for k in ("nth", "every", "probability") if getattr(self, k) is not None]
-        if len(given) != 1:
+        if self.impair == "drop" and len(given) != 1:
             raise StepProblem("nth", "give exactly one of nth, every, probability")
+        if len(given) > 1:
+            raise StepProblem(given[1], "give at most one of nth, every, probability (none: every matching packet)")
+        if self.impair == "delay" and self.delay is None:
+            raise StepProblem("delay", "is required with impair: delay (e.g. 100ms)")
+        if self.impair == "drop" and (self.delay is not None or self.jitter):
+            raise StepProblem("delay" if self.delay is not None else "jitter",
+                              "only a delay has one: a drop is not held")
         m = self.match
         if m.from_ is not None and m.to is not None:
             raise StepProblem("match.to", "give from (the host's incoming packets) or to (its outgoing ones), not both")

@@ -249,14 +249,17 @@ def impair_queue(index: int) -> int:
 
 
 def impair_rules(lab: Lab, host: str) -> list[str]:
-    """The impairment program's rule words for the host's impair steps (``QUEUE:NAME:ACTION:VALUE:SEED:DATA``,
-    see images/impair/impair.c): every queue is held from the start, packets reach one only while its step's
-    iptables rule is in force."""
+    """The impairment program's rule words for the host's impair steps (``QUEUE:NAME:CHOICE:VALUE:SEED:DATA``,
+    and ``:DELAY_US:JITTER_US`` for a delay; see images/impair/impair.c): every queue is held from the start,
+    packets reach one only while its step's iptables rule is in force."""
     out = []
     for i, s in enumerate(lab.steps):
         if isinstance(s, ImpairStep) and s.host == host:
             action, value = s.how()
-            out.append(f"{impair_queue(i)}:{s.rule_name(i)}:{action}:{value}:{s.seed}:{int(s.match.data)}")
+            word = f"{impair_queue(i)}:{s.rule_name(i)}:{action}:{value}:{s.seed}:{int(s.match.data)}"
+            if s.impair == "delay":
+                word += f":{round((s.delay or 0) * 1e6)}:{round(s.jitter * 1e6)}"
+            out.append(word)
     return out
 
 

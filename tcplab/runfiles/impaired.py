@@ -25,7 +25,7 @@ class Impaired:
     ts: float
     host: str
     rule: str
-    action: str  # drop
+    action: str  # drop, delay
     seq: int
     flags: str
     length: int

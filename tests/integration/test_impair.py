@@ -1,5 +1,6 @@
 """Impairment through NFQUEUE on real containers: the server's impairment sidecar drops exactly the 3rd data
-segment the client sends, and the client's kernel retransmits it once, one RTO (as ss reports it) later.
+segment the client sends, and the client's kernel retransmits it once, one RTO (as ss reports it) later; then
+a second impairment delays the next one by 100 ms, which the server's ACK of it shows.
 
 Tail loss probes are off on the client (net.ipv4.tcp_early_retrans=0), so the one retransmission is the RTO
 timer's. The drop is on the server's INPUT, so both captures see the original and its retransmission.
@@ -38,8 +39,11 @@ STEPS: list[dict[str, Any]] = [
     {"host": "client", "send": "telnet", "text": "three\n"},
     {"wait": {"seconds": 1}, "timeout": "3s"},
     {"host": "server", "lift": "loss"},
+    {"host": "server", "impair": "delay", "delay": "100ms", "match": {"from": "client", "port": 8000, "data": True},
+     "as": "slow"},
     {"host": "client", "send": "telnet", "text": "four\n"},
-    {"wait": {"seconds": 0.2}, "timeout": "2s"},
+    {"wait": {"seconds": 0.4}, "timeout": "2s"},
+    {"host": "server", "lift": "slow"},
 ]
 
 
@@ -59,7 +63,7 @@ def test_exactly_the_third_data_segment_is_dropped_and_retransmitted_once_after_
         run: tuple[Any, Path, str]) -> None:
     res, out, _ = run
     assert res.returncode == 0, res.stdout + res.stderr
-    (drop,) = impaired.read(RunDir(out))
+    drop, _ = impaired.read(RunDir(out))
     assert (drop.host, drop.rule, drop.action, drop.flags, drop.length) == ("server", "loss", "drop", "P.", 7)
     client_ip = json.loads((out / "run.json").read_text())["hosts"]["client"]
     data = [t for raw in read_pcap_file(str(out / "capture" / "client.pcap"))
@@ -76,6 +80,20 @@ def test_exactly_the_third_data_segment_is_dropped_and_retransmitted_once_after_
     assert rto * 0.95 <= again.ts - original.ts <= rto * 1.5, (again.ts - original.ts, rto)
 
 
+def test_a_delayed_segment_reaches_the_servers_stack_one_delay_later(run: tuple[Any, Path, str]) -> None:
+    _, out, _ = run
+    _, held = impaired.read(RunDir(out))
+    assert (held.rule, held.action, held.length) == ("slow", "delay", 6)
+    info = json.loads((out / "run.json").read_text())
+    client_ip, server_ip = info["hosts"]["client"], info["hosts"]["server"]
+    seen = [t for raw in read_pcap_file(str(out / "capture" / "server.pcap")) if (t := decode_tcp(raw)) is not None]
+    (four,) = [t for t in seen if t.src == client_ip and t.payload == b"four\r\n"]  # arrives once: not retransmitted
+    assert four.seq == held.seq
+    acked = next(t for t in seen if t.src == server_ip and t.ts > four.ts and t.ack >= four.seq + len(four.payload))
+    # the capture sees the segment arrive; the stack, 100 ms later (its ACK may wait for a delayed-ACK timer)
+    assert 0.1 <= acked.ts - four.ts <= 0.1 + 0.05, acked.ts - four.ts
+
+
 def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path, str]) -> None:
     _, out, name = run
     info = json.loads((out / "run.json").read_text())
@@ -87,13 +105,14 @@ def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path
     assert info["impairment"]["netem"].startswith(("absent: ", "available")), info["impairment"]
 
 
-def test_the_report_marks_the_dropped_segment_on_the_ladder_and_lists_it(run: tuple[Any, Path, str]) -> None:
+def test_the_report_marks_the_impaired_segments_on_the_ladder_and_lists_them(run: tuple[Any, Path, str]) -> None:
     _, out, _ = run
     html = (out / "report.html").read_text()
     marked = re.findall(r'<g class="pkt data impaired" id="a-(\d+)"', html)
-    assert len(marked) == 1, marked
+    assert len(marked) == 2, marked  # the dropped segment and the delayed one
     (row,) = re.findall(r"<tr><td class=\"mono\">[\d.]+</td><td>server</td><td>loss</td><td>drop</td>"
                         r"<td class=\"mono\">(\d+)</td><td class=\"mono\">P\.</td><td>7</td>"
                         r"<td><a href=\"#pkt-(\d+)\">", html)
     assert row[1] == marked[0] and int(row[0]) == impaired.read(RunDir(out))[0].seq
+    assert re.search(r"<td>server</td><td>slow</td><td>delay</td>.*?<a href=\"#pkt-" + marked[1], html)
     assert "mechanism: nfqueue" in html

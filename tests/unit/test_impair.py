@@ -54,7 +54,20 @@ def test_the_step_is_an_nfqueue_rule_and_a_rule_word_of_the_program() -> None:
     assert step_title(prob) == "client's link drops its packets to server with probability 0.25 (seed 7)"
 
 
+def test_a_delay_holds_every_matching_packet_unless_told_which() -> None:
+    lab = lab_of([{"host": "server", "impair": "delay", "delay": "100ms", "jitter": "20ms", "seed": 3},
+                  {"host": "server", "impair": "delay", "delay": "1s", "every": 2, "match": {"to": "client"}}])
+    assert impair_rules(lab, "server") == ["100:impair-0:all:0:3:0:100000:20000", "101:impair-1:every:2:1:0:1000000:0"]
+    assert step_title(lab.steps[0]) == "server's link delays (100ms + up to 20ms) all its packets"
+    assert step_title(lab.steps[1]) == "server's link delays (1s) 1 in 2 of its packets to client"
+
+
 @pytest.mark.parametrize("steps,line", [
+    ([{"host": "server", "impair": "delay"}], "im.yaml: steps.0.delay: is required with impair: delay (e.g. 100ms)"),
+    ([{"host": "server", "impair": "delay", "delay": "1s", "nth": 1, "every": 2}],
+     "im.yaml: steps.0.every: give at most one of nth, every, probability (none: every matching packet)"),
+    ([{"host": "server", "impair": "drop", "nth": 1, "jitter": "1ms"}],
+     "im.yaml: steps.0.jitter: only a delay has one: a drop is not held"),
     ([{"host": "server", "impair": "drop"}], "im.yaml: steps.0.nth: give exactly one of nth, every, probability"),
     ([{"host": "server", "impair": "drop", "nth": 1, "every": 2}],
      "im.yaml: steps.0.nth: give exactly one of nth, every, probability"),
