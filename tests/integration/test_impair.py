@@ -91,7 +91,7 @@ def test_a_delayed_segment_reaches_the_servers_stack_one_delay_later(run: tuple[
     assert four.seq == held.seq
     acked = next(t for t in seen if t.src == server_ip and t.ts > four.ts and t.ack >= four.seq + len(four.payload))
     # the capture sees the segment arrive; the stack, 100 ms later (its ACK may wait for a delayed-ACK timer)
-    assert 0.1 <= acked.ts - four.ts <= 0.1 + 0.05, acked.ts - four.ts
+    assert 0.1 <= acked.ts - four.ts <= 0.1 + 0.1, acked.ts - four.ts
 
 
 def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path, str]) -> None:
