@@ -4,9 +4,12 @@
  *   QUEUE:NAME:CHOICE:VALUE:SEED:DATA[:DELAY_US:JITTER_US]
  *   CHOICE: nth (the VALUE-th packet), every (every VALUE-th), prob (each with probability VALUE per
  *   million, from SEED), all; DATA: 1 counts only TCP segments with a payload, 0 every packet.
- *   Without DELAY_US the chosen packets are dropped; with it they are held DELAY_US microseconds (plus a
- *   uniform 0..JITTER_US from SEED), then accepted.
- * Each chosen packet is one line of LOGFILE: "<epoch seconds> <rule> drop|delay seq=<n> flags=<f> len=<n>";
+ *   Without DELAY_US (or with -1) the chosen packets are dropped; with it they are held DELAY_US microseconds
+ *   (plus a uniform 0..JITTER_US from SEED), then accepted; DELAY_US -2: they are accepted and a copy is sent
+ *   after them through a raw socket (outgoing packets only), marked DUP_MARK so that the iptables rule, which
+ *   skips that mark, does not queue the copy again.
+ * Each chosen packet is one line of LOGFILE: "<epoch seconds> <rule> drop|delay|duplicate seq=<n> flags=<f>
+ * len=<n>";
  * every other packet is accepted at once, unchanged. Says "impair ready" once every queue is bound. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +26,8 @@
 #include <time.h>
 
 #define MAX_RULES 32
+#define DUP_MARK 0x7a1
+#define DUPLICATE (-2)
 
 struct rule {
     int queue;
@@ -69,6 +74,7 @@ static int next_wait_ms(void) {
 static struct rule rules[MAX_RULES];
 static int nrules;
 static FILE *logf;
+static int rawfd = -1;  /* opened on the first duplicate rule */
 
 static unsigned long long next_random(struct rule *r) {  /* splitmix64: same seed, same drops */
     unsigned long long z = (r->state += 0x9E3779B97F4A7C15ULL);
@@ -114,13 +120,14 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
         else drop = next_random(r) % 1000000ULL < r->value;
     }
     int delay = drop && r->delay_us >= 0 && nheld < MAX_HELD;
+    int dup = drop && r->delay_us == DUPLICATE;
     if (drop) {
         struct timeval tv;
         gettimeofday(&tv, NULL);
         char fl[8] = "";
         if (tcp) flags_of(tcp, fl);
         fprintf(logf, "%ld.%06ld %s %s seq=%lu flags=%s len=%d\n", (long)tv.tv_sec, (long)tv.tv_usec, r->name,
-                delay ? "delay" : "drop",
+                delay ? "delay" : dup ? "duplicate" : "drop",
                 tcp ? (unsigned long)ntohl(tcp->seq) : 0UL, tcp ? fl : "-", payload);
         fflush(logf);
     }
@@ -128,6 +135,14 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg, struct nfq_d
         long extra = r->jitter_us > 0 ? (long)(next_random(r) % (unsigned long long)(r->jitter_us + 1)) : 0;
         held[nheld++] = (struct held){qh, id, now_mono() + (r->delay_us + extra) / 1e6};
         return 0;
+    }
+    if (dup) {
+        int rv = nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
+        if (len >= (int)sizeof(struct iphdr)) {
+            struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = ((const struct iphdr *)pkt)->daddr};
+            if (sendto(rawfd, pkt, len, 0, (struct sockaddr *)&to, sizeof(to)) < 0) perror("impair: duplicate");
+        }
+        return rv;
     }
     return nfq_set_verdict(qh, id, drop ? NF_DROP : NF_ACCEPT, 0, NULL);
 }
@@ -152,9 +167,17 @@ int main(int argc, char **argv) {
             return 2;
         }
         r->state = seed;
+        if (r->delay_us == DUPLICATE && rawfd < 0) {
+            int mark = DUP_MARK;
+            rawfd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+            if (rawfd < 0 || setsockopt(rawfd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+                perror("impair: raw socket for duplicates");
+                return 1;
+            }
+        }
         struct nfq_q_handle *qh = nfq_create_queue(h, (unsigned short)r->queue, &on_packet, r);
         if (!qh) { fprintf(stderr, "impair: cannot bind queue %d: %s\n", r->queue, strerror(errno)); return 1; }
-        if (nfq_set_mode(qh, NFQNL_COPY_PACKET, 128) < 0) { perror("nfq_set_mode"); return 1; }
+        if (nfq_set_mode(qh, NFQNL_COPY_PACKET, r->delay_us == DUPLICATE ? 65535 : 128) < 0) { perror("nfq_set_mode"); return 1; }
         nfq_set_queue_maxlen(qh, 8192);
         nrules++;
     }

@@ -569,13 +569,15 @@ class ImpairMatch(Strict):
 
 class ImpairStep(BaseStep):
     """An impairment of the host's link: from this step on, the chosen matching packets (the `nth`, `every`
-    n-th, or each with a `probability` drawn from a recorded `seed`; for a delay, every one without those) are
-    dropped or delayed until a ``lift`` step names it (``as``). Played through NFQUEUE by an impairment sidecar
-    in the host's network namespace, which logs every packet it impairs; the host gets no privilege."""
+    n-th, or each with a `probability` drawn from a recorded `seed`; for a delay or a duplicate, every one
+    without those) are dropped, delayed or duplicated until a ``lift`` step names it (``as``). Played through
+    NFQUEUE by an impairment sidecar in the host's network namespace, which logs every packet it impairs; the
+    host gets no privilege."""
     host: Name
     """The host whose packets are impaired (in its network namespace)."""
-    impair: Literal["drop", "delay"]
-    """What is done to the chosen packets: `drop`, or `delay` (by `delay`, plus up to `jitter`)."""
+    impair: Literal["drop", "delay", "duplicate"]
+    """What is done to the chosen packets: `drop`, `delay` (by `delay`, plus up to `jitter`), or `duplicate` (a
+    copy follows each: the host's outgoing packets only)."""
     nth: int | None = Field(None, ge=1)
     """Drop only the n-th matching packet (counted from this step)."""
     every: int | None = Field(None, ge=1)
@@ -623,8 +625,9 @@ class ImpairStep(BaseStep):
         what = (f"#{self.nth} of its {which}" if self.nth else f"1 in {self.every} of its {which}" if self.every
                 else f"its {which} with probability {self.probability} (seed {self.seed})" if self.probability
                 else f"all its {which}")
-        verb = "drops" if self.impair == "drop" else f"delays ({format_duration(self.delay or 0)}" + (
-            f" + up to {format_duration(self.jitter)})" if self.jitter else ")")
+        verb = {"drop": "drops", "duplicate": "duplicates"}.get(self.impair) or (
+            f"delays ({format_duration(self.delay or 0)}"
+            + (f" + up to {format_duration(self.jitter)})" if self.jitter else ")"))
         return f"{self.host}'s link {verb} {what}" + (f" on port {m.port}" if m.port else "")
 
     def check_story(self, index: int, story: StorySoFar) -> None:
@@ -635,9 +638,12 @@ class ImpairStep(BaseStep):
             raise StepProblem(given[1], "give at most one of nth, every, probability (none: every matching packet)")
         if self.impair == "delay" and self.delay is None:
             raise StepProblem("delay", "is required with impair: delay (e.g. 100ms)")
-        if self.impair == "drop" and (self.delay is not None or self.jitter):
+        if self.impair == "duplicate" and self.match.from_ is not None:
+            raise StepProblem("match.from", "a duplicate is sent again from the host: only its outgoing packets "
+                                            "(match.to, or neither) can be duplicated")
+        if self.impair != "delay" and (self.delay is not None or self.jitter):
             raise StepProblem("delay" if self.delay is not None else "jitter",
-                              "only a delay has one: a drop is not held")
+                              f"only a delay has one: a {self.impair} is not held")
         m = self.match
         if m.from_ is not None and m.to is not None:
             raise StepProblem("match.to", "give from (the host's incoming packets) or to (its outgoing ones), not both")

@@ -48,6 +48,7 @@ IMPAIR_READY = "impair ready"  # what images/impair/impair.c says once it holds 
 IMPAIR_MEMORY = "64m"
 IMPAIR_FOLDER = "logs/impair"  # the impairment sidecars' logs in the run directory: <host>.log
 IMPAIR_QUEUE_BASE = 100  # an impair step's NFQUEUE number: this plus its index in the lab
+IMPAIR_DUP_MARK = "0x7a1"  # the mark of the copies the program sends (DUP_MARK in impair.c): never queued again
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,8 @@ def impair_queue(index: int) -> int:
 
 def impair_rules(lab: Lab, host: str) -> list[str]:
     """The impairment program's rule words for the host's impair steps (``QUEUE:NAME:CHOICE:VALUE:SEED:DATA``,
-    and ``:DELAY_US:JITTER_US`` for a delay; see images/impair/impair.c): every queue is held from the start,
-    packets reach one only while its step's iptables rule is in force."""
+    and ``:DELAY_US:JITTER_US`` for a delay, ``:-2:0`` for a duplicate; see images/impair/impair.c): every
+    queue is held from the start, packets reach one only while its step's iptables rule is in force."""
     out = []
     for i, s in enumerate(lab.steps):
         if isinstance(s, ImpairStep) and s.host == host:
@@ -259,20 +260,25 @@ def impair_rules(lab: Lab, host: str) -> list[str]:
             word = f"{impair_queue(i)}:{s.rule_name(i)}:{action}:{value}:{s.seed}:{int(s.match.data)}"
             if s.impair == "delay":
                 word += f":{round((s.delay or 0) * 1e6)}:{round(s.jitter * 1e6)}"
+            elif s.impair == "duplicate":
+                word += ":-2:0"
             out.append(word)
     return out
 
 
 def impair_sidecar(lab: Lab, host: str, names: RunNames, writes: ArtifactMount) -> SidecarPlan:
-    """The impairment program in the host's network namespace (NET_ADMIN for it alone, never for the host),
-    logging each packet it drops to ``logs/impair/<host>.log``."""
+    """The impairment program in the host's network namespace (NET_ADMIN for it alone, never for the host, and
+    NET_RAW when it sends duplicates), logging each packet it impairs to ``logs/impair/<host>.log``."""
+    dup = any(isinstance(s, ImpairStep) and s.host == host and s.impair == "duplicate" for s in lab.steps)
     spec = ContainerSpec(
         name=names.sidecar(host, IMPAIR_ROLE), image=IMPAIR_IMAGE, labels=names.labels(IMPAIR_ROLE, host),
         command=["/opt/lab/impair", f"/{IMPAIR_ROLE}/{host}.log", *impair_rules(lab, host)],
-        joins=names.host(host), cap_add=("NET_ADMIN",), mounts=(writes(IMPAIR_ROLE, IMPAIR_FOLDER),),
+        joins=names.host(host), cap_add=("NET_ADMIN", "NET_RAW") if dup else ("NET_ADMIN",),
+        mounts=(writes(IMPAIR_ROLE, IMPAIR_FOLDER),),
         mem_limit=IMPAIR_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, IMPAIR_ROLE, host, IMPAIR_READY,
-                       about=f"NFQUEUE impairment of {host}'s packets for the lab's impair steps (NET_ADMIN only)")
+                       about=f"NFQUEUE impairment of {host}'s packets for the lab's impair steps "
+                             f"({'NET_ADMIN and NET_RAW, for the duplicates' if dup else 'NET_ADMIN only'})")
 
 
 def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:

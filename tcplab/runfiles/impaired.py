@@ -25,7 +25,7 @@ class Impaired:
     ts: float
     host: str
     rule: str
-    action: str  # drop, delay
+    action: str  # drop, delay, duplicate
     seq: int
     flags: str
     length: int

@@ -1,6 +1,7 @@
 """Impairment through NFQUEUE on real containers: the server's impairment sidecar drops exactly the 3rd data
 segment the client sends, and the client's kernel retransmits it once, one RTO (as ss reports it) later; then
-a second impairment delays the next one by 100 ms, which the server's ACK of it shows.
+a second impairment delays the next one by 100 ms, which the server's ACK of it shows; a third, on the
+client, sends the next one twice.
 
 Tail loss probes are off on the client (net.ipv4.tcp_early_retrans=0), so the one retransmission is the RTO
 timer's. The drop is on the server's INPUT, so both captures see the original and its retransmission.
@@ -44,6 +45,11 @@ STEPS: list[dict[str, Any]] = [
     {"host": "client", "send": "telnet", "text": "four\n"},
     {"wait": {"seconds": 0.4}, "timeout": "2s"},
     {"host": "server", "lift": "slow"},
+    {"host": "client", "impair": "duplicate", "nth": 1, "match": {"to": "server", "port": 8000, "data": True},
+     "as": "twice"},
+    {"host": "client", "send": "telnet", "text": "five\n"},
+    {"wait": {"seconds": 0.2}, "timeout": "2s"},
+    {"host": "client", "lift": "twice"},
 ]
 
 
@@ -63,12 +69,13 @@ def test_exactly_the_third_data_segment_is_dropped_and_retransmitted_once_after_
         run: tuple[Any, Path, str]) -> None:
     res, out, _ = run
     assert res.returncode == 0, res.stdout + res.stderr
-    drop, _ = impaired.read(RunDir(out))
+    drop, _, _ = impaired.read(RunDir(out))
     assert (drop.host, drop.rule, drop.action, drop.flags, drop.length) == ("server", "loss", "drop", "P.", 7)
     client_ip = json.loads((out / "run.json").read_text())["hosts"]["client"]
     data = [t for raw in read_pcap_file(str(out / "capture" / "client.pcap"))
             if (t := decode_tcp(raw)) is not None and t.src == client_ip and t.dport == 8000 and t.payload]
-    assert [t.payload for t in data] == [b"one\r\n", b"two\r\n", b"three\r\n", b"three\r\n", b"four\r\n"]
+    assert [t.payload for t in data] == [b"one\r\n", b"two\r\n", b"three\r\n", b"three\r\n", b"four\r\n",
+                                         b"five\r\n", b"five\r\n"]
     original, again = data[2], data[3]
     assert original.seq == again.seq == drop.seq
     assert abs(original.ts - drop.ts) < 0.05  # the log's time is the dropped packet's
@@ -82,7 +89,7 @@ def test_exactly_the_third_data_segment_is_dropped_and_retransmitted_once_after_
 
 def test_a_delayed_segment_reaches_the_servers_stack_one_delay_later(run: tuple[Any, Path, str]) -> None:
     _, out, _ = run
-    _, held = impaired.read(RunDir(out))
+    _, held, _ = impaired.read(RunDir(out))
     assert (held.rule, held.action, held.length) == ("slow", "delay", 6)
     info = json.loads((out / "run.json").read_text())
     client_ip, server_ip = info["hosts"]["client"], info["hosts"]["server"]
@@ -94,11 +101,21 @@ def test_a_delayed_segment_reaches_the_servers_stack_one_delay_later(run: tuple[
     assert 0.1 <= acked.ts - four.ts <= 0.1 + 0.1, acked.ts - four.ts
 
 
-def test_only_the_impaired_host_gets_the_impairment_sidecar(run: tuple[Any, Path, str]) -> None:
+def test_a_duplicated_segment_reaches_the_server_twice(run: tuple[Any, Path, str]) -> None:
+    _, out, _ = run
+    _, _, twice = impaired.read(RunDir(out))
+    assert (twice.host, twice.rule, twice.action, twice.length) == ("client", "twice", "duplicate", 6)
+    client_ip = json.loads((out / "run.json").read_text())["hosts"]["client"]
+    seen = [t for raw in read_pcap_file(str(out / "capture" / "server.pcap")) if (t := decode_tcp(raw)) is not None]
+    copies = [t for t in seen if t.src == client_ip and t.payload == b"five\r\n"]
+    assert [t.seq for t in copies] == [twice.seq, twice.seq] and copies[1].ts - copies[0].ts < 0.05
+
+
+def test_the_impairment_sidecars_hold_net_admin_and_the_hosts_nothing(run: tuple[Any, Path, str]) -> None:
     _, out, name = run
     info = json.loads((out / "run.json").read_text())
     caps = {c.removeprefix(f"tcplab-{name}-"): v for c, v in info["capabilities"].items()}
-    assert caps["server-impair"] == ["NET_ADMIN"] and "client-impair" not in caps
+    assert caps["server-impair"] == ["NET_ADMIN"] and sorted(caps["client-impair"]) == ["NET_ADMIN", "NET_RAW"]
     assert caps["server"] == [] and caps["client"] == []
     # which mechanism impaired the link, and whether this kernel has netem (this one does not)
     assert info["impairment"]["mechanism"] == "nfqueue"
@@ -109,7 +126,7 @@ def test_the_report_marks_the_impaired_segments_on_the_ladder_and_lists_them(run
     _, out, _ = run
     html = (out / "report.html").read_text()
     marked = re.findall(r'<g class="pkt data impaired" id="a-(\d+)"', html)
-    assert len(marked) == 2, marked  # the dropped segment and the delayed one
+    assert len(marked) == 3, marked  # the dropped segment, the delayed one and the duplicated one
     (row,) = re.findall(r"<tr><td class=\"mono\">[\d.]+</td><td>server</td><td>loss</td><td>drop</td>"
                         r"<td class=\"mono\">(\d+)</td><td class=\"mono\">P\.</td><td>7</td>"
                         r"<td><a href=\"#pkt-(\d+)\">", html)

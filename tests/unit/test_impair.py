@@ -43,8 +43,8 @@ def test_the_step_is_an_nfqueue_rule_and_a_rule_word_of_the_program() -> None:
                   {"host": "client", "impair": "drop", "probability": 0.25, "seed": 7, "match": {"to": "server"}}])
     loss, every, prob = lab.steps
     assert impair_specs(loss, lab, 0) == [[
-        "INPUT", "-s", "10.9.0.3", "-p", "tcp", "-m", "multiport", "--ports", "8000", "-m", "comment", "--comment",
-        "tcplab:loss", "-j", "NFQUEUE", "--queue-num", "100"]]
+        "INPUT", "-s", "10.9.0.3", "-p", "tcp", "-m", "multiport", "--ports", "8000", "-m", "mark", "!", "--mark",
+        "0x7a1", "-m", "comment", "--comment", "tcplab:loss", "-j", "NFQUEUE", "--queue-num", "100"]]
     assert impair_specs(every, lab, 1)[0][:4] == ["OUTPUT", "-p", "tcp", "-m"]
     assert impair_specs(prob, lab, 2)[0][:3] == ["OUTPUT", "-d", "10.9.0.2"]
     assert impair_rules(lab, "server") == ["100:loss:nth:3:1:1", "101:impair-1:every:10:1:0"]
@@ -62,7 +62,19 @@ def test_a_delay_holds_every_matching_packet_unless_told_which() -> None:
     assert step_title(lab.steps[1]) == "server's link delays (1s) 1 in 2 of its packets to client"
 
 
+def test_a_duplicating_host_alone_gets_raw_sockets_for_the_copies(tmp_path: Path) -> None:
+    lab = lab_of([{"host": "client", "impair": "duplicate", "nth": 2, "match": {"to": "server"}}, LOSS])
+    assert impair_rules(lab, "client") == ["100:impair-0:nth:2:1:0:-2:0"]
+    assert step_title(lab.steps[0]) == "client's link duplicates #2 of its packets to server"
+    plan = plan_lab(lab, RunNames("im", "r1", str(tmp_path)), RunDir(tmp_path))
+    assert plan.host("client").sidecars[1].spec.cap_add == ("NET_ADMIN", "NET_RAW")
+    assert plan.host("server").sidecars[1].spec.cap_add == ("NET_ADMIN",)
+
+
 @pytest.mark.parametrize("steps,line", [
+    ([{"host": "server", "impair": "duplicate", "match": {"from": "client"}}],
+     "im.yaml: steps.0.match.from: a duplicate is sent again from the host: only its outgoing packets (match.to, "
+     "or neither) can be duplicated"),
     ([{"host": "server", "impair": "delay"}], "im.yaml: steps.0.delay: is required with impair: delay (e.g. 100ms)"),
     ([{"host": "server", "impair": "delay", "delay": "1s", "nth": 1, "every": 2}],
      "im.yaml: steps.0.every: give at most one of nth, every, probability (none: every matching packet)"),

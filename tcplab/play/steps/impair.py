@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...model.lab import ImpairStep, Lab
-from ...plan.lab_plan import IMPAIR_ROLE, impair_queue
+from ...plan.lab_plan import IMPAIR_DUP_MARK, IMPAIR_ROLE, impair_queue
 from .base import HandLine, InHost, Note, StepPlayer, register
 from .firewall import IPTABLES, apply, index_of
 
@@ -28,7 +28,9 @@ def impair_specs(step: ImpairStep, lab: Lab, index: int) -> list[list[str]]:
         chain, peer = "OUTPUT", ["-d", str(lab.host_ip(m.to))] if m.to is not None else []
     port = ["-m", "multiport", "--ports", str(m.port)] if m.port is not None else []
     comment = ["-m", "comment", "--comment", f"tcplab:{step.rule_name(index)}"]
-    return [[chain, *peer, "-p", "tcp", *port, *comment, "-j", "NFQUEUE", "--queue-num", str(impair_queue(index))]]
+    copies = ["-m", "mark", "!", "--mark", IMPAIR_DUP_MARK]  # the program's own duplicates pass
+    return [[chain, *peer, "-p", "tcp", *port, *copies, *comment, "-j", "NFQUEUE",
+             "--queue-num", str(impair_queue(index))]]
 
 
 def sidecar_service(host: str) -> str:
