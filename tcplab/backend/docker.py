@@ -52,12 +52,17 @@ class DockerBackend:
                 "kernel": str(v.get("KernelVersion", "")), "os": str(v.get("Os", ""))}
 
     # --- networks ----------------------------------------------------------
-    def create_network(self, name: str, subnet: str, labels: dict[str, str]) -> None:
+    def create_network(self, name: str, subnet: str, labels: dict[str, str], mtu: int | None = None,
+                       routed: bool = False) -> None:
         from docker.types import IPAMConfig, IPAMPool
 
         ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
+        options = {"com.docker.network.driver.mtu": str(mtu)} if mtu is not None else {}
+        if routed:  # Docker drops what an internal bridge carries to or from outside its subnet: a routed packet
+            options["com.docker.network.bridge.enable_ip_masquerade"] = "false"
         _engine_call(f"create network {name}", lambda: self.api.create_network(
-            name, driver="bridge", internal=True, ipam=ipam, labels=labels, check_duplicate=True))
+            name, driver="bridge", internal=not routed, ipam=ipam, labels=labels, check_duplicate=True,
+            options=options or None))
 
     def network_config(self, name: str) -> dict[str, Any]:
         return _engine_call(f"inspect network {name}", lambda: self.api.inspect_network(name))
@@ -104,6 +109,11 @@ class DockerBackend:
             hostname=None if spec.joins else spec.hostname,
             labels=spec.labels, host_config=host_config, networking_config=networking,
             environment=spec.environment or None, user=spec.user or "", detach=True))
+        for network, ip in spec.more_networks:  # before start: the container starts with all its interfaces
+            def connect(network: str = network, ip: str = ip) -> None:
+                api.connect_container_to_network(spec.name, network, ipv4_address=ip,
+                                                 aliases=list(spec.aliases) or None)
+            _engine_call(f"connect container {spec.name} to {network}", connect)
         return spec.name
 
     def exec(self, container: str, argv: list[str], timeout: float | None = None) -> ExecResult:

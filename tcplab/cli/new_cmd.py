@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, die, out
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out
+
+
+def _copy_programs(folder: Path) -> None:  # folder: <the draft's folder>/PROGRAMS
+    """The shipped labs' programs (tcpctl and its Dockerfile) beside a draft that builds its hosts from them; a
+    file already there is the user's and stays."""
+    from ..draft.from_pcap import PROGRAMS
+    from ..paths import LABS_DIR
+    source = LABS_DIR / PROGRAMS
+    try:
+        folder.mkdir(exist_ok=True)
+        for f in sorted(source.iterdir()):
+            if f.is_file() and not (folder / f.name).exists():
+                shutil.copyfile(f, folder / f.name)
+    except OSError as e:
+        die(EXIT_ENVIRONMENT, f"{folder}: cannot copy the programs from {source}: {e.strerror}")
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +80,12 @@ def new_cmd(
         os.replace(tmp, target)
     except OSError as e:
         die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+    if draft.programs:
+        _copy_programs(target.parent / "programs")
     unsure = draft.text.count("could not infer")
     out.print(f"wrote {target}: a draft of connection{'s' if len(draft.connections) > 1 else ''} "
               f"{', '.join(map(str, draft.connections))}; {unsure} comments say what could not be inferred",
               markup=False)
+    if draft.programs:
+        out.print(f"its hosts build {target.parent / 'programs'}/ (tcpctl, copied from the project's labs)",
+                  markup=False)

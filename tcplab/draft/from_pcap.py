@@ -6,8 +6,16 @@ connection when the peer does, one at a time), each other side a ``tcplab/client
 types the bytes it sent and closes when it sent its FIN; a silence between two of its actions is a wait
 of that length. A SYN with Windows' fingerprint (TTL above 64, window 8192, wscale 8) and an RST a while
 after the side's own FIN (its FIN_WAIT_2 timer) make that host an emulated Windows peer. The flags,
-seq/ack and timings the capture shows become packet expectations. Whatever the draft cannot reproduce
-gets a ``# could not infer: ...`` comment on its line.
+seq/ack and timings the capture shows become packet expectations.
+
+When the server does what tcplab/server cannot (writes, closes first, resets an accepted connection), tcpctl (the
+project's labs/programs, copied by ``lab new`` into ``programs/`` beside the draft, as ``build:`` paths are the lab
+file's own) plays both sides, one socket call a step: the server accepts each connection, reads what it will close
+cleanly, writes its lines, closes; an RST+ACK is a close() with the data unread (or SO_LINGER 0 when nothing came:
+the wire does not tell them apart); a bare RST answering the client's data is a server that forgot the connection,
+its own reset dropped by a firewall. A client's source ports packed into a narrow range say its port range was that
+narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). Whatever the
+draft cannot reproduce gets a ``# could not infer: ...`` comment on its line.
 
 The YAML is written here from a small structure (every string double-quoted, ASCII only) and validated
 with the model before anybody writes it.
@@ -29,7 +37,11 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 SILENCE = 1.0  # seconds: a shorter gap between two actions is the steps' own pace, not a silence to replay
 ACK_AT_ONCE = 0.05  # seconds: an ACK this soon after a FIN is the kernel's own
 SERVER_PROGRAM = "/opt/lab/server"
+PROGRAMS = "programs"  # the build folder beside a draft that needs tcpctl: a copy of the project's labs/programs
+TCPCTL = "/opt/lab/tcpctl"
 MAX_HOSTS = 16  # the model's limit
+SUMMARY_MAX = 300  # the model's limits of a summary and a story
+STORY_MAX = 5000
 WINDOWS_SYNS = {(8192, 8): "windows-7", (64240, 8): "windows-10", (65535, 8): "windows-10"}
 
 
@@ -93,6 +105,9 @@ class _Conn:
     timer_rst: Packet | None = None  # the client's RST after its own FIN, the server never having sent one
     refused: Packet | None = None  # the server's RST answering the SYN: nothing listens on the port
     unanswered: list[Packet] = field(default_factory=list)  # the client's SYNs when nothing ever came back
+    server_sends: list[Packet] = field(default_factory=list)  # the server's data segments
+    server_closes_first: Packet | None = None  # the server's FIN, sent before the client's
+    server_rst: Packet | None = None  # the server's RST on an accepted connection (an abortive close)
     other: list[str] = field(default_factory=list)  # what cannot be reproduced, said as comments
 
     @property
@@ -124,6 +139,7 @@ def _read(n: int, c: Connection) -> _Conn:
             if mine and k.client_fin is None:
                 k.sends.append(p)
             elif not mine:
+                k.server_sends.append(p)
                 k.other.append(f"the server sent {len(t.payload)} bytes at seq {p.rel_seq} "
                                f"(tcplab/server never writes; no step makes it)")
         if t.flags & FIN:
@@ -141,6 +157,8 @@ def _read(n: int, c: Connection) -> _Conn:
             elif mine and k.client_fin is not None and k.server_fin is None and k.timer_rst is None:
                 k.timer_rst = p
             else:
+                if not mine and k.server_rst is None and k.client_fin is None:
+                    k.server_rst = p
                 who = "client" if mine else "server"
                 k.other.append(f"the {who}'s RST [{p.flags}] at seq {p.rel_seq}, "
                                f"{p.rel_time:.3f} s into the capture (no step makes it)")
@@ -150,6 +168,7 @@ def _read(n: int, c: Connection) -> _Conn:
         k.other.append("the handshake (the capture starts inside the connection): the draft connects anew")
     if k.server_fin is not None and (k.client_fin is None or k.server_fin.ts < k.client_fin.ts):
         k.other.append("the server closes first (tcplab/server only closes after its peer); no step makes it")
+        k.server_closes_first = k.server_fin
         k.server_fin = None
     return k
 
@@ -227,6 +246,7 @@ class Draft:
     name: str
     connections: list[int]
     not_inferred: list[str]
+    programs: bool = False  # the draft builds its hosts from PROGRAMS, a folder beside it (a copy of labs/programs)
 
 
 def _name_for(stem: str) -> str:
@@ -243,7 +263,6 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     a LabError here is a bug of the draft, not of the capture."""
     conns = [_read(n, capture.connections[n - 1]) for n in chosen]
     conns.sort(key=lambda k: k.start)
-    t0 = conns[0].start
     unsure: list[str] = []
 
     # hosts: one per address, servers first (they get the first addresses, as the capture's order does not say)
@@ -278,6 +297,52 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     if len(names) > MAX_HOSTS - 1:  # one more for a holder
         raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
                            "hosts: choose fewer with --connection")
+    unsure.extend(_port_ranges(conns))
+    unsure.extend(note for k in conns if (note := _keepalive(k)))
+    if any(_needs_sockets(k) for k in conns):
+        hosts, steps, expect = _socket_play(conns, names, unsure)
+    else:
+        hosts, steps, expect = _telnet_play(conns, names, windows, unsure)
+
+    lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
+             f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
+             "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
+    lab_name = _name_for(Path(source).stem)
+    lines.append(f"name: {lab_name}")
+    summary = "Replays " + ", ".join(k.conn.name for k in conns) + " from " + Path(source).name
+    if len(summary) > SUMMARY_MAX:
+        summary = f"Replays {len(conns)} connections from {Path(source).name}"[:SUMMARY_MAX]
+    lines.append(f"summary: {_q(summary)}")
+    lines.append(f"story: {_q(_story(conns)[:STORY_MAX])}")
+    addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
+    lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
+    lines.append("hosts:")
+    for h, spec, notes in hosts:
+        for n in notes:
+            lines.append(f"  # {n}")
+        lines.append(f"  {h}: {_flow(spec)}")
+    lines.append("steps:")
+    for it in steps:
+        lines.extend(f"  # {c}" for c in it.comments)
+        lines.append(f"  - {_flow(it.value)}" + (f"  # {it.note}" if it.note else ""))
+    if unsure:
+        for u in unsure:
+            lines.append(f"# could not infer: {u}")
+    lines.append("expect:")
+    for it in expect:
+        lines.extend(f"  # {c}" for c in it.comments)
+        first = True
+        for key, v in it.value.items():
+            lines.append(f"  {'- ' if first else '  '}{key}: {_flow(v)}")
+            first = False
+    text = "\n".join(lines) + "\n"
+    validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
+    return Draft(text, lab_name, list(chosen), unsure, any(_needs_sockets(k) for k in conns))
+
+
+def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, tuple[str | None, str]],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+    """Hosts, steps and expectations where telnet plays the clients and tcplab/server the servers."""
     timers: dict[str, float] = {}
     for k in conns:
         if k.timer_rst is not None and k.client_fin is not None and k.client not in timers:
@@ -311,7 +376,6 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         ports.setdefault(k.server, [])
         if k.port not in ports[k.server] and k.refused is None:
             ports[k.server].append(k.port)
-    addresses = ", ".join(f"{ip} ({h})" for ip, h in names.items())
     for ip, h in names.items():
         notes: list[str] = []
         if h in ports and not ports[h]:
@@ -371,7 +435,7 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         if k.unanswered:
             events.append((k.unanswered[-1].ts, 3, "exit", k, k.unanswered[-1]))
     events.sort(key=lambda e: (e[0], e[1]))
-    last = t0
+    last = conns[0].start
     for ts, _, kind, k, p in events:
         gap = ts - last
         if kind not in ("rst", "exit") and gap >= SILENCE:
@@ -428,37 +492,215 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
         expect.extend(_expectations(k, k.client in timers))
         for o in k.other:
             unsure.append(f"connection {k.n}: {o}")
+    return hosts, steps, expect
 
-    lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
-             f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
-             "# '# could not infer' marks what the capture does not say; the rest is what it shows."]
-    lab_name = _name_for(Path(source).stem)
-    lines.append(f"name: {lab_name}")
-    lines.append(f"summary: {_q('Replays ' + ', '.join(k.conn.name for k in conns) + ' from ' + Path(source).name)}")
-    lines.append(f"story: {_q(_story(conns))}")
-    lines.append("network: {subnet: 10.77.0.0/24}  # the capture's addresses: " + addresses)
-    lines.append("hosts:")
-    for h, spec, notes in hosts:
-        for n in notes:
-            lines.append(f"  # {n}")
-        lines.append(f"  {h}: {_flow(spec)}")
-    lines.append("steps:")
-    for it in steps:
-        lines.extend(f"  # {c}" for c in it.comments)
-        lines.append(f"  - {_flow(it.value)}" + (f"  # {it.note}" if it.note else ""))
-    if unsure:
-        for u in unsure:
-            lines.append(f"# could not infer: {u}")
-    lines.append("expect:")
-    for it in expect:
-        lines.extend(f"  # {c}" for c in it.comments)
-        first = True
-        for key, v in it.value.items():
-            lines.append(f"  {'- ' if first else '  '}{key}: {_flow(v)}")
-            first = False
-    text = "\n".join(lines) + "\n"
-    validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
-    return Draft(text, lab_name, list(chosen), unsure)
+
+def _port_ranges(conns: list[_Conn]) -> list[str]:
+    """What a client's source ports hint at: packed into a narrow range, or one reused, the capture suggests the
+    kernel's port range was that narrow (a sysctl no packet shows); a connect() that failed for want of a port
+    (EADDRNOTAVAIL) sent nothing, so the capture cannot show it either."""
+    out = []
+    by_client: dict[str, list[int]] = {}
+    for k in conns:
+        by_client.setdefault(k.client, []).append(k.conn.key[1])
+    for client, ports in by_client.items():
+        lo, hi = min(ports), max(ports)
+        if len(ports) < 3 or hi - lo >= 2 * len(ports):
+            continue
+        reused = len(set(ports)) < len(ports)
+        out.append(f"{client}'s {len(ports)} connections came from ports {lo} to {hi}"
+                   + (", one port used again" if reused else "")
+                   + f": a port range that narrow is a sysctl no packet shows (--set hosts.{client}.sysctls."
+                   f"net.ipv4.ip_local_port_range=\"{lo} {hi}\"); a connect() that found no free port "
+                   "(EADDRNOTAVAIL) sends nothing, so the capture cannot show it"
+                   + (", nor whether net.ipv4.tcp_tw_reuse let a port in TIME_WAIT be used again" if reused else ""))
+    return out
+
+
+def _forgot(k: _Conn) -> Packet | None:
+    """The client's data that the server's RST answers when that RST has no ACK flag: a kernel with no socket for
+    the connection (it forgot it, the reset that said so lost) answers a segment carrying an ACK with a bare RST."""
+    r = k.server_rst
+    if r is None or r.tcp.flags & ACK:
+        return None
+    before = [q for q in k.conn.packets if q.ts <= r.ts and q is not r]
+    if before and before[-1].tcp.src == k.cip and before[-1].tcp.payload:
+        return before[-1]
+    return None
+
+
+def _keepalive(k: _Conn) -> str:
+    """The client's keepalive probes (a bare ACK one byte behind what it sent, after a silence), said with the timers
+    their gaps show; the draft has no step that turns SO_KEEPALIVE on, so it is a comment ("" when none)."""
+    nxt, last, probes = 0, None, []
+    for p in k.conn.packets:
+        t = p.tcp
+        if t.src == k.cip and t.flags == ACK and not t.payload and nxt and p.rel_seq == nxt - 1:
+            probes.append(p)
+            continue
+        if t.src == k.cip:
+            nxt = max(nxt, p.rel_seq + len(t.payload) + (1 if t.flags & (SYN | FIN) else 0))
+        if not probes:
+            last = p
+    if not probes or last is None:
+        return ""
+    idle = probes[0].ts - last.ts
+    gaps = [b.ts - a.ts for a, b in zip(probes, probes[1:])]
+    intvl = round(sum(gaps) / len(gaps)) if gaps else None
+    after = k.conn.packets[-1]
+    gave_up = after.tcp.src == k.cip and after.tcp.flags & RST and after.ts > probes[-1].ts
+    timers = f"net.ipv4.tcp_keepalive_time={round(idle)}" + (f", tcp_keepalive_intvl={intvl}" if intvl else "")
+    if gave_up:
+        timers += f", tcp_keepalive_probes={len(probes)} (it reset after the last one)"
+    return (f"connection {k.n}: {k.client} sent {len(probes)} keepalive probe{'s' if len(probes) > 1 else ''} "
+            f"(ACKs one byte behind), the first {idle:.1f} s after the last packet: SO_KEEPALIVE on, with {timers} "
+            f"as sysctls on {k.client}; no step of the draft turns keepalive on")
+
+
+def _needs_sockets(k: _Conn) -> bool:
+    """Whether the server does what tcplab/server cannot: writes, closes first or resets an accepted connection."""
+    return bool(k.server_sends) or k.server_closes_first is not None or k.server_rst is not None
+
+
+def _line(payload: bytes) -> str | None:
+    """The TEXT of tcpctl's ``send TEXT`` that writes these bytes (it adds one newline), or None."""
+    try:
+        text = payload.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text.endswith("\n") or "\n" in text[:-1] or not text[:-1].isprintable():
+        return None
+    return text[:-1]
+
+
+_PLAYED = ("the server sent ", "the server closes first", "the server's RST", "the server's FIN after")
+
+
+def _socket_play(conns: list[_Conn], names: dict[str, str],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+    """Hosts, steps and expectations where tcpctl plays both sides, one socket call a step: the server accepts each
+    connection, reads what it will answer or close cleanly, writes its data, closes first, or resets (close() with
+    the data unread, or with SO_LINGER 0 when nothing came); the client connects, writes, reads, closes."""
+    hosts: list[tuple[str, dict[str, Value], list[str]]] = []
+    servers = {k.server for k in conns}
+    for h in names.values():
+        role = "listens and accepts" if h in servers else "connects"
+        hosts.append((h, {"build": PROGRAMS}, [f"could not infer its program: tcpctl ({PROGRAMS}/, a copy of the "
+                                                f"project's labs/programs) {role}, one socket call a step"]))
+    steps: list[_Item] = []
+    listeners: dict[tuple[str, int], str] = {}
+    busy_until: dict[tuple[str, int], float] = {}
+    events: list[tuple[float, float, str, _Conn, Packet | None]] = []
+    for k in conns:
+        k.other = [o for o in k.other if not o.startswith(_PLAYED)]
+        end = k.conn.packets[-1].ts
+        key = (k.server, k.port)
+        if k.refused is None and key in busy_until and k.start < busy_until[key]:
+            unsure.append(f"connection {k.n}: it overlaps an earlier one to {k.server} port {k.port}; tcpctl acts on "
+                          "the connection it accepted last")
+        busy_until[key] = max(end, busy_until.get(key, 0.0))
+        events.append((k.start, 0, "connect", k, k.syn))
+        events.extend((p.ts, 1, "send", k, p) for p in k.sends)
+        events.extend((p.ts, 1, "reply", k, p) for p in k.server_sends)
+        if k.server_rst is not None and _forgot(k) is not None:
+            answered = _forgot(k)
+            assert answered is not None
+            events.append((answered.ts, 0.5, "forget", k, k.server_rst))  # before the data its RST answers
+        elif k.server_rst is not None:
+            events.append((k.server_rst.ts, 2, "abort", k, k.server_rst))
+        sfin = k.server_closes_first or k.server_fin
+        if sfin is not None:
+            events.append((sfin.ts, 2, "server-close", k, sfin))
+        if k.client_fin is not None:
+            events.append((k.client_fin.ts, 2, "close", k, k.client_fin))
+    events.sort(key=lambda e: (e[0], e[1]))
+    for k in conns:
+        key = (k.server, k.port)
+        if k.refused is None and key not in listeners:
+            listeners[key] = f"{k.server}-{k.port}"
+            steps.append(_Item({"host": k.server, "start": [TCPCTL, "listen", str(k.port), "5"], "as": listeners[key],
+                                "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
+    last = events[0][0]
+    for ts, _, kind, k, p in events:
+        gap = ts - last
+        last = ts
+        if gap >= SILENCE:
+            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
+                                "title": f"silence of {_seconds(gap)}"},
+                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+        app, srv = f"app{k.n}", listeners.get((k.server, k.port), "")
+        clean = k.server_rst is None and (k.server_closes_first or k.server_fin) is not None
+        if kind == "connect":
+            start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, "connect", k.server, str(k.port)],
+                                       "as": app, "ready": {"log": "^connected"},
+                                       "title": f"{k.client} connects to {k.server} port {k.port}"}
+            if k.refused is not None:
+                start["ready"] = {"log": "^connect failed"}
+            steps.append(_Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})"))
+            if k.refused is None and _needs_sockets(k) or k.server_sends:
+                steps.append(_Item({"host": k.server, "send": srv, "text": "accept\n",
+                                    "title": f"{k.server} accepts it"}))
+        elif kind in ("send", "reply") and p is not None:
+            text = _line(p.tcp.payload)
+            who, other, prog, peer_prog = ((k.client, k.server, app, srv) if kind == "send"
+                                           else (k.server, k.client, srv, app))
+            if text is None:
+                unsure.append(f"connection {k.n}: {len(p.tcp.payload)} bytes at seq {p.rel_seq} from {who} are not "
+                              "one line of text (tcpctl sends a line); no step sends them")
+                continue
+            steps.append(_Item({"host": who, "send": prog, "text": f"send {text}\n",
+                                "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
+            if kind == "reply" or clean:  # read, so that a later close() is a FIN, not a reset
+                steps.append(_Item({"host": other, "send": peer_prog, "text": "recv\n",
+                                    "title": f"{other} reads them"}))
+        elif kind == "abort":
+            unread = any(q.ts < ts for q in k.sends)
+            text = "pending\nclose\n" if unread else "linger 0\nclose\n"
+            steps.append(_Item({"host": k.server, "send": srv, "text": text,
+                                "title": f"{k.server} resets the connection: close() with "
+                                         + ("the request unread" if unread else "SO_LINGER {on, 0}")},
+                               note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
+                                    "the wire"))
+            steps.append(_Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
+        elif kind == "forget":
+            steps.append(_Item({"host": k.server, "firewall": "drop", "to": k.client, "as": f"silence{k.n}",
+                                "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
+                               note="could not infer how the server lost the connection (a crash? a reboot?): its "
+                                    "RST answers data without an ACK, so it had no socket for it"))
+            steps.append(_Item({"host": k.server, "send": srv, "text": "linger 0\nclose\n",
+                                "title": f"{k.server} forgets the connection: its reset is dropped"}))
+            steps.append(_Item({"wait": {"seconds": "500ms"}, "timeout": "5s",
+                                "title": "the reset leaves and is dropped"}))
+            steps.append(_Item({"host": k.server, "lift": f"silence{k.n}",
+                                "title": f"{k.server} speaks to {k.client} again"}))
+        elif kind == "server-close":
+            steps.append(_Item({"host": k.server, "send": srv, "text": "close\n",
+                                "title": f"{k.server} closes its connection"}))
+            steps.append(_Item({"wait": {"fin_from": k.server}, "timeout": "5s"}))
+        elif kind == "close":
+            steps.append(_Item({"host": k.client, "send": app, "text": "close\n",
+                                "title": f"{k.client} closes its connection"}))
+            steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+    expect: list[_Item] = []
+    for k in conns:
+        c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
+        expect.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
+        last_pkt = next((q for q in (k.server_rst, k.refused) if q is not None), None)
+        if last_pkt is not None:
+            expect.append(_Item({"name": pre + "reset", "about": f"{s} resets the connection: [{last_pkt.flags}]",
+                                 "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
+                                            "after": pre + "syn"}}))
+        sfin = k.server_closes_first or k.server_fin
+        if sfin is not None:
+            expect.append(_Item({"name": pre + "server-fin", "about": f"{s} closes: [{sfin.flags}]",
+                                 "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
+                                            "after": pre + "syn"}}))
+        if k.client_fin is not None:
+            expect.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{k.client_fin.flags}]",
+                                 "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
+                                            "after": pre + "syn"}}))
+    return hosts, steps, expect
 
 
 def _typed(payload: bytes) -> tuple[str | None, str]:
@@ -486,9 +728,14 @@ def _story(conns: list[_Conn]) -> str:
             did.append(f"nothing comes back to its {len(k.unanswered)} SYNs")
         if k.sends:
             did.append(f"sends {sum(len(p.tcp.payload) for p in k.sends)} bytes")
+        if k.server_rst is not None:
+            did.append("the server resets it")
+        if k.server_closes_first is not None:
+            did.append("the server closes first")
         if k.client_fin is not None:
             did.append("closes")
-            did.append("the server closes too" if k.server_fin is not None else "the server never closes")
+            if k.server_closes_first is None:
+                did.append("the server closes too" if k.server_fin is not None else "the server never closes")
         if k.timer_rst is not None and k.client_fin is not None:
             did.append(f"{k.client} resets {k.timer_rst.ts - k.client_fin.ts:.1f} s after its FIN")
         parts.append(", ".join(did) + ".")
@@ -539,20 +786,26 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
             out.append(_Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
                               "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
                                          "after": pre + "syn"}}))
+    crs = 0  # telnet sends CR LF for a typed newline: each bare LF sent so far is one byte more in the replay
     for i, p in enumerate(k.sends, 1):
         text, _ = _typed(p.tcp.payload)
         if text is None:
             continue
         piece = text.strip()[:200] or text[:200]
         out.append(_Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
-                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq,
+                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
                                      "payload": piece}}))
+        crs += p.tcp.payload.count(b"\n") - p.tcp.payload.count(b"\r\n")
     fin = k.client_fin
     if fin is None:
         return out
-    out.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
-                      "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq,
-                                 "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}}))
+    item = _Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
+                  "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
+                             "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
+    if crs:
+        item.comments.append(f"could not infer: the capture's {crs} bare LF (telnet types CR LF): seq {fin.rel_seq} "
+                             f"there is {fin.rel_seq + crs} here")
+    out.append(item)
     if k.fin_ack is not None:
         a = k.fin_ack
         delay = a.ts - fin.ts

@@ -46,6 +46,7 @@ from ..observe.tracer import TRACEFS
 from ..paths import HOME, IMAGES_DIR
 from ..peers import peer_kind
 from ..plan import LabPlan, RunNames, SidecarPlan, plan_lab
+from ..plan.lab_plan import network_name
 from ..play.steps import HandLine, InHost, Note, OnMachine, player_for
 from ..rundir import RunDir
 
@@ -179,15 +180,20 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
         svc["network_mode"] = "service:" + service_name(names, spec.joins)
     elif spec.isolated:
         svc["network_mode"] = "none"
-    elif spec.network == names.network:
-        endpoint: dict[str, Any] = {}
-        if spec.ip:
-            endpoint["ipv4_address"] = spec.ip
-        if spec.aliases:
-            endpoint["aliases"] = list(spec.aliases)
-        svc["networks"] = {NETWORK: endpoint}
+    elif spec.network is not None:
+        keys = network_keys(lab, names)
+        svc["networks"] = {}
+        for net, ip in ((spec.network, spec.ip), *spec.more_networks):
+            if net not in keys:
+                raise ExportError(f"container {spec.name}: on no network of the lab ({net!r})")
+            endpoint: dict[str, Any] = {}
+            if ip:
+                endpoint["ipv4_address"] = ip
+            if spec.aliases:
+                endpoint["aliases"] = list(spec.aliases)
+            svc["networks"][keys[net]] = endpoint
     else:
-        raise ExportError(f"container {spec.name}: on no network of the lab ({spec.network!r})")
+        raise ExportError(f"container {spec.name}: on no network of the lab")
     if spec.joins_pid:
         svc["pid"] = "service:" + service_name(names, spec.joins_pid)
     if spec.sysctls:
@@ -221,10 +227,28 @@ def to_service(spec: ContainerSpec, lab: Lab, rd: RunDir, names: RunNames, image
     return svc
 
 
-def network(lab: Lab) -> dict[str, Any]:
-    """The lab's network as ``lab up`` creates it: a bridge, internal (no way out), the lab's subnet."""
-    return {"driver": "bridge", "internal": True, "ipam": {"config": [{"subnet": str(lab.network.subnet)}]},
-            "labels": {LABEL_COMPOSE: lab.name, LABEL_ROLE: "network"}}
+def network_keys(lab: Lab, names: RunNames) -> dict[str, str]:
+    """The engine's name of each of the lab's networks -> its key under the compose file's ``networks:``."""
+    return {network_name(lab, names, key): key if lab.networks else NETWORK for key in lab.lab_networks()}
+
+
+def networks(plan: LabPlan, lab: Lab, names: RunNames) -> dict[str, Any]:
+    """The lab's networks as ``lab up`` creates them: bridges of the lab's subnets, internal (no way out); in a
+    lab of several networks, bridges that carry routed packets (not internal, no masquerading; the routes sidecars
+    take every host's default route away)."""
+    keys = network_keys(lab, names)
+    out: dict[str, Any] = {}
+    for net in plan.networks:
+        body: dict[str, Any] = {"driver": "bridge", "internal": not net.routed,
+                                "ipam": {"config": [{"subnet": net.subnet}]}}
+        options = {"com.docker.network.driver.mtu": str(net.mtu)} if net.mtu is not None else {}
+        if net.routed:
+            options["com.docker.network.bridge.enable_ip_masquerade"] = "false"
+        if options:
+            body["driver_opts"] = options
+        body["labels"] = {LABEL_COMPOSE: lab.name, LABEL_ROLE: "network"}
+        out[keys[net.name]] = body
+    return out
 
 
 # --- the file ------------------------------------------------------------------
@@ -437,7 +461,7 @@ def export_compose(lab: Lab, resolved: dict[str, Any], *, source: str, file_name
     text += "\nservices:\n"
     for i, (name, (spec, sidecar, body)) in enumerate(services.items()):
         text += ("\n" if i else "") + _service_comment(spec, lab, sidecar) + _dump({name: body}, 2)
-    text += "\nnetworks:\n" + _dump({NETWORK: network(lab)}, 2)
+    text += "\nnetworks:\n" + _dump(networks(plan, lab, names), 2)
     return ComposeExport(text, tuple(services))
 
 

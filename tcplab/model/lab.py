@@ -64,10 +64,33 @@ def _relative_path(value: str) -> str:
     return value
 
 
+SINGLE_NETWORK = "lab"  # the name of a lab's one network (`network:`) among its networks
+
+
 class Network(Strict):
     subnet: Annotated[ipaddress.IPv4Network, AfterValidator(_private_subnet)] = ipaddress.IPv4Network("10.77.0.0/24")
     """The lab's private network (RFC 1918, /16 to /29). Hosts get addresses from .2 on, in the order `hosts` lists
     them; two labs up at once need different subnets."""
+    mtu: Annotated[int, Field(ge=576, le=9000)] | None = None
+    """The MTU of every host's interface on this network (default: the engine's, 1500)."""
+
+
+class HostNetwork(Strict):
+    """A host's place on one of the lab's `networks`."""
+    ip: ipaddress.IPv4Address | None = Field(None, examples=["10.1.0.10"])
+    """The host's address on this network; default: .2 on, in the order `hosts` lists the network's hosts."""
+    mtu: Annotated[int, Field(ge=576, le=9000)] | None = None
+    """The MTU of the host's interface on this network (default: the network's `mtu`); set by the host's routes
+    sidecar."""
+
+
+class Route(Strict):
+    """A route in the host's routing table, set by a sidecar in its network namespace (NET_ADMIN for the
+    sidecar, never for the host)."""
+    to: ipaddress.IPv4Network = Field(examples=["10.2.0.0/24"])
+    """The destination: a subnet of one of the lab's networks (or inside one)."""
+    via: Name
+    """The host packets go to: a `router: true` host on a network this host shares with it (its address there)."""
 
 
 def _regex(value: str) -> str:
@@ -244,7 +267,16 @@ class Host(Strict):
     limits: Limits = Limits()
     """Resource limits of the host's container."""
     ip: ipaddress.IPv4Address | None = Field(None, examples=["10.77.0.10"])
-    """The host's address in the lab's subnet; default: the next free one."""
+    """The host's address in the lab's subnet; default: the next free one. (With the lab's `networks`: each
+    network's `ip` under the host's `networks`.)"""
+    networks: dict[Name, HostNetwork | None] = Field({}, examples=[{"left": {"ip": "10.1.0.10"}, "right": {}}])
+    """The lab's `networks` the host is on, each with its address there (default: the next free one); one
+    interface per network. Only with the lab's `networks`. A host's name resolves only on the networks it is on:
+    reach a host behind a router by its address."""
+    routes: Annotated[list[Route], Field(max_length=16)] = []
+    """Routes to other networks through a router host, e.g. `{to: 10.2.0.0/24, via: router}`."""
+    router: bool = False
+    """The host forwards packets between its networks (`net.ipv4.ip_forward=1` in its namespace; no privilege)."""
 
     @property
     def image_kind(self) -> Literal["project", "pulled", "built"]:
@@ -1129,7 +1161,11 @@ class Lab(Strict):
                           "renders them with this run's verdicts. The short form `reference: NAME` names a "
                           "comparison written in tcplab (`closewait-field-report`), as `reference: {report: NAME}`.")
     network: Network = Network()
-    """The lab's private network."""
+    """The lab's private network (a lab of one network)."""
+    networks: Annotated[dict[Name, Network], Field(max_length=8)] = Field(
+        {}, examples=[{"left": {"subnet": "10.1.0.0/24"}, "right": {"subnet": "10.2.0.0/24", "mtu": 1400}}])
+    """Several private networks by name, in place of `network`: each host says which it is on (its `networks`),
+    `router: true` hosts forward between them and `routes` lead there."""
     capture: Capture = Capture()
     """What every host's capture records."""
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
@@ -1175,8 +1211,36 @@ class Lab(Strict):
         named += [k for h in self.hosts.values() for k in h.sysctls]
         return list(dict.fromkeys(named))
 
+    def lab_networks(self) -> dict[str, Network]:
+        """The lab's networks by name: its `networks`, or its one `network` (named ``lab``)."""
+        return dict(self.networks) if self.networks else {SINGLE_NETWORK: self.network}
+
+    def host_addresses(self, name: str) -> dict[str, ipaddress.IPv4Address]:
+        """The host's address on each network it is on, its first network first."""
+        if not self.networks:
+            return {SINGLE_NETWORK: self.host_ip(name)}
+        out: dict[str, ipaddress.IPv4Address] = {}
+        for net, place in self.hosts[name].networks.items():
+            if place is not None and place.ip is not None:
+                out[net] = place.ip
+                continue
+            on = [h for h, host in self.hosts.items() if net in host.networks]
+            out[net] = self.networks[net].subnet.network_address + 2 + on.index(name) if net in self.networks \
+                else ipaddress.IPv4Address(0)
+        return out
+
+    def route_gateway(self, name: str, route: Route) -> ipaddress.IPv4Address | None:
+        """The address of ``route.via`` on the first network it shares with host ``name`` (None: none)."""
+        if route.via not in self.hosts:
+            return None
+        theirs = self.host_addresses(route.via)
+        return next((theirs[n] for n in self.hosts[name].networks if n in theirs), None)
+
     def host_ip(self, name: str) -> ipaddress.IPv4Address:
-        """The host's address: set in the file, else the n-th address after the gateway."""
+        """The host's address: set in the file, else the n-th address after the gateway (with `networks`: its
+        address on its first network)."""
+        if self.networks:
+            return next(iter(self.host_addresses(name).values()), ipaddress.IPv4Address(0))
         host = self.hosts[name]
         if host.ip is not None:
             return host.ip

@@ -17,6 +17,7 @@ from . import messages, yamlread
 from .build import check_build
 from ..peers import peer_kind
 from .errors import LabError
+from .topology import topology_problems
 from .lab import (EXPECTATION_KINDS, PROJECT_IMAGES, SECONDS_SYSCTLS, CounterMatch, Lab, PacketMatch, ProgramMatch,
                   StartStep, StateMatch, StepProblem, StorySoFar, step_name, sysctl_ref)
 from .yamlread import MAX_FILE_BYTES
@@ -198,15 +199,8 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None, 
                 wrong = check_build(host.program.build, host.image, lab_dir or Path(), paths.IMAGES_DIR)
                 if wrong:
                     raise LabError(file, f"hosts.{name}.program.build", wrong)
-    subnet = lab.network.subnet
-    seen_ips: dict[str, str] = {}
-    for name in hosts:
-        ip = lab.host_ip(name)
-        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address, subnet.network_address + 1):
-            raise LabError(file, f"hosts.{name}.ip", f"{ip} is not a usable host address of {subnet}")
-        if str(ip) in seen_ips:
-            raise LabError(file, f"hosts.{name}.ip", f"{ip} is also the address of host '{seen_ips[str(ip)]}'")
-        seen_ips[str(ip)] = name
+    for field, message in topology_problems(lab):
+        raise LabError(file, field, message)
     for name, host in hosts.items():
         for problem in peer_kind(host.peer.os).problems(host.peer):
             raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)

@@ -8,6 +8,7 @@ the same prefix; nstat's name is the prefix and the field, joined.
 from __future__ import annotations
 
 import difflib
+import re
 
 COUNTER_FILES = ("/proc/net/netstat", "/proc/net/snmp")
 COUNTERS_ARGV = ["cat", *COUNTER_FILES]
@@ -44,6 +45,20 @@ def read_counters(stdout: str, stderr: str, exit_code: int) -> dict[str, object]
         why = (stderr.strip().splitlines() or [f"cat exited with {exit_code}" if exit_code else "no counters"])[0]
         return {"argv": list(COUNTERS_ARGV), "ok": False, "error": why[:200], "values": values}
     return {"argv": list(COUNTERS_ARGV), "ok": True, "values": values}
+
+
+def counters_in_snapshot(stdout: str, stderr: str) -> dict[str, object] | None:
+    """The counters labsnap printed after the socket tables (one round trip for both), as
+    :func:`read_counters` records them; None when its output has no counters (a labsnap of an older image)."""
+    from .sockets import SNAP_COUNTERS, SNAP_STATUS
+
+    _, sep, rest = stdout.partition(SNAP_COUNTERS)
+    if not sep:
+        return None
+    text, _, status = rest.partition(SNAP_STATUS)
+    code = re.search(r"counters=(\d+)", status)
+    errors = "\n".join(ln for ln in stderr.splitlines() if ln.startswith("cat:"))
+    return read_counters(text, errors, int(code.group(1)) if code else 1)
 
 
 def closest_names(name: str, known: list[str], n: int = 3) -> list[str]:

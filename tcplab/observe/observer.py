@@ -36,7 +36,8 @@ MEMORY = "64m"
 COMMAND = ["sh", "-c", f'echo "{READY_LINE}"; exec sleep infinity']
 # images/common/labsnap, which the tools image does not hold: the same output, parsed by observe/sockets.py
 SNAPSHOT_ARGV = ["sh", "-c", 'netstat -tanp; ns=$?; echo "@@tcplab-ss@@"; ss -tanpoei; s=$?; '
-                             'echo "@@tcplab-status@@ netstat=$ns ss=$s"']
+                             'echo "@@tcplab-counters@@"; cat /proc/net/netstat /proc/net/snmp; c=$?; '
+                             'echo "@@tcplab-status@@ netstat=$ns ss=$s counters=$c"']
 # the host's main process is its init (tcplab starts every host with one); the program is the init's child.
 # Printed: its PID on one line, then its argv (/proc/PID/cmdline, NUL-separated).
 PROGRAM_ARGV = ["sh", "-c", 'for p in $(ps -o pid= --ppid 1); do echo "$p"; cat "/proc/$p/cmdline"; exit 0; done; '

@@ -130,6 +130,7 @@ def _owner(rest: str) -> tuple[int | None, str | None]:
 
 SNAP_SEPARATOR = "@@tcplab-ss@@\n"  # printed by images/common/labsnap between the two tables
 SNAP_STATUS = "@@tcplab-status@@"  # its last line: each tool's exit status
+SNAP_COUNTERS = "@@tcplab-counters@@\n"  # then the kernel counters' files (observe/counters.py reads them)
 
 
 def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -> dict[str, Any]:
@@ -143,6 +144,7 @@ def snapshot_tables(stdout: str, stderr: str, exit_code: int, image: str = "") -
         return {tool: {"argv": argv, "raw": "", "records": [], "ok": False, "error": why}
                 for tool, argv in (("netstat", NETSTAT_ARGV), ("ss", SS_ARGV))}
     ss, _, status_line = rest.lstrip("\n").partition(SNAP_STATUS)
+    ss = ss.partition(SNAP_COUNTERS)[0]
     codes = dict(re.findall(r"(netstat|ss)=(\d+)", status_line))
     out: dict[str, Any] = {}
     for tool, argv, raw, parse in (("netstat", NETSTAT_ARGV, ns, parse_netstat), ("ss", SS_ARGV, ss, parse_ss)):

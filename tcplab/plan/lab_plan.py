@@ -22,7 +22,7 @@ from typing import Callable, Collection, Mapping
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR
 from ..backend.base import ContainerSpec, Mount
-from ..model.lab import FirewallStep, ImpairStep, Lab
+from ..model.lab import SINGLE_NETWORK, FirewallStep, ImpairStep, Lab
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import CaptureSidecar
 from ..observe import observer
@@ -38,6 +38,21 @@ SIDECAR_PIDS = 64
 CAPTURE_MEMORY = "128m"
 TRACER_MEMORY = "128m"
 FIREWALL_MEMORY = "64m"
+ROUTES_ROLE = "routes"
+ROUTES_READY = "routes ready"
+# sets the interfaces' MTUs (mtu ADDRESS N) and adds the routes (route SUBNET GATEWAY) given as arguments (values the
+# model validated), then stays: a fixed script, the lab's data only in its argv
+# The bridges of a lab of several networks are not internal: no host keeps a default route (through the engine's
+# machine), so a host reaches the lab's networks alone.
+ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -gt 2 ]; do case "$1" in '
+                 'mtu) i=$(ip -o -4 addr show to "$2" | cut -d" " -f2 | cut -d@ -f1); ip link set dev "$i" mtu "$3";; '
+                 'route) ip route replace "$2" via "$3";; esac; shift 3; done; '
+                 f"echo '{ROUTES_READY}'; exec sleep infinity")
+# a capture of one of several interfaces: tcpdump on the interface holding the address given first (the engine
+# names interfaces in an order of its own)
+CAPTURE_BY_ADDRESS = ('i=$(ip -o -4 addr show to "$1" | cut -d" " -f2 | cut -d@ -f1); shift; '
+                      '[ -n "$i" ] || { echo "no interface with that address" >&2; exit 1; }; '
+                      'exec tcpdump -i "$i" "$@"')
 FIREWALL_ROLE = "firewall"
 FIREWALL_READY = "firewall ready"
 # the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
@@ -100,15 +115,22 @@ class NetworkPlan:
     name: str
     subnet: str
     labels: dict[str, str]
+    key: str = SINGLE_NETWORK  # the lab's name of it
+    mtu: int | None = None
+    routed: bool = False  # a lab of several networks: see Backend.create_network
 
 
 @dataclass(frozen=True)
 class LabPlan:
-    network: NetworkPlan
+    networks: tuple[NetworkPlan, ...]  # the first is the one a lab of one network has
     hosts: tuple[HostPlan, ...]
     tracer: SidecarPlan
     artifacts: tuple[ArtifactDir, ...]
     volume_labels: dict[str, str]
+
+    @property
+    def network(self) -> NetworkPlan:
+        return self.networks[0]
 
     def host(self, name: str) -> HostPlan:
         for h in self.hosts:
@@ -162,6 +184,10 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
         agent = run_dir.agent_dir(name) if name in agents and not lab.hosts[name].own_program else None
         peer = lab.hosts[name].peer
         sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
+        further = list(lab.host_addresses(name))[1:]  # a host's further networks: a capture of each
+        sidecars += [capture_sidecar(lab, name, names, run_dir, writes, net) for net in further]
+        if lab.networks:
+            sidecars.append(routes_sidecar(lab, name, names))
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
         if needs_firewall(lab, name):
             sidecars.append(firewall_sidecar(name, names))
@@ -172,8 +198,19 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
         image = (images or {}).get(name) or host_image(lab, name)
         hosts.append(HostPlan(name, host_spec(lab, name, names, ips[name], agent, image), tuple(sidecars)))
     tracer = tracer_sidecar(lab, names, ips, writes)
-    return LabPlan(NetworkPlan(names.network, str(lab.network.subnet), names.labels("network")), tuple(hosts),
-                   tracer, tuple(artifacts.values()), names.labels("artifacts"))
+    return LabPlan(network_plans(lab, names), tuple(hosts), tracer, tuple(artifacts.values()),
+                   names.labels("artifacts"))
+
+
+def network_name(lab: Lab, names: RunNames, key: str) -> str:
+    """The engine's name of the lab's network ``key``: the run's network name for a lab of one network."""
+    return names.network if not lab.networks else f"{names.network}-{key}"
+
+
+def network_plans(lab: Lab, names: RunNames) -> tuple[NetworkPlan, ...]:
+    return tuple(NetworkPlan(network_name(lab, names, key), str(net.subnet), names.labels("network"), key, net.mtu,
+                             routed=bool(lab.networks))
+                 for key, net in lab.lab_networks().items())
 
 
 def host_command(lab: Lab, name: str, agent_dir: Path | None) -> list[str] | None:
@@ -191,11 +228,14 @@ def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | N
     """A lab host: its image on the lab's network, its peer kind's sysctls and the lab's own (which win)."""
     host = lab.hosts[name]
     sysctls = peer_kind(host.peer.os).sysctls(host.peer)
+    if host.router:
+        sysctls["net.ipv4.ip_forward"] = "1"
     sysctls.update({k: str(v) for k, v in host.sysctls.items()})
+    places = [(network_name(lab, names, net), str(addr)) for net, addr in lab.host_addresses(name).items()]
     return ContainerSpec(
         name=names.host(name), image=image or host_image(lab, name), labels=names.labels("host", name),
         command=host_command(lab, name, agent_dir), hostname=name,
-        network=names.network, ip=ip,
+        network=places[0][0], ip=ip, more_networks=tuple(places[1:]),
         aliases=(name,), sysctls=sysctls, mem_limit=host.limits.memory,
         nano_cpus=int(host.limits.cpus * 1e9), pids_limit=host.limits.pids,
         environment=dict(host.program.env) if host.program else {},
@@ -205,13 +245,20 @@ def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | N
     )
 
 
-def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, writes: ArtifactMount) -> SidecarPlan:
-    """tcpdump in the host's network namespace, writing ``capture/<host>.pcap``."""
+def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, writes: ArtifactMount,
+                    network: str | None = None) -> SidecarPlan:
+    """tcpdump in the host's network namespace, writing ``capture/<host>.pcap``; on a host of several networks,
+    on its interface on its first network, and ``network``'s (a further one) into ``capture/<host>.<network>.pcap``."""
     side = CaptureSidecar(host, lab.capture.filter)
-    pcap = run_dir.pcap(host)
+    pcap = run_dir.pcap(host) if network is None else run_dir.capture_dir / f"{run_dir.pcap(host).stem}.{network}.pcap"
+    command = side.command(pcap.name)
+    if lab.networks:  # which interface is which network's is the engine's choice: find it by the address
+        address = lab.host_addresses(host)[network or next(iter(lab.host_addresses(host)))]
+        command = ["sh", "-c", CAPTURE_BY_ADDRESS, "sh", str(address)] + command[3:]
+    role = "capture" if network is None else f"capture-{network}"
     spec = ContainerSpec(
-        name=names.sidecar(host, "capture"), image=TOOLS_IMAGE, labels=names.labels("capture", host),
-        command=side.command(pcap.name), joins=names.host(host),
+        name=names.sidecar(host, role), image=TOOLS_IMAGE, labels=names.labels("capture", host),
+        command=command, joins=names.host(host),
         cap_add=side.capabilities, mounts=(writes("capture", "capture"),),
         mem_limit=CAPTURE_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, "capture", host, CAPTURE_READY,
@@ -226,6 +273,25 @@ def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: Artifact
         command=list(need.command), joins=names.host(host), cap_add=need.capabilities,
         mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, need.role, host, need.ready_line, about=need.about)
+
+
+def routes_sidecar(lab: Lab, host: str, names: RunNames) -> SidecarPlan:
+    """ip route in the host's network namespace, taking its default route away and adding the lab's routes:
+    NET_ADMIN for this sidecar, never for the host."""
+    argv: list[str] = []
+    addresses = lab.host_addresses(host)
+    for net, place in lab.hosts[host].networks.items():
+        if place is not None and place.mtu is not None:
+            argv += ["mtu", str(addresses[net]), str(place.mtu)]
+    for route in lab.hosts[host].routes:
+        argv += ["route", str(route.to), str(lab.route_gateway(host, route))]
+    spec = ContainerSpec(
+        name=names.sidecar(host, ROUTES_ROLE), image=TOOLS_IMAGE, labels=names.labels(ROUTES_ROLE, host),
+        command=["sh", "-c", ROUTES_SCRIPT, "sh", *argv], joins=names.host(host), cap_add=("NET_ADMIN",),
+        mem_limit=FIREWALL_MEMORY, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, ROUTES_ROLE, host, ROUTES_READY,
+                       about=f"ip route in {host}'s network namespace: no default route, the lab's routes "
+                             "(NET_ADMIN only)")
 
 
 def needs_firewall(lab: Lab, host: str) -> bool:
@@ -295,7 +361,8 @@ def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:
 
 def tracer_sidecar(lab: Lab, names: RunNames, ips: dict[str, str], writes: ArtifactMount) -> SidecarPlan:
     """The kernel state tracer: no network, the engine machine's tracefs, writing ``sockets/transitions.jsonl``."""
-    tracer = StateTracer(str(lab.network.subnet), instance_name(names.run), hosts=ips)
+    first = next(iter(lab.lab_networks().values()))  # records are the hosts' addresses'; the subnet is a fallback
+    tracer = StateTracer(str(first.subnet), instance_name(names.run), hosts=ips)
     spec = ContainerSpec(
         name=names.tracer, image=TOOLS_IMAGE, labels=names.labels("tracer"),
         command=tracer.command(), isolated=True,

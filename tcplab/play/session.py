@@ -24,7 +24,7 @@ from ..model.lab import Ready, Step, step_explain
 from ..observe import observer
 from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, describe_status, parse_exit_file,
                                record_start)
-from ..observe.counters import COUNTERS_ARGV, read_counters
+from ..observe.counters import COUNTERS_ARGV, counters_in_snapshot, read_counters
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
@@ -118,8 +118,11 @@ class LabRun:
         for artifacts in plan.artifacts:  # the sidecars' folders, written into or copied out into
             (self.rd.path / artifacts.folder).mkdir(parents=True, exist_ok=True)
         with self.phase("network"):
-            self.say(f"network {plan.network.name} ({plan.network.subnet}, internal)")
-            self.backend.create_network(plan.network.name, plan.network.subnet, plan.network.labels)
+            for net in plan.networks:
+                kind = "routed, no default route" if net.routed else "internal"
+                mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
+                self.say(f"network {net.name} ({net.subnet}, {kind}{mtu})")
+                self.backend.create_network(net.name, net.subnet, net.labels, net.mtu, net.routed)
             if plan.volumes:
                 self.say("the engine is on another machine: artifacts are copied out through it")
                 for volume in plan.volumes:
@@ -477,6 +480,11 @@ class LabRun:
             self.rd.table(host, label).write_text(both["netstat"]["raw"])
             self.rd.table(host, label, "ss").write_text(both["ss"]["raw"])
             tables[host] = both
+            in_snapshot = counters_in_snapshot(res.stdout, res.stderr)
+            if in_snapshot is None:  # a labsnap that prints no counters: read them on their own
+                count(host)
+            else:
+                counters[host] = in_snapshot
 
         def count(host: str) -> None:  # /proc/net of the host's network namespace: the host's own, or its observer's
             try:
@@ -488,7 +496,7 @@ class LabRun:
             counters[host] = read_counters(res.stdout, res.stderr, res.exit_code)
 
         running = [h for h in self.lab.hosts if self.host_running(h)]
-        self._all([partial(one, h) for h in running] + [partial(count, h) for h in running])
+        self._all([partial(one, h) for h in running])
         for h, c in counters.items():
             if h in tables and not tables[h].get("missing"):
                 tables[h]["counters"] = c

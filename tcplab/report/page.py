@@ -13,6 +13,7 @@ from ..analysis.explain import Explanation, explain, fmt_span
 from ..analysis.packets import Packet
 from ..analysis.references.published import kernel_read, published_facts
 from ..analysis.timeline import Timelines, build_timelines, snapshot_order
+from ..model.lab import Lab
 from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
@@ -143,8 +144,28 @@ def summary(data: RunData) -> dict[str, Any]:
         "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),
-        "problems": data.problems,
+        "problems": data.problems, "networks": network_lines(lab),
     }
+
+
+def network_lines(lab: Lab | None) -> list[str]:
+    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router and route."""
+    if lab is None or not lab.networks:
+        return []
+    lines = []
+    for key, net in lab.networks.items():
+        on = []
+        for h, host in lab.hosts.items():
+            if key in host.networks:
+                place = host.networks[key]
+                own = f" (MTU {place.mtu})" if place is not None and place.mtu is not None else ""
+                on.append(f"{h} {lab.host_addresses(h)[key]}{own}")
+        mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
+        lines.append(f"{key} {net.subnet}{mtu}: {', '.join(on)}")
+    lines += [f"{h} forwards between {', '.join(host.networks)}" for h, host in lab.hosts.items() if host.router]
+    lines += [f"{h}: route to {r.to} via {r.via} ({lab.route_gateway(h, r)})"
+              for h, host in lab.hosts.items() for r in host.routes]
+    return lines
 
 
 def packet_rows(packets: list[Packet], t0: float) -> list[dict[str, Any]]:

@@ -22,11 +22,14 @@ if not FIELD_REPORT.is_file():
 
 
 def _run(lab: str, out: Path, sets: list[str]) -> subprocess.CompletedProcess[str]:
+    from .stories import remove_built_images
+
     args = ["run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
     proc = lab_cmd(*args, timeout=300)
     name = sets[0].split("=", 1)[1]
     if labeled_objects(name):
         lab_cmd("down", name, timeout=120)
+    remove_built_images(name, Path(lab))  # a draft's tcpctl hosts build images under its run's name
     return proc
 
 
@@ -61,7 +64,38 @@ ROUND_TRIPS = {
     "closewait-linux": ([], [], {"linux": [["S", "S.", "."]], "win": [["S", "S.", ".", "F.", "."]]}),
     "refused": ([], ["hosts.client.sysctls.net.ipv4.tcp_syn_retries=2"],
                 {"client": [["S", "R."], SYNS]}),
+    # tcpctl plays both sides (the draft builds a copy of labs/programs): two resets by close(), a clean close
+    "abortive-close": ([], [], {"client": [["S", "S.", ".", "P.", ".", "R."]] * 2
+                                + [["S", "S.", ".", "P.", ".", "F.", ".", "F.", "."]]}),
+    # tcpctl: the bare RST answering data is a server that forgot the connection behind a firewall that dropped its
+    # reset; the draft's 3.6 s silence shortened as its comment says
+    "half-open": ([], ["steps.4.wait.seconds=0.5"], {"client": [["S", "S.", ".", "P.", ".", "P.", "R"]]}),
+    # telnet and tcplab/server play it; the four-port range is a comment (and the failed connect() sent nothing)
+    "timewait": ([], [], {"tight": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 4,
+                          "reuse": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 5}),
 }
+
+# The shipped labs no draft replays yet, and why (each is a behaviour the draft's programs cannot play from what the
+# capture shows); test_every_shipped_lab_round_trips_or_says_why keeps this list and ROUND_TRIPS whole.
+NOT_ROUND_TRIPPED = {
+    "backlog": "a listener that never accepts, with a backlog of 1 or 2, and a burst of connections at once: the "
+               "capture shows neither the backlog (the SYN-ACK retransmits and the dropped SYNs are the kernel's) nor "
+               "that accept() was never called, and the draft opens connections one step at a time",
+    "keepalive": "two connections open at once to an echo server (tcpctl acts on the last one it accepted) and the "
+                 "client's keepalive probes: tcpctl has no SO_KEEPALIVE (the draft only comments the timers the probes' gaps "
+                 "show), and a server that vanishes (drops every "
+                 "packet) is not told apart from one that stopped answering",
+    "nagle": "writes without a newline (tcpctl and telnet send lines) and segment boundaries made by Nagle's "
+             "algorithm and the delayed-ACK timer within milliseconds, which steps a few milliseconds apart cannot "
+             "reproduce",
+}
+
+
+def test_every_shipped_lab_round_trips_or_says_why() -> None:
+    from ..conftest import shipped_labs
+
+    assert set(ROUND_TRIPS) | set(NOT_ROUND_TRIPPED) == set(shipped_labs())
+    assert not set(ROUND_TRIPS) & set(NOT_ROUND_TRIPPED)
 
 
 @pytest.fixture(scope="module", params=list(ROUND_TRIPS))

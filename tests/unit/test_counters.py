@@ -12,7 +12,8 @@ import yaml
 from tcplab.analysis.expectations import evaluate
 from tcplab.model import LabError
 from tcplab.model.loader import check_references, validate
-from tcplab.observe.counters import closest_names, parse_counters, read_counters
+from tcplab.observe.counters import closest_names, counters_in_snapshot, parse_counters, read_counters
+from tcplab.observe.sockets import snapshot_tables
 
 NETSTAT = """TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPAbortOnClose TCPAbortOnData
 TcpExt: 0 3 4 1 0
@@ -160,3 +161,20 @@ def test_the_report_lists_the_counters_that_moved(tmp_path: Path) -> None:
         {"name": "TcpExtListenDrops", "values": ["1", "4"], "change": "+3"},
         {"name": "TcpExtListenOverflows", "values": ["1", "4"], "change": "+3"}]}
     assert build_context(gather(make_run(tmp_path / "x", [], after=counters(4, ok=False))))["counters"] == []
+
+
+def test_one_snapshot_round_trip_gives_the_tables_and_the_counters() -> None:
+    """labsnap prints the counters after the tables: both are read from one output, and neither leaks into the
+    other; an older labsnap (no counters section) says so with None, and a failed cat is missing, not zero."""
+    ss = "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\nLISTEN 0 5 0.0.0.0:8000 0.0.0.0:*\n"
+    out = ("Active Internet connections (servers and established)\n@@tcplab-ss@@\n" + ss
+           + "@@tcplab-counters@@\n" + NETSTAT + SNMP + "@@tcplab-status@@ netstat=0 ss=0 counters=0\n")
+    tables = snapshot_tables(out, "", 0)
+    assert tables["ss"]["ok"] and tables["ss"]["raw"] == ss
+    counters = counters_in_snapshot(out, "")
+    assert counters is not None and counters["ok"] is True and counters["values"]["TcpOutRsts"] == 2  # type: ignore[index]
+    older = out.replace("@@tcplab-counters@@\n" + NETSTAT + SNMP, "").replace(" counters=0", "")
+    assert counters_in_snapshot(older, "") is None and snapshot_tables(older, "", 0)["ss"]["raw"] == ss
+    failed = out.replace(NETSTAT + SNMP, "").replace("counters=0", "counters=1")
+    gone = counters_in_snapshot(failed, "netstat: warning\ncat: /proc/net/snmp: No such file or directory\n")
+    assert gone is not None and gone["ok"] is False and gone["error"] == "cat: /proc/net/snmp: No such file or directory"

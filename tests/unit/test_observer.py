@@ -98,7 +98,8 @@ def test_the_observers_snapshot_prints_what_labsnap_prints(tmp_path: Path) -> No
     argv = [_sh(), *observer.SNAPSHOT_ARGV[1:]]
     res = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     labsnap = (Path(__file__).resolve().parents[2] / "images" / "common" / "labsnap").read_text()
-    assert "echo \"@@tcplab-ss@@\"" in labsnap and "echo \"@@tcplab-status@@ netstat=$ns ss=$s\"" in labsnap
+    assert "echo \"@@tcplab-ss@@\"" in labsnap and "echo \"@@tcplab-counters@@\"" in labsnap
+    assert "echo \"@@tcplab-status@@ netstat=$ns ss=$s counters=$c\"" in labsnap
     tables = snapshot_tables(res.stdout, res.stderr, res.returncode, "tcplab/tools")
     assert tables["netstat"]["ok"] and tables["ss"]["ok"]
     owners = {(r["state"], r["pid"], r["program"]) for r in tables["netstat"]["records"]}

@@ -1,0 +1,109 @@
+"""The checks of a lab's networks: addresses, subnets, routes and whether every host reaches every other.
+
+Each problem is (field path, message); the loader turns the first into a one-line error (exit 2).
+"""
+from __future__ import annotations
+
+from itertools import combinations
+
+from .lab import Lab
+
+
+def address_problems(lab: Lab) -> list[tuple[str, str]]:
+    """Each host's address on each of its networks: usable, and nobody else's."""
+    nets = lab.lab_networks()
+    seen: dict[str, str] = {}
+    for name in lab.hosts:
+        for net, ip in lab.host_addresses(name).items():
+            field = f"hosts.{name}.networks.{net}.ip" if lab.networks else f"hosts.{name}.ip"
+            subnet = nets[net].subnet
+            if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address,
+                                          subnet.network_address + 1):
+                return [(field, f"{ip} is not a usable host address of {subnet}")]
+            if str(ip) in seen:
+                return [(field, f"{ip} is also the address of host '{seen[str(ip)]}'")]
+            seen[str(ip)] = name
+    return []
+
+
+def topology_problems(lab: Lab) -> list[tuple[str, str]]:
+    """The first problem of the lab's networks, hosts' places on them and routes (empty: none)."""
+    if lab.networks and "network" in lab.model_fields_set:
+        return [("network", "give either network (one) or networks (several), not both")]
+    names = list(lab.networks)
+    for a, b in combinations(names, 2):
+        if lab.networks[a].subnet.overlaps(lab.networks[b].subnet):
+            return [(f"networks.{b}.subnet", f"{lab.networks[b].subnet} overlaps network '{a}' "
+                                             f"({lab.networks[a].subnet})")]
+    for name, host in lab.hosts.items():
+        if not lab.networks:
+            if host.networks:
+                return [(f"hosts.{name}.networks", "the lab has one network: name several under the lab's "
+                                                   "networks first")]
+            continue
+        if host.cap_add:
+            return [(f"hosts.{name}.cap_add", "not in a lab of several networks: their bridges are not the engine's "
+                                              "internal kind, and only the lab's own sidecar sets routes")]
+        if host.own_program:
+            return [(f"hosts.{name}.image", "a lab of several networks runs the project's images only: an image's "
+                                            "own program would start before the host's default route is taken away")]
+        if host.ip is not None:
+            return [(f"hosts.{name}.ip", "with the lab's networks, give the address per network "
+                                         f"(hosts.{name}.networks.NET.ip)")]
+        if not host.networks:
+            return [(f"hosts.{name}.networks", f"host '{name}' is on no network (known: {', '.join(names)})")]
+        for net in host.networks:
+            if net not in lab.networks:
+                return [(f"hosts.{name}.networks.{net}", f"no network '{net}' (known: {', '.join(names)})")]
+    problems = address_problems(lab)
+    if problems:
+        return problems
+    return route_problems(lab) or reach_problems(lab)
+
+
+def route_problems(lab: Lab) -> list[tuple[str, str]]:
+    nets = lab.lab_networks()
+    for name, host in lab.hosts.items():
+        for i, route in enumerate(host.routes):
+            where = f"hosts.{name}.routes.{i}"
+            if not any(route.to.overlaps(n.subnet) for n in nets.values()):
+                return [(f"{where}.to", f"{route.to} is the subnet of no network of the lab (a route to nowhere)")]
+            if route.via not in lab.hosts or route.via == name:
+                return [(f"{where}.via", f"'{route.via}' is not another host of the lab")]
+            if lab.route_gateway(name, route) is None:
+                return [(f"{where}.via", f"host '{route.via}' shares no network with '{name}'")]
+            if not lab.hosts[route.via].router:
+                return [(f"{where}.via", f"host '{route.via}' does not forward packets (give it router: true)")]
+    return []
+
+
+def _places(lab: Lab, name: str) -> list[str]:
+    return list(lab.hosts[name].networks) if lab.networks else list(lab.lab_networks())
+
+
+def reaches(lab: Lab, name: str, net: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether packets from host ``name`` get onto network ``net``: it is on it, or a route covering the network's
+    subnet leads to a router that gets them there."""
+    if net in _places(lab, name):
+        return True
+    subnet = lab.lab_networks()[net].subnet
+    for route in lab.hosts[name].routes:
+        via = route.via
+        if subnet.subnet_of(route.to) and via not in seen and via in lab.hosts and lab.hosts[via].router \
+                and reaches(lab, via, net, seen | {name}):
+            return True
+    return False
+
+
+def reach_problems(lab: Lab) -> list[tuple[str, str]]:
+    """Every pair of hosts reaches each other (there and back) on some network of the other's."""
+    if not lab.networks:
+        return []
+    for a, b in combinations(lab.hosts, 2):
+        for src, dst in ((a, b), (b, a)):
+            if not any(reaches(lab, src, net) for net in _places(lab, dst)):
+                return [(f"hosts.{src}.routes", f"host '{src}' has no path to host '{dst}' "
+                                                f"({', '.join(str(ip) for ip in lab.host_addresses(dst).values())}): "
+                                                "no shared network and no route through a router")]
+    return []
+
