@@ -597,6 +597,9 @@ class ImpairMatch(Strict):
     """Only packets with this port at either end of the connection; default: any port."""
     data: bool = False
     """Count only TCP segments that carry data (`true`: the 3rd is the 3rd data segment, not the 3rd packet)."""
+    flags: Annotated[str, StringConstraints(pattern=r"^[SFRP.]{1,5}$")] | None = None
+    """Only packets with exactly these TCP flags, as tcpdump prints them (`S`, `S.`, `P.`, `F.`, `R`, `.`: ack
+    only); URG and ECN bits are not compared."""
 
 
 class ImpairStep(BaseStep):
@@ -677,6 +680,8 @@ class ImpairStep(BaseStep):
             raise StepProblem("delay" if self.delay is not None else "jitter",
                               f"only a delay has one: a {self.impair} is not held")
         m = self.match
+        if m.flags is not None and len(set(m.flags)) != len(m.flags):
+            raise StepProblem("match.flags", f"'{m.flags}' names a flag twice (write e.g. S, S., P., F., R, .)")
         if m.from_ is not None and m.to is not None:
             raise StepProblem("match.to", "give from (the host's incoming packets) or to (its outgoing ones), not both")
         for key, peer in (("match.from", m.from_), ("match.to", m.to)):

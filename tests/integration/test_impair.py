@@ -30,7 +30,8 @@ HOSTS = {
 }
 STEPS: list[dict[str, Any]] = [
     {"host": "client", "start": ["telnet", "server", "8000"], "as": "telnet", "ready": {"log": r"^Connected to"}},
-    {"host": "server", "impair": "drop", "nth": 3, "match": {"from": "client", "port": 8000, "data": True},
+    {"host": "server", "impair": "drop", "nth": 3,
+     "match": {"from": "client", "port": 8000, "flags": "P.", "data": True},
      "as": "loss"},
     {"host": "client", "send": "telnet", "text": "one\n"},
     {"wait": {"seconds": 0.2}, "timeout": "2s"},

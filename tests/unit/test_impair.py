@@ -54,6 +54,15 @@ def test_the_step_is_an_nfqueue_rule_and_a_rule_word_of_the_program() -> None:
     assert step_title(prob) == "client's link drops its packets to server with probability 0.25 (seed 7)"
 
 
+def test_a_flags_match_is_iptables_tcp_flags_over_the_five_tcpdump_shows() -> None:
+    lab = lab_of([{"host": "client", "impair": "drop", "nth": 1, "match": {"to": "server", "flags": "S"}},
+                  {"host": "client", "impair": "drop", "nth": 1, "match": {"flags": "P."}}])
+    assert impair_specs(lab.steps[0], lab, 0)[0][5:8] == ["--tcp-flags", "SYN,ACK,FIN,RST,PSH", "SYN"]
+    assert impair_specs(lab.steps[1], lab, 1)[0][3:6] == ["--tcp-flags", "SYN,ACK,FIN,RST,PSH", "PSH,ACK"]
+    assert refused([{"host": "client", "impair": "drop", "nth": 1, "match": {"flags": "SS"}}]).startswith(
+        "im.yaml: steps.0.match.flags: ")
+
+
 def test_a_delay_holds_every_matching_packet_unless_told_which() -> None:
     lab = lab_of([{"host": "server", "impair": "delay", "delay": "100ms", "jitter": "20ms", "seed": 3},
                   {"host": "server", "impair": "delay", "delay": "1s", "every": 2, "match": {"to": "client"}}])

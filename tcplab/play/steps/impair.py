@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ..session import LabRun
 
 
+FLAG_NAMES = {"S": "SYN", "F": "FIN", "R": "RST", "P": "PSH", ".": "ACK"}  # tcpdump's letter -> iptables' name
+
+
 def impair_specs(step: ImpairStep, lab: Lab, index: int) -> list[list[str]]:
     """The step's iptables rule, without the action (-I to set, -D to lift): ``from`` is the host's INPUT,
     else its OUTPUT (to ``to`` or any peer)."""
@@ -27,6 +30,8 @@ def impair_specs(step: ImpairStep, lab: Lab, index: int) -> list[list[str]]:
     else:
         chain, peer = "OUTPUT", ["-d", str(lab.host_ip(m.to))] if m.to is not None else []
     port = ["-m", "multiport", "--ports", str(m.port)] if m.port is not None else []
+    if m.flags is not None:
+        port += ["--tcp-flags", "SYN,ACK,FIN,RST,PSH", ",".join(FLAG_NAMES[c] for c in m.flags)]
     comment = ["-m", "comment", "--comment", f"tcplab:{step.rule_name(index)}"]
     copies = ["-m", "mark", "!", "--mark", IMPAIR_DUP_MARK]  # the program's own duplicates pass
     return [[chain, *peer, "-p", "tcp", *port, *copies, *comment, "-j", "NFQUEUE",
