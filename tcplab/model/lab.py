@@ -588,7 +588,7 @@ class FirewallStep(BaseStep):
 
 
 class ImpairMatch(Strict):
-    """Which of the host's packets an impairment counts: a direction, a port, data segments only."""
+    """Which of the host's packets an impairment counts: a direction, a port, flags, data segments only."""
     from_: Name | None = Field(None, alias="from")
     """Only the host's incoming packets from this peer (neither `from` nor `to`: its outgoing packets to any peer)."""
     to: Name | None = None
@@ -626,7 +626,7 @@ class ImpairStep(BaseStep):
     seed: int = Field(1, ge=0)
     """The random generator's seed for `probability`: the same seed drops the same packets of the same story."""
     match: ImpairMatch = Field(default_factory=lambda: ImpairMatch.model_validate({}))
-    """Which packets count (direction, port, data only)."""
+    """Which packets count (direction, port, flags, data only)."""
     as_: Name | None = Field(None, alias="as")
     """The impairment's name, for the `lift` step that ends it and for the log; default: `impair-<step index>`."""
     title: Title | None = None
