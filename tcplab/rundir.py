@@ -41,6 +41,11 @@ class RunDir:
     @property
     def logs_dir(self) -> Path: return self.path / "logs"
     @property
+    def impair_logs_dir(self) -> Path:
+        """An impairment sidecar logs each packet it impairs here, one ``<host>.log`` each."""
+        return self.logs_dir / "impair"
+
+    @property
     def peer_logs_dir(self) -> Path:
         """A Windows peer's sidecar writes its events here, one ``<host>.jsonl`` each."""
         return self.logs_dir / "peer"

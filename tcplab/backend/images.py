@@ -22,7 +22,7 @@ from .base import BuildRequest, EngineError, ImageRecord, Progress
 BASE_IMAGE = os.environ.get("TCPLAB_BASE_IMAGE", "tcplab/base:bookworm")
 LABEL_CONTEXT = "tcplab.context"
 # What a sidecar needs is in tools; the order builds shared stages once.
-BUILD_ORDER = ("tcplab/server", "tcplab/client", "tcplab/tools")
+BUILD_ORDER = ("tcplab/server", "tcplab/client", "tcplab/tools", "tcplab/impair")
 
 
 

@@ -587,12 +587,123 @@ class FirewallStep(BaseStep):
         story.rules[(self.host, name)] = index
 
 
+class ImpairMatch(Strict):
+    """Which of the host's packets an impairment counts: a direction, a port, flags, data segments only."""
+    from_: Name | None = Field(None, alias="from")
+    """Only the host's incoming packets from this peer (neither `from` nor `to`: its outgoing packets to any peer)."""
+    to: Name | None = None
+    """Only the host's outgoing packets to this peer."""
+    port: Port | None = None
+    """Only packets with this port at either end of the connection; default: any port."""
+    data: bool = False
+    """Count only TCP segments that carry data (`true`: the 3rd is the 3rd data segment, not the 3rd packet)."""
+    flags: Annotated[str, StringConstraints(pattern=r"^[SFRP.]{1,5}$")] | None = None
+    """Only packets with exactly these TCP flags, as tcpdump prints them (`S`, `S.`, `P.`, `F.`, `R`, `.`: ack
+    only); URG and ECN bits are not compared."""
+
+
+class ImpairStep(BaseStep):
+    """An impairment of the host's link: from this step on, the chosen matching packets (the `nth`, `every`
+    n-th, or each with a `probability` drawn from a recorded `seed`; for a delay or a duplicate, every one
+    without those) are dropped, delayed or duplicated until a ``lift`` step names it (``as``). Played through
+    NFQUEUE by an impairment sidecar in the host's network namespace, which logs every packet it impairs; the
+    host gets no privilege."""
+    host: Name
+    """The host whose packets are impaired (in its network namespace)."""
+    impair: Literal["drop", "delay", "duplicate"]
+    """What is done to the chosen packets: `drop`, `delay` (by `delay`, plus up to `jitter`), or `duplicate` (a
+    copy follows each: the host's outgoing packets only)."""
+    nth: int | None = Field(None, ge=1)
+    """Drop only the n-th matching packet (counted from this step)."""
+    every: int | None = Field(None, ge=1)
+    """Drop every n-th matching packet."""
+    probability: float | None = Field(None, gt=0, le=1)
+    """Drop each matching packet with this probability (from `seed`)."""
+    delay: Seconds | None = Field(None, ge=0, le=10)
+    """With `impair: delay`: how long each chosen packet is held before it goes on."""
+    jitter: Seconds = Field(0.0, ge=0, le=10)
+    """With `impair: delay`: up to this much more, uniformly drawn from `seed` (packets may overtake each other)."""
+    seed: int = Field(1, ge=0)
+    """The random generator's seed for `probability`: the same seed drops the same packets of the same story."""
+    match: ImpairMatch = Field(default_factory=lambda: ImpairMatch.model_validate({}))
+    """Which packets count (direction, port, flags, data only)."""
+    as_: Name | None = Field(None, alias="as")
+    """The impairment's name, for the `lift` step that ends it and for the log; default: `impair-<step index>`."""
+    title: Title | None = None
+    """What the report and the capture's packet comments call the step; default: one made from the step."""
+    explain: Explain | None = None
+    """For teaching: one paragraph on what the step does and what to look for; `lab up --step` says it before the
+    step, and the report's list of steps shows it."""
+
+    def rule_name(self, index: int) -> str:
+        """What a ``lift`` step names: its ``as``, else ``impair-<index>``."""
+        return self.as_ or f"impair-{index}"
+
+    def name_at(self, index: int) -> str:
+        return f"impair-{self.as_}" if self.as_ else f"impair-{index}"
+
+    def how(self) -> tuple[str, int]:
+        """The program's choice and its value: ``nth``/``every`` and n, ``prob`` and parts per million, or
+        ``all``."""
+        if self.nth is not None:
+            return "nth", self.nth
+        if self.every is not None:
+            return "every", self.every
+        if self.probability is not None:
+            return "prob", round(self.probability * 1_000_000)
+        return "all", 0
+
+    def default_title(self) -> str:
+        m = self.match
+        which = ("data segment" if m.data else "packet") + (f"s to {m.to}" if m.to else f"s from {m.from_}"
+                                                            if m.from_ else "s")
+        what = (f"#{self.nth} of its {which}" if self.nth else f"1 in {self.every} of its {which}" if self.every
+                else f"its {which} with probability {self.probability} (seed {self.seed})" if self.probability
+                else f"all its {which}")
+        verb = {"drop": "drops", "duplicate": "duplicates"}.get(self.impair) or (
+            f"delays ({format_duration(self.delay or 0)}"
+            + (f" + up to {format_duration(self.jitter)})" if self.jitter else ")"))
+        return f"{self.host}'s link {verb} {what}" + (f" on port {m.port}" if m.port else "")
+
+    def check_story(self, index: int, story: StorySoFar) -> None:
+        given = [k for k in ("nth", "every", "probability") if getattr(self, k) is not None]
+        if self.impair == "drop" and len(given) != 1:
+            raise StepProblem("nth", "give exactly one of nth, every, probability")
+        if len(given) > 1:
+            raise StepProblem(given[1], "give at most one of nth, every, probability (none: every matching packet)")
+        if self.impair == "delay" and self.delay is None:
+            raise StepProblem("delay", "is required with impair: delay (e.g. 100ms)")
+        if self.impair == "duplicate" and self.match.from_ is not None:
+            raise StepProblem("match.from", "a duplicate is sent again from the host: only its outgoing packets "
+                                            "(match.to, or neither) can be duplicated")
+        if self.impair != "delay" and (self.delay is not None or self.jitter):
+            raise StepProblem("delay" if self.delay is not None else "jitter",
+                              f"only a delay has one: a {self.impair} is not held")
+        m = self.match
+        if m.flags is not None and len(set(m.flags)) != len(m.flags):
+            raise StepProblem("match.flags", f"'{m.flags}' names a flag twice (write e.g. S, S., P., F., R, .)")
+        if m.from_ is not None and m.to is not None:
+            raise StepProblem("match.to", "give from (the host's incoming packets) or to (its outgoing ones), not both")
+        for key, peer in (("match.from", m.from_), ("match.to", m.to)):
+            if peer is None:
+                continue
+            if peer not in story.hosts:
+                raise StepProblem(key, f"unknown host '{peer}' (hosts: {', '.join(story.hosts)})")
+            if peer == self.host:
+                raise StepProblem(key, f"{peer} is the host whose link this is: name its peer")
+        name = self.rule_name(index)
+        if (self.host, name) in story.rules:
+            raise StepProblem("as", f"a rule '{name}' is already in force on {self.host} "
+                                    f"(steps.{story.rules[(self.host, name)]}): lift it first or choose another name")
+        story.rules[(self.host, name)] = index
+
+
 class LiftStep(BaseStep):
-    """The end of a firewall rule of the host (its ``as``): its packets flow again."""
+    """The end of a firewall rule or an impairment of the host (its ``as``): its packets flow again."""
     host: Name
     """The host whose firewall rule ends."""
     lift: Name
-    """The rule: its `as` (or `firewall-<step index>`)."""
+    """The rule: its `as` (or `firewall-<step index>`, `impair-<step index>`)."""
     title: Title | None = None
     """What the report and the capture's packet comments call the step; default: one made from the step."""
     explain: Explain | None = None
@@ -603,12 +714,12 @@ class LiftStep(BaseStep):
         return f"lift-{self.lift}"
 
     def default_title(self) -> str:
-        return f"{self.host}'s firewall lifts {self.lift}"
+        return f"{self.host} lifts {self.lift}"
 
     def check_story(self, index: int, story: StorySoFar) -> None:
         if (self.host, self.lift) not in story.rules:
             known = sorted(n for h, n in story.rules if h == self.host)
-            raise StepProblem("lift", f"no firewall rule '{self.lift}' is in force on {self.host} "
+            raise StepProblem("lift", f"no firewall rule or impairment '{self.lift}' is in force on {self.host} "
                                       f"({'rules in force: ' + ', '.join(known) if known else 'none is'})")
         del story.rules[(self.host, self.lift)]
 
@@ -616,7 +727,7 @@ class LiftStep(BaseStep):
 # The kinds of step, by the YAML key that names each: one line per kind.
 STEP_KINDS: dict[str, type[BaseStep]] = {
     "start": StartStep, "stop": StopStep, "send": SendStep, "snapshot": SnapshotStep, "wait": WaitStep,
-    "firewall": FirewallStep, "lift": LiftStep,
+    "firewall": FirewallStep, "lift": LiftStep, "impair": ImpairStep,
 }
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from ..backend.base import BuildRequest, ImageRequest
 from ..model.build import dockerfile_bases
-from ..model.lab import PROJECT_IMAGES, Lab
+from ..model.lab import PROJECT_IMAGES, ImpairStep, Lab
 
 BUILT_REPOSITORY = "tcplab-build"  # the repository of images built from a lab's Dockerfile
 TOOLS_IMAGE = "tcplab/tools"  # the sidecars' image
+IMPAIR_IMAGE = "tcplab/impair"  # the impairment sidecar's image, only for labs with an impair step
 
 
 def built_repository(lab: Lab, host: str) -> str:
@@ -29,8 +30,10 @@ def host_image(lab: Lab, host: str) -> str:
 
 
 def project_images(lab: Lab) -> set[str]:
-    """The project's images a lab runs: its project hosts' and the sidecars' (tcplab/tools)."""
-    return {h.image for h in lab.hosts.values() if h.image_kind == "project" and h.image} | {TOOLS_IMAGE}
+    """The project's images a lab runs: its project hosts' and the sidecars' (tcplab/tools, and tcplab/impair
+    for a lab that impairs a link)."""
+    impair = {IMPAIR_IMAGE} if any(isinstance(s, ImpairStep) for s in lab.steps) else set()
+    return {h.image for h in lab.hosts.values() if h.image_kind == "project" and h.image} | {TOOLS_IMAGE} | impair
 
 
 def project_bases(lab: Lab, lab_dir: Path) -> set[str]:

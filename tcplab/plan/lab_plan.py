@@ -22,7 +22,7 @@ from typing import Callable, Collection, Mapping
 
 from ..backend.agent import AGENT_COMMAND, AGENT_DIR
 from ..backend.base import ContainerSpec, Mount
-from ..model.lab import SINGLE_NETWORK, FirewallStep, Lab
+from ..model.lab import SINGLE_NETWORK, FirewallStep, ImpairStep, Lab
 from ..observe.capture import READY_LINE as CAPTURE_READY
 from ..observe.capture import CaptureSidecar
 from ..observe import observer
@@ -31,7 +31,7 @@ from ..observe.tracer import TRACEFS, StateTracer, instance_name
 from ..peers import peer_kind
 from ..peers.base import PeerSidecar
 from ..rundir import RunDir
-from .images import TOOLS_IMAGE, host_image
+from .images import IMPAIR_IMAGE, TOOLS_IMAGE, host_image
 from .names import RunNames
 
 SIDECAR_PIDS = 64
@@ -58,6 +58,12 @@ FIREWALL_READY = "firewall ready"
 # the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
 # no lab data in it); the rules themselves come later, one argv per step (tcplab/play/steps/firewall.py)
 FIREWALL_COMMAND = ["sh", "-c", f"iptables -w -S OUTPUT >/dev/null && echo '{FIREWALL_READY}' && exec sleep infinity"]
+IMPAIR_ROLE = "impair"
+IMPAIR_READY = "impair ready"  # what images/impair/impair.c says once it holds every queue of the host's rules
+IMPAIR_MEMORY = "64m"
+IMPAIR_FOLDER = "logs/impair"  # the impairment sidecars' logs in the run directory: <host>.log
+IMPAIR_QUEUE_BASE = 100  # an impair step's NFQUEUE number: this plus its index in the lab
+IMPAIR_DUP_MARK = "0x7a1"  # the mark of the copies the program sends (DUP_MARK in impair.c): never queued again
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,8 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
         if needs_firewall(lab, name):
             sidecars.append(firewall_sidecar(name, names))
+        if impair_rules(lab, name):
+            sidecars.append(impair_sidecar(lab, name, names, writes))
         if lab.hosts[name].own_program:  # its image's own program: no tool of tcplab's in it
             sidecars.append(observer_sidecar(name, names))
         image = (images or {}).get(name) or host_image(lab, name)
@@ -300,6 +308,43 @@ def firewall_sidecar(host: str, names: RunNames) -> SidecarPlan:
         mem_limit=FIREWALL_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, FIREWALL_ROLE, host, FIREWALL_READY,
                        about=f"iptables in {host}'s network namespace for the lab's firewall steps (NET_ADMIN only)")
+
+
+def impair_queue(index: int) -> int:
+    """The NFQUEUE number of the lab's ``index``-th step, an impair step."""
+    return IMPAIR_QUEUE_BASE + index
+
+
+def impair_rules(lab: Lab, host: str) -> list[str]:
+    """The impairment program's rule words for the host's impair steps (``QUEUE:NAME:CHOICE:VALUE:SEED:DATA``,
+    and ``:DELAY_US:JITTER_US`` for a delay, ``:-2:0`` for a duplicate; see images/impair/impair.c): every
+    queue is held from the start, packets reach one only while its step's iptables rule is in force."""
+    out = []
+    for i, s in enumerate(lab.steps):
+        if isinstance(s, ImpairStep) and s.host == host:
+            action, value = s.how()
+            word = f"{impair_queue(i)}:{s.rule_name(i)}:{action}:{value}:{s.seed}:{int(s.match.data)}"
+            if s.impair == "delay":
+                word += f":{round((s.delay or 0) * 1e6)}:{round(s.jitter * 1e6)}"
+            elif s.impair == "duplicate":
+                word += ":-2:0"
+            out.append(word)
+    return out
+
+
+def impair_sidecar(lab: Lab, host: str, names: RunNames, writes: ArtifactMount) -> SidecarPlan:
+    """The impairment program in the host's network namespace (NET_ADMIN for it alone, never for the host, and
+    NET_RAW when it sends duplicates), logging each packet it impairs to ``logs/impair/<host>.log``."""
+    dup = any(isinstance(s, ImpairStep) and s.host == host and s.impair == "duplicate" for s in lab.steps)
+    spec = ContainerSpec(
+        name=names.sidecar(host, IMPAIR_ROLE), image=IMPAIR_IMAGE, labels=names.labels(IMPAIR_ROLE, host),
+        command=["/opt/lab/impair", f"/{IMPAIR_ROLE}/{host}.log", *impair_rules(lab, host)],
+        joins=names.host(host), cap_add=("NET_ADMIN", "NET_RAW") if dup else ("NET_ADMIN",),
+        mounts=(writes(IMPAIR_ROLE, IMPAIR_FOLDER),),
+        mem_limit=IMPAIR_MEMORY, pids_limit=SIDECAR_PIDS)
+    return SidecarPlan(spec, IMPAIR_ROLE, host, IMPAIR_READY,
+                       about=f"NFQUEUE impairment of {host}'s packets for the lab's impair steps "
+                             f"({'NET_ADMIN and NET_RAW, for the duplicates' if dup else 'NET_ADMIN only'})")
 
 
 def observer_sidecar(host: str, names: RunNames) -> SidecarPlan:

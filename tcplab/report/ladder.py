@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Union
 from markupsafe import Markup
 
 from ..analysis.packets import Packet, Traffic
+from ..runfiles.impaired import Impaired
 from ..runfiles.steps import StepRecord
 from ..wire import ACK, FIN, RST, SYN
 from .svg import el, svg, text, title
@@ -173,14 +174,16 @@ def row_height(row: Row) -> int:
 
 def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None,
                pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None,
-               col: int = COL, step_notes: Mapping[int, str] | None = None) -> Markup:
+               col: int = COL, step_notes: Mapping[int, str] | None = None,
+               marks: Mapping[int, str] | None = None) -> Markup:
     """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
     line) and a link to its row in the packet table (``#pkt-N``). ``pad`` adds room above rows (by their
     index: two ladders side by side line up on their shared steps); ``prefix`` starts every id and link,
     so that two ladders can share a page. ``notes``: words beside packets (by number), to the right of the
     hosts: what an expectation says about that packet (given, even empty, the room for them is kept: two
     ladders of one width); ``step_notes`` the same beside steps (by step index). ``col``: the room between two
-    hosts."""
+    hosts. ``marks``: packets an impairment sidecar impaired (by number): what it did, drawn as a cross on the
+    arrow."""
     addresses = addresses or {}
     pad = pad or {}
     xs = {h: GUTTER + MARGIN + i * col for i, h in enumerate(hosts)}
@@ -203,7 +206,7 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
         y += pad.get(i, 0.0)
         rh = ROW_H[type(row)]
         if isinstance(row, PacketRow):
-            items.append(_arrow(row.packet, xs, y + 10, t0, prefix))
+            items.append(_arrow(row.packet, xs, y + 10, t0, prefix, (marks or {}).get(row.packet.n)))
             if row.packet.n in notes:
                 items.append(_note(notes[row.packet.n], right + 6, y + 14))
         elif isinstance(row, StepRow):
@@ -244,14 +247,16 @@ def _note(words: str, x: float, y: float) -> str:
     return el("g", title(words), text(x, y, shown, class_="enote"), class_="note")
 
 
-def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "") -> str:
+def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "", mark: str | None = None) -> str:
     src = p.src_host or p.tcp.src
     dst = p.dst_host or p.tcp.dst
     x1, x2 = xs[src], xs[dst]
-    cls = packet_class(p)
+    cls = packet_class(p) + (" impaired" if mark else "")
     mid = (x1 + x2) / 2
-    tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})"
-    return el("g", title(tip),
+    tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})" + (f"  ✕ {mark}" if mark else "")
+    cross = text(x2 - (12 if x2 > x1 else -12), y + SLOPE + 4, "✕", class_="impair", text_anchor="middle") if mark \
+        else ""
+    return el("g", title(tip), cross,
               el("a", el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="hit"),
                  el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end=f"url(#{prefix}ah)"),
                  text(mid, y - 4, p.label(), class_="lbl", text_anchor="middle"),
@@ -282,7 +287,26 @@ class Ladder:
     gaps: list[GapRow]
 
 
-def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions | None = None) -> Ladder:
+def impaired_packets(traffic: Traffic, drops: Iterable[Impaired]) -> dict[Impaired, int]:
+    """The captured packet each impaired one is (its number): the same sequence number and flags, to or from
+    the impairing host, closest in time (within 50 ms). A packet dropped on its way out of the host is in no
+    capture: it is left out."""
+    out: dict[Impaired, int] = {}
+    for d in drops:
+        near = [p for p in traffic.packets if p.tcp.seq == d.seq and p.flags == d.flags and abs(p.ts - d.ts) < 0.05
+                and d.host in (p.src_host, p.dst_host)]
+        if near:
+            out[d] = min(near, key=lambda p: abs(p.ts - d.ts)).n
+    return out
+
+
+def impair_marks(found: Mapping[Impaired, int]) -> dict[int, str]:
+    """What the ladder says beside each impaired packet (by number)."""
+    return {n: f"{d.action} by {d.host}'s impairment {d.rule}" for d, n in found.items()}
+
+
+def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions | None = None,
+                 marks: Mapping[int, str] | None = None) -> Ladder:
     opts = opts or LadderOptions()
     keep = select_packets(traffic, opts)
     rows = plan_rows(traffic.packets, keep, steps, opts.gap)
@@ -290,5 +314,5 @@ def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions 
     drawn = [r.packet for r in rows if isinstance(r, PacketRow)]
     folded = sum(r.count for r in rows if isinstance(r, FoldRow))
     gaps = [r for r in rows if isinstance(r, GapRow)]
-    return Ladder(ladder_svg(rows, hosts, traffic.start, traffic.hosts), rows, drawn, len(traffic.packets), folded,
-                  gaps)
+    return Ladder(ladder_svg(rows, hosts, traffic.start, traffic.hosts, marks=marks), rows, drawn,
+                  len(traffic.packets), folded, gaps)

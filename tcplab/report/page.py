@@ -18,7 +18,7 @@ from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData, read_log
-from .ladder import Ladder, LadderOptions, build_ladder, packet_class
+from .ladder import Ladder, LadderOptions, build_ladder, impair_marks, impaired_packets, packet_class
 from .tables import snapshot_views
 from .timechart import timeline_svg
 
@@ -265,7 +265,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
                                 end, resets)
     t0 = traffic.start if traffic.packets else (timelines.start if timelines.sockets else end)
     names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
-    ladder: Ladder = build_ladder(traffic, data.steps, opts)
+    found = impaired_packets(traffic, data.impaired)
+    ladder: Ladder = build_ladder(traffic, data.steps, opts, impair_marks(found))
     snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}
@@ -293,6 +294,11 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
         "drawn": drawn,
         "ladder": ladder,
         "packets": packet_rows(ladder.drawn, t0),
+        "impaired": [{"t": f"{d.ts - t0:.6f}", "host": d.host, "rule": d.rule, "action": d.action, "seq": d.seq,
+                      "flags": d.flags, "length": d.length,
+                      "n": found.get(d)}
+                     for d in data.impaired],
+        "impairment": dict(data.info.get("impairment") or {}),
         "connections": [{"name": c.name, "count": len(c.packets), "start": f"{c.packets[0].ts - t0:.6f}",
                          "end": f"{c.packets[-1].ts - t0:.6f}"} for c in traffic.connections[:500]],
         "more_connections": max(0, len(traffic.connections) - 500),

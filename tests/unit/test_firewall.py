@@ -63,10 +63,10 @@ def test_each_rule_is_one_iptables_argv_on_the_hosts_side() -> None:
      "fw.yaml: steps.1.as: a rule 'b' is already in force on server (steps.0): lift it first or choose another "
      "name"),
     ([{"host": "server", "firewall": "drop", "as": "b"}, {"host": "client", "lift": "b"}],
-     "fw.yaml: steps.1.lift: no firewall rule 'b' is in force on client (none is)"),
+     "fw.yaml: steps.1.lift: no firewall rule or impairment 'b' is in force on client (none is)"),
     ([{"host": "server", "firewall": "drop", "as": "b"}, {"host": "server", "lift": "b"},
       {"host": "server", "lift": "b"}],
-     "fw.yaml: steps.2.lift: no firewall rule 'b' is in force on server (none is)"),
+     "fw.yaml: steps.2.lift: no firewall rule or impairment 'b' is in force on server (none is)"),
 ])
 def test_a_rule_that_does_not_fit_the_story_is_refused(steps: list[dict[str, Any]], line: str) -> None:
     assert refused(steps) == line

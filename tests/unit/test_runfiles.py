@@ -33,6 +33,7 @@ OWNER = {
     "steps_jsonl": "tcplab.runfiles.steps", "programs_jsonl": "tcplab.runfiles.programs",
     "snapshots_json": "tcplab.runfiles.snapshots", "transitions_jsonl": "tcplab.runfiles.transitions",
     "result_json": "tcplab.runfiles.result", "peer_logs_dir": "tcplab.runfiles.peer_events",
+    "impair_logs_dir": "tcplab.runfiles.impaired",
 }
 LAYOUT = "tcplab.rundir"  # defines the properties
 NAMES = {name: mod for name, mod in zip(ABOUT, ("tcplab.runfiles.lab", "tcplab.runfiles.run_info",
@@ -41,7 +42,7 @@ NAMES = {name: mod for name, mod in zip(ABOUT, ("tcplab.runfiles.lab", "tcplab.r
                                                   "tcplab.runfiles.snapshots", "tcplab.runfiles.transitions"))}
 READS = {"read_document", "read_lines", "read_bytes", "read_text", "open"}  # what a reader calls
 WRITES = {"write_json", "append_jsonl", "write_text", "write_bytes"}  # what a writer calls
-WRITERS = {"tcplab.runfiles.peer_events": 0}  # files tcplab only reads (a sidecar writes them); every other: 1
+WRITERS = {"tcplab.runfiles.peer_events": 0, "tcplab.runfiles.impaired": 0}  # files tcplab only reads (a sidecar writes them); every other: 1
 
 
 def modules(root: Path) -> dict[str, ast.Module]:

@@ -47,11 +47,12 @@ def sidecar_service(host: str) -> str:
     return f"{host}-{FIREWALL_ROLE}"
 
 
-def apply(run: LabRun, host: str, argvs: list[list[str]]) -> list[str]:
-    """Run each iptables argv in the host's firewall sidecar; StepFailure naming the first that fails."""
+def apply(run: LabRun, host: str, argvs: list[list[str]], role: str = FIREWALL_ROLE) -> list[str]:
+    """Run each iptables argv in the host's firewall sidecar (or its sidecar of ``role``); StepFailure naming
+    the first that fails."""
     said = []
     for argv in argvs:
-        res = run.backend.exec(run.names.sidecar(host, FIREWALL_ROLE), argv)
+        res = run.backend.exec(run.names.sidecar(host, role), argv)
         run.record_command(argv, res.exit_code)
         if res.exit_code != 0:
             raise StepFailure(f"{host}: {' '.join(argv)} failed: {(res.stderr or res.stdout).strip()[:200]}")
