@@ -51,8 +51,8 @@ def one(checkout: Path, lab: Path, name: str, tmp: Path) -> dict[str, float]:
     if up.returncode or down.returncode:
         raise SystemExit(f"{checkout}: up {up.returncode} down {down.returncode}: "
                          f"{up.stderr[-400:]}{down.stderr[-400:]}")
-    waits = sum(json.loads(line).get("seconds", 0.0) for line in (out / "steps.jsonl").read_text().splitlines()
-                if line.strip() and json.loads(line).get("kind") == "wait")
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()]
+    waits = sum(s["end"] - s["start"] for s in steps if s.get("kind") == "wait")  # as bench/lifecycle.py counts
     return {"up": t1 - t0, "down": t2 - t1, "less_waits": t2 - t0 - waits}
 
 
