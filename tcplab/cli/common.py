@@ -71,6 +71,20 @@ def die(code: int, line: str) -> NoReturn:
     raise SystemExit(code)
 
 
+def write_out(target: Path, text: str) -> None:
+    """Write a file a command was asked for (``--out``) whole or not at all: through a temporary file beside it.
+    A target that cannot be written is bad input: one line, exit 2."""
+    import os
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except OSError as e:
+        die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+
+
 def resolve_lab(name_or_path: str, sets: list[str] | None = None) -> tuple[Lab, dict[str, Any], Path]:
     """The validated lab for a name or file; bad input exits 2 with one line."""
     from ..model import LabError, load_lab

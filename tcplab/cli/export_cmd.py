@@ -1,13 +1,12 @@
 """`lab export`: a lab as a file another tool runs without tcplab (today: a compose file)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, die, out, resolve_lab
+from .common import EXIT_BAD_INPUT, die, out, resolve_lab, write_out
 
 
 def register(app: typer.Typer) -> None:
@@ -33,13 +32,7 @@ def export_cmd(
         exported = export_to(target, lab, resolved, path, sets or [])
     except ExportError as e:
         die(EXIT_BAD_INPUT, f"{lab.name}: cannot export: {e}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(exported.text)
-        os.replace(tmp, target)
-    except OSError as e:
-        die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+    write_out(target, exported.text)
     try:
         shown = str(target.resolve().relative_to(Path.cwd()))
     except ValueError:

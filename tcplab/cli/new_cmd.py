@@ -1,14 +1,13 @@
 """`lab new --from-pcap FILE`: a draft lab file from a capture (tcplab.draft does the work)."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out
+from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, write_out
 
 
 def _copy_programs(folder: Path) -> None:  # folder: <the draft's folder>/PROGRAMS
@@ -73,13 +72,7 @@ def new_cmd(
     target = out_file if out_file is not None else Path(f"{draft.name}.yaml")
     if target.is_dir():
         die(EXIT_BAD_INPUT, f"--out {target}: is a directory; name the file")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(draft.text)
-        os.replace(tmp, target)
-    except OSError as e:
-        die(EXIT_BAD_INPUT, f"--out {target}: cannot write: {e.strerror}")
+    write_out(target, draft.text)
     if draft.programs:
         _copy_programs(target.parent / "programs")
     unsure = draft.text.count("could not infer")
