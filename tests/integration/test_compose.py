@@ -35,6 +35,21 @@ def compose(file: Path, project: str, *args: str, timeout: float = 180) -> subpr
                           text=True, timeout=timeout)
 
 
+def compose_down(file: Path, project: str) -> None:
+    """`docker-compose down -v` of the project; whatever it left is removed (only this project's) and fails."""
+    res = compose(file, project, "down", "-v", "--timeout", "2")
+    left = project_objects(project)
+    if left:  # remove only what this project made, then fail
+        client = docker.from_env()
+        f = {"label": [f"{PROJECT_LABEL}={project}"]}
+        for c in client.containers.list(all=True, filters=f):
+            c.remove(force=True)
+        for n in client.networks.list(filters=f):
+            n.remove()
+    assert res.returncode == 0, res.stderr
+    assert left == [], f"docker-compose down -v left {left}"
+
+
 def project_objects(project: str) -> list[str]:
     client = docker.from_env()
     f = {"label": [f"{PROJECT_LABEL}={project}"]}
@@ -76,17 +91,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
         assert res.returncode == 0, res.stderr
         yield file, name
     finally:
-        res = compose(file, name, "down", "-v", "--timeout", "2")
-        left = project_objects(name)
-        if left:  # remove only what this project made, then fail
-            client = docker.from_env()
-            f = {"label": [f"{PROJECT_LABEL}={name}"]}
-            for c in client.containers.list(all=True, filters=f):
-                c.remove(force=True)
-            for n in client.networks.list(filters=f):
-                n.remove()
-        assert res.returncode == 0, res.stderr
-        assert left == [], f"docker-compose down -v left {left}"
+        compose_down(file, name)
 
 
 @pytest.mark.parametrize("lab", list(shipped_labs()))

@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import docker
 import pytest
 
 from tcplab.observe.watch import PcapTail
 from tcplab.wire import ACK, SYN
 
 from ..conftest import lab_cmd
-from .test_compose import PROJECT_LABEL, compose, poll, project_objects, service
+from .test_compose import compose, compose_down, poll, service
 from .test_topology import routed_lab
 
 pytestmark = pytest.mark.integration
@@ -28,17 +27,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, di
         assert res.returncode == 0, res.stderr
         yield file, name, moved
     finally:
-        res = compose(file, name, "down", "-v", "--timeout", "2")
-        left = project_objects(name)
-        if left:  # remove only what this project made, then fail
-            client = docker.from_env()
-            f = {"label": [f"{PROJECT_LABEL}={name}"]}
-            for c in client.containers.list(all=True, filters=f):
-                c.remove(force=True)
-            for n in client.networks.list(filters=f):
-                n.remove()
-        assert res.returncode == 0, res.stderr
-        assert left == [], f"docker-compose down -v left {left}"
+        compose_down(file, name)
 
 
 def test_compose_networks_route_the_client_to_the_server(up: tuple[Path, str, dict[str, str]]) -> None:
