@@ -59,6 +59,15 @@ def isolated(name: str, path: Path | None = None) -> list[str]:
     return sets
 
 
+def remove_built_images(name: str) -> None:
+    """Untag the images the hosts of lab ``name`` built for it (``tcplab-build/<name>-<host>:<hash>``); by tag,
+    so an image keeps the tags of other runs, and is gone when this run's was its last."""
+    refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
+                           f"reference=tcplab-build/{name}-*"], capture_output=True, text=True).stdout.split()
+    for ref in sorted(set(refs)):
+        subprocess.run(["docker", "rmi", ref], capture_output=True)
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
@@ -141,13 +150,11 @@ def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return done[lab]
 
     yield run
-    from .integration.stories import remove_built_images
-
     left = {name: objs for *_, name in done.values() if (objs := labeled_objects(name))}
     for name in left:  # `lab run` removes what it made; anything left is a failure of its own
         lab_cmd("down", name, timeout=120)
-    for lab, (*_, name) in done.items():
-        remove_built_images(name, labs[lab])  # the images built for this run's name, no one else's
+    for *_, name in done.values():
+        remove_built_images(name)  # the images built for this run's name, no one else's
     assert not left, f"shipped labs' runs left objects behind: {left}"
 
 

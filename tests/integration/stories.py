@@ -1,13 +1,11 @@
-"""A shipped story lab's run in a test (the session's one `lab run NAME`, under a name and subnet of its own, its
-programs built from the Dockerfile beside its lab file), and the images its hosts built for that name, removed."""
+"""A shipped story lab's run in a test: the session's one `lab run NAME` (tests/conftest.py ``shipped_run``), under a
+name and subnet of its own, its programs built from the Dockerfile beside its lab file."""
 from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-
-import yaml
 
 
 
@@ -27,15 +25,3 @@ def story_run(shipped_run: Callable[[str], Any], base: str) -> StoryRun:
     removes what it leaves)."""
     proc, run_dir, seconds, name = shipped_run(base)
     return StoryRun(proc, run_dir, seconds, name)
-
-
-def remove_built_images(name: str, path: Path) -> None:
-    """Untag the images the hosts of lab ``name`` (its file at ``path``) built for it: each run under a name of
-    its own tags them ``tcplab-build/<name>-<host>:<hash>``. By tag, so an image keeps the tags of other runs."""
-    for host, spec in (yaml.safe_load(path.read_text()).get("hosts") or {}).items():
-        if not isinstance(spec, dict) or "build" not in spec:
-            continue
-        refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                               f"tcplab-build/{name}-{host}"], capture_output=True, text=True).stdout.split()
-        for ref in refs:
-            subprocess.run(["docker", "rmi", ref], capture_output=True)

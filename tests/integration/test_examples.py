@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, unique_name
+from ..conftest import ROOT, lab_cmd, labeled_objects, remove_built_images, unique_name
 
 pytestmark = pytest.mark.integration
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/lab.yaml"))
@@ -36,10 +35,7 @@ def test_an_example_copied_anywhere_holds_its_expectations(example: str, tmp_pat
                       cwd=tmp_path, timeout=900)
         left = labeled_objects(name)
     finally:  # the images the example built for this lab name
-        ids = subprocess.run(["docker", "images", "-q", "--filter", f"reference=tcplab-build/{name}-*"],
-                             capture_output=True, text=True).stdout.split()
-        for image in sorted(set(ids)):
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+        remove_built_images(name)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not left
     (run,) = (tmp_path / "runs").glob(f"{name}-*")

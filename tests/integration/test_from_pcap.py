@@ -12,7 +12,7 @@ from tcplab.analysis.packets import load_traffic
 from tcplab.draft import read_capture_file
 from tcplab.draft.from_pcap import flag_sequences
 
-from ..conftest import isolated, lab_cmd, labeled_objects
+from ..conftest import isolated, lab_cmd, labeled_objects, remove_built_images
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +22,13 @@ if not FIELD_REPORT.is_file():
 
 
 def _run(lab: str, out: Path, sets: list[str]) -> subprocess.CompletedProcess[str]:
-    from .stories import remove_built_images
 
     args = ["run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
     proc = lab_cmd(*args, timeout=300)
     name = sets[0].split("=", 1)[1]
     if labeled_objects(name):
         lab_cmd("down", name, timeout=120)
-    remove_built_images(name, Path(lab))  # a draft's tcpctl hosts build images under its run's name
+    remove_built_images(name)  # a draft's tcpctl hosts build images under its run's name
     return proc
 
 

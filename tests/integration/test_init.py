@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, unique_name
+from ..conftest import ROOT, lab_cmd, labeled_objects, remove_built_images, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +30,7 @@ def test_a_lab_written_by_init_runs_as_written(tmp_path: Path) -> None:
         res = lab_cmd("run", "svc", "--set", f"network.subnet={subnet}", cwd=tmp_path, timeout=900)
         left = labeled_objects(name)
     finally:
-        ids = subprocess.run(["docker", "images", "-q", "--filter", f"reference=tcplab-build/{name}-*"],
-                             capture_output=True, text=True).stdout.split()
-        for image in sorted(set(ids)):
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+        remove_built_images(name)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not left
     (run,) = (tmp_path / "runs").glob(f"{name}-*")

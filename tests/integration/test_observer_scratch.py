@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab
+from ..conftest import ROOT, lab_cmd, labeled_objects, make_lab, remove_built_images
 
 pytestmark = pytest.mark.integration
 
@@ -70,11 +70,7 @@ def scratch_lab(tmp_path: Path) -> Iterator[tuple[Path, str]]:
                   "a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}},
         "steps": STEPS, "expect": EXPECT})
     yield lab, name
-    for host in ("svc", "gone"):
-        repo = f"tcplab-build/{name}-{host}"
-        ids = subprocess.run(["docker", "images", "-q", repo], capture_output=True, text=True).stdout.split()
-        for image in sorted(set(ids)):
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    remove_built_images(name)
 
 
 def _files_of(image: str) -> list[str]:
