@@ -14,7 +14,9 @@ file's own) plays both sides, one socket call a step: the server accepts each co
 cleanly, writes its lines, closes; an RST+ACK is a close() with the data unread (or SO_LINGER 0 when nothing came:
 the wire does not tell them apart); a bare RST answering the client's data is a server that forgot the connection,
 its own reset dropped by a firewall. A client's source ports packed into a narrow range say its port range was that
-narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). Whatever the
+narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). When what
+matters happens within milliseconds (an answer before the ACK timer fires, TCP_NODELAY, keepalive probes, an accept
+queue overflowing), tcpctl plays both sides with their calls typed ahead (tcplab/draft/script.py). Whatever the
 draft cannot reproduce gets a ``# could not infer: ...`` comment on its line.
 
 The YAML is written here from a small structure (every string double-quoted, ASCII only) and validated
@@ -297,12 +299,16 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     if len(names) > MAX_HOSTS - 1:  # one more for a holder
         raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
                            "hosts: choose fewer with --connection")
+    from .script import script_play, scripted
     unsure.extend(_port_ranges(conns))
-    unsure.extend(note for k in conns if (note := _keepalive(k)))
-    if any(_needs_sockets(k) for k in conns):
+    programs = True
+    if scripted(conns):
+        hosts, steps, expect = script_play(conns, names, unsure)
+    elif any(_needs_sockets(k) for k in conns):
         hosts, steps, expect = _socket_play(conns, names, unsure)
     else:
         hosts, steps, expect = _telnet_play(conns, names, windows, unsure)
+        programs = False
 
     lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
              f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
@@ -337,7 +343,7 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
             first = False
     text = "\n".join(lines) + "\n"
     validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
-    return Draft(text, lab_name, list(chosen), unsure, any(_needs_sockets(k) for k in conns))
+    return Draft(text, lab_name, list(chosen), unsure, programs)
 
 
 def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, tuple[str | None, str]],
@@ -527,34 +533,6 @@ def _forgot(k: _Conn) -> Packet | None:
     if before and before[-1].tcp.src == k.cip and before[-1].tcp.payload:
         return before[-1]
     return None
-
-
-def _keepalive(k: _Conn) -> str:
-    """The client's keepalive probes (a bare ACK one byte behind what it sent, after a silence), said with the timers
-    their gaps show; the draft has no step that turns SO_KEEPALIVE on, so it is a comment ("" when none)."""
-    nxt, last, probes = 0, None, []
-    for p in k.conn.packets:
-        t = p.tcp
-        if t.src == k.cip and t.flags == ACK and not t.payload and nxt and p.rel_seq == nxt - 1:
-            probes.append(p)
-            continue
-        if t.src == k.cip:
-            nxt = max(nxt, p.rel_seq + len(t.payload) + (1 if t.flags & (SYN | FIN) else 0))
-        if not probes:
-            last = p
-    if not probes or last is None:
-        return ""
-    idle = probes[0].ts - last.ts
-    gaps = [b.ts - a.ts for a, b in zip(probes, probes[1:])]
-    intvl = round(sum(gaps) / len(gaps)) if gaps else None
-    after = k.conn.packets[-1]
-    gave_up = after.tcp.src == k.cip and after.tcp.flags & RST and after.ts > probes[-1].ts
-    timers = f"net.ipv4.tcp_keepalive_time={round(idle)}" + (f", tcp_keepalive_intvl={intvl}" if intvl else "")
-    if gave_up:
-        timers += f", tcp_keepalive_probes={len(probes)} (it reset after the last one)"
-    return (f"connection {k.n}: {k.client} sent {len(probes)} keepalive probe{'s' if len(probes) > 1 else ''} "
-            f"(ACKs one byte behind), the first {idle:.1f} s after the last packet: SO_KEEPALIVE on, with {timers} "
-            f"as sysctls on {k.client}; no step of the draft turns keepalive on")
 
 
 def _needs_sockets(k: _Conn) -> bool:
