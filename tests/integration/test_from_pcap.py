@@ -1,5 +1,6 @@
-"""`lab new --from-pcap` on real captures: the field report's packets and a closewait run's merged pcapng
-are drafted, the drafts run, and each connection of the run shows the capture's flags in order."""
+"""`lab new --from-pcap` on real captures: the field report's packets and every shipped lab's run's merged pcapng
+are drafted, the drafts run, and each connection of the run shows the capture's flags in order (and, where the
+story is within milliseconds or about a kernel timer, the same directions, segment sizes and timer gaps)."""
 from __future__ import annotations
 
 import subprocess
@@ -41,6 +42,17 @@ def _flags_by_client(run: Path, skip: str = "holder") -> dict[str, list[list[str
 
 
 SYNS = ["S", "..."]  # SYNs only, as many as the kernel's tcp_syn_retries and tcp_syn_linear_timeouts make
+SYNACK_AGAIN = ["S", "S.", ".", "S.", ".", "..."]  # a handshake whose last ACK was dropped: the SYN-ACK and the re-ACK
+# again, as often as the kernel's tcp_synack_retries timer fires within the run
+
+
+def _matches(got: list[str], want: list[str]) -> bool:
+    if want is SYNS:
+        return len(got) >= 2 and set(got) == {"S"}
+    if want is SYNACK_AGAIN:
+        tail = got[3:]
+        return got[:3] == want[:3] and len(tail) >= 2 and len(tail) % 2 == 0 and tail == ["S.", "."] * (len(tail) // 2)
+    return got == want
 
 
 def _shows(seen: dict[str, list[list[str]]], expected: dict[str, list[list[str]]]) -> bool:
@@ -49,10 +61,43 @@ def _shows(seen: dict[str, list[list[str]]], expected: dict[str, list[list[str]]
     for host, conns in expected.items():
         if len(seen[host]) != len(conns):
             return False
-        for got, want in zip(seen[host], conns):
-            if want is SYNS and not (len(got) >= 2 and set(got) == {"S"}) or want is not SYNS and got != want:
-                return False
+        if not all(_matches(got, want) for got, want in zip(seen[host], conns)):
+            return False
     return True
+
+
+def _segments_by_client(run: Path) -> dict[str, list[list[str]]]:
+    """Each packet's direction, flags and payload size (``>P.6``), by client and connection."""
+    out: dict[str, list[list[str]]] = {}
+    for c in load_traffic(run).connections:
+        out.setdefault(str(c.client), []).append(
+            [f"{'>' if p.tcp.src == c.key[0] else '<'}{p.flags}{len(p.tcp.payload)}" for p in c.packets])
+    return out
+
+
+def _timers(lab: str, run: Path) -> list[Any]:
+    """What the story's timing is, per connection, rounded as a run on a shared machine can keep it: keepalive's
+    idle time and probe intervals (0.1 s), the SYN-ACK's retransmission timer and a delayed handshake ACK
+    (0.1 s), and which of the client's writes waited for an ACK (Nagle's algorithm and the delayed-ACK timer:
+    more than 20 ms after the one before)."""
+    out: list[Any] = []
+    for c in load_traffic(run).connections:
+        ps = c.packets
+        if lab == "keepalive":
+            probes = [i for i, p in enumerate(ps) if p.probe]
+            if probes:
+                marks = [ps[probes[0] - 1]] + [ps[i] for i in probes] + ps[probes[-1] + 1:]
+                out.append([round(b.ts - a.ts, 1) for a, b in zip(marks, marks[1:])])
+        elif lab == "backlog":
+            synacks = [p for p in ps if p.flags == "S."]
+            acks = [p for p in ps if p.flags == "." and p.tcp.src == c.key[0]]
+            if synacks and acks:
+                out.append([round(acks[0].ts - synacks[0].ts, 1)]
+                           + [round(b.ts - a.ts, 1) for a, b in zip(synacks, synacks[1:])])
+        elif lab == "nagle":
+            data = [p for p in ps if p.tcp.payload and p.tcp.src == c.key[0]]
+            out.append([b.ts - a.ts > 0.02 for a, b in zip(data, data[1:])])
+    return out
 
 
 # The shipped labs a draft replays: what CI sets for the lab, what the draft's comments say to set for the
@@ -72,22 +117,28 @@ ROUND_TRIPS = {
     # telnet and tcplab/server play it; the four-port range is a comment (and the failed connect() sent nothing)
     "timewait": ([], [], {"tight": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 4,
                           "reuse": [["S", "S.", ".", "P.", ".", "F.", "F.", "."]] * 5}),
+    # tcpctl with each side's calls typed ahead (tcplab/draft/script.py): a listener that never accepts, with the
+    # backlog its completed connections show; bursts from the capture's ports, the third's handshake ACK delayed;
+    # strict's RST is tcp_abort_on_overflow; the fifth connection's SYNs dropped
+    "backlog": ([], [], {"client": [["S", "S.", "."]] * 2 + [SYNACK_AGAIN] + [["S", "S.", "."]] * 3
+                         + [["S", "S.", ".", "R"]] + [["S", "S.", "."], SYNS]}),
+    # the echo typed ahead, SO_KEEPALIVE with the probes' timers as the client's sysctls, a server that falls silent
+    "keepalive": ([], [], {"client": [["S", "S.", ".", "P.", ".", "P.", ".", ".", ".", ".", "R."],
+                                      ["S", "S.", ".", "P.", ".", "P.", "."]]}),
+    # each request's two writes typed back to back: Nagle holds the body for the delayed ACK, TCP_NODELAY does not;
+    # request 1 is quick-ACKed, the client's ACK of each reply rides on its next header
+    "nagle": ([], [], {"client": [["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", ".", "P.", ".", "P."] * 9
+                                  + ["F.", "F.", "."],
+                                  ["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", "P.", ".", "P."] * 9
+                                  + ["F.", "F.", "."]]}),
 }
+# where the story is within milliseconds or a kernel timer, the draft's run matches more than the flags: each
+# packet's direction and payload size, and the timers' gaps (_timers)
+SEGMENTS = {"backlog", "keepalive", "nagle"}
 
-# The shipped labs no draft replays yet, and why (each is a behaviour the draft's programs cannot play from what the
-# capture shows); test_every_shipped_lab_round_trips_or_says_why keeps this list and ROUND_TRIPS whole.
-NOT_ROUND_TRIPPED = {
-    "backlog": "a listener that never accepts, with a backlog of 1 or 2, and a burst of connections at once: the "
-               "capture shows neither the backlog (the SYN-ACK retransmits and the dropped SYNs are the kernel's) nor "
-               "that accept() was never called, and the draft opens connections one step at a time",
-    "keepalive": "two connections open at once to an echo server (tcpctl acts on the last one it accepted) and the "
-                 "client's keepalive probes: tcpctl has no SO_KEEPALIVE (the draft only comments the timers the probes' gaps "
-                 "show), and a server that vanishes (drops every "
-                 "packet) is not told apart from one that stopped answering",
-    "nagle": "writes without a newline (tcpctl and telnet send lines) and segment boundaries made by Nagle's "
-             "algorithm and the delayed-ACK timer within milliseconds, which steps a few milliseconds apart cannot "
-             "reproduce",
-}
+# The shipped labs no draft replays yet, and why; test_every_shipped_lab_round_trips_or_says_why keeps this list and
+# ROUND_TRIPS whole.
+NOT_ROUND_TRIPPED: dict[str, str] = {}
 
 
 def test_every_shipped_lab_round_trips_or_says_why() -> None:
@@ -124,6 +175,15 @@ def test_a_drafted_shipped_lab_replays_every_connection_with_the_same_flags(
     before = _flags_by_client(first)
     assert _shows(before, ROUND_TRIPS[lab][2]), before
     assert _flags_by_client(second) == before
+    if lab in SEGMENTS:
+        assert _segments_by_client(second) == _segments_by_client(first)
+        want, got = _timers(lab, first), _timers(lab, second)
+        # a kernel timer fires late by up to its timer wheel's granularity (256 ms for one of 2 to 16 s at HZ=250;
+        # where it was armed decides by how much): 10 % of the gap, and at least 100 ms
+        assert len(got) == len(want) and all(
+            len(g) == len(w) and all(abs(x - y) <= max(0.1, y / 10) if isinstance(x, float) else x == y
+                                     for x, y in zip(g, w))
+            for g, w in zip(got, want)), (want, got)
     # the Windows timer is read off the capture (an RST 2 s after the FIN), a Linux peer stays Linux
     assert ('fin_wait2_timeout: "2s"' in draft.read_text()) == (lab == "closewait")
 
