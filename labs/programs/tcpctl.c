@@ -18,6 +18,7 @@
  *   send TEXT                write TEXT and a newline to the current socket
  *   write TEXT               one write() of TEXT as is, with C escapes (\n, \r, \t, \\, \xHH) and no newline
  *                            added: a segment of any bytes
+ *   fill N                   write N bytes of filler ('.'), one write() (repeated only for what it did not take)
  *   recv                     one read() of the current socket (blocks until data, EOF or an error)
  *   read N                   read() until N bytes came (or EOF, or an error): a request read whole
  *   nodelay                  TCP_NODELAY on the current socket (Nagle's algorithm off)
@@ -239,6 +240,20 @@ static void do_write(const char *text) {
     if (n < 0) failed("write", errno); else printf("wrote %zd bytes\n", n);
 }
 
+static void do_fill(const char *count) {
+    size_t want = (size_t)atol(count), done = 0;
+    char *buf = malloc(want ? want : 1);
+    if (!buf) { failed("fill", errno); return; }
+    memset(buf, '.', want);
+    while (done < want) {
+        ssize_t n = write(current, buf + done, want - done);
+        if (n < 0) { failed("write", errno); break; }
+        done += (size_t)n;
+    }
+    free(buf);
+    printf("wrote %zu bytes\n", done);
+}
+
 static void do_read(const char *count) {
     char buf[4096];
     size_t want = (size_t)atol(count), got = 0;
@@ -298,6 +313,7 @@ static int run(char **w, int n) {
     if (!strcmp(c, "pick") && n >= 2) { do_pick(w[1]); return 2; }
     if (!strcmp(c, "send") && n >= 2) { do_send(w[1]); return 2; }
     if (!strcmp(c, "write") && n >= 2) { do_write(w[1]); return 2; }
+    if (!strcmp(c, "fill") && n >= 2) { do_fill(w[1]); return 2; }
     if (!strcmp(c, "recv")) { do_recv(); return 1; }
     if (!strcmp(c, "read") && n >= 2) { do_read(w[1]); return 2; }
     if (!strcmp(c, "nodelay")) { do_setopt(IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY"); return 1; }

@@ -7,11 +7,12 @@ typed into its program at once, a phase at a time; a read blocks until the bytes
 arrived, so the kernels see the same order and the same pace as the capture's programs made:
 
 * a side reads, before each write or close, what its kernel had received by then (the segment's ACK field);
-  a write is one segment of the capture; a segment that left right after the ACK of a small one of its own
-  was held by Nagle's algorithm and is written with it; a small segment that left while a small one was
-  unacknowledged says TCP_NODELAY (Nagle never sends it);
-* probes one byte behind what the client sent are keepalive: SO_KEEPALIVE on its socket, the timers their
-  gaps show as the client's sysctls; unanswered, the server's firewall drops what the client sends;
+  a write is one segment of the capture (one of more than ``MAX_WRITE`` bytes: as much filler); a segment
+  that left right after the ACK of a small one of its own was held by Nagle's algorithm and is written with
+  it; a small segment that left while a small one was unacknowledged says TCP_NODELAY (Nagle never sends it);
+* probes one byte behind what the client sent are keepalive: SO_KEEPALIVE on its socket (set with its last call
+  before them), the timers their gaps show as the client's sysctls; unanswered, the server's firewall drops
+  what the client sends;
 * a listener whose queue overflowed (a SYN-ACK retransmitted after the client's ACK, an RST answering that
   ACK, SYNs dropped while others were answered) never accepts, with the backlog its completed connections
   show (the queue holds backlog + 1); its clients open their connections at once from the capture's ports
@@ -33,7 +34,7 @@ SPLIT = 0.15  # seconds: a pause of a side's program this long is a step's pace,
 HELD = 0.002  # seconds: a segment this soon after the ACK it waited for was held by the kernel, not the program
 LATE_ACK = 0.03  # seconds: a handshake's last ACK this late was delayed (TCP_QUICKACK off), not the network's
 FIREWALL_LEAD = 0.3  # seconds: the last exchange before a peer falls silent is done by then
-MAX_WRITE = 1024  # bytes: a longer segment is written in pieces of this size (tcpctl's command line is 4 KiB)
+MAX_WRITE = 512  # bytes: a longer segment is written as filler of its size (tcpctl's command line is 4 KiB)
 
 
 @dataclass
@@ -189,8 +190,7 @@ def _side_acts(k: _Conn, side: str, host: str, prog: str, use: str | None, start
                         and p.ts - prev.ts >= HELD):
                     eff = last_eff
             cmds = reads(p.rel_ack, False)
-            for i in range(0, len(t.payload), MAX_WRITE):
-                cmds.append("write " + _escape(t.payload[i:i + MAX_WRITE]))
+            cmds.append(f"fill {len(t.payload)}" if len(t.payload) > MAX_WRITE else "write " + _escape(t.payload))
             acts.append(_Act(eff, order, "cmd", host, prog, ([use] if use else []) + cmds, k))
             prev, last_eff, order = p, eff, order + 1
         elif t.flags & FIN:
@@ -289,11 +289,18 @@ def _timeline(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener], k
         if li is not None and li.quiet:
             acts.append(_Act(k.start, len(acts), "burst", k.client, "", [], k))
             continue
-        setup = (["nodelay"] if _nodelay(k, k.cip) else []) + (["keepalive"] if k.n in keepalive else [])
-        acts.append(_Act(k.start, len(acts), "connect", k.client, app, setup, k))
+        setup = ["nodelay"] if _nodelay(k, k.cip) else []
+        connect = _Act(k.start, len(acts), "connect", k.client, app, setup, k)
+        acts.append(connect)
         if k.refused is not None or k.unanswered:
             continue
         client = _side_acts(k, k.cip, k.client, app, None, len(acts))
+        if k.n in keepalive:
+            # on with the client's last call before the probes: the capture shows it on by then, and a step's pace
+            # before it must not let an idle connection be probed earlier than the capture's was
+            first_probe = keepalive[k.n][0][0].ts
+            before = [a for a in client if a.t < first_probe]
+            (before[-1] if before else connect).cmds.insert(0 if before else len(setup), "keepalive")
         if client and client[-1].cmds[-1] == "close":
             client[-1].cmds.append("exit")
             exits[k.n] = client[-1].t
@@ -304,6 +311,9 @@ def _timeline(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener], k
             acts.append(_Act(done.ts if done is not None else k.start, len(acts), "cmd", k.server, li.prog,
                              ["accept"], k))
             acts.extend(_side_acts(k, k.sip, k.server, li.prog, None, len(acts)))
+        if any(c.startswith("fill ") for a in acts if a.k is k for c in a.cmds):
+            unsure.append(f"connection {k.n}: its segments of more than {MAX_WRITE} bytes are written as that many "
+                          "filler bytes (their sizes replayed, not their content)")
         if _nodelay(k, k.sip):
             unsure.append(f"connection {k.n}: the server's small segments left while one was unacknowledged "
                           "(TCP_NODELAY on its socket?); no step sets it on an accepted socket")
