@@ -140,19 +140,34 @@ def _segments(k: _Conn, side: str) -> list[Packet]:
     return out
 
 
+def _behind_unacked(k: _Conn, a: Packet, b: Packet) -> bool:
+    """Whether small segment ``b`` left while small segment ``a`` before it (same side) was unacknowledged: the ACK
+    that first covered ``a`` covered ``b`` too."""
+    side = a.tcp.src
+    mss = _mss(k, side)
+    if len(a.tcp.payload) >= mss or len(b.tcp.payload) >= mss:
+        return False
+    a_end = a.rel_seq + len(a.tcp.payload)
+    first = next((q for q in k.conn.packets if q.tcp.src != side and q.tcp.flags & ACK and q.rel_ack >= a_end), None)
+    return first is not None and first.rel_ack >= b.rel_seq + len(b.tcp.payload)
+
+
 def _nodelay(k: _Conn, side: str) -> bool:
     """A small segment sent while a small one of the side's was still unacknowledged: Nagle's algorithm was off."""
     segs = _segments(k, side)
-    mss = _mss(k, side)
-    acks = [p for p in k.conn.packets if p.tcp.src != side and p.tcp.flags & ACK]
-    for a, b in zip(segs, segs[1:]):
-        if len(a.tcp.payload) >= mss or len(b.tcp.payload) >= mss:
-            continue
-        a_end = a.rel_seq + len(a.tcp.payload)
-        first = next((q for q in acks if q.rel_ack >= a_end), None)
-        if first is not None and first.rel_ack >= b.rel_seq + len(b.tcp.payload):
-            return True  # the ACK that first covered a covered b too: b left before a was acknowledged
-    return False
+    return any(_behind_unacked(k, a, b) for a, b in zip(segs, segs[1:]))
+
+
+def _held(k: _Conn, prev: Packet, p: Packet) -> bool:
+    """Whether segment ``p`` was held by Nagle's algorithm: it left right after the ACK of ``prev``, a small segment
+    of the same side before it, and the peer sent no data meanwhile (so nothing else made the program write)."""
+    if len(prev.tcp.payload) >= _mss(k, prev.tcp.src):
+        return False
+    prev_end = prev.rel_seq + len(prev.tcp.payload)
+    between = [q for q in k.conn.packets if prev.ts < q.ts <= p.ts and q.tcp.src != prev.tcp.src]
+    ack = next((q for q in between if q.rel_ack >= prev_end), None)
+    return (ack is not None and not any(q.tcp.payload for q in between) and p.ts - ack.ts < HELD
+            and p.ts - prev.ts >= HELD)
 
 
 def _side_acts(k: _Conn, side: str, host: str, prog: str, use: str | None, start: int) -> list[_Act]:
@@ -180,15 +195,7 @@ def _side_acts(k: _Conn, side: str, host: str, prog: str, use: str | None, start
         if t.src != side or t.flags & (SYN | RST):
             continue
         if t.payload and (prev is None or p.rel_seq > prev.rel_seq):
-            eff = p.ts
-            if prev is not None and len(prev.tcp.payload) < _mss(k, side):
-                # held by Nagle: it left right after the ACK of the previous small segment, the peer sent no data
-                prev_end = prev.rel_seq + len(prev.tcp.payload)
-                between = [q for q in k.conn.packets if prev.ts < q.ts <= p.ts and q.tcp.src == peer]
-                ack = next((q for q in between if q.rel_ack >= prev_end), None)
-                if (ack is not None and not any(q.tcp.payload for q in between) and p.ts - ack.ts < HELD
-                        and p.ts - prev.ts >= HELD):
-                    eff = last_eff
+            eff = last_eff if prev is not None and _held(k, prev, p) else p.ts
             cmds = reads(p.rel_ack, False)
             cmds.append(f"fill {len(t.payload)}" if len(t.payload) > MAX_WRITE else "write " + _escape(t.payload))
             acts.append(_Act(eff, order, "cmd", host, prog, ([use] if use else []) + cmds, k))
@@ -539,6 +546,7 @@ def _expectations(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener
                                                                    f"{c}'s SYNs",
                                   "packet": {"from": s, "to": c, "port": port, "count": 0}}))
             continue
+        out.extend(_nagle_expectations(k))
         if k.n in keepalive:
             found, last, gave_up = keepalive[k.n]
             out.append(_Item({"name": pre + "probes", "about": f"{c}'s kernel probes the idle connection on its "
@@ -556,4 +564,44 @@ def _expectations(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener
             out.append(_Item({"name": pre + "server-fin", "about": f"{s} closes",
                               "packet": {"from": s, "to": c, "port": k.port, "has_flags": "F",
                                          "after": pre + "syn"}}))
+    return out
+
+
+def _printable(payload: bytes) -> str | None:
+    text = payload.decode("ascii", "replace").strip()
+    return text if text and text.isprintable() and len(text) <= 200 and "\ufffd" not in text else None
+
+
+def _nagle_expectations(k: _Conn) -> list[_Item]:
+    """The wait Nagle's algorithm made (the middle held segment: it leaves when the ACK of the one before comes),
+    or, with TCP_NODELAY, a small segment that left at once behind an unacknowledged one; none when the segments'
+    bytes do not name them."""
+    segs = _segments(k, k.cip)
+    pairs = list(zip(segs, segs[1:]))
+    nodelay = _nodelay(k, k.cip)
+    chosen = [(a, b) for a, b in pairs if (not nodelay and _held(k, a, b))
+              or (nodelay and _behind_unacked(k, a, b))]
+    if not chosen:
+        return []
+    a, b = chosen[len(chosen) // 2]
+    first, second = _printable(a.tcp.payload), _printable(b.tcp.payload)
+    if first is None or second is None or any(second in (q.tcp.payload.decode("ascii", "replace"))
+                                              for q in segs if q is not b):
+        return []
+    c, s, pre = k.client, k.server, f"c{k.n}-"
+    wait = b.ts - a.ts
+    base: dict[str, Value] = {"from": c, "to": s, "port": k.port}
+    out = [_Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
+                  "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
+    if nodelay:
+        out.append(_Item({"name": pre + "not-held", "about": "TCP_NODELAY: the next small write leaves at once, the "
+                                                             "one before still unacknowledged",
+                          "packet": {**base, "payload": second, "after": pre + "small-write", "delay": "0s",
+                                     "tolerance": "5ms"}}))
+    else:
+        out.append(_Item({"name": pre + "held", "about": f"Nagle's algorithm holds the next small write until the one "
+                                                         f"before is acknowledged: {wait * 1000:.0f} ms (the peer's "
+                                                         "delayed-ACK timer?)",
+                          "packet": {**base, "payload": second, "after": pre + "small-write",
+                                     "delay": _seconds(wait), "tolerance": _seconds(max(0.01, wait / 4))}}))
     return out

@@ -51,6 +51,12 @@ def test_nagle_each_request_is_written_in_its_two_pieces_and_the_fix_is_tcp_node
     i = next(i for i, s in enumerate(lab["steps"]) if s.get("as") == "app2")
     assert lab["steps"][i - 2]["wait"] == {"exit": "app1"}
     assert not unsure
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    # Nagle's wait as the capture shows it (the delayed-ACK timer), and none with TCP_NODELAY
+    assert rules["c1-held"] == {"from": "client", "to": "server", "port": 8000, "payload": "body06",
+                                "after": "c1-small-write", "delay": "44ms", "tolerance": "11ms"}
+    assert rules["c1-small-write"]["payload"] == "head06"
+    assert rules["c2-not-held"]["delay"] == "0s" and rules["c2-small-write"]["after"] == "start-app2"
 
 
 def test_keepalive_turns_on_for_the_probing_connection_with_the_timers_the_gaps_show() -> None:
