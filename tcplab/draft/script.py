@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..analysis.packets import Packet
 from ..wire import ACK, FIN, RST, SYN
-from .from_pcap import PROGRAMS, SILENCE, TCPCTL, Value, _Conn, _Item, _seconds
+from .parts import PROGRAMS, SILENCE, TCPCTL, Conn, Item, Value, seconds
 
 SPLIT = 0.15  # seconds: a pause of a side's program this long is a step's pace, not the program's own
 HELD = 0.002  # seconds: a segment this soon after the ACK it waited for was held by the kernel, not the program
@@ -45,7 +45,7 @@ class _Act:
     host: str = ""
     prog: str = ""
     cmds: list[str] = field(default_factory=list)
-    k: _Conn | None = None
+    k: Conn | None = None
 
 
 @dataclass
@@ -55,7 +55,6 @@ class _Listener:
     prog: str
     quiet: bool = False  # never accepts: its queue overflowed
     backlog: int = 5
-    aborts: bool = False  # answers an overflow with an RST (tcp_abort_on_overflow = 1)
     accepted: list[int] = field(default_factory=list)  # connection numbers, in accept order
 
 
@@ -79,7 +78,7 @@ def _escape(data: bytes) -> str:
     return "".join(out)
 
 
-def _handshake_ack(k: _Conn) -> Packet | None:
+def _handshake_ack(k: Conn) -> Packet | None:
     """The client's ACK that completes the handshake (None: never completed)."""
     seen_synack = False
     for p in k.conn.packets:
@@ -91,11 +90,11 @@ def _handshake_ack(k: _Conn) -> Packet | None:
     return None
 
 
-def _synack(k: _Conn) -> Packet | None:
+def _synack(k: Conn) -> Packet | None:
     return next((p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN and p.tcp.flags & ACK), None)
 
 
-def _overflow(k: _Conn) -> str:
+def _overflow(k: Conn) -> str:
     """How connection ``k`` overflowed its listener's accept queue: "drop" (its handshake ACK dropped: the SYN-ACK
     again after it), "reset" (answered with a bare RST), "" (not at all)."""
     ack = _handshake_ack(k)
@@ -109,7 +108,7 @@ def _overflow(k: _Conn) -> str:
     return ""
 
 
-def probes(k: _Conn) -> tuple[list[Packet], Packet | None, bool]:
+def probes(k: Conn) -> tuple[list[Packet], Packet | None, bool]:
     """The client's keepalive probes, the last packet before them, and whether the client reset after the last."""
     found = [p for p in k.conn.packets if p.probe and p.tcp.src == k.cip and not p.tcp.payload]
     if not found:
@@ -120,7 +119,7 @@ def probes(k: _Conn) -> tuple[list[Packet], Packet | None, bool]:
     return found, (before[-1] if before else None), gave_up
 
 
-def _mss(k: _Conn, side: str) -> int:
+def _mss(k: Conn, side: str) -> int:
     """The MSS the side's segments are cut to: the peer's SYN's option."""
     for p in k.conn.packets:
         if p.tcp.flags & SYN and p.tcp.src != side:
@@ -130,7 +129,7 @@ def _mss(k: _Conn, side: str) -> int:
     return 1460
 
 
-def _segments(k: _Conn, side: str) -> list[Packet]:
+def _segments(k: Conn, side: str) -> list[Packet]:
     """The side's data segments, each once (a retransmission is the kernel's)."""
     out, seen = [], set()
     for p in k.conn.packets:
@@ -140,7 +139,7 @@ def _segments(k: _Conn, side: str) -> list[Packet]:
     return out
 
 
-def _behind_unacked(k: _Conn, a: Packet, b: Packet) -> bool:
+def _behind_unacked(k: Conn, a: Packet, b: Packet) -> bool:
     """Whether small segment ``b`` left while small segment ``a`` before it (same side) was unacknowledged: the ACK
     that first covered ``a`` covered ``b`` too."""
     side = a.tcp.src
@@ -152,13 +151,13 @@ def _behind_unacked(k: _Conn, a: Packet, b: Packet) -> bool:
     return first is not None and first.rel_ack >= b.rel_seq + len(b.tcp.payload)
 
 
-def _nodelay(k: _Conn, side: str) -> bool:
+def _nodelay(k: Conn, side: str) -> bool:
     """A small segment sent while a small one of the side's was still unacknowledged: Nagle's algorithm was off."""
     segs = _segments(k, side)
     return any(_behind_unacked(k, a, b) for a, b in zip(segs, segs[1:]))
 
 
-def _held(k: _Conn, prev: Packet, p: Packet) -> bool:
+def _held(k: Conn, prev: Packet, p: Packet) -> bool:
     """Whether segment ``p`` was held by Nagle's algorithm: it left right after the ACK of ``prev``, a small segment
     of the same side before it, and the peer sent no data meanwhile (so nothing else made the program write)."""
     if len(prev.tcp.payload) >= _mss(k, prev.tcp.src):
@@ -170,7 +169,7 @@ def _held(k: _Conn, prev: Packet, p: Packet) -> bool:
             and p.ts - prev.ts >= HELD)
 
 
-def _side_acts(k: _Conn, side: str, host: str, prog: str, use: str | None, start: int) -> list[_Act]:
+def _side_acts(k: Conn, side: str, host: str, prog: str, start: int) -> list[_Act]:
     """The socket calls of one side of ``k`` after its connect or accept: reads, writes, close."""
     peer = k.sip if side == k.cip else k.cip
     peer_data = sum(len(p.tcp.payload) for p in _segments(k, peer))
@@ -194,20 +193,24 @@ def _side_acts(k: _Conn, side: str, host: str, prog: str, use: str | None, start
         t = p.tcp
         if t.src != side or t.flags & (SYN | RST):
             continue
-        if t.payload and (prev is None or p.rel_seq > prev.rel_seq):
+        new_data = bool(t.payload) and (prev is None or p.rel_seq > prev.rel_seq)
+        if new_data:
             eff = last_eff if prev is not None and _held(k, prev, p) else p.ts
             cmds = reads(p.rel_ack, False)
             cmds.append(f"fill {len(t.payload)}" if len(t.payload) > MAX_WRITE else "write " + _escape(t.payload))
-            acts.append(_Act(eff, order, "cmd", host, prog, ([use] if use else []) + cmds, k))
+            acts.append(_Act(eff, order, "cmd", host, prog, cmds, k))
             prev, last_eff, order = p, eff, order + 1
-        elif t.flags & FIN:
+        if t.flags & FIN:  # alone, or on the last data (written, then closed at once)
             cmds = reads(p.rel_ack, True) + ["close"]
-            acts.append(_Act(p.ts, order, "cmd", host, prog, ([use] if use else []) + cmds, k))
+            if new_data:
+                acts[-1].cmds.extend(cmds)
+            else:
+                acts.append(_Act(p.ts, order, "cmd", host, prog, cmds, k))
             break
     return acts
 
 
-def scripted(conns: list[_Conn]) -> bool:
+def scripted(conns: list[Conn]) -> bool:
     """Whether the capture shows what only the scripted play reproduces: an answer faster than a step, TCP_NODELAY
     at work, keepalive probes, an overflowing accept queue."""
     for k in conns:
@@ -224,7 +227,7 @@ def scripted(conns: list[_Conn]) -> bool:
 Probes = dict[int, tuple[list[Packet], Packet, bool]]  # connection -> its keepalive probes, the packet before, reset
 
 
-def _listeners(conns: list[_Conn], sysctls: dict[str, dict[str, Value]],
+def _listeners(conns: list[Conn], sysctls: dict[str, dict[str, Value]],
                notes: dict[str, list[str]]) -> dict[tuple[str, int], _Listener]:
     """Every (server, port) a connection reached; one whose queue overflowed never accepts, with the backlog its
     completed connections show."""
@@ -252,12 +255,11 @@ def _listeners(conns: list[_Conn], sysctls: dict[str, dict[str, Value]],
             f"completed: a listener that never accepts, backlog {li.backlog} (the queue holds backlog + 1); could "
             "not infer the program or why it never accepted")
         if any(_overflow(k) == "reset" for k in over):
-            li.aborts = True
             sysctls.setdefault(li.server, {})["net.ipv4.tcp_abort_on_overflow"] = 1
     return listeners
 
 
-def _keepalive_timers(conns: list[_Conn], sysctls: dict[str, dict[str, Value]], notes: dict[str, list[str]],
+def _keepalive_timers(conns: list[Conn], sysctls: dict[str, dict[str, Value]], notes: dict[str, list[str]],
                       unsure: list[str]) -> Probes:
     """The connections whose client probed: SO_KEEPALIVE on its socket, the timers the gaps show its sysctls."""
     out: Probes = {}
@@ -285,7 +287,7 @@ def _keepalive_timers(conns: list[_Conn], sysctls: dict[str, dict[str, Value]], 
     return out
 
 
-def _timeline(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener], keepalive: Probes,
+def _timeline(conns: list[Conn], listeners: dict[tuple[str, int], _Listener], keepalive: Probes,
               exits: dict[int, float], unsure: list[str]) -> list[_Act]:
     """Every side's calls and the draft's own events (a firewall, a wait for the kernel's RST), in time order;
     ``exits`` gets each connection whose client program ends with its close."""
@@ -301,7 +303,7 @@ def _timeline(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener], k
         acts.append(connect)
         if k.refused is not None or k.unanswered:
             continue
-        client = _side_acts(k, k.cip, k.client, app, None, len(acts))
+        client = _side_acts(k, k.cip, k.client, app, len(acts))
         if k.n in keepalive:
             # on with the client's last call before the probes: the capture shows it on by then, and a step's pace
             # before it must not let an idle connection be probed earlier than the capture's was
@@ -317,7 +319,7 @@ def _timeline(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener], k
             done = _handshake_ack(k)
             acts.append(_Act(done.ts if done is not None else k.start, len(acts), "cmd", k.server, li.prog,
                              ["accept"], k))
-            acts.extend(_side_acts(k, k.sip, k.server, li.prog, None, len(acts)))
+            acts.extend(_side_acts(k, k.sip, k.server, li.prog, len(acts)))
         if any(c.startswith("fill ") for a in acts if a.k is k for c in a.cmds):
             unsure.append(f"connection {k.n}: its segments of more than {MAX_WRITE} bytes are written as that many "
                           "filler bytes (their sizes replayed, not their content)")
@@ -351,8 +353,8 @@ def _phases(acts: list[_Act], exits: dict[int, float]) -> list[list[_Act]]:
     return phases
 
 
-def script_play(conns: list[_Conn], names: dict[str, str],
-                unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+def script_play(conns: list[Conn], names: dict[str, str],
+                unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[Item], list[Item]]:
     """Hosts, steps and expectations where tcpctl plays both sides, each side's calls typed a phase at a time."""
     sysctls: dict[str, dict[str, Value]] = {}
     notes: dict[str, list[str]] = {}
@@ -370,9 +372,9 @@ def script_play(conns: list[_Conn], names: dict[str, str],
                       + notes.get(h, [])))
     exits: dict[int, float] = {}  # connection -> its client's close: its program ends there
     acts = _timeline(conns, listeners, keepalive, exits, unsure)
-    steps: list[_Item] = []
+    steps: list[Item] = []
     for li in listeners.values():
-        steps.append(_Item({"host": li.server, "start": [TCPCTL, "listen", str(li.port), str(li.backlog)],
+        steps.append(Item({"host": li.server, "start": [TCPCTL, "listen", str(li.port), str(li.backlog)],
                             "as": li.prog, "ready": {"listen": li.port},
                             "title": f"{li.server} listens on port {li.port}"
                                      + (f" with backlog {li.backlog} and never accepts" if li.quiet else "")}))
@@ -385,19 +387,19 @@ def script_play(conns: list[_Conn], names: dict[str, str],
         gap = head.t - last_t
         last_t = phase[-1].t
         if head.kind == "rst" and head.k is not None:
-            steps.append(_Item({"wait": {"rst_from": head.host}, "timeout": _seconds(gap + 10),
+            steps.append(Item({"wait": {"rst_from": head.host}, "timeout": seconds(gap + 10),
                                 "title": f"{head.host}'s keepalive gives up: {len(keepalive[head.k.n][0])} probes "
                                          "unanswered, then an RST"}))
             continue
         if gap >= SILENCE:
-            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
-                                "title": f"silence of {_seconds(gap)}"},
+            steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
+                                "title": f"silence of {seconds(gap)}"},
                                note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         if head.kind == "firewall" and head.k is not None:
             k = head.k
-            steps.append(_Item({"wait": {"seconds": _seconds(FIREWALL_LEAD)}, "timeout": "5s",
+            steps.append(Item({"wait": {"seconds": seconds(FIREWALL_LEAD)}, "timeout": "5s",
                                 "title": "the last exchange ends"}))
-            steps.append(_Item({"host": k.server, "firewall": "drop", "from": k.client, "as": f"vanish{k.n}",
+            steps.append(Item({"host": k.server, "firewall": "drop", "from": k.client, "as": f"vanish{k.n}",
                                 "title": f"{k.server} falls silent: its firewall drops all {k.client} sends"},
                                note="could not infer why the keepalive probes went unanswered (a power cut? a "
                                     "dead link?): a firewall that drops them stands in"))
@@ -407,7 +409,7 @@ def script_play(conns: list[_Conn], names: dict[str, str],
                 if n not in waited and t < head.t:
                     waited.add(n)
                     done = next(c for c in conns if c.n == n)
-                    steps.append(_Item({"wait": {"exit": f"app{n}"}, "host": done.client, "timeout": "10s",
+                    steps.append(Item({"wait": {"exit": f"app{n}"}, "host": done.client, "timeout": "10s",
                                         "title": f"{done.client} is done with connection {n}"}))
         # the servers' calls first: they block until the clients' packets come
         typed: dict[tuple[str, str], list[str]] = {}
@@ -418,7 +420,7 @@ def script_play(conns: list[_Conn], names: dict[str, str],
                 current[act.prog] = act.k.n
                 typed.setdefault((act.host, act.prog), []).extend(act.cmds)
         _flush(steps, typed)
-        bursts: dict[tuple[str, str, int], list[_Conn]] = {}
+        bursts: dict[tuple[str, str, int], list[Conn]] = {}
         for act in phase:
             if act.kind == "burst" and act.k is not None:
                 bursts.setdefault((act.host, act.k.server, act.k.port), []).append(act.k)
@@ -445,14 +447,14 @@ def script_play(conns: list[_Conn], names: dict[str, str],
     return hosts, steps, _expectations(conns, listeners, keepalive)
 
 
-def _connect(k: _Conn, act: _Act) -> _Item:
+def _connect(k: Conn, act: _Act) -> Item:
     start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, "connect", k.server, str(k.port), *act.cmds],
                                "as": act.prog, "ready": {"log": "^connected"},
                                "title": f"{k.client} connects to {k.server} port {k.port}"
                                         + (f" ({', '.join(act.cmds)})" if act.cmds else "")}
     if k.refused is not None or k.unanswered:
         start["ready"] = {"log": "^connect failed"}
-    return _Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
+    return Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
 
 
 def _text(cmds: list[str]) -> str:
@@ -471,18 +473,18 @@ def _title(host: str, cmds: list[str]) -> str:
     return f"{host}: {', '.join(w + (f' x{n}' if n > 1 else '') for w, n in said)}"[:200]
 
 
-def _flush(steps: list[_Item], clients: dict[tuple[str, str], list[str]]) -> None:
+def _flush(steps: list[Item], clients: dict[tuple[str, str], list[str]]) -> None:
     for (h, prog), cmds in clients.items():
-        steps.append(_Item({"host": h, "send": prog, "text": _text(cmds), "title": _title(h, cmds)}))
+        steps.append(Item({"host": h, "send": prog, "text": _text(cmds), "title": _title(h, cmds)}))
     clients.clear()
 
 
-def _burst(group: list[_Conn]) -> list[_Item]:
+def _burst(group: list[Conn]) -> list[Item]:
     """One tcpctl that opens ``group``'s connections at once from their capture's ports (consecutive ports a
     ``burst``, a late handshake ACK a ``delayack`` before its own), then holds them (or exits when one was
     never answered: it gives up after 3 s)."""
     group = sorted(group, key=lambda k: k.conn.key[1])
-    runs: list[list[_Conn]] = []
+    runs: list[list[Conn]] = []
     for k in group:
         ack, synack = _handshake_ack(k), _synack(k)
         late = ack is not None and synack is not None and ack.ts - synack.ts >= LATE_ACK
@@ -503,15 +505,15 @@ def _burst(group: list[_Conn]) -> list[_Item]:
     out = []
     if never:
         args.append("exit")
-        out.append(_Item({"host": first.client, "start": args, "as": prog,
+        out.append(Item({"host": first.client, "start": args, "as": prog,
                           "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
                                    f"{first.port} at once (ports {ports})"},
                          note="tcpctl gives up on a connection after 3 s; could not infer how long the capture's "
                               "program waited"))
-        out.append(_Item({"wait": {"exit": prog}, "host": first.client, "timeout": "10s",
+        out.append(Item({"wait": {"exit": prog}, "host": first.client, "timeout": "10s",
                           "title": f"{first.client} gives up on the unanswered connection"}))
     else:
-        out.append(_Item({"host": first.client, "start": args, "as": prog,
+        out.append(Item({"host": first.client, "start": args, "as": prog,
                           "ready": {"log": f"from port {last.conn.key[1]}: "},
                           "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
                                    f"{first.port} at once (ports {ports})"},
@@ -519,49 +521,49 @@ def _burst(group: list[_Conn]) -> list[_Item]:
     return out
 
 
-def _expectations(conns: list[_Conn], listeners: dict[tuple[str, int], _Listener],
-                  keepalive: Probes) -> list[_Item]:
-    out: list[_Item] = []
+def _expectations(conns: list[Conn], listeners: dict[tuple[str, int], _Listener],
+                  keepalive: Probes) -> list[Item]:
+    out: list[Item] = []
     for k in conns:
         c, s, port, pre = k.client, k.server, k.conn.key[1], f"c{k.n}-"
         li = listeners.get((k.server, k.port))
         quiet = li is not None and li.quiet
-        out.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to {s} port {k.port}",
+        out.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to {s} port {k.port}",
                           "packet": {"from": c, "to": s, "port": port if quiet else k.port, "flags": "S"}}))
         if quiet:
             how = _overflow(k)
             if how == "drop":
                 synacks = [p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN]
                 gaps = [b.ts - a.ts for a, b in zip(synacks, synacks[1:])]
-                out.append(_Item({"name": pre + "synack-again", "about": f"{s}'s queue is full: it drops {c}'s "
+                out.append(Item({"name": pre + "synack-again", "about": f"{s}'s queue is full: it drops {c}'s "
                                                                         "handshake ACK and sends its SYN-ACK again",
                                   "packet": {"from": s, "to": c, "port": port, "flags": "S.",
-                                             "intervals": [_seconds(g) for g in gaps], "tolerance": "300ms"}}))
+                                             "intervals": [seconds(g) for g in gaps], "tolerance": "300ms"}}))
             elif how == "reset":
-                out.append(_Item({"name": pre + "overflow-reset", "about": f"{s}'s queue is full: it answers the "
+                out.append(Item({"name": pre + "overflow-reset", "about": f"{s}'s queue is full: it answers the "
                                                                           "handshake ACK with an RST",
                                   "packet": {"from": s, "to": c, "port": port, "flags": "R"}}))
             elif k.unanswered:
-                out.append(_Item({"name": pre + "dropped", "about": f"{s}'s queue is full: it answers none of "
+                out.append(Item({"name": pre + "dropped", "about": f"{s}'s queue is full: it answers none of "
                                                                    f"{c}'s SYNs",
                                   "packet": {"from": s, "to": c, "port": port, "count": 0}}))
             continue
         out.extend(_nagle_expectations(k))
         if k.n in keepalive:
             found, last, gave_up = keepalive[k.n]
-            out.append(_Item({"name": pre + "probes", "about": f"{c}'s kernel probes the idle connection on its "
+            out.append(Item({"name": pre + "probes", "about": f"{c}'s kernel probes the idle connection on its "
                                                                "keepalive timers",
                               "packet": {"from": c, "to": s, "port": k.port, "flags": ".", "probe": True,
                                          "intervals": "keepalive", "tolerance": "200ms"}}))
             if gave_up:
-                out.append(_Item({"name": pre + "gives-up", "about": f"unanswered, {c} gives up and resets",
+                out.append(Item({"name": pre + "gives-up", "about": f"unanswered, {c} gives up and resets",
                                   "packet": {"from": c, "to": s, "port": k.port, "has_flags": "R"}}))
         if k.client_fin is not None:
-            out.append(_Item({"name": pre + "fin", "about": f"{c} closes",
+            out.append(Item({"name": pre + "fin", "about": f"{c} closes",
                               "packet": {"from": c, "to": s, "port": k.port, "has_flags": "F",
                                          "after": pre + "syn"}}))
         if (k.server_fin or k.server_closes_first) is not None:
-            out.append(_Item({"name": pre + "server-fin", "about": f"{s} closes",
+            out.append(Item({"name": pre + "server-fin", "about": f"{s} closes",
                               "packet": {"from": s, "to": c, "port": k.port, "has_flags": "F",
                                          "after": pre + "syn"}}))
     return out
@@ -572,7 +574,7 @@ def _printable(payload: bytes) -> str | None:
     return text if text and text.isprintable() and len(text) <= 200 and "\ufffd" not in text else None
 
 
-def _nagle_expectations(k: _Conn) -> list[_Item]:
+def _nagle_expectations(k: Conn) -> list[Item]:
     """The wait Nagle's algorithm made (the middle held segment: it leaves when the ACK of the one before comes),
     or, with TCP_NODELAY, a small segment that left at once behind an unacknowledged one; none when the segments'
     bytes do not name them."""
@@ -591,17 +593,17 @@ def _nagle_expectations(k: _Conn) -> list[_Item]:
     c, s, pre = k.client, k.server, f"c{k.n}-"
     wait = b.ts - a.ts
     base: dict[str, Value] = {"from": c, "to": s, "port": k.port}
-    out = [_Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
+    out = [Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
                   "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
     if nodelay:
-        out.append(_Item({"name": pre + "not-held", "about": "TCP_NODELAY: the next small write leaves at once, the "
+        out.append(Item({"name": pre + "not-held", "about": "TCP_NODELAY: the next small write leaves at once, the "
                                                              "one before still unacknowledged",
                           "packet": {**base, "payload": second, "after": pre + "small-write", "delay": "0s",
                                      "tolerance": "5ms"}}))
     else:
-        out.append(_Item({"name": pre + "held", "about": f"Nagle's algorithm holds the next small write until the one "
+        out.append(Item({"name": pre + "held", "about": f"Nagle's algorithm holds the next small write until the one "
                                                          f"before is acknowledged: {wait * 1000:.0f} ms (the peer's "
                                                          "delayed-ACK timer?)",
                           "packet": {**base, "payload": second, "after": pre + "small-write",
-                                     "delay": _seconds(wait), "tolerance": _seconds(max(0.01, wait / 4))}}))
+                                     "delay": seconds(wait), "tolerance": seconds(max(0.01, wait / 4))}}))
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from scapy.utils import wrpcap
 
@@ -118,13 +117,30 @@ def test_a_slow_answer_in_lines_stays_one_socket_call_a_step(tmp_path: Path) -> 
     assert "write " not in draft_lab(read_capture_file(path), [1], "slow.pcap").text
 
 
-@pytest.mark.parametrize("capture", sorted(p.name for p in SHARED.glob("*.pcap*")))
-def test_lab_new_drafts_every_shared_capture_no_lab_wrote(tmp_path: Path, capture: str) -> None:
+def test_lab_new_drafts_every_shared_capture_no_lab_wrote(tmp_path: Path) -> None:
     """The field captures in ../shared/captures: every connection drafted into a lab that validates."""
-    out = tmp_path / "draft.yaml"
-    proc = lab_cmd("new", "--from-pcap", str(SHARED / capture), "--connection", "all", "--out", str(out),
-                   cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert lab_cmd("validate", str(out), cwd=tmp_path).returncode == 0
-    lab = yaml.safe_load(out.read_text())
-    assert lab["steps"] and lab["expect"]
+    captures = sorted(SHARED.glob("*.pcap*"))
+    assert captures, f"no capture in {SHARED}"
+    for capture in captures:
+        out = tmp_path / f"{capture.stem}.yaml"
+        proc = lab_cmd("new", "--from-pcap", str(capture), "--connection", "all", "--out", str(out), cwd=tmp_path)
+        assert proc.returncode == 0, (capture, proc.stderr)
+        assert lab_cmd("validate", str(out), cwd=tmp_path).returncode == 0, capture
+        lab = yaml.safe_load(out.read_text())
+        assert lab["steps"] and lab["expect"], capture
+
+
+def test_a_fast_answer_with_the_fin_on_it_is_written_then_closed(tmp_path: Path) -> None:
+    path = tmp_path / "http.pcap"
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    n = len(req)
+    pk = _conversation(b"")[:3]
+    pk += [_seg(10.1, C, S, 40000, 9000, "PA", 1001, 5001, req),
+           _seg(10.1002, S, C, 9000, 40000, "FPA", 5001, 1001 + n, b"HTTP/1.0 200 OK\r\n\r\n"),
+           _seg(10.1003, C, S, 40000, 9000, "FA", 1001 + n, 5021),
+           _seg(10.1004, S, C, 9000, 40000, "A", 5021, 1002 + n)]
+    wrpcap(str(path), pk)
+    lab = yaml.safe_load(draft_lab(read_capture_file(path), [1], "http.pcap").text)
+    # the server reads the request, answers and closes in one go; the client reads the answer and the FIN, closes
+    assert _typed(lab, "server-9000") == [f"accept\nread {n}\nwrite HTTP/1.0 200 OK\\r\\n\\r\\n\nclose\n"]
+    assert _typed(lab, "app1") == ["write GET / HTTP/1.0\\r\\n\\r\\n\nread 19\nrecv\nclose\nexit\n"]
