@@ -367,10 +367,10 @@ def _telnet_play(conns: list[Conn], names: dict[str, str], windows: dict[str, tu
     for h, plist in ports.items():
         for lp in plist[1:]:
             steps.append(Item({"host": h, "start": [SERVER_PROGRAM, str(lp), "5"], "as": f"server-{lp}",
-                                "ready": {"listen": lp}, "title": f"{h} listens on port {lp} too"}))
+                               "ready": {"listen": lp}, "title": f"{h} listens on port {lp} too"}))
     for i, (server, port) in enumerate(holders):
         steps.append(Item({"host": "holder", "start": ["telnet", server, str(port)], "as": f"hold{i + 1}",
-                            "ready": {"log": "Connected to"}, "title": f"holder keeps {server}'s server busy"}))
+                           "ready": {"log": "Connected to"}, "title": f"holder keeps {server}'s server busy"}))
     events: list[tuple[float, int, str, Conn, Packet | None]] = []
     for k in conns:
         events.append((k.start, 0, "connect", k, k.syn))
@@ -390,33 +390,33 @@ def _telnet_play(conns: list[Conn], names: dict[str, str], windows: dict[str, tu
         gap = ts - last
         if kind not in ("rst", "exit") and gap >= SILENCE:
             steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
-                                "title": f"silence of {seconds(gap)}"},
-                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+                               "title": f"silence of {seconds(gap)}"},
+                              note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         last = ts
         telnet = f"telnet{k.n}"
         if kind == "connect":
             if k.unanswered:
                 steps.append(Item({"host": k.server, "firewall": "drop", "from": k.client, "port": k.port,
-                                    "as": f"drop{k.n}", "title": f"{k.server} drops {k.client}'s packets to port "
-                                                               f"{k.port}"},
-                                   note=f"could not infer why nothing came back to {len(k.unanswered)} SYNs: "
-                                        "a firewall that drops them stands in"))
+                                   "as": f"drop{k.n}", "title": f"{k.server} drops {k.client}'s packets to port "
+                                                              f"{k.port}"},
+                                  note=f"could not infer why nothing came back to {len(k.unanswered)} SYNs: "
+                                       "a firewall that drops them stands in"))
             start: dict[str, Value] = {"host": k.client, "start": ["telnet", k.server, str(k.port)], "as": telnet,
                                        "ready": {"log": "Connected to"},
                                        "title": f"{k.client} connects to {k.server} port {k.port}"}
             if k.refused is not None or k.unanswered:
                 del start["ready"]  # it never connects
             steps.append(Item(start,
-                               note="could not infer the client's program: telnet stands in; its port is the "
-                                    f"kernel's choice (the capture's: {k.conn.key[1]})"))
+                              note="could not infer the client's program: telnet stands in; its port is the "
+                                   f"kernel's choice (the capture's: {k.conn.key[1]})"))
         elif kind == "send" and p is not None:
             text, why = _typed(p.tcp.payload)
             if text is None:
                 k.other.append(f"{len(p.tcp.payload)} bytes at seq {p.rel_seq}: {why}")
                 continue
             steps.append(Item({"host": k.client, "send": telnet, "text": text,
-                                "title": f"{k.client} sends {len(p.tcp.payload)} bytes"},
-                               note=why or ""))
+                               "title": f"{k.client} sends {len(p.tcp.payload)} bytes"},
+                              note=why or ""))
         elif kind == "close":
             steps.append(Item({"host": k.client, "stop": telnet, "title": f"{k.client} closes its connection"}))
             steps.append(Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
@@ -430,11 +430,11 @@ def _telnet_play(conns: list[Conn], names: dict[str, str], windows: dict[str, tu
                         f"over {span:.1f} s; Linux's default gives up after ~130 s (shorten with --set "
                         f"hosts.{k.client}.sysctls.net.ipv4.tcp_syn_retries=2)")
             steps.append(Item({"wait": {"exit": telnet}, "host": k.client, "timeout": timeout,
-                                "title": f"{k.client}'s connect() fails"}, note=note))
+                               "title": f"{k.client}'s connect() fails"}, note=note))
         elif kind == "rst":
             timer = timers.get(k.client, ts - last)
             steps.append(Item({"wait": {"rst_from": k.client}, "timeout": seconds(timer + 10),
-                                "title": f"{k.client} gives up on FIN_WAIT_2 and resets"}))
+                               "title": f"{k.client} gives up on FIN_WAIT_2 and resets"}))
 
     # expectations
     expect: list[Item] = []
@@ -541,15 +541,15 @@ def _socket_play(conns: list[Conn], names: dict[str, str],
         if k.refused is None and key not in listeners:
             listeners[key] = f"{k.server}-{k.port}"
             steps.append(Item({"host": k.server, "start": [TCPCTL, "listen", str(k.port), "5"], "as": listeners[key],
-                                "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
+                               "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
     last = events[0][0]
     for ts, _, kind, k, p in events:
         gap = ts - last
         last = ts
         if gap >= SILENCE:
             steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
-                                "title": f"silence of {seconds(gap)}"},
-                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+                               "title": f"silence of {seconds(gap)}"},
+                              note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         app, srv = f"app{k.n}", listeners.get((k.server, k.port), "")
         clean = k.server_rst is None and (k.server_closes_first or k.server_fin) is not None
         if kind == "connect":
@@ -561,7 +561,7 @@ def _socket_play(conns: list[Conn], names: dict[str, str],
             steps.append(Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})"))
             if k.refused is None and _needs_sockets(k) or k.server_sends:
                 steps.append(Item({"host": k.server, "send": srv, "text": "accept\n",
-                                    "title": f"{k.server} accepts it"}))
+                                   "title": f"{k.server} accepts it"}))
         elif kind in ("send", "reply") and p is not None:
             text = _line(p.tcp.payload)
             who, other, prog, peer_prog = ((k.client, k.server, app, srv) if kind == "send"
@@ -571,57 +571,57 @@ def _socket_play(conns: list[Conn], names: dict[str, str],
                               "one line of text (tcpctl sends a line); no step sends them")
                 continue
             steps.append(Item({"host": who, "send": prog, "text": f"send {text}\n",
-                                "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
+                               "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
             if kind == "reply" or clean:  # read, so that a later close() is a FIN, not a reset
                 steps.append(Item({"host": other, "send": peer_prog, "text": "recv\n",
-                                    "title": f"{other} reads them"}))
+                                   "title": f"{other} reads them"}))
         elif kind == "abort":
             unread = any(q.ts < ts for q in k.sends)
             text = "pending\nclose\n" if unread else "linger 0\nclose\n"
             steps.append(Item({"host": k.server, "send": srv, "text": text,
-                                "title": f"{k.server} resets the connection: close() with "
-                                         + ("the request unread" if unread else "SO_LINGER {on, 0}")},
-                               note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
-                                    "the wire"))
+                               "title": f"{k.server} resets the connection: close() with "
+                                        + ("the request unread" if unread else "SO_LINGER {on, 0}")},
+                              note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
+                                   "the wire"))
             steps.append(Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
         elif kind == "forget":
             steps.append(Item({"host": k.server, "firewall": "drop", "to": k.client, "as": f"silence{k.n}",
-                                "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
-                               note="could not infer how the server lost the connection (a crash? a reboot?): its "
-                                    "RST answers data without an ACK, so it had no socket for it"))
+                               "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
+                              note="could not infer how the server lost the connection (a crash? a reboot?): its "
+                                   "RST answers data without an ACK, so it had no socket for it"))
             steps.append(Item({"host": k.server, "send": srv, "text": "linger 0\nclose\n",
-                                "title": f"{k.server} forgets the connection: its reset is dropped"}))
+                               "title": f"{k.server} forgets the connection: its reset is dropped"}))
             steps.append(Item({"wait": {"seconds": "500ms"}, "timeout": "5s",
-                                "title": "the reset leaves and is dropped"}))
+                               "title": "the reset leaves and is dropped"}))
             steps.append(Item({"host": k.server, "lift": f"silence{k.n}",
-                                "title": f"{k.server} speaks to {k.client} again"}))
+                               "title": f"{k.server} speaks to {k.client} again"}))
         elif kind == "server-close":
             steps.append(Item({"host": k.server, "send": srv, "text": "close\n",
-                                "title": f"{k.server} closes its connection"}))
+                               "title": f"{k.server} closes its connection"}))
             steps.append(Item({"wait": {"fin_from": k.server}, "timeout": "5s"}))
         elif kind == "close":
             steps.append(Item({"host": k.client, "send": app, "text": "close\n",
-                                "title": f"{k.client} closes its connection"}))
+                               "title": f"{k.client} closes its connection"}))
             steps.append(Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
     expect: list[Item] = []
     for k in conns:
         c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
         expect.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
-                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
+                            "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
         last_pkt = next((q for q in (k.server_rst, k.refused) if q is not None), None)
         if last_pkt is not None:
             expect.append(Item({"name": pre + "reset", "about": f"{s} resets the connection: [{last_pkt.flags}]",
-                                 "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
-                                            "after": pre + "syn"}}))
+                                "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
+                                           "after": pre + "syn"}}))
         sfin = k.server_closes_first or k.server_fin
         if sfin is not None:
             expect.append(Item({"name": pre + "server-fin", "about": f"{s} closes: [{sfin.flags}]",
-                                 "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
-                                            "after": pre + "syn"}}))
+                                "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
+                                           "after": pre + "syn"}}))
         if k.client_fin is not None:
             expect.append(Item({"name": pre + "fin", "about": f"{c} closes: [{k.client_fin.flags}]",
-                                 "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
-                                            "after": pre + "syn"}}))
+                                "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
+                                           "after": pre + "syn"}}))
     return hosts, steps, expect
 
 
@@ -680,34 +680,34 @@ def _expectations(k: Conn, timer: bool) -> list[Item]:
             if "TS" not in names:
                 rule["without_options"] = ["TS"]
         out.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
-                          "packet": rule}))
+                         "packet": rule}))
         if k.refused is not None:
             r = k.refused
             delay = r.ts - k.syn.ts
             out.append(Item({"name": pre + "refused", "about": f"nothing listens on {s} port {port}: its kernel "
-                                                            f"answers the SYN with [{r.flags}]",
-                              "packet": {"from": s, "to": c, "port": port, "flags": r.flags, "after": pre + "syn",
-                                         "delay": seconds(delay) if delay > ACK_AT_ONCE else "0s",
-                                         "tolerance": seconds(max(0.05, delay / 10))}}))
+                                                           f"answers the SYN with [{r.flags}]",
+                             "packet": {"from": s, "to": c, "port": port, "flags": r.flags, "after": pre + "syn",
+                                        "delay": seconds(delay) if delay > ACK_AT_ONCE else "0s",
+                                        "tolerance": seconds(max(0.05, delay / 10))}}))
             out.append(Item({"name": pre + "syn-once", "about": "a refused SYN is not retransmitted",
-                              "packet": {"from": c, "to": s, "port": port, "flags": "S",
-                                         "count": sum(1 for q in k.conn.packets if q.flags == "S")}}))
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S",
+                                        "count": sum(1 for q in k.conn.packets if q.flags == "S")}}))
             return out
         if k.unanswered:
             out.append(Item({"name": pre + "syn-retransmits", "about": "unanswered, the SYN is retransmitted on the "
-                                                                    "client kernel's timer",
-                              "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-telnet{k.n}",
-                                         "intervals": "syn-backoff", "tolerance": "100ms"}},
-                             comments=[f"the capture's {len(k.unanswered)} SYNs, {_gaps(k.unanswered)} apart; "
-                                       "the draft expects the pattern of the sysctls the run reads"]))
+                                                                   "client kernel's timer",
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-telnet{k.n}",
+                                        "intervals": "syn-backoff", "tolerance": "100ms"}},
+                            comments=[f"the capture's {len(k.unanswered)} SYNs, {_gaps(k.unanswered)} apart; "
+                                      "the draft expects the pattern of the sysctls the run reads"]))
             out.append(Item({"name": pre + "nothing-back", "about": f"{s} sends nothing back",
-                              "packet": {"from": s, "to": c, "port": port, "count": 0}}))
+                             "packet": {"from": s, "to": c, "port": port, "count": 0}}))
             return out
         synack = next((p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN), None)
         if synack is not None:
             out.append(Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
-                              "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
-                                         "after": pre + "syn"}}))
+                             "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
+                                        "after": pre + "syn"}}))
     crs = 0  # telnet sends CR LF for a typed newline: each bare LF sent so far is one byte more in the replay
     for i, p in enumerate(k.sends, 1):
         text, _ = _typed(p.tcp.payload)
@@ -715,15 +715,15 @@ def _expectations(k: Conn, timer: bool) -> list[Item]:
             continue
         piece = text.strip()[:200] or text[:200]
         out.append(Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
-                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
-                                     "payload": piece}}))
+                         "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
+                                    "payload": piece}}))
         crs += p.tcp.payload.count(b"\n") - p.tcp.payload.count(b"\r\n")
     fin = k.client_fin
     if fin is None:
         return out
     item = Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
-                  "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
-                             "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
+                 "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
+                            "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
     if crs:
         item.comments.append(f"could not infer: the capture's {crs} bare LF (telnet types CR LF): seq {fin.rel_seq} "
                              f"there is {fin.rel_seq + crs} here")
@@ -732,8 +732,8 @@ def _expectations(k: Conn, timer: bool) -> list[Item]:
         a = k.fin_ack
         delay = a.ts - fin.ts
         item = Item({"name": pre + "fin-acked", "about": f"{s}'s kernel acks the FIN (ack {a.rel_ack})",
-                      "packet": {"from": s, "to": c, "port": port, "flags": a.flags, "ack": a.rel_ack,
-                                 "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
+                     "packet": {"from": s, "to": c, "port": port, "flags": a.flags, "ack": a.rel_ack,
+                                "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
         ack_rule = item.value["packet"]
         assert isinstance(ack_rule, dict)
         if k.server_fin is not None:
@@ -746,10 +746,10 @@ def _expectations(k: Conn, timer: bool) -> list[Item]:
         out.append(item)
     if k.server_fin is not None:
         out.append(Item({"name": pre + "server-fin", "about": f"{s} closes its side after {c}'s FIN",
-                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "after": pre + "fin"}}))
+                         "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "after": pre + "fin"}}))
     else:
         out.append(Item({"name": pre + "server-never-fins", "about": f"{s} never sends its own FIN to {c}",
-                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "count": 0}}))
+                         "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "count": 0}}))
     if k.timer_rst is not None:
         r = k.timer_rst
         rule2: dict[str, Value] = {"from": c, "to": s, "port": port, "flags": r.flags, "seq": r.rel_seq}
@@ -758,8 +758,8 @@ def _expectations(k: Conn, timer: bool) -> list[Item]:
         rule2.update({"win": r.tcp.win, "after": pre + "fin", "tolerance": "50ms"})
         rule2["delay"] = f"peers.{c}.fin_wait2_timeout" if timer else seconds(r.ts - fin.ts)
         out.append(Item({"name": pre + "rst", "about": f"{c} gives up on FIN_WAIT_2 and resets: [{r.flags}] "
-                                                        f"seq {r.rel_seq}",
-                          "packet": rule2}))
+                                                       f"seq {r.rel_seq}",
+                         "packet": rule2}))
     return out
 
 

@@ -108,7 +108,7 @@ def _overflow(k: Conn) -> str:
     return ""
 
 
-def probes(k: Conn) -> tuple[list[Packet], Packet | None, bool]:
+def _probes(k: Conn) -> tuple[list[Packet], Packet | None, bool]:
     """The client's keepalive probes, the last packet before them, and whether the client reset after the last."""
     found = [p for p in k.conn.packets if p.probe and p.tcp.src == k.cip and not p.tcp.payload]
     if not found:
@@ -214,7 +214,7 @@ def scripted(conns: list[Conn]) -> bool:
     """Whether the capture shows what only the scripted play reproduces: an answer faster than a step, TCP_NODELAY
     at work, keepalive probes, an overflowing accept queue."""
     for k in conns:
-        if probes(k)[0] or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
+        if _probes(k)[0] or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
             return True
         if k.unanswered and any(_overflow(j) for j in conns if (j.sip, j.port) == (k.sip, k.port)):
             return True
@@ -264,7 +264,7 @@ def _keepalive_timers(conns: list[Conn], sysctls: dict[str, dict[str, Value]], n
     """The connections whose client probed: SO_KEEPALIVE on its socket, the timers the gaps show its sysctls."""
     out: Probes = {}
     for k in conns:
-        found, last, gave_up = probes(k)
+        found, last, gave_up = _probes(k)
         if not found or last is None:
             continue
         out[k.n] = (found, last, gave_up)
@@ -375,9 +375,9 @@ def script_play(conns: list[Conn], names: dict[str, str],
     steps: list[Item] = []
     for li in listeners.values():
         steps.append(Item({"host": li.server, "start": [TCPCTL, "listen", str(li.port), str(li.backlog)],
-                            "as": li.prog, "ready": {"listen": li.port},
-                            "title": f"{li.server} listens on port {li.port}"
-                                     + (f" with backlog {li.backlog} and never accepts" if li.quiet else "")}))
+                           "as": li.prog, "ready": {"listen": li.port},
+                           "title": f"{li.server} listens on port {li.port}"
+                                    + (f" with backlog {li.backlog} and never accepts" if li.quiet else "")}))
     served = {li.prog: li for li in listeners.values()}
     current: dict[str, int] = {}  # a listener's program -> the connection its current socket is
     waited: set[int] = set()
@@ -388,21 +388,21 @@ def script_play(conns: list[Conn], names: dict[str, str],
         last_t = phase[-1].t
         if head.kind == "rst" and head.k is not None:
             steps.append(Item({"wait": {"rst_from": head.host}, "timeout": seconds(gap + 10),
-                                "title": f"{head.host}'s keepalive gives up: {len(keepalive[head.k.n][0])} probes "
-                                         "unanswered, then an RST"}))
+                               "title": f"{head.host}'s keepalive gives up: {len(keepalive[head.k.n][0])} probes "
+                                        "unanswered, then an RST"}))
             continue
         if gap >= SILENCE:
             steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
-                                "title": f"silence of {seconds(gap)}"},
-                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+                               "title": f"silence of {seconds(gap)}"},
+                              note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         if head.kind == "firewall" and head.k is not None:
             k = head.k
             steps.append(Item({"wait": {"seconds": seconds(FIREWALL_LEAD)}, "timeout": "5s",
-                                "title": "the last exchange ends"}))
+                               "title": "the last exchange ends"}))
             steps.append(Item({"host": k.server, "firewall": "drop", "from": k.client, "as": f"vanish{k.n}",
-                                "title": f"{k.server} falls silent: its firewall drops all {k.client} sends"},
-                               note="could not infer why the keepalive probes went unanswered (a power cut? a "
-                                    "dead link?): a firewall that drops them stands in"))
+                               "title": f"{k.server} falls silent: its firewall drops all {k.client} sends"},
+                              note="could not infer why the keepalive probes went unanswered (a power cut? a "
+                                   "dead link?): a firewall that drops them stands in"))
             continue
         if head.kind in ("connect", "burst"):
             for n, t in sorted(exits.items()):
@@ -410,7 +410,7 @@ def script_play(conns: list[Conn], names: dict[str, str],
                     waited.add(n)
                     done = next(c for c in conns if c.n == n)
                     steps.append(Item({"wait": {"exit": f"app{n}"}, "host": done.client, "timeout": "10s",
-                                        "title": f"{done.client} is done with connection {n}"}))
+                                       "title": f"{done.client} is done with connection {n}"}))
         # the servers' calls first: they block until the clients' packets come
         typed: dict[tuple[str, str], list[str]] = {}
         for act in phase:
@@ -506,18 +506,18 @@ def _burst(group: list[Conn]) -> list[Item]:
     if never:
         args.append("exit")
         out.append(Item({"host": first.client, "start": args, "as": prog,
-                          "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
-                                   f"{first.port} at once (ports {ports})"},
-                         note="tcpctl gives up on a connection after 3 s; could not infer how long the capture's "
-                              "program waited"))
+                         "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
+                                  f"{first.port} at once (ports {ports})"},
+                        note="tcpctl gives up on a connection after 3 s; could not infer how long the capture's "
+                             "program waited"))
         out.append(Item({"wait": {"exit": prog}, "host": first.client, "timeout": "10s",
-                          "title": f"{first.client} gives up on the unanswered connection"}))
+                         "title": f"{first.client} gives up on the unanswered connection"}))
     else:
         out.append(Item({"host": first.client, "start": args, "as": prog,
-                          "ready": {"log": f"from port {last.conn.key[1]}: "},
-                          "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
-                                   f"{first.port} at once (ports {ports})"},
-                         note="the capture's ports, bound; a late handshake ACK is tcpctl's delayack"))
+                         "ready": {"log": f"from port {last.conn.key[1]}: "},
+                         "title": f"{first.client} opens {len(group)} connection(s) to {first.server} port "
+                                  f"{first.port} at once (ports {ports})"},
+                        note="the capture's ports, bound; a late handshake ACK is tcpctl's delayack"))
     return out
 
 
@@ -529,43 +529,43 @@ def _expectations(conns: list[Conn], listeners: dict[tuple[str, int], _Listener]
         li = listeners.get((k.server, k.port))
         quiet = li is not None and li.quiet
         out.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to {s} port {k.port}",
-                          "packet": {"from": c, "to": s, "port": port if quiet else k.port, "flags": "S"}}))
+                         "packet": {"from": c, "to": s, "port": port if quiet else k.port, "flags": "S"}}))
         if quiet:
             how = _overflow(k)
             if how == "drop":
                 synacks = [p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN]
                 gaps = [b.ts - a.ts for a, b in zip(synacks, synacks[1:])]
                 out.append(Item({"name": pre + "synack-again", "about": f"{s}'s queue is full: it drops {c}'s "
-                                                                        "handshake ACK and sends its SYN-ACK again",
-                                  "packet": {"from": s, "to": c, "port": port, "flags": "S.",
-                                             "intervals": [seconds(g) for g in gaps], "tolerance": "300ms"}}))
+                                                                       "handshake ACK and sends its SYN-ACK again",
+                                 "packet": {"from": s, "to": c, "port": port, "flags": "S.",
+                                            "intervals": [seconds(g) for g in gaps], "tolerance": "300ms"}}))
             elif how == "reset":
                 out.append(Item({"name": pre + "overflow-reset", "about": f"{s}'s queue is full: it answers the "
-                                                                          "handshake ACK with an RST",
-                                  "packet": {"from": s, "to": c, "port": port, "flags": "R"}}))
+                                                                         "handshake ACK with an RST",
+                                 "packet": {"from": s, "to": c, "port": port, "flags": "R"}}))
             elif k.unanswered:
                 out.append(Item({"name": pre + "dropped", "about": f"{s}'s queue is full: it answers none of "
-                                                                   f"{c}'s SYNs",
-                                  "packet": {"from": s, "to": c, "port": port, "count": 0}}))
+                                                                  f"{c}'s SYNs",
+                                 "packet": {"from": s, "to": c, "port": port, "count": 0}}))
             continue
         out.extend(_nagle_expectations(k))
         if k.n in keepalive:
             found, last, gave_up = keepalive[k.n]
             out.append(Item({"name": pre + "probes", "about": f"{c}'s kernel probes the idle connection on its "
-                                                               "keepalive timers",
-                              "packet": {"from": c, "to": s, "port": k.port, "flags": ".", "probe": True,
-                                         "intervals": "keepalive", "tolerance": "200ms"}}))
+                                                              "keepalive timers",
+                             "packet": {"from": c, "to": s, "port": k.port, "flags": ".", "probe": True,
+                                        "intervals": "keepalive", "tolerance": "200ms"}}))
             if gave_up:
                 out.append(Item({"name": pre + "gives-up", "about": f"unanswered, {c} gives up and resets",
-                                  "packet": {"from": c, "to": s, "port": k.port, "has_flags": "R"}}))
+                                 "packet": {"from": c, "to": s, "port": k.port, "has_flags": "R"}}))
         if k.client_fin is not None:
             out.append(Item({"name": pre + "fin", "about": f"{c} closes",
-                              "packet": {"from": c, "to": s, "port": k.port, "has_flags": "F",
-                                         "after": pre + "syn"}}))
+                             "packet": {"from": c, "to": s, "port": k.port, "has_flags": "F",
+                                        "after": pre + "syn"}}))
         if (k.server_fin or k.server_closes_first) is not None:
             out.append(Item({"name": pre + "server-fin", "about": f"{s} closes",
-                              "packet": {"from": s, "to": c, "port": k.port, "has_flags": "F",
-                                         "after": pre + "syn"}}))
+                             "packet": {"from": s, "to": c, "port": k.port, "has_flags": "F",
+                                        "after": pre + "syn"}}))
     return out
 
 
@@ -594,16 +594,16 @@ def _nagle_expectations(k: Conn) -> list[Item]:
     wait = b.ts - a.ts
     base: dict[str, Value] = {"from": c, "to": s, "port": k.port}
     out = [Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
-                  "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
+                 "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
     if nodelay:
         out.append(Item({"name": pre + "not-held", "about": "TCP_NODELAY: the next small write leaves at once, the "
-                                                             "one before still unacknowledged",
-                          "packet": {**base, "payload": second, "after": pre + "small-write", "delay": "0s",
-                                     "tolerance": "5ms"}}))
+                                                            "one before still unacknowledged",
+                         "packet": {**base, "payload": second, "after": pre + "small-write", "delay": "0s",
+                                    "tolerance": "5ms"}}))
     else:
         out.append(Item({"name": pre + "held", "about": f"Nagle's algorithm holds the next small write until the one "
-                                                         f"before is acknowledged: {wait * 1000:.0f} ms (the peer's "
-                                                         "delayed-ACK timer?)",
-                          "packet": {**base, "payload": second, "after": pre + "small-write",
-                                     "delay": seconds(wait), "tolerance": seconds(max(0.01, wait / 4))}}))
+                                                        f"before is acknowledged: {wait * 1000:.0f} ms (the peer's "
+                                                        "delayed-ACK timer?)",
+                         "packet": {**base, "payload": second, "after": pre + "small-write",
+                                    "delay": seconds(wait), "tolerance": seconds(max(0.01, wait / 4))}}))
     return out
