@@ -52,6 +52,7 @@ class Packet:
     rel_time: float = 0.0
     probe: bool = False  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
     copies: list[Copy] = field(default_factory=list)  # every capture's copy, in time order (the kept one too)
+    lost_at: str | None = None  # a packet that crossed a router and never reached its receiver: the last host it was on
 
     def seen_by(self, host: str) -> list[Copy]:
         """The copies captured on ``host``'s interfaces (a router's: the one it came in on, then out)."""
@@ -61,6 +62,14 @@ class Packet:
         """The hosts that passed the packet on (neither its sender nor its receiver), in order."""
         return list(dict.fromkeys(c.host for c in self.copies if c.host not in (self.src_host, self.dst_host)))
 
+    def journey(self) -> str:
+        """In words, the routers it crossed and where it stopped: ``via router``, ``never reached server: last
+        seen on router``; empty for a packet between two hosts of one network."""
+        hops = self.hops()
+        if self.lost_at is not None:
+            return f"never reached {self.dst_host}: last seen on {self.lost_at}"
+        return f"via {', '.join(hops)}" if hops else ""
+
     def at(self, host: str) -> "Packet | None":
         """The packet as ``host``'s capture holds it (its first copy there), or None: never seen there."""
         seen = self.seen_by(host)
@@ -68,7 +77,7 @@ class Packet:
             return None
         c = seen[0]
         return Packet(self.n, c.tcp, self.src_host, self.dst_host, c.capture, c.frame, self.conn, self.rel_seq,
-                      self.rel_ack, self.rel_time + (c.tcp.ts - self.ts), self.probe, self.copies)
+                      self.rel_ack, self.rel_time + (c.tcp.ts - self.ts), self.probe, self.copies, self.lost_at)
 
     @property
     def ts(self) -> float:
@@ -206,6 +215,9 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     kept.sort(key=lambda k: (k[0], k[1]))
     packets = [k[2] for k in kept]
     _attach_copies(packets, others)
+    for p in packets:
+        if p.dst_host in captured and p.hops() and not p.seen_by(p.dst_host):
+            p.lost_at = p.copies[-1].host
     return Traffic(packets, _connections(packets), hosts)
 
 

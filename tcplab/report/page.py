@@ -170,6 +170,7 @@ def network_lines(lab: Lab | None) -> list[str]:
 
 def packet_rows(packets: list[Packet], t0: float) -> list[dict[str, Any]]:
     return [{"n": p.n, "t": f"{p.ts - t0:.6f}", "line": p.tcpdump_line(), "where": p.where(), "cls": packet_class(p),
+             "journey": p.journey(),
              "payload": payload_text(p.tcp.payload) if p.tcp.payload else "", "conn": p.conn.name if p.conn else ""}
             for p in packets]
 
