@@ -75,10 +75,9 @@ def test_a_rule_that_does_not_fit_the_story_is_refused(steps: list[dict[str, Any
 def test_the_icmp_frag_needed_drop_and_the_mss_clamp_are_each_their_iptables_rules() -> None:
     lab = lab_of([{"host": "server", "firewall": "drop", "icmp": "frag-needed", "as": "hole"}])
     comment = ["-m", "comment", "--comment", "tcplab:hole"]
-    # what the host sends (OUTPUT: a router's own ICMP) and what it forwards for others
+    # what leaves the host, its own ICMP (a router's) and what it forwards for others: one rule
     assert rule_specs(lab.steps[0], lab, 0) == [
-        [chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment, "-j", "DROP"]
-        for chain in ("OUTPUT", "FORWARD")]
+        ["POSTROUTING", "-t", "mangle", "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment, "-j", "DROP"]]
     assert step_title(lab.steps[0]) == "server's firewall drops the ICMP 'fragmentation needed' it sends or forwards"
     routed = validate({"name": "fw", "networks": {"a": {"subnet": "10.9.1.0/24"}, "b": {"subnet": "10.9.2.0/24"}},
                        "hosts": {"r": {"image": "tcplab/client", "router": True, "networks": {"a": {}, "b": {}}}},

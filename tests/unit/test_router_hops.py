@@ -31,7 +31,7 @@ hosts:
 """
 
 
-def write_run(root: Path, expect: list[dict[str, object]] | None = None) -> Path:
+def write_run(root: Path, expect: list[dict[str, object]] | None = None, resent: int = 0) -> Path:
     """A run through the router: the handshake (the router clamps the SYN's MSS on its way out), a small
     segment that arrives, a full-size one seen only on the router's way in (it never left), and a packet
     the router sends from its address on the right network."""
@@ -58,6 +58,10 @@ def write_run(root: Path, expect: list[dict[str, object]] | None = None) -> Path
     cross(T0 + 0.002, True, 40000, 101, 501, A, ip_id=3)
     cross(T0 + 0.1, True, 40000, 101, 501, P | A, payload=b"hello\r\n", ip_id=4)
     cross(T0 + 0.2, True, 40000, 108, 501, A, payload=b"x" * 1448, ip_id=5, stop="router")
+    for i in range(resent):  # the same segment again, lost the same way; then cut to fit, it crosses
+        cross(T0 + 0.4 + 0.2 * 2 ** i, True, 40000, 108, 501, A, payload=b"x" * 1448, ip_id=10 + i, stop="router")
+    if resent:
+        cross(T0 + 2.0, True, 40000, 108, 501, A, payload=b"x" * 1348, ip_id=20)
     caps["router.right"].append((T0 + 0.3, tcp_frame(ROUTER_R, SERVER, 5000, 8000, 1, 0, S, 502, MSS_1360,
                                                      ip_id=6)))
     caps["server"].append((T0 + 0.30001, tcp_frame(ROUTER_R, SERVER, 5000, 8000, 1, 0, S, 502, MSS_1360, ip_id=6)))
@@ -167,3 +171,29 @@ def test_the_shipped_lab_parses() -> None:
 
     lab = load_lab(ROOT / "labs" / "pmtu-blackhole" / "lab.yaml")[0]
     assert lab.hosts["router"].router and lab.hosts["router"].networks["right"] is not None
+
+
+def test_the_explainer_names_the_black_hole_its_router_the_mtu_and_the_fixes(tmp_path: Path) -> None:
+    from tcplab.report.gather import gather
+    from tcplab.report.page import build_context
+
+    (f,) = build_context(gather(write_run(tmp_path, resent=2)))["ex"].of("pmtu_blackhole")
+    assert f.title == ("client 10.92.1.3:40000 ↔ server 10.92.2.2:8000: full-size segments vanish at router "
+                       "(a PMTU black hole)")
+    assert f.side == "client" and f.ended_by == "client sent it cut to fit"
+    facts = " ".join(x.text for x in f.facts)
+    assert "(1448 bytes of data) 3 times" in facts and "none left it toward server" in facts
+    assert "the biggest, 7 bytes of data" in facts
+    assert "MTU 1400 (hosts.router.networks.right.mtu)" in facts
+    assert "cut to 1348 bytes" in facts
+    assert "tcp_mtu_probing" in f.fix and "clamp-mss-to-pmtu" in f.fix and "type 3 code 4" in f.fix
+
+
+def test_the_explainer_is_silent_for_one_lost_copy_and_for_a_lab_of_one_network(tmp_path: Path) -> None:
+    from tcplab.report.gather import gather
+    from tcplab.report.page import build_context
+
+    from .test_report_synth import write_closewait_run
+
+    assert build_context(gather(write_run(tmp_path / "a")))["ex"].of("pmtu_blackhole") == []
+    assert build_context(gather(write_closewait_run(tmp_path / "b")))["ex"].of("pmtu_blackhole") == []

@@ -21,17 +21,17 @@ IPTABLES = ["iptables", "-w", "5"]  # -w: wait for the xtables lock rather than 
 
 def rule_specs(step: FirewallStep, lab: Lab, index: int) -> list[list[str]]:
     """Each rule of the step as iptables' chain and match, without the action (-I to set, -D to lift):
-    ``from`` is the host's INPUT, ``to`` its OUTPUT, neither both. The ICMP "fragmentation needed" the host
-    sends is its OUTPUT, what it forwards its FORWARD; a clamp is the mangle table's FORWARD (the SYNs it
-    forwards)."""
+    ``from`` is the host's INPUT, ``to`` its OUTPUT, neither both. The ICMP "fragmentation needed" that leaves
+    the host, its own and what it forwards, is the mangle table's POSTROUTING (one rule, one exec to set or
+    lift); a clamp is the mangle table's FORWARD (the SYNs it forwards)."""
     comment = ["-m", "comment", "--comment", f"tcplab:{step.rule_name(index)}"]
     port = ["-m", "multiport", "--ports", str(step.port)] if step.port is not None else []
     if step.firewall == "clamp-mss":
         return [["FORWARD", "-t", "mangle", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", *port, *comment,
                  "-j", "TCPMSS", "--clamp-mss-to-pmtu"]]
     if step.icmp == "frag-needed":
-        return [[chain, "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment, "-j", "DROP"]
-                for chain in ("OUTPUT", "FORWARD")]
+        return [["POSTROUTING", "-t", "mangle", "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment,
+                 "-j", "DROP"]]
     chains: list[tuple[str, list[str]]] = []
     if step.from_ is not None:
         chains.append(("INPUT", ["-s", str(lab.host_ip(step.from_))]))
