@@ -216,8 +216,10 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     packets = [k[2] for k in kept]
     _attach_copies(packets, others)
     for p in packets:
-        if p.dst_host in captured and p.hops() and not p.seen_by(p.dst_host):
-            p.lost_at = p.copies[-1].host
+        if len(p.copies) > 1 and p.dst_host in captured:
+            seen = {c.host for c in p.copies}
+            if p.dst_host not in seen and seen - {p.src_host}:
+                p.lost_at = p.copies[-1].host
     return Traffic(packets, _connections(packets), hosts)
 
 
@@ -227,13 +229,18 @@ def _attach_copies(packets: list[Packet], others: list[tuple[str, str, int, TcpP
     by_key: dict[CopyKey, list[Packet]] = {}
     for p in packets:
         by_key.setdefault(_copy_key(p.tcp), []).append(p)
-    for name, host, frame, t in sorted(others, key=lambda o: o[3].ts):
-        near = [p for p in by_key.get(_copy_key(t), ()) if abs(p.ts - t.ts) <= COPY_WINDOW
-                and all(c.capture != name for c in p.copies)]
-        if near:
-            min(near, key=lambda p: abs(p.ts - t.ts)).copies.append(Copy(name, host, frame, t))
+    for name, host, frame, t in others:  # each capture's in its own time order
+        best: Packet | None = None
+        for p in by_key.get(_copy_key(t), ()):
+            off = abs(p.ts - t.ts)
+            if off <= COPY_WINDOW and (best is None or off < abs(best.ts - t.ts)) \
+                    and not any(c.capture == name for c in p.copies):
+                best = p
+        if best is not None:
+            best.copies.append(Copy(name, host, frame, t))
     for p in packets:
-        p.copies.sort(key=lambda c: c.tcp.ts)
+        if len(p.copies) > 1:
+            p.copies.sort(key=lambda c: c.tcp.ts)
 
 
 def group_connections(packets: list[Packet]) -> list[Connection]:
