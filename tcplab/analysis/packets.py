@@ -154,7 +154,8 @@ class Connection:
 class Traffic:
     packets: list[Packet]
     connections: list[Connection]
-    hosts: dict[str, str]  # host -> ip
+    hosts: dict[str, str]  # host -> ip (on its first network)
+    ip_host: dict[str, str] = field(default_factory=dict)  # every address of a host -> the host
 
     @property
     def start(self) -> float:
@@ -220,7 +221,7 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
             seen = {c.host for c in p.copies}
             if p.dst_host not in seen and seen - {p.src_host}:
                 p.lost_at = p.copies[-1].host
-    return Traffic(packets, _connections(packets), hosts)
+    return Traffic(packets, _connections(packets), hosts, ip_host)
 
 
 def _attach_copies(packets: list[Packet], others: list[tuple[str, str, int, TcpPacket]]) -> None:

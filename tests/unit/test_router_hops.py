@@ -102,9 +102,16 @@ def test_a_packet_seen_on_the_router_but_never_by_its_receiver_stops_there(tmp_p
 
 
 def test_a_packet_from_the_routers_second_address_is_the_routers(tmp_path: Path) -> None:
-    own = load_traffic(write_run(tmp_path)).packets[5]
+    run = write_run(tmp_path)
+    own = load_traffic(run).packets[5]
     assert (own.tcp.src, own.src_host, own.dst_host) == (ROUTER_R, "router", "server")
     assert own.capture == "router.right" and own.hops() == [] and own.journey() == ""
+    from tcplab.analysis.runview import RunView
+    from tcplab.rundir import RunDir
+
+    view = RunView(RunDir(run), load_lab(run / "lab.yaml")[0])
+    assert (view.name_of(ROUTER_R), view.name_of(ROUTER_L), view.name_of("10.92.9.9")) == ("router", "router",
+                                                                                            "10.92.9.9")
 
 
 def test_without_addresses_in_run_json_a_second_address_is_nobodys(tmp_path: Path) -> None:

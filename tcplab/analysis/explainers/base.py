@@ -126,8 +126,8 @@ class RunEvidence:
 
     @cached_property
     def names(self) -> dict[str, str]:
-        """Address -> host name."""
-        return {ip: h for h, ip in self.traffic.hosts.items() if ip} or \
+        """Address -> host name (every address of a host of several networks)."""
+        return self.traffic.ip_host or {ip: h for h, ip in self.traffic.hosts.items() if ip} or \
             {ip: h for h, ip in (self.info.get("hosts") or {}).items() if ip}
 
     @property
