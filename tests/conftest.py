@@ -50,53 +50,19 @@ def isolated(name: str, path: Path | None = None) -> list[str]:
 
     subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
     data = yaml.safe_load(path.read_text()) if path is not None else {}
-    if data.get("networks"):
-        return [f"name={unique_name(name)[:31]}", *_moved_networks(data)]
+    if data.get("networks") and path is not None:
+        from tcplab.model import load_lab
+        from tcplab.model.topology import relocation
+
+        nets = {key: ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
+                for key in data["networks"]}
+        return [f"name={unique_name(name)[:31]}", *relocation(load_lab(path)[0], nets)]
     sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
     old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
     for host, spec in (data.get("hosts") or {}).items():
         if isinstance(spec, dict) and spec.get("ip"):
             offset = int(ipaddress.IPv4Address(spec["ip"])) - int(old.network_address)
             sets.append(f"hosts.{host}.ip={subnet.network_address + offset}")
-    return sets
-
-
-def _moved_networks(data: dict[str, Any]) -> list[str]:
-    """A lab of several networks moved to /24s of its own: each network's subnet, each host's fixed address on
-    it, each route's destination and each address in a step's argv (``telnet 10.92.2.2 8000``) keep their
-    places in the new subnets."""
-    import ipaddress
-
-    moved: dict[ipaddress.IPv4Network, ipaddress.IPv4Network] = {}
-    sets = []
-    for key, net in data["networks"].items():
-        old = ipaddress.IPv4Network(net["subnet"])
-        new = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
-        moved[old] = new
-        sets.append(f"networks.{key}.subnet={new}")
-
-    def move(text: str) -> str | None:
-        try:
-            ip = ipaddress.IPv4Address(text.split("/")[0])
-        except ValueError:
-            return None
-        for old, new in moved.items():
-            if ip in old:
-                return str(new.network_address + (int(ip) - int(old.network_address))) + (
-                    f"/{text.split('/')[1]}" if "/" in text else "")
-        return None
-
-    for host, spec in (data.get("hosts") or {}).items():
-        for key, place in ((spec or {}).get("networks") or {}).items():
-            if isinstance(place, dict) and place.get("ip") and (ip := move(str(place["ip"]))):
-                sets.append(f"hosts.{host}.networks.{key}.ip={ip}")
-        for i, route in enumerate((spec or {}).get("routes") or []):
-            if (to := move(str(route["to"]))) is not None:
-                sets.append(f"hosts.{host}.routes.{i}.to={to}")
-    for i, step in enumerate(data.get("steps") or []):
-        for j, arg in enumerate(step.get("start") or []):
-            if (ip := move(str(arg))) is not None:
-                sets.append(f"steps.{i}.start.{j}={ip}")
     return sets
 
 

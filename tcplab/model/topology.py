@@ -4,9 +4,11 @@ Each problem is (field path, message); the loader turns the first into a one-lin
 """
 from __future__ import annotations
 
+import ipaddress
 from itertools import combinations
+from typing import Mapping
 
-from .lab import Lab
+from .lab import Lab, StartStep
 
 
 def address_problems(lab: Lab) -> list[tuple[str, str]]:
@@ -107,3 +109,37 @@ def reach_problems(lab: Lab) -> list[tuple[str, str]]:
                                                 "no shared network and no route through a router")]
     return []
 
+
+
+def relocation(lab: Lab, subnets: Mapping[str, ipaddress.IPv4Network]) -> list[str]:
+    """``--set`` assignments that move a lab of several networks to other subnets (network name -> its new
+    subnet, of the same size), so that two runs of it can be up at once: each network's subnet, each host's
+    fixed address on it, each route's destination and each address of a moved network in a step's argv
+    (``telnet 10.92.2.2 8000``) keep their places in the new subnets."""
+    moved = {lab.networks[key].subnet: new for key, new in subnets.items() if key in lab.networks}
+
+    def move(ip: ipaddress.IPv4Address) -> ipaddress.IPv4Address | None:
+        for old, new in moved.items():
+            if ip in old:
+                return new.network_address + (int(ip) - int(old.network_address))
+        return None
+
+    sets = [f"networks.{key}.subnet={new}" for key, new in subnets.items() if key in lab.networks]
+    for name, host in lab.hosts.items():
+        for key, place in host.networks.items():
+            if place is not None and place.ip is not None and (ip := move(place.ip)) is not None:
+                sets.append(f"hosts.{name}.networks.{key}.ip={ip}")
+        for i, route in enumerate(host.routes):
+            if (to := move(route.to.network_address)) is not None:
+                sets.append(f"hosts.{name}.routes.{i}.to={to}/{route.to.prefixlen}")
+    for i, step in enumerate(lab.steps):
+        if not isinstance(step, StartStep):
+            continue
+        for j, arg in enumerate(step.start):
+            try:
+                addr = ipaddress.IPv4Address(arg)
+            except ValueError:
+                continue
+            if (ip := move(addr)) is not None:
+                sets.append(f"steps.{i}.start.{j}={ip}")
+    return sets

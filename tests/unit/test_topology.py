@@ -129,3 +129,17 @@ def test_export_gives_a_compose_network_per_lab_network() -> None:
     assert doc["services"]["client-routes"]["cap_add"] == ["NET_ADMIN"]
     assert "cap_add" not in doc["services"]["client"]
     assert doc["services"]["router"]["sysctls"]["net.ipv4.ip_forward"] == "1"
+
+
+def test_relocation_moves_each_network_with_its_addresses_routes_and_the_addresses_steps_name() -> None:
+    from tcplab.model.topology import relocation
+
+    lab = routed()
+    new = {"left": ipaddress.IPv4Network("10.92.61.0/24"), "right": ipaddress.IPv4Network("10.92.62.0/24")}
+    sets = relocation(lab, new)
+    assert sets == ["networks.left.subnet=10.92.61.0/24", "networks.right.subnet=10.92.62.0/24",
+                    "hosts.server.routes.0.to=10.92.61.0/24", "hosts.client.networks.left.ip=10.92.61.10",
+                    "hosts.client.routes.0.to=10.92.62.0/24", "steps.0.start.1=10.92.62.2"]
+    moved = routed(*sets)
+    assert moved.route_gateway("client", moved.hosts["client"].routes[0]) == ipaddress.IPv4Address("10.92.61.2")
+    assert str(moved.host_addresses("server")["right"]) == "10.92.62.2"
