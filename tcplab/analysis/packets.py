@@ -162,13 +162,14 @@ class Traffic:
         return self.packets[0].ts if self.packets else 0.0
 
 
-CopyKey = tuple[str, str, int, int, int, int, int, int, int]
+CopyKey = tuple[str, str, int, int, int, int, int, int]
 
 
 def _copy_key(t: TcpPacket) -> CopyKey:
-    """What stays the same as a packet crosses a router (not its TTL, nor a clamped MSS): the same key in two
-    captures is the same packet."""
-    return t.src, t.dst, t.sport, t.dport, t.seq, t.ack, t.flags, t.ip_id, len(t.payload)
+    """What stays the same as a packet crosses a router (not its TTL, nor a clamped MSS, nor its length: a
+    router that cuts a GSO packet into segments passes on its first with the same sequence number and IP ID):
+    the same key in two captures is the same packet."""
+    return t.src, t.dst, t.sport, t.dport, t.seq, t.ack, t.flags, t.ip_id
 
 
 def host_captures(rd: RunDir, host: str) -> list[tuple[str, Path]]:

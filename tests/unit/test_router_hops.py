@@ -204,3 +204,13 @@ def test_the_explainer_is_silent_for_one_lost_copy_and_for_a_lab_of_one_network(
 
     assert build_context(gather(write_run(tmp_path / "a")))["ex"].of("pmtu_blackhole") == []
     assert build_context(gather(write_closewait_run(tmp_path / "b")))["ex"].of("pmtu_blackhole") == []
+
+
+def test_a_packet_the_router_cut_into_segments_arrived_with_its_first(tmp_path: Path) -> None:
+    run = write_run(tmp_path)
+    cut = tcp_frame(CLIENT, SERVER, 40000, 8000, 108, 501, A, 502, payload=b"x" * 1348, ttl=63, ip_id=5)
+    (run / "capture" / "router.right.pcap").write_bytes(pcap_bytes([(T0 + 0.20002, cut)]))
+    (run / "capture" / "server.pcap").write_bytes(pcap_bytes([(T0 + 0.20003, cut)]))
+    (big,) = [p for p in load_traffic(run).packets if len(p.tcp.payload) == 1448]
+    assert [c.capture for c in big.copies] == ["client", "router", "router.right", "server"]
+    assert big.lost_at is None and len(big.at("server").tcp.payload) == 1348  # type: ignore[union-attr]
