@@ -48,14 +48,43 @@ def isolated(name: str, path: Path | None = None) -> list[str]:
     ``path`` gives one, keeps its place in the new subnet)."""
     import ipaddress
 
+    data = yaml.safe_load(path.read_text()) if path is not None else {}
+    if data.get("networks"):
+        return [f"name={unique_name(name)[:31]}", *moved_networks(data)]
     subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
     sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
-    data = yaml.safe_load(path.read_text()) if path is not None else {}
     old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
     for host, spec in (data.get("hosts") or {}).items():
         if isinstance(spec, dict) and spec.get("ip"):
             offset = int(ipaddress.IPv4Address(spec["ip"])) - int(old.network_address)
             sets.append(f"hosts.{host}.ip={subnet.network_address + offset}")
+    return sets
+
+
+def moved_networks(data: dict[str, Any]) -> list[str]:
+    """``--set`` assignments that move each /24 of a lab of several networks to one of its own: the subnets, and
+    every text of the lab file that holds an address there (hosts' addresses, routes, a step's argv)."""
+    moved = {}
+    for key, net in data["networks"].items():
+        old = str(net["subnet"])
+        assert old.endswith(".0/24"), f"networks.{key}: the tests move /24s only"
+        moved[old.removesuffix("0/24")] = f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}."
+    sets = []
+
+    def walk(node: Any, path: list[str]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, [*path, str(k)])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, [*path, str(i)])
+        elif isinstance(node, str) and any(old in node for old in moved):
+            new = node
+            for old, to in moved.items():
+                new = new.replace(old, to)
+            sets.append(f"{'.'.join(path)}={new}")
+
+    walk({k: v for k, v in data.items() if k != "reference"}, [])
     return sets
 
 

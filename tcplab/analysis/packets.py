@@ -1,8 +1,10 @@
 """The lab's TCP packets, once each, on one clock, grouped into connections.
 
-Reads the run directory only (``run.json`` for host addresses, the per-host
+Reads the run directory only (``run.json`` for host addresses, every address of
+a host of several networks its own, the per-host
 pcaps). A packet crossing the bridge is in two captures; it is kept once, from
-its sender's capture (the same rule as ``capture/all.pcapng``), and
+its sender's capture (the same rule as ``capture/all.pcapng``, which also keeps
+a receiver's copy that a NAT box rewrote or a middlebox made), and
 ``frame`` points at it in that file so a person can find it in Wireshark.
 Sequence numbers are made relative as tcpdump does: seq against the sender's
 ISN, ack against the receiver's.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..observe.merge import keeps_copy
+from ..observe.merge import keeps_copy, sent_signatures, signature
 from ..rundir import RunDir
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfo
@@ -120,23 +122,29 @@ class Traffic:
 def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> Traffic:
     """The run's packets; ``info``: its run.json, when the caller has read it already."""
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    hosts = dict((run_info.read(rd) if info is None else info).get("hosts") or {})
+    info = run_info.read(rd) if info is None else info
+    hosts = dict(info.get("hosts") or {})
     if not hosts:  # a run without run.json: take the captures' names, no attribution
         hosts = {p.stem: "" for p in rd.capture_dir.glob("*.pcap")}
     ip_host = {ip: h for h, ip in hosts.items() if ip}
+    for h, ips in (info.get("addresses") or {}).items():  # a host's further networks' addresses are its own too
+        for ip in ips:
+            ip_host.setdefault(ip, h)
     kept: list[tuple[float, int, Packet]] = []
-    captured = {h for h in hosts if rd.pcap(h).is_file()}
+    captures = {}
+    for host in hosts:
+        if rd.pcap(host).is_file():
+            with open(rd.pcap(host), "rb") as f:
+                captures[host] = list(read_pcap(f))
+    sent = sent_signatures(captures, hosts)
     for order, host in enumerate(hosts):
-        if host not in captured:
-            continue
-        with open(rd.pcap(host), "rb") as f:
-            for raw in read_pcap(f):
-                t = decode_tcp(raw)
-                if t is None:
-                    continue
-                src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-                if keeps_copy(host, src, dst, captured):
-                    kept.append((t.ts, order, Packet(0, t, src, dst, host, raw.index)))
+        for raw in captures.get(host, ()):
+            t = decode_tcp(raw)
+            if t is None:
+                continue
+            src, dst = ip_host.get(t.src), ip_host.get(t.dst)
+            if keeps_copy(host, src, dst, captures, sent, signature(raw)):
+                kept.append((t.ts, order, Packet(0, t, src, dst, host, raw.index)))
     kept.sort(key=lambda k: (k[0], k[1]))
     packets = [k[2] for k in kept]
     return Traffic(packets, _connections(packets), hosts)

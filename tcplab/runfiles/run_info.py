@@ -36,6 +36,7 @@ class RunInfo(TypedDict, total=False):
     lab: str
     run: str  # the run id: lab name and UTC time
     hosts: dict[str, str]  # host -> address
+    addresses: dict[str, list[str]]  # host -> every address it has, its first network's first (a router's, a NAT box's)
     containers: dict[str, str]  # host -> its container's name
     subnet: str
     phases: dict[str, float]  # seconds per phase of bring-up and take-down (network, hosts, ..., teardown)
