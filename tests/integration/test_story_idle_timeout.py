@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tcplab.report.gather import gather
+from tcplab.report.page import build_context
 from tcplab.wire import RST, TcpPacket, decode_tcp, read_pcap_file
 
 from .stories import StoryRun, story_run
@@ -66,3 +68,14 @@ def test_the_report_names_the_nat_box(story: StoryRun) -> None:
     page = (story.run_dir / "report.html").read_text()
     row = re.search(r"<tr><th>networks</th>(.*?)</tr>", page, re.S)
     assert row and "nat is a NAT box: masquerades onto outside, forgets a connection idle for 3 s" in row.group(1)
+
+
+def test_the_explanation_blames_the_box_not_the_server(story: StoryRun) -> None:
+    ex = build_context(gather(story.run_dir))["ex"]
+    (f,) = ex.of("middlebox_reset")
+    assert (f.socket.host, f.socket.local_port, f.socket.peer_port) == ("client", 40001, 8000)
+    facts = " ".join(x.text for x in f.facts)
+    assert "it was made on the way" in facts and "nat is a NAT box that forgets a connection idle for 3 s" in facts
+    assert "server's socket was still ESTABLISHED" in facts and "keepalive probes" in facts
+    assert ex.of("half_open") == []  # nobody's socket is half-open by its own fault
+    assert [(k.socket.host, k.socket.local_port) for k in ex.of("keepalive")] == [("client", 40002)]
