@@ -117,7 +117,9 @@ def test_a_router_between_three_networks_reaches_both_ways(tmp_path: Path) -> No
 
 def test_export_gives_a_compose_network_per_lab_network() -> None:
     lab, resolved = load_lab(ROUTED)
-    doc = yaml.safe_load(export_compose(lab, resolved, source="routed.yaml").text)
+    text = export_compose(lab, resolved, source="routed.yaml").text
+    doc = yaml.safe_load(text)
+    assert "The subnets 10.231.1.0/24, 10.231.2.0/24 are the lab's own" in text
     assert set(doc["networks"]) == {"left", "right"}
     right = doc["networks"]["right"]
     assert right["internal"] is False and right["ipam"]["config"] == [{"subnet": "10.231.2.0/24"}]
