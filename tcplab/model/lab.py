@@ -100,6 +100,10 @@ def _whole_seconds(value: float) -> float:
     return value
 
 
+# a timeout the kernel keeps in whole seconds
+WholeSeconds = Annotated[Seconds, AfterValidator(_whole_seconds)]
+
+
 class Nat(Strict):
     """The host is a NAT box between networks (a home router, a cloud load balancer, a firewall that tracks
     connections): what leaves it onto ``out`` carries its address there (iptables MASQUERADE), and each
@@ -111,7 +115,7 @@ class Nat(Strict):
     out: Name = Field(examples=["outside"])
     """The network the box masquerades onto (one of the host's `networks`): connections from its other networks
     leave with its address there, and answers come back through it."""
-    idle_timeout: Annotated[Seconds, AfterValidator(_whole_seconds)] = Field(350.0, examples=["3s"])
+    idle_timeout: WholeSeconds = Field(350.0, examples=["3s"])
     """How long an idle established connection keeps its entry in the box's flow table (conntrack's
     `net.netfilter.nf_conntrack_tcp_timeout_established` in its namespace; the kernel's default is 5 days, AWS
     NLB's 350 s). Whole seconds."""
