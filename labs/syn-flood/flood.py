@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""flood.py COUNT HOST:PORT...: COUNT bare SYNs to each HOST:PORT, 1 ms apart, from this host's own address, from
+"""flood.py COUNT HOST:PORT...: COUNT bare SYNs to each HOST:PORT, 2 ms apart, from this host's own address, from
 source ports 20000 on, none answered (the lab's firewall drops the SYN-ACKs before this host's kernel sees them, so
 it sends no RST that would free the server's queue). Each SYN offers MSS 1460, window scale 7 and SACK, and no
 timestamps: a SYN cookie has room for the MSS only, unless a timestamp carries the rest.
@@ -12,7 +12,7 @@ import struct
 import sys
 import time
 
-PACE = 0.001  # seconds between SYNs: a burst the captures keep up with (a faster one loses packets in tcpdump)
+PACE = 0.002  # seconds between SYNs: a burst the captures keep up with on a busy machine (unpaced, tcpdump lost some)
 OPTIONS = bytes([2, 4, 0x05, 0xB4,  # MSS 1460
                  1, 3, 3, 7,        # NOP, window scale 7
                  1, 1, 4, 2])       # NOP, NOP, SACK permitted
