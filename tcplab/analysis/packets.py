@@ -1,8 +1,10 @@
 """The lab's TCP packets, once each, on one clock, grouped into connections.
 
-Reads the run directory only (``run.json`` for host addresses, the per-host
+Reads the run directory only (``run.json`` for host addresses, every address of
+a host of several networks its own, the per-host
 pcaps). A packet crossing the bridge is in two captures; it is kept once, from
-its sender's capture (the same rule as ``capture/all.pcapng``), and
+its sender's capture (the same rule as ``capture/all.pcapng``, which also keeps
+a receiver's copy that a NAT box rewrote or a middlebox made), and
 ``frame`` points at it in that file so a person can find it in Wireshark.
 Sequence numbers are made relative as tcpdump does: seq against the sender's
 ISN, ack against the receiver's.
@@ -18,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..observe.merge import keeps_copy
+from ..observe.merge import keeps_copy, sent_signatures, signature
 from ..rundir import RunDir
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfo
-from ..wire import ACK, FIN, RST, SYN, TcpPacket, decode_tcp, format_options, read_pcap
+from ..wire import ACK, FIN, RST, SYN, RawPacket, TcpPacket, decode_tcp, format_options, read_pcap
 
 ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
 
@@ -196,32 +198,43 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     for h, by_net in (recorded.get("addresses") or {}).items():
         for ip in by_net.values():
             ip_host.setdefault(ip, h)
-    kept: list[tuple[float, int, Packet]] = []
-    others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
     captures = {h: host_captures(rd, h) for h in hosts}
     captured = {h for h, files in captures.items() if files}
-    for order, host in enumerate(hosts):
+    frames: dict[str, list[tuple[str, RawPacket]]] = {}
+    for host in hosts:
         for name, path in captures[host]:
             with open(path, "rb") as f:
-                for raw in read_pcap(f):
-                    t = decode_tcp(raw)
-                    if t is None:
-                        continue
-                    src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-                    if keeps_copy(host, src, dst, captured):
-                        p = Packet(0, t, src, dst, name, raw.index)
-                        p.copies.append(Copy(name, host, raw.index, t))
-                        kept.append((t.ts, order, p))
-                    else:
-                        others.append((name, host, raw.index, t))
+                frames.setdefault(host, []).extend((name, raw) for raw in read_pcap(f))
+    sent = sent_signatures({h: (raw for _, raw in fs) for h, fs in frames.items()}, ip_host)
+    kept: list[tuple[float, int, Packet]] = []
+    others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
+    for order, host in enumerate(hosts):
+        for name, raw in frames.get(host, ()):
+            t = decode_tcp(raw)
+            if t is None:
+                continue
+            src, dst = ip_host.get(t.src), ip_host.get(t.dst)
+            if keeps_copy(host, src, dst, captured, sent, signature(raw)):
+                p = Packet(0, t, src, dst, name, raw.index)
+                p.copies.append(Copy(name, host, raw.index, t))
+                kept.append((t.ts, order, p))
+            else:
+                others.append((name, host, raw.index, t))
     kept.sort(key=lambda k: (k[0], k[1]))
     packets = [k[2] for k in kept]
     _attach_copies(packets, others)
+    # what each host sent, by what a NAT box leaves as it was: a packet it passed on rewritten was not lost there
+    sent_as: dict[tuple[str | None, int, int, int, int], list[float]] = {}
+    for p in packets:
+        sent_as.setdefault((p.src_host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), []).append(p.ts)
     for p in packets:
         if len(p.copies) > 1 and p.dst_host in captured:
             seen = {c.host for c in p.copies}
             if p.dst_host not in seen and seen - {p.src_host}:
-                p.lost_at = p.copies[-1].host
+                last = p.copies[-1]
+                passed_on = sent_as.get((last.host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), ())
+                if not any(0 <= ts - last.tcp.ts <= COPY_WINDOW for ts in passed_on):
+                    p.lost_at = last.host
     return Traffic(packets, _connections(packets), hosts, ip_host)
 
 

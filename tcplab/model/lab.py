@@ -93,6 +93,43 @@ class Route(Strict):
     """The host packets go to: a `router: true` host on a network this host shares with it (its address there)."""
 
 
+def _whole_seconds(value: float) -> float:
+    """A timeout the kernel keeps in whole seconds (a conntrack timeout sysctl)."""
+    if value < 1 or value != int(value):
+        raise ValueError(f"{value:g} s is not a whole number of seconds of at least 1 (conntrack counts in seconds)")
+    return value
+
+
+# a timeout the kernel keeps in whole seconds
+WholeSeconds = Annotated[Seconds, AfterValidator(_whole_seconds)]
+
+
+class Nat(Strict):
+    """The host is a NAT box between networks (a home router, a cloud load balancer, a firewall that tracks
+    connections): what leaves it onto ``out`` carries its address there (iptables MASQUERADE), and each
+    connection through it is an entry of its flow table (conntrack) that an idle connection loses after
+    ``idle_timeout``, silently, as AWS NLB's does after 350 s. A packet of a forgotten connection is answered as
+    ``expired`` says. Set from the host's routes sidecar (NET_ADMIN for it, never for the host); the timeout and
+    ``nf_conntrack_tcp_loose=0`` (a packet in mid-connection starts no new entry) are sysctls of the host's
+    network namespace."""
+    out: Name = Field(examples=["outside"])
+    """The network the box masquerades onto (one of the host's `networks`): connections from its other networks
+    leave with its address there, and answers come back through it."""
+    idle_timeout: WholeSeconds = Field(350.0, examples=["3s"])
+    """How long an idle established connection keeps its entry in the box's flow table (conntrack's
+    `net.netfilter.nf_conntrack_tcp_timeout_established` in its namespace; the kernel's default is 5 days, AWS
+    NLB's 350 s). Whole seconds."""
+    expired: Literal["rst", "drop"] = "rst"
+    """What the box does with a packet of a connection it has forgotten (conntrack's INVALID): `rst` answers its
+    sender with an RST in the other end's name (iptables REJECT --reject-with tcp-reset), `drop` loses it
+    silently (the sender retransmits until it gives up)."""
+
+    def sysctls(self) -> dict[str, str]:
+        """The box's flow table settings, sysctls of its network namespace."""
+        return {"net.netfilter.nf_conntrack_tcp_timeout_established": str(int(self.idle_timeout)),
+                "net.netfilter.nf_conntrack_tcp_loose": "0"}
+
+
 def _regex(value: str) -> str:
     """A regular expression (Python's re) to search a program's output with."""
     try:
@@ -277,6 +314,9 @@ class Host(Strict):
     """Routes to other networks through a router host, e.g. `{to: 10.2.0.0/24, via: router}`."""
     router: bool = False
     """The host forwards packets between its networks (`net.ipv4.ip_forward=1` in its namespace; no privilege)."""
+    nat: Nat | None = None
+    """The host is a NAT box between its networks (with `router: true`): it masquerades onto one of them and
+    forgets idle connections (see its section)."""
 
     @property
     def image_kind(self) -> Literal["project", "pulled", "built"]:
@@ -1218,7 +1258,8 @@ class Lab(Strict):
     def expectation_sysctls(self) -> dict[str, list[str]]:
         """Host -> the sysctls the run must read there for this lab, beyond the ones it always reads: those the
         lab sets and those its expectations are stated for."""
-        out: dict[str, list[str]] = {h: list(host.sysctls) for h, host in self.hosts.items()}
+        out: dict[str, list[str]] = {h: list(host.sysctls) + list(host.nat.sysctls() if host.nat else {})
+                                     for h, host in self.hosts.items()}
         for exp in self.expect:
             if exp.packet is None:
                 continue
@@ -1246,9 +1287,11 @@ class Lab(Strict):
 
     def sysctls_read(self) -> list[str]:
         """The sysctls this lab depends on, beyond those tcplab always reads: the reference block's, then
-        those a host sets. Each is read in every host as the run starts and recorded in run.json."""
+        those a host sets (a NAT box's flow table's too). Each is read in every host as the run starts and recorded
+        in run.json."""
         named = list(self.reference.sysctls) if self.reference is not None else []
         named += [k for h in self.hosts.values() for k in h.sysctls]
+        named += [k for h in self.hosts.values() if h.nat is not None for k in h.nat.sysctls()]
         return list(dict.fromkeys(named))
 
     def lab_networks(self) -> dict[str, Network]:

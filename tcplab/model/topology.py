@@ -39,6 +39,9 @@ def topology_problems(lab: Lab) -> list[tuple[str, str]]:
                                              f"({lab.networks[a].subnet})")]
     for name, host in lab.hosts.items():
         if not lab.networks:
+            if host.nat is not None:
+                return [(f"hosts.{name}.nat", "a NAT box stands between networks: name several under the lab's "
+                                              "networks first")]
             if host.networks:
                 return [(f"hosts.{name}.networks", "the lab has one network: name several under the lab's "
                                                    "networks first")]
@@ -57,10 +60,40 @@ def topology_problems(lab: Lab) -> list[tuple[str, str]]:
         for net in host.networks:
             if net not in lab.networks:
                 return [(f"hosts.{name}.networks.{net}", f"no network '{net}' (known: {', '.join(names)})")]
+        if host.nat is not None:
+            problems = nat_problems(lab, name)
+            if problems:
+                return problems
     problems = address_problems(lab)
     if problems:
         return problems
     return route_problems(lab) or reach_problems(lab)
+
+
+def nat_problems(lab: Lab, name: str) -> list[tuple[str, str]]:
+    """A NAT box forwards (``router: true``) between two networks or more, one of them its ``out``."""
+    host = lab.hosts[name]
+    assert host.nat is not None
+    if not host.router:
+        return [(f"hosts.{name}.nat", "a NAT box forwards packets: give the host router: true")]
+    if len(host.networks) < 2:
+        return [(f"hosts.{name}.nat", f"a NAT box stands between networks: host '{name}' is on one only")]
+    if host.nat.out not in host.networks:
+        return [(f"hosts.{name}.nat.out", f"'{host.nat.out}' is not a network of host '{name}' "
+                                          f"(its: {', '.join(host.networks)})")]
+    return []
+
+
+def behind_nat(lab: Lab, inside: str, outside: str) -> bool:
+    """Whether host ``inside`` reaches host ``outside`` through a NAT box that masquerades onto a network of
+    ``outside``'s: ``outside`` then answers the box, and needs no way of its own to ``inside``."""
+    for route in lab.hosts[inside].routes:
+        box = lab.hosts.get(route.via)
+        if box is None or box.nat is None or box.nat.out not in _places(lab, outside):
+            continue
+        if lab.networks[box.nat.out].subnet.subnet_of(route.to) and reaches(lab, inside, box.nat.out):
+            return True
+    return False
 
 
 def route_problems(lab: Lab) -> list[tuple[str, str]]:
@@ -98,11 +131,14 @@ def reaches(lab: Lab, name: str, net: str, seen: frozenset[str] = frozenset()) -
 
 
 def reach_problems(lab: Lab) -> list[tuple[str, str]]:
-    """Every pair of hosts reaches each other (there and back) on some network of the other's."""
+    """Every pair of hosts reaches each other (there and back) on some network of the other's; a host behind a
+    NAT box need not be reachable from the box's outside."""
     if not lab.networks:
         return []
     for a, b in combinations(lab.hosts, 2):
         for src, dst in ((a, b), (b, a)):
+            if behind_nat(lab, dst, src):
+                continue  # dst's connections reach src masqueraded, and src's answers go back through the box
             if not any(reaches(lab, src, net) for net in _places(lab, dst)):
                 return [(f"hosts.{src}.routes", f"host '{src}' has no path to host '{dst}' "
                                                 f"({', '.join(str(ip) for ip in lab.host_addresses(dst).values())}): "

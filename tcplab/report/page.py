@@ -150,7 +150,7 @@ def summary(data: RunData) -> dict[str, Any]:
 
 
 def network_lines(lab: Lab | None) -> list[str]:
-    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router and route."""
+    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router, NAT box and route."""
     if lab is None or not lab.networks:
         return []
     lines = []
@@ -164,6 +164,10 @@ def network_lines(lab: Lab | None) -> list[str]:
         mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
         lines.append(f"{key} {net.subnet}{mtu}: {', '.join(on)}")
     lines += [f"{h} forwards between {', '.join(host.networks)}" for h, host in lab.hosts.items() if host.router]
+    lines += [f"{h} is a NAT box: masquerades onto {host.nat.out}, forgets a connection idle for "
+              f"{host.nat.idle_timeout:g} s, then answers its packets with "
+              f"{'an RST' if host.nat.expired == 'rst' else 'nothing (drops them)'}"
+              for h, host in lab.hosts.items() if host.nat is not None]
     lines += [f"{h}: route to {r.to} via {r.via} ({lab.route_gateway(h, r)})"
               for h, host in lab.hosts.items() for r in host.routes]
     return lines
