@@ -29,11 +29,10 @@ def tcp(story: StoryRun, host: str) -> list[TcpPacket]:
     return [p for p in packets if p is not None]
 
 
-def test_every_expectation_holds_within_30_seconds(story: StoryRun) -> None:
+def test_every_expectation_holds(story: StoryRun) -> None:
     assert story.proc.returncode == 0, story.said()
     result = json.loads((story.run_dir / "result.json").read_text())
     assert result["counts"]["failed"] == 0 and result["counts"]["error"] == 0, story.said()
-    assert story.seconds <= 30, f"lab run took {story.seconds:.1f} s"
 
 
 def test_the_flood_is_bounded_stays_in_the_lab_and_only_the_attacker_has_raw_sockets(story: StoryRun) -> None:
