@@ -93,8 +93,9 @@ def _segments_by_client(run: Path) -> dict[str, list[list[str]]]:
 def _timers(lab: str, run: Path) -> list[Any]:
     """What the story's timing is, per connection, rounded as a run on a shared machine can keep it: keepalive's
     idle time and probe intervals (0.1 s), the SYN-ACK's retransmission timer and a delayed handshake ACK
-    (0.1 s), and which of the client's writes right behind another waited for an ACK (Nagle's algorithm and the
-    delayed-ACK timer: more than 20 ms after the one before; a write after an answer waits for the programs)."""
+    (0.1 s), and whether most of the client's writes right behind another waited for an ACK (Nagle's algorithm and
+    the delayed-ACK timer: more than 20 ms after the one before; on a loaded machine a request now and then gets
+    its ACK at once, in the lab's run as in the draft's)."""
     out: list[Any] = []
     for c in load_traffic(run).connections:
         ps = c.packets
@@ -109,9 +110,10 @@ def _timers(lab: str, run: Path) -> list[Any]:
             if synacks and acks:
                 out.append([round(acks[0].ts - synacks[0].ts, 1)]  # the first two timeouts: 1 s, then 2 s
                            + [round(b.ts - a.ts, 1) for a, b in zip(synacks, synacks[1:3])])
-        elif lab == "nagle":  # a write right behind the one before (no answer between): did it wait?
+        elif lab == "nagle":  # a write right behind the one before (no answer between): did most of them wait?
             data = [p for p in ps if p.tcp.payload]
-            out.append([b.ts - a.ts > 0.02 for a, b in zip(data, data[1:]) if a.tcp.src == b.tcp.src == c.key[0]])
+            waits = [b.ts - a.ts > 0.02 for a, b in zip(data, data[1:]) if a.tcp.src == b.tcp.src == c.key[0]]
+            out.append([2 * sum(waits) > len(waits)])
     return out
 
 
