@@ -73,6 +73,16 @@ def rto_backoff(first: float, gaps: int) -> TimerPattern:
                         f"an RTO of {first * 1000:.0f} ms")
 
 
+def retries_timeout(retries: int) -> float:
+    """The seconds after its first retransmission at which an established connection gives up, at the first timer
+    expiry from then on, for ``tcp_retries2`` = ``retries`` (tcp_model_timeout: a backoff from TCP_RTO_MIN, linear
+    at TCP_RTO_MAX once it gets there): 924.6 s for the default 15."""
+    thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+    if retries <= thresh:
+        return round(((2 << retries) - 1) * RTO_MIN, 6)
+    return round(((2 << thresh) - 1) * RTO_MIN + (retries - thresh) * RTO_MAX, 6)
+
+
 def keepalive(intvl: int, probes: int) -> TimerPattern:
     """The probes of keepalive once the connection has been idle ``tcp_keepalive_time``: ``probes`` of them,
     ``intvl`` s apart; the socket is dropped one interval after the last."""
