@@ -110,3 +110,22 @@ def test_a_window_still_shut_at_the_end(tmp_path: Path) -> None:
 def test_silent_without_their_phenomenon(tmp_path: Path) -> None:
     ex = explanation(refused_run(tmp_path))
     assert ex.of("retransmission") == [] and ex.of("zero_window") == []
+
+
+def test_the_ladder_marks_each_packet_the_tracer_says_the_kernel_retransmitted(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from tcplab.report import write_report
+
+    rd = lossy_run(tmp_path, give_up_after=6.24)
+    t = T0 + 0.5
+    resent_at = [t + 0.0101, t + 0.204, t + 0.612, t + 1.428, t + 3.06]  # the probe and the RTO's copies
+    (rd / "sockets" / "retransmits.jsonl").write_text("".join(json.dumps(
+        {"ts": ts + 0.00003, "event": "tcp_retransmit_skb", "saddr": CL, "sport": CPORT, "daddr": SV, "dport": 8000,
+         "state": "ESTABLISHED", "err": 0, "host": "client", "peer": "server"}) + "\n" for ts in resent_at))
+    html = write_report(rd).read_text(encoding="utf-8")
+    marked = re.findall(r'<g class="pkt [a-z ]*resent" id="a-(\d+)"', html)
+    assert len(marked) == 5 and "↻ retransmitted by client" in html and "kernel (tcp_retransmit_skb)" in html
+    first = re.search(r'<g class="pkt data" id="a-(\d+)"', html)  # the head's first copy is no retransmission
+    assert first is not None and first.group(1) not in marked
