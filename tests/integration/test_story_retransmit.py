@@ -73,3 +73,11 @@ def test_the_report_explains_both_give_ups_with_the_bound_that_ended_each(story:
     first_rto = next(r for r, prev in zip(records[1:], records) if r["ts"] - prev["ts"] >= RTO_MIN - 0.02)
     assert bounded.until is not None and 2.95 <= bounded.until - first_rto["ts"] <= 3.2, bounded.until - first_rto["ts"]
     assert not [f for f in ex.of("retransmission") if f.socket.local_port == 40003]
+
+
+def test_the_ladder_marks_every_retransmission_the_tracer_saw(story: StoryRun) -> None:
+    import re
+
+    html = (story.run_dir / "report.html").read_text(encoding="utf-8")
+    marked = re.findall(r'<g class="pkt [a-z ]*resent" id="a-(\d+)"', html)
+    assert len(marked) == len(retransmits.read(RunDir(story.run_dir))), len(marked)
