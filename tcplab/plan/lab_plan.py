@@ -271,7 +271,8 @@ def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: Artifact
     spec = ContainerSpec(
         name=names.sidecar(host, need.role), image=need.image, labels=names.labels(need.role, host),
         command=list(need.command), joins=names.host(host), cap_add=need.capabilities,
-        mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS)
+        mounts=(writes(need.artifacts, need.folder),), mem_limit=need.mem_limit, pids_limit=SIDECAR_PIDS,
+        realtime_us=need.realtime_us)
     return SidecarPlan(spec, need.role, host, need.ready_line, about=need.about)
 
 

@@ -142,6 +142,7 @@ def summary(data: RunData) -> dict[str, Any]:
         "summary": lab.summary if lab is not None else "",
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
         "capabilities": caps, "sysctls": set_sysctls(data), "capture_stats": stats,
+        "peer_timers": sorted((str(h), str(v)) for h, v in (info.get("peer_timers") or {}).items()),
         "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),

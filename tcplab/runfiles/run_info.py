@@ -50,6 +50,7 @@ class RunInfo(TypedDict, total=False):
     kernel: KernelInfo
     capture_stats: dict[str, dict[str, int]]  # host -> tcpdump's counts: captured, received, dropped
     capabilities: dict[str, list[str]]  # container -> the capabilities it was given
+    peer_timers: dict[str, str]  # host -> how its Windows peer's FIN_WAIT_2 timers were scheduled (the peer's word)
     engine: dict[str, str]  # docker, api, kernel, os
     impairment: dict[str, str]  # mechanism: nfqueue; netem: whether the kernel has it (and why not)
 

@@ -154,9 +154,13 @@ def packet_window(m: PacketMatch | RetransmitMatch, view: RunView) -> PacketWind
         if ref is not None:
             value, w.unread = recorded(view.info.get("sysctls"), *ref)
             delay = None if value is None else float(value)
+        # a delay that is a sysctl of the kernel's is one of its timers, which fire up to 1/8 of their time
+        # late (the timer wheel's granularity), never early
+        late = delay / 8 if ref is not None and delay is not None else 0.0
         if m.delay is not None:
-            named = f" ({m.delay})" if isinstance(m.delay, str) else ""
-            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{named}" if delay is not None
+            named = f" ({m.delay}{': a kernel timer' if late else ''})" if isinstance(m.delay, str) else ""
+            slack = f", or up to {fmt_span(late)} later" if late else ""
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{slack}{named}" if delay is not None
                         else f" at {m.after}+{m.delay} (not {'read' if ref else 'set'} in this run)")
         elif m.within is not None:
             w.timing = f" within {fmt_span(m.within)} after {m.after}"
@@ -170,7 +174,7 @@ def packet_window(m: PacketMatch | RetransmitMatch, view: RunView) -> PacketWind
             if delay is None:
                 w.unresolved_delay = True
             else:
-                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
+                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance + late)
         if m.within is not None:
             w.end = anchor_t + m.within
     if m.before is not None:
