@@ -3,6 +3,7 @@
  * for the server's echo of it.
  *
  * Usage: request HOST PORT SPORT [USER_TIMEOUT_MS]
+ *        request echo PORT      (the server: each connection's bytes sent back, a process per connection)
  * Connects from port SPORT with TCP_NODELAY (so each write leaves as its own segment at once) and, when
  * USER_TIMEOUT_MS is given, TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the kernel
  * gives up on the connection. Then, for each line on stdin, it writes the request: a head segment
@@ -65,6 +66,31 @@ static void write_all(int s, const char *buf, size_t len, double since) {
     }
 }
 
+/* The story's server: accept on PORT, and in a child per connection send back what arrives until the end. */
+static int serve_echo(const char *port) {
+    struct sockaddr_in a;
+    int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)atoi(port));
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 16) < 0) fail("listen", errno, 0);
+    signal(SIGCHLD, SIG_IGN);
+    printf("echoing on port %s\n", port);
+    for (;;) {
+        char buf[4096];
+        ssize_t n;
+        int c = accept(l, NULL, NULL);
+        if (c < 0) continue;
+        if (fork() == 0) {
+            close(l);
+            while ((n = recv(c, buf, sizeof buf, 0)) > 0) write_all(c, buf, (size_t)n, 0);
+            _exit(0);
+        }
+        close(c);
+    }
+}
+
 int main(int argc, char **argv) {
     struct addrinfo hints, *res;
     struct sockaddr_in local;
@@ -73,8 +99,9 @@ int main(int argc, char **argv) {
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 3 && !strcmp(argv[1], "echo")) return serve_echo(argv[2]);
     if (argc < 4 || argc > 5) {
-        fprintf(stderr, "usage: request HOST PORT SPORT [USER_TIMEOUT_MS]\n");
+        fprintf(stderr, "usage: request HOST PORT SPORT [USER_TIMEOUT_MS] | request echo PORT\n");
         return 2;
     }
     memset(&hints, 0, sizeof hints);
