@@ -311,10 +311,16 @@ def retransmitted_packets(traffic: Traffic, records: Iterable[RetransmitRecord])
     sender's packet of that connection carrying data or a SYN, stamped by the capture at most 5 ms before the
     tracepoint fired (it fires once the copy is handed down)."""
     out: dict[int, str] = {}
+    records = list(records)
+    if not records:
+        return out
+    sent: dict[tuple[str, int, str, int], list[Packet]] = {}
+    for p in traffic.packets:
+        if p.tcp.payload or p.flags.startswith("S"):
+            sent.setdefault((p.tcp.src, p.tcp.sport, p.tcp.dst, p.tcp.dport), []).append(p)
     for r in records:
-        near = [p for p in traffic.packets if p.tcp.src == r.get("saddr") and p.tcp.sport == r.get("sport")
-                and p.tcp.dst == r.get("daddr") and p.tcp.dport == r.get("dport") and 0 <= r["ts"] - p.ts < 0.005
-                and (p.tcp.payload or p.flags.startswith("S")) and p.n not in out]
+        key = (str(r.get("saddr", "")), int(r.get("sport", 0)), str(r.get("daddr", "")), int(r.get("dport", 0)))
+        near = [p for p in sent.get(key, []) if 0 <= r["ts"] - p.ts < 0.005 and p.n not in out]
         if near:
             out[max(near, key=lambda p: p.ts).n] = f"retransmitted by {r.get('host') or r.get('saddr')}'s kernel " \
                                                      f"({r.get('event', 'tcp_retransmit_skb')})"
