@@ -94,10 +94,23 @@ def free_subnet() -> str:
     raise SystemExit("no free /24 for the benchmark's lab")
 
 
+def subnet_sets(name: str) -> list[str]:
+    """The lab moved to free /24s: its network, or each of its networks with what lives on them."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tcplab.model import load_lab
+    from tcplab.model.topology import relocation
+
+    lab, _ = load_lab(shipped_labs()[name])
+    if not lab.networks:
+        return [f"network.subnet={free_subnet()}"]
+    return relocation(lab, {key: ipaddress.IPv4Network(free_subnet()) for key in lab.networks})
+
+
 def one_run(name: str, work: Path) -> dict[str, Any]:
     run_name = f"benchlib-{uuid.uuid4().hex[:6]}"
     out = work / run_name
-    sets = [f"name={run_name}", f"network.subnet={free_subnet()}", *ci_sets(name)]
+    sets = [f"name={run_name}", *subnet_sets(name), *ci_sets(name)]
     argv = [sys.executable, str(LAB_PY), "run", name, *(a for s in sets for a in ("--set", s)), "--out", str(out)]
     t0 = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "TCPLAB_HOME": str(ROOT)})
@@ -106,8 +119,8 @@ def one_run(name: str, work: Path) -> dict[str, Any]:
         if (out / "steps.jsonl").is_file() else []
     waits = sum(s["end"] - s["start"] for s in steps if s.get("kind") == "wait" and s.get("end"))
     info = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
-    return {"lab": name, "sets": sets[2:], "exit": proc.returncode, "wall": round(wall, 3), "waits": round(waits, 3),
-            "overhead": round(wall - waits, 3), "phases": info.get("phases") or {},
+    return {"lab": name, "sets": ci_sets(name), "exit": proc.returncode, "wall": round(wall, 3),
+            "waits": round(waits, 3), "overhead": round(wall - waits, 3), "phases": info.get("phases") or {},
             "kernel": next((v.get("kernel.osrelease", "") for v in (info.get("sysctls") or {}).values()), ""),
             "said": "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-2000:]}
 

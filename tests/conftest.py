@@ -49,8 +49,15 @@ def isolated(name: str, path: Path | None = None) -> list[str]:
     import ipaddress
 
     subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
-    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
     data = yaml.safe_load(path.read_text()) if path is not None else {}
+    if data.get("networks") and path is not None:
+        from tcplab.model import load_lab
+        from tcplab.model.topology import relocation
+
+        nets = {key: ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
+                for key in data["networks"]}
+        return [f"name={unique_name(name)[:31]}", *relocation(load_lab(path)[0], nets)]
+    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
     old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
     for host, spec in (data.get("hosts") or {}).items():
         if isinstance(spec, dict) and spec.get("ip"):

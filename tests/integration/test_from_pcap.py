@@ -87,6 +87,9 @@ NOT_ROUND_TRIPPED = {
     "nagle": "writes without a newline (tcpctl and telnet send lines) and segment boundaries made by Nagle's "
              "algorithm and the delayed-ACK timer within milliseconds, which steps a few milliseconds apart cannot "
              "reproduce",
+    "pmtu-blackhole": "a router between two networks with a smaller MTU toward the server and a firewall that drops "
+                      "its ICMP: a draft is one network of two hosts, and one host's capture shows neither the router "
+                      "nor the ICMP it never sent",
 }
 
 
