@@ -883,6 +883,8 @@ INTERVAL_PATTERNS: dict[str, tuple[str, ...]] = {
     "syn-backoff": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"),
     "synack-backoff": ("net.ipv4.tcp_synack_retries",),
     "keepalive": ("net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+    # the retransmission timer's backoff: computed from the first gap the run shows, which needs no sysctl
+    "rto-backoff": (),
 }
 
 
@@ -971,7 +973,9 @@ class PacketMatch(Strict):
     intervals: Intervals | None = None
     """Every matching packet of the window as a sequence: the gaps between successive ones from the first, each
     within `tolerance` (N gaps: exactly N+1 packets). A list of durations, or a kernel timer's pattern for the
-    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`."""
+    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`; or `rto-backoff`: the
+    first gap is the RTO the run shows, at least TCP_RTO_MIN (200 ms), and each next one twice the one before (up
+    to TCP_RTO_MAX, 120 s), as many as the window holds (two at least)."""
     probe: bool | None = None
     """`true`: only zero-length probes (keepalive, zero window: a bare ACK with seq = snd_una - 1, which the peer
     answers with an ACK); `false`: no probe."""
@@ -1172,14 +1176,60 @@ class CounterMatch(Strict):
     """Exactly this."""
 
 
+class RetransmitMatch(Strict):
+    """Retransmissions ``host``'s kernel made on its sockets (local ``port``, connected to ``peer``), as the
+    tracer recorded them (tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack, ``sockets/retransmits.jsonl``):
+    an RTO, a tail loss probe, a fast retransmit, a SYN or SYN-ACK sent again; never a keepalive or zero-window
+    probe. Timed like a packet: after an anchor the rule is about the next one (or the ``nth``), at ``delay``;
+    ``count`` counts the window's, ``intervals`` times them all."""
+    host: Name = Field(examples=["client"])
+    """The host whose kernel retransmitted."""
+    port: Port | None = Field(None, examples=[40001])
+    """The retransmitting socket's local port."""
+    peer: Name | None = None
+    """The host at the socket's other end."""
+    state: State | None = Field(None, examples=["ESTABLISHED"])
+    """The socket's state as the tracepoint gives it (`ESTABLISHED`, `SYN_SENT`, `FIN_WAIT1`...); a SYN-ACK's
+    record has none."""
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    """Exactly this many in the window (0: never). Without it: at least one."""
+    after: Anchor | None = None
+    """Only retransmissions after this moment count."""
+    delay: Seconds | None = None
+    """The one that counts comes at `after` + `delay`, within `tolerance`."""
+    tolerance: Seconds = 0.05
+    """How far from `after` + `delay` it may come; with `intervals`, how far each gap may be off."""
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, examples=[2])
+    """After an anchor the rule is about one retransmission: the next (`nth: 1`), or the n-th."""
+    within: Seconds | None = Field(None, examples=["1s"])
+    """Only retransmissions within this long after `after` count."""
+    before: Anchor | None = None
+    """Only retransmissions before this moment count."""
+    intervals: Intervals | None = None
+    """Every retransmission of the window as a sequence: the gaps between successive ones (N gaps: exactly N+1).
+    A list of durations; `rto-backoff` (each gap twice the one before, the first at least TCP_RTO_MIN); or a kernel
+    timer's pattern of `host` (`syn-backoff`, `synack-backoff`): its gaps after the first, since the first packet
+    is the original, not a retransmission."""
+
+    def delay_seconds(self, lab: "Lab") -> float | None:
+        """The delay in seconds (a retransmission's delay is always a duration)."""
+        return self.delay
+
+    def sysctls_needed(self) -> list[tuple[str | None, str]]:
+        """(host, sysctl) the rule reads from the run: an interval pattern's."""
+        if isinstance(self.intervals, str):
+            return [(self.host, name) for name in INTERVAL_PATTERNS[self.intervals]]
+        return []
+
+
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
 # expectation has exactly one of them (the loader says so with this list); each has one check
 # (tcplab/analysis/checks/) registered for its model.
 EXPECTATION_KINDS: dict[str, type[Strict]] = {
     "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
-    "counter": CounterMatch,
+    "counter": CounterMatch, "retransmit": RetransmitMatch,
 }
-Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch]
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch, RetransmitMatch]
 
 
 class Expectation(Strict):
@@ -1198,6 +1248,8 @@ class Expectation(Strict):
     """A story program: started, exited, still running, what it printed."""
     counter: CounterMatch | None = None
     """A kernel counter of a host's network namespace (snapshots), or its change between two snapshots."""
+    retransmit: RetransmitMatch | None = None
+    """Retransmissions a host's kernel made (the tracer's tcp:tcp_retransmit_skb records)."""
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""
@@ -1261,9 +1313,10 @@ class Lab(Strict):
         out: dict[str, list[str]] = {h: list(host.sysctls) + list(host.nat.sysctls() if host.nat else {})
                                      for h, host in self.hosts.items()}
         for exp in self.expect:
-            if exp.packet is None:
+            body = exp.packet or exp.retransmit
+            if body is None:
                 continue
-            for host, name in exp.packet.sysctls_needed():
+            for host, name in body.sysctls_needed():
                 for h in ([host] if host is not None else list(self.hosts)):
                     if h in out and name not in out[h]:
                         out[h].append(name)

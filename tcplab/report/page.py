@@ -18,7 +18,8 @@ from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData, read_log
-from .ladder import Ladder, LadderOptions, build_ladder, impair_marks, impaired_packets, packet_class
+from .ladder import (Ladder, LadderOptions, build_ladder, impair_marks, impaired_packets, packet_class,
+                     retransmitted_packets)
 from .tables import snapshot_views
 from .timechart import timeline_svg
 
@@ -272,7 +273,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
     t0 = traffic.start if traffic.packets else (timelines.start if timelines.sockets else end)
     names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
     found = impaired_packets(traffic, data.impaired)
-    ladder: Ladder = build_ladder(traffic, data.steps, opts, impair_marks(found))
+    ladder: Ladder = build_ladder(traffic, data.steps, opts, impair_marks(found),
+                                  retransmitted_packets(traffic, data.retransmits))
     snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}

@@ -163,6 +163,11 @@ NOT_ROUND_TRIPPED = {
     "idle-timeout": "a NAT box between two networks that forgets an idle connection and answers for the server: the "
                     "capture shows the box's RST in the server's name, but neither the box nor its flow table, and a "
                     "draft is one network of two hosts",
+    "retransmit": "segments lost on the way (the impairment drops them before the server's stack) and a sender that "
+                  "gives up after tcp_retries2 or TCP_USER_TIMEOUT: the capture shows the retransmissions, but not "
+                  "which copies were dropped where, nor the sysctl or the socket option that ended the connection",
+    "zero-window": "a reader that stops reading with a small SO_RCVBUF: the capture shows the window closing and the "
+                   "probes, but a draft's programs write and read lines a step at a time and set no receive buffer",
     "syn-flood": "hundreds of SYNs from a raw socket, with no socket behind them, against servers with SYN cookies on "
                  "and off: a draft replays connections made by programs, one step each, and one host's capture does "
                  "not show the servers' tcp_syncookies",
