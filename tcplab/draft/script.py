@@ -109,8 +109,14 @@ def _overflow(k: Conn) -> str:
 
 
 def _probes(k: Conn) -> tuple[list[Packet], Packet | None, bool]:
-    """The client's keepalive probes, the last packet before them, and whether the client reset after the last."""
-    found = [p for p in k.conn.packets if p.probe and p.tcp.src == k.cip and not p.tcp.payload]
+    """The client's keepalive probes, the last packet before them, and whether the client reset after the last. A
+    probe sent while the server's window was closed (its last packet said window 0) is a zero-window probe."""
+    found, window = [], -1
+    for p in k.conn.packets:
+        if p.tcp.src == k.sip:
+            window = p.tcp.win
+        elif p.probe and not p.tcp.payload and window != 0:
+            found.append(p)
     if not found:
         return [], None, False
     before = [p for p in k.conn.packets if p.ts < found[0].ts and not p.probe]

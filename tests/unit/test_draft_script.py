@@ -144,3 +144,16 @@ def test_a_fast_answer_with_the_fin_on_it_is_written_then_closed(tmp_path: Path)
     # the server reads the request, answers and closes in one go; the client reads the answer and the FIN, closes
     assert _typed(lab, "server-9000") == [f"accept\nread {n}\nwrite HTTP/1.0 200 OK\\r\\n\\r\\n\nclose\n"]
     assert _typed(lab, "app1") == ["write GET / HTTP/1.0\\r\\n\\r\\n\nread 19\nrecv\nclose\nexit\n"]
+
+
+def test_zero_window_probes_are_no_keepalive(tmp_path: Path) -> None:
+    """Probes one byte behind while the server's window is closed are the kernel's zero-window probes."""
+    path = tmp_path / "zw.pcap"
+    pk = _conversation(b"")[:3]
+    pk += [_seg(10.1, C, S, 40000, 9000, "PA", 1001, 5001, b"x" * 100),
+           _seg(10.1001, S, C, 9000, 40000, "A", 5001, 1101, win=0)]
+    pk += [_seg(10.3 + 0.2 * 2 ** i, C, S, 40000, 9000, "A", 1100, 5001) for i in range(4)]
+    pk += [_seg(10.3001 + 0.2 * 2 ** i, S, C, 9000, 40000, "A", 5001, 1101, win=0) for i in range(4)]
+    wrpcap(str(path), sorted(pk, key=lambda q: float(q.time)))
+    text = draft_lab(read_capture_file(path), [1], "zw.pcap").text
+    assert "keepalive" not in text
