@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterator
 
@@ -37,10 +39,10 @@ class Packet:
     rel_ack: int = 0
     rel_time: float = 0.0
     probe: bool = False  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
+    ts: float = field(init=False)  # the segment's time (read often enough that a property costs seconds)
 
-    @property
-    def ts(self) -> float:
-        return self.tcp.ts
+    def __post_init__(self) -> None:
+        self.ts = self.tcp.ts
 
     @property
     def flags(self) -> str:
@@ -95,7 +97,7 @@ class Connection:
     isn: dict[str, int] = field(default_factory=dict)  # by source ip
     acked: dict[str, int] = field(default_factory=dict)  # by source ip: the last ack it sent (the peer's snd_una)
 
-    @property
+    @cached_property
     def name(self) -> str:
         c = f"{self.client or self.key[0]}:{self.key[1]}"
         s = f"{self.server or self.key[2]}:{self.key[3]}"
@@ -127,10 +129,10 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     if not hosts:  # a run without run.json: take the captures' names, no attribution
         hosts = {p.stem: "" for p in rd.capture_dir.glob("*.pcap")}
     ip_host = {ip: h for h, ip in hosts.items() if ip}
-    kept: list[tuple[float, int, Packet]] = []
+    packets: list[Packet] = []
     captured = {h for h in hosts if rd.pcap(h).is_file()}
     with paused_gc():
-        for order, host in enumerate(hosts):
+        for host in hosts:
             if host not in captured:
                 continue
 
@@ -138,16 +140,10 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
                 return keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
 
             with open(rd.pcap(host), "rb") as f:
-                for t in read_tcp(f, mine):
-                    kept.append((t.ts, order, Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), host, t.index)))
-        kept.sort(key=_time_order)
-        packets = [k[2] for k in kept]
-        del kept
+                packets.extend(Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), host, t.index)
+                               for t in read_tcp(f, mine))
+        packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
         return Traffic(packets, _connections(packets), hosts)
-
-
-def _time_order(k: tuple[float, int, Packet]) -> tuple[float, int]:
-    return k[0], k[1]
 
 
 @contextmanager
@@ -177,31 +173,33 @@ def _connections(packets: list[Packet]) -> list[Connection]:
         p.n = i
         p.rel_time = p.ts - t0
         t = p.tcp
-        fwd: ConnKey = (t.src, t.sport, t.dst, t.dport)
-        rev: ConnKey = (t.dst, t.dport, t.src, t.sport)
-        c = conns.get(fwd) or conns.get(rev)
-        if c is not None and t.flags & SYN and not t.flags & ACK and t.src in c.isn and c.isn[t.src] != t.seq:
+        src, dst, flags, seq = t.src, t.dst, t.flags, t.seq
+        fwd: ConnKey = (src, t.sport, dst, t.dport)
+        c = conns.get(fwd) or conns.get((dst, t.dport, src, t.sport))
+        if c is not None and flags & SYN and not flags & ACK and src in c.isn and c.isn[src] != seq:
             c = None  # the same 4-tuple used again: a new connection
         if c is None:
-            is_client = bool(t.flags & SYN and not t.flags & ACK) or not (t.flags & SYN)
-            key = fwd if is_client else rev
+            is_client = bool(flags & SYN and not flags & ACK) or not (flags & SYN)
+            key = fwd if is_client else (dst, t.dport, src, t.sport)
             c = Connection(key, p.src_host if is_client else p.dst_host, p.dst_host if is_client else p.src_host)
             conns[key] = c
             order.append(c)
-        if t.flags & SYN:
-            c.isn.setdefault(t.src, t.seq)
-        elif t.src not in c.isn:  # capture started mid-connection: count from the first seen
-            c.isn[t.src] = (t.seq - 1) & 0xFFFFFFFF
+        isn = c.isn
+        if flags & SYN:
+            isn.setdefault(src, seq)
+        elif src not in isn:  # capture started mid-connection: count from the first seen
+            isn[src] = (seq - 1) & 0xFFFFFFFF
         p.conn = c
-        p.rel_seq = (t.seq - c.isn[t.src]) & 0xFFFFFFFF
-        other = t.dst
-        if t.flags & ACK:
-            if other not in c.isn:
-                c.isn[other] = (t.ack - 1) & 0xFFFFFFFF
-            p.rel_ack = (t.ack - c.isn[other]) & 0xFFFFFFFF
-        p.probe = is_probe(t, c.acked.get(t.dst))
-        if t.flags & ACK:
-            c.acked[t.src] = t.ack
+        p.rel_seq = (seq - isn[src]) & 0xFFFFFFFF
+        if flags & ACK:
+            if dst not in isn:
+                isn[dst] = (t.ack - 1) & 0xFFFFFFFF
+            p.rel_ack = (t.ack - isn[dst]) & 0xFFFFFFFF
+            # is_probe, inline: this loop runs once per packet of the run
+            una = c.acked.get(dst)
+            p.probe = (una is not None and not t.payload and not flags & (SYN | FIN | RST)
+                       and (seq + 1) & 0xFFFFFFFF == una)
+            c.acked[src] = t.ack
         c.packets.append(p)
     return order
 

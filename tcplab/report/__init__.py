@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from ..analysis.explain import fmt_span
+from ..analysis.packets import paused_gc
 from ..rundir import RunDir
 from .gather import RunData, gather
 from .ladder import LadderOptions
@@ -73,7 +74,8 @@ def write_report(run_dir: str | Path, opts: LadderOptions | None = None) -> Path
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
         raise FileNotFoundError(f"{rd.path}: no such run directory")
-    html = render_report(gather(rd), opts)
+    with paused_gc():  # a run of a million packets: no collection walks them while the report is made
+        html = render_report(gather(rd), opts)
     out = rd.report_html
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
