@@ -136,7 +136,7 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
                 if t is None or (flags and not t.flags & flags):
                     continue
                 if keep is not None:
-                    pair = t.src.encode() + b"-" + t.dst.encode()
+                    pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
                     want = wanted.get(pair)
                     if want is None:
                         want = wanted[pair] = keep(t.src, t.dst)
