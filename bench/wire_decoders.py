@@ -110,7 +110,8 @@ def pcapng_decoder(path: Path) -> list[TcpPacket]:
 def _numpy_fields(data: bytes, offsets: list[int], lengths: list[int], stamps: list[float],
                   first_index: list[int]) -> list[TcpPacket]:
     """Frames at ``offsets`` of ``data`` decoded in bulk: one gather of their first 54 bytes, the fields as
-    columns, Python objects made only at the end. Frames of another layout go through decode_tcp."""
+    columns (numpy views of big-endian integers), Python objects made only at the end, each address once.
+    Frames of another layout go through decode_tcp."""
     import numpy as np
 
     from tcplab.wire import RawPacket, _ip
@@ -118,40 +119,45 @@ def _numpy_fields(data: bytes, offsets: list[int], lengths: list[int], stamps: l
     buf = np.frombuffer(data, dtype=np.uint8)
     o = np.asarray(offsets, dtype=np.int64)
     incl = np.asarray(lengths, dtype=np.int64)
-    hdr = buf[np.minimum(o[:, None] + np.arange(54), len(buf) - 1)]
+    padded = np.concatenate([buf, np.zeros(54, dtype=np.uint8)])  # the last frame may be shorter than 54
+    hdr = np.lib.stride_tricks.sliding_window_view(padded, 54)[o]  # (frames, 54): a copy of their headers only
 
     def be(lo: int, size: int) -> Any:
-        v = np.zeros(len(o), dtype=np.uint64)
-        for i in range(size):
-            v = (v << np.uint64(8)) | hdr[:, lo + i].astype(np.uint64)
-        return v
+        dtype = {1: ">u1", 2: ">u2", 4: ">u4"}[size]
+        return np.ascontiguousarray(hdr[:, lo:lo + size]).view(dtype).ravel().astype(np.int64)
 
-    fast = ((incl >= 54) & (be(12, 2) == 0x0800) & (hdr[:, 14] == 0x45) & (hdr[:, 23] == 6))
-    frag = be(20, 2) & np.uint64(0x1FFF)
-    keep = fast & (frag == 0)
-    total = be(16, 2).astype(np.int64)
-    doff_flags = be(46, 2)
-    doff = np.maximum(20, (doff_flags >> np.uint64(12)).astype(np.int64) * 4)
-    end = o + incl
-    t0 = o + 34
-    stop = np.where(total > 0, np.minimum(end, o + 14 + total), end)
-    cols = [np.flatnonzero(keep), be(26, 4), be(30, 4), be(34, 2), be(36, 2), be(38, 4), be(42, 4),
-            doff_flags & np.uint64(0xFF), be(48, 2), hdr[:, 22], be(18, 2), be(50, 2), t0 + doff, stop, doff]
-    idx = cols[0]
-    lists = [idx.tolist()] + [c[idx].tolist() for c in cols[1:]]
-    names: dict[int, str] = {}
+    fast = (incl >= 54) & (be(12, 2) == 0x0800) & (hdr[:, 14] == 0x45) & (hdr[:, 23] == 6)
+    keep = fast & ((be(20, 2) & 0x1FFF) == 0)
+    idx = np.flatnonzero(keep)
+    total = be(16, 2)[idx]
+    doff_flags = be(46, 2)[idx]
+    doff = np.maximum(20, (doff_flags >> 12) * 4)
+    ok, end = o[idx], (o + incl)[idx]
+    a = ok + 34 + doff
+    b = np.where(total > 0, np.minimum(end, ok + 14 + total), end)
+    src, dst = be(26, 4)[idx], be(30, 4)[idx]
+    uniq = np.unique(np.concatenate([src, dst]))
+    name_of = {int(v): _ip(int(v).to_bytes(4, "big")) for v in uniq}
+    names = np.array([name_of[int(v)] for v in uniq], dtype=object)
+    srcs = names[np.searchsorted(uniq, src)].tolist()
+    dsts = names[np.searchsorted(uniq, dst)].tolist()
+    idx_l = idx.tolist()
+    cols = [be(34, 2)[idx].tolist(), be(36, 2)[idx].tolist(), be(38, 4)[idx].tolist(), be(42, 4)[idx].tolist(),
+            (doff_flags & 0xFF).tolist(), be(48, 2)[idx].tolist(), hdr[idx, 22].tolist(), be(18, 2)[idx].tolist(),
+            be(50, 2)[idx].tolist(), a.tolist(), b.tolist(), doff.tolist(), end.tolist()]
     out: list[tuple[int, TcpPacket]] = []
-    for (i, s, d, sport, dport, seq, ack, flags, win, ttl, ip_id, csum, a, b, doff_i) in zip(*lists):
-        src = names.get(s) or names.setdefault(s, _ip(s.to_bytes(4, "big")))
-        dst = names.get(d) or names.setdefault(d, _ip(d.to_bytes(4, "big")))
-        opts = _options(data[a - doff_i + 20:min(offsets[i] + lengths[i], a)]) if doff_i > 20 else []
-        out.append((i, TcpPacket(stamps[i], src, dst, sport, dport, seq, ack, flags, win, ttl, ip_id, opts,
-                                 data[a:b], csum, first_index[i])))
-    for i in np.flatnonzero(~fast).tolist():  # any other layout: the general decoder
+    for (i, s, d, sport, dport, seq, ack, flags, win, ttl, ip_id, csum, pa, pb, doff_i, e) in zip(idx_l, srcs, dsts,
+                                                                                                 *cols):
+        opts = _options(data[pa - doff_i + 20:min(e, pa)]) if doff_i > 20 else []
+        out.append((i, TcpPacket(stamps[i], s, d, sport, dport, seq, ack, flags, win, ttl, ip_id, opts,
+                                 data[pa:pb], csum, first_index[i])))
+    other = np.flatnonzero(~fast).tolist()
+    for i in other:  # any other layout: the general decoder
         t = decode_tcp(RawPacket(stamps[i], data[offsets[i]:offsets[i] + lengths[i]], lengths[i], first_index[i]))
         if t is not None:
             out.append((i, t))
-    out.sort(key=lambda x: x[0])
+    if other:
+        out.sort(key=lambda x: x[0])
     return [t for _, t in out]
 
 
