@@ -75,7 +75,10 @@ def write_report(run_dir: str | Path, opts: LadderOptions | None = None) -> Path
     if not rd.path.is_dir():
         raise FileNotFoundError(f"{rd.path}: no such run directory")
     with paused_gc():  # a run of a million packets: no collection walks them while the report is made
-        html = render_report(gather(rd), opts)
+        data = gather(rd)
+        html = render_report(data, opts)
+        data.traffic.release()
+        del data
     out = rd.report_html
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
