@@ -54,6 +54,8 @@ class RunDir:
     @property
     def transitions_jsonl(self) -> Path: return self.sockets_dir / "transitions.jsonl"
     @property
+    def retransmits_jsonl(self) -> Path: return self.sockets_dir / "retransmits.jsonl"
+    @property
     def merged_pcapng(self) -> Path: return self.capture_dir / "all.pcapng"
     @property
     def run_json(self) -> Path: return self.path / "run.json"

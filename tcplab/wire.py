@@ -109,6 +109,36 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
 
     This is the bulk path (a run of a million packets): records are read in large chunks, decoded in
     place with one unpack for the common layout, and addresses are made into strings once each."""
+    for t, _ in _segments(f, keep, flags, None):
+        yield t
+
+
+def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool]) -> Iterator[tuple[TcpPacket, bytes | None]]:
+    """:func:`read_tcp`'s segments, each with its :func:`frame_signature` when ``sign(src, dst)`` (asked once
+    per pair of addresses), else None."""
+    return _segments(f, None, 0, sign)
+
+
+def ipv4_offset(d: bytes) -> int | None:
+    """Where the IPv4 header of an Ethernet frame starts (None: not IPv4)."""
+    off = 14
+    if len(d) >= 18 and d[12] == 0x81 and d[13] == 0x00:  # VLAN tag
+        off = 18
+    return off if len(d) >= off + 20 and d[off - 2] == 0x08 and d[off - 1] == 0x00 else None
+
+
+def frame_signature(d: bytes) -> bytes | None:
+    """What a router leaves as it was and a NAT box rewrites: the IP id, both addresses and the first 14 bytes
+    past the IP header (TCP's ports, seq, ack and flags). None: not IPv4."""
+    off = ipv4_offset(d)
+    if off is None:
+        return None
+    body = off + (d[off] & 0x0F) * 4
+    return d[off + 4:off + 6] + d[off + 12:off + 20] + d[body:body + 14]
+
+
+def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
+              sign: Callable[[str, str], bool] | None) -> Iterator[tuple[TcpPacket, bytes | None]]:
     head = f.read(24)
     if len(head) < 24:
         return
@@ -116,6 +146,7 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
     unpack_rec, unpack_frame = rec.unpack_from, _ETH_IP_TCP.unpack_from
     names: dict[bytes, str] = {}
     wanted: dict[bytes, bool] = {}
+    signed: dict[bytes, bool] = {}
     buf, pos, index = b"", 0, 0
     while True:
         more = f.read(_CHUNK)
@@ -132,26 +163,34 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
             index += 1
             pos = end
             if incl < 54 or buf[o + 12:o + 14] != b"\x08\x00" or buf[o + 14] != 0x45 or buf[o + 23] != 6:
-                t = decode_tcp(RawPacket(sec + frac * unit, buf[o:end], orig, index))  # any other layout
+                frame = buf[o:end]
+                t = decode_tcp(RawPacket(sec + frac * unit, frame, orig, index))  # any other layout
                 if t is None or (flags and not t.flags & flags):
                     continue
+                pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
                 if keep is not None:
-                    pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
                     want = wanted.get(pair)
                     if want is None:
                         want = wanted[pair] = keep(t.src, t.dst)
                     if not want:
                         continue
-                yield t
+                sig = None
+                if sign is not None:
+                    mark = signed.get(pair)
+                    if mark is None:
+                        mark = signed[pair] = sign(t.src, t.dst)
+                    sig = frame_signature(frame) if mark else None
+                yield t, sig
                 continue
             if flags and not buf[o + 47] & flags:
                 continue
             pair = buf[o + 26:o + 34]
-            want = wanted.get(pair)
-            if want is None:
-                want = wanted[pair] = keep is None or keep(_name(names, pair[:4]), _name(names, pair[4:]))
-            if not want:
-                continue
+            if keep is not None:
+                want = wanted.get(pair)
+                if want is None:
+                    want = wanted[pair] = keep(_name(names, pair[:4]), _name(names, pair[4:]))
+                if not want:
+                    continue
             (_, _, total, ip_id, frag, ttl, _, s, d, sport, dport, seq, ack, doff_flags, win,
              csum) = unpack_frame(buf, o)
             if frag & 0x1FFF:  # a later IP fragment: no TCP header here
@@ -159,10 +198,17 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
             doff = max(20, (doff_flags >> 12) * 4)
             t0 = o + 34
             stop = min(end, o + 14 + total) if total else end
+            sig = None
+            if sign is not None:
+                mark = signed.get(pair)
+                if mark is None:
+                    mark = signed[pair] = sign(_name(names, pair[:4]), _name(names, pair[4:]))
+                if mark:
+                    sig = buf[o + 18:o + 20] + pair + buf[t0:t0 + 14]
             yield TcpPacket(sec + frac * unit, names.get(s) or _name(names, s), names.get(d) or _name(names, d),
                             sport, dport, seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
                             _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else [],
-                            buf[t0 + doff:stop], csum, index)
+                            buf[t0 + doff:stop], csum, index), sig
 
 
 def _name(names: dict[bytes, str], b: bytes) -> str:

@@ -5,7 +5,9 @@ Reads the tracepoints sock:inet_sock_set_state, tcp:tcp_send_reset and
 tcp:tcp_receive_reset from a private tracefs instance (so two labs, or another
 tool, never disturb each other's settings), keeps only events of the lab's
 addresses, and appends them as JSON lines with wall-clock microsecond
-timestamps (the pcaps' clock). Each record names the host whose socket it is
+timestamps (the pcaps' clock). Where the kernel has them, tcp:tcp_retransmit_skb
+and tcp:tcp_retransmit_synack are read too and go to retransmits.jsonl beside
+OUT_FILE (one line per retransmission the kernel made). Each record names the host whose socket it is
 ("host": the owner of the socket's local address) and the host at the other
 end ("peer"), so a reader needs no address table.
 
@@ -32,6 +34,9 @@ import time
 from typing import Any
 
 EVENTS = ("sock/inet_sock_set_state", "tcp/tcp_send_reset", "tcp/tcp_receive_reset")
+# read where the kernel has them; their records go to RETRANSMITS beside the output file
+OPTIONAL_EVENTS = ("tcp/tcp_retransmit_skb", "tcp/tcp_retransmit_synack")
+RETRANSMITS = "retransmits.jsonl"
 LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+"
                   r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s+(?P<rest>.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
@@ -90,6 +95,8 @@ def parse_event(line: str, offset: float) -> dict[str, Any] | None:
             rec["state"] = f["state"].replace("TCP_", "")
         if "reason" in f:
             rec["reason"] = f["reason"]
+        if f.get("err", "").lstrip("-").isdigit():
+            rec["err"] = int(f["err"])
     return rec
 
 
@@ -130,6 +137,9 @@ def main() -> int:
         write(os.path.join(inst, "buffer_size_kb"), "1024")
         for ev in EVENTS:
             write(os.path.join(inst, "events", ev, "enable"), "1")
+        optional = [ev for ev in OPTIONAL_EVENTS if os.path.isdir(os.path.join(inst, "events", ev))]
+        for ev in optional:
+            write(os.path.join(inst, "events", ev, "enable"), "1")
         # offset mono -> realtime: take the pair closest together out of a few tries
         best = None
         for _ in range(5):
@@ -139,18 +149,22 @@ def main() -> int:
             if best is None or b - a < best[0]:
                 best = (b - a, (a + b) / 2 - mono)
         offset = best[1]
-        with open(os.path.join(inst, "trace_pipe"), "r", errors="replace") as pipe, open(out_path, "a") as out:
+        # the file exists only where retransmissions are watched: no file is no evidence, an empty one is "none"
+        retransmits_path = os.path.join(os.path.dirname(out_path), RETRANSMITS) if optional else os.devnull
+        with open(os.path.join(inst, "trace_pipe"), "r", errors="replace") as pipe, open(out_path, "a") as out, \
+                open(retransmits_path, "a") as retransmits:
             print("tracer ready", flush=True)
             for line in pipe:
                 rec = parse_event(line, offset)
                 if rec is None or select(rec, hosts, subnet) is None:
                     continue
-                out.write(json.dumps(rec) + "\n")
-                out.flush()
+                dest = retransmits if rec["event"].startswith("tcp_retransmit") else out
+                dest.write(json.dumps(rec) + "\n")
+                dest.flush()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for ev in EVENTS:
+        for ev in EVENTS + OPTIONAL_EVENTS:
             try:
                 write(os.path.join(inst, "events", ev, "enable"), "0")
             except OSError:

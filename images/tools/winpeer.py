@@ -24,20 +24,29 @@ before it plays). Frames are parsed and built here with ``struct``.
 
 Usage:
   winpeer.py --iface eth0 --fin-wait2-timeout SECONDS --syn linux|windows-7|windows-10
-             [--events FILE.jsonl] [--queue-num N] [--synrewrite PATH]
+             [--events FILE.jsonl] [--queue-num N] [--synrewrite PATH] [--realtime PRIORITY]
 
 Prints ``peer ready`` once the capture socket is bound and its reader runs, then one JSON line per action
 (also appended to --events): {"ts", "event", "conn": {"src","sport","dst","dport"}, "detail"}
-with event one of fin_sent, fin_acked, peer_fin, timer_cancelled, rst_sent,
+with event one of timer_priority (first, no connection: how the timers are
+scheduled), fin_sent, fin_acked, peer_fin, timer_cancelled, rst_sent,
 socket_killed, syn_rewritten (and error). SIGTERM removes the iptables rule,
 stops synrewrite and exits 0.
 
 Needs CAP_NET_RAW (sniff, send) and CAP_NET_ADMIN (iptables, NFQUEUE, ss -K).
+With ``--realtime PRIORITY`` (> 0) the timer thread and the threads that may hold
+the interpreter lock when it fires (main, socket killer) run at SCHED_FIFO,
+which needs CAP_SYS_NICE and, where the kernel schedules real-time tasks by
+cgroup (cgroup v1 with RT group scheduling), a real-time budget for the
+container (``--cpu-rt-runtime``). The capture thread stays at the normal
+policy: a flood of frames must not spend the budget. Where SCHED_FIFO is
+refused the program runs as without the option and says why.
 """
 from __future__ import annotations
 
 import argparse
 import array
+import errno
 import fcntl
 import heapq
 import itertools
@@ -284,17 +293,55 @@ class Events:
                 self.f = None
 
 
+def enter_realtime(priority: int) -> str | None:
+    """Put the calling thread at SCHED_FIFO ``priority``, what it forks (ss, iptables, new threads) back at
+    the normal policy; None, or why the kernel refused."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError as e:
+        return f"{errno.errorcode.get(e.errno or 0, e.errno)}: {e.strerror}"
+    return None
+
+
+CAP_SYS_NICE = 23
+
+
+def realtime_context() -> str:
+    """What decides whether SCHED_FIFO is allowed here: CAP_SYS_NICE, and the cgroup's real-time budget."""
+    parts = []
+    try:
+        with open("/proc/self/status") as f:
+            caps = next((line.split()[1] for line in f if line.startswith("CapEff:")), "0")
+        parts.append("CAP_SYS_NICE" if int(caps, 16) >> CAP_SYS_NICE & 1 else "no CAP_SYS_NICE")
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.rt_runtime_us") as f:
+            runtime = f.read().strip()
+        with open("/sys/fs/cgroup/cpu/cpu.rt_period_us") as f:
+            period = f.read().strip()
+        parts.append(f"real-time budget {runtime} us per {period} us")
+    except OSError:
+        parts.append("no real-time budget by cgroup")
+    return ", ".join(parts)
+
+
 class Scheduler:
     """One thread, a heap of deadlines (monotonic clock), Condition.wait(timeout): no polling.
 
-    The thread wakes SPIN seconds early and spins the rest on the clock: a wakeup
+    The thread wakes ``spin`` seconds early and spins the rest on the clock: a wakeup
     on a busy machine can take milliseconds, a running thread reads the clock in
-    microseconds. Actions check themselves whether they were cancelled meanwhile.
+    microseconds. At SCHED_FIFO (``realtime`` > 0) the wakeup preempts every normal
+    task, so a short spin does, and the spin keeps the interpreter lock.
+    Actions check themselves whether they were cancelled meanwhile.
     """
 
     SPIN = 0.010
+    SPIN_REALTIME = 0.001
 
-    def __init__(self) -> None:
+    def __init__(self, realtime: int = 0) -> None:
+        self.realtime = realtime
+        self.spin = self.SPIN_REALTIME if realtime else self.SPIN
         self.cond = threading.Condition()
         self.heap: list[tuple[float, int, object]] = []
         self.counter = itertools.count()
@@ -322,6 +369,9 @@ class Scheduler:
         self.thread.join(timeout=2)
 
     def _run(self) -> None:
+        if self.realtime and enter_realtime(self.realtime) is not None:
+            self.spin = self.SPIN
+        yield_every = 0 if self.spin == self.SPIN_REALTIME else 64
         while True:
             with self.cond:
                 while True:
@@ -333,14 +383,14 @@ class Scheduler:
                         self.cond.wait()
                         continue
                     remaining = self.heap[0][0] - time.monotonic()
-                    if remaining <= self.SPIN:
+                    if remaining <= self.spin:
                         deadline, token, fn = heapq.heappop(self.heap)
                         break
-                    self.cond.wait(remaining - self.SPIN)
+                    self.cond.wait(remaining - self.spin)
             spins = 0
             while time.monotonic() < deadline:
                 spins += 1
-                if spins % 64 == 0:
+                if yield_every and spins % yield_every == 0:
                     time.sleep(0)  # let the capture thread have the GIL now and then
             try:
                 fn()
@@ -408,7 +458,8 @@ class WinPeer:
         self.events = Events(args.events)
         self.lock = threading.Lock()
         self.conns: dict[tuple[str, int, str, int], Conn] = {}
-        self.scheduler = Scheduler()
+        self.realtime = self._realtime(int(args.realtime))
+        self.scheduler = Scheduler(self.realtime)
         self.kills: queue.Queue = queue.Queue()
         self.ipt = Iptables()
         self.queue_rule: list[str] | None = None
@@ -420,6 +471,23 @@ class WinPeer:
         self.capture = Capture(self.iface, self._on_packet, lambda msg: log(f"winpeer: {msg}"))
         self.ip_id = itertools.count(0x4000)
         threading.Thread(target=self._kill_worker, name="socket-killer", daemon=True).start()
+
+    def _realtime(self, priority: int) -> int:
+        """SCHED_FIFO ``priority`` for this (the main) thread if asked and allowed: the priority the timers get,
+        0 for the normal policy. Says which, and why, as the first event."""
+        if priority <= 0:
+            self.events.emit("timer_priority", None, "FIN_WAIT_2 timers at the normal policy (SCHED_OTHER, "
+                             "not asked for real time)")
+            return 0
+        refused = enter_realtime(priority)
+        context = realtime_context()
+        if refused is None:
+            self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at SCHED_FIFO priority {priority} "
+                             f"({context})")
+            return priority
+        self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at the normal policy (SCHED_OTHER): "
+                         f"SCHED_FIFO refused, {refused} ({context})")
+        return 0
 
     # --- start and stop -------------------------------------------------------
     def start(self) -> None:
@@ -603,6 +671,8 @@ class WinPeer:
 
     # --- the host's own socket -------------------------------------------------
     def _kill_worker(self) -> None:
+        if self.realtime:  # it may hold the interpreter lock when a timer fires
+            enter_realtime(self.realtime)
         while True:
             key = self.kills.get()
             try:
@@ -671,6 +741,8 @@ def main() -> int:
     ap.add_argument("--events", default=None)
     ap.add_argument("--queue-num", type=int, default=0)
     ap.add_argument("--synrewrite", default="/opt/lab/synrewrite")
+    ap.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
+                    help="SCHED_FIFO priority (1-99) for the timers where allowed; 0: the normal policy")
     args = ap.parse_args()
     if not args.fin_wait2_timeout > 0:
         ap.error("--fin-wait2-timeout must be positive")

@@ -65,6 +65,9 @@ class ContainerSpec:
     mem_limit: str | None = None
     nano_cpus: int | None = None
     pids_limit: int | None = None
+    # a real-time CPU budget (microseconds per second) where the engine schedules real-time tasks by cgroup;
+    # an engine that has none to give starts the container without it (what runs in it finds out)
+    realtime_us: int | None = None
     mounts: tuple[Mount, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     init: bool = True

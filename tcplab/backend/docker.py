@@ -6,6 +6,7 @@ import os
 import re
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, TypeVar
@@ -14,6 +15,14 @@ from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, Image
                    Progress, Removed)
 
 T = TypeVar("T")
+
+
+def refuses_realtime(message: str) -> bool:
+    """Whether an engine's error is about the real-time budget asked for: the kernel has no real-time group
+    scheduling ("does not support CPU real-time scheduler"), or the engine's cgroup has no budget to share
+    (runc: "failed to write ... cpu.rt_runtime_us: invalid argument")."""
+    low = message.lower()
+    return "rt_runtime" in low or "real-time" in low or "realtime" in low
 
 
 def _engine_call(what: str, fn: Callable[[], T]) -> T:
@@ -41,6 +50,7 @@ class DockerBackend:
         self.client = client
         self.api = client.api
         self.shares_files = engine_shares_files(str(getattr(self.api, "base_url", "")))
+        self._realtime_specs: dict[str, ContainerSpec] = {}  # created with a real-time budget, not started yet
 
     # --- engine ------------------------------------------------------------
     def ping(self) -> None:
@@ -75,11 +85,35 @@ class DockerBackend:
         self.start_created(self.create_container(spec))
 
     def start_created(self, container: str) -> None:
-        _engine_call(f"start container {container}", lambda: self.api.start(container))
+        try:
+            _engine_call(f"start container {container}", lambda: self.api.start(container))
+        except EngineError as e:
+            spec = self._realtime_specs.pop(container, None)
+            if spec is None or not refuses_realtime(str(e)):
+                raise
+            # the engine's own cgroup has no real-time budget to share (dockerd without --cpu-rt-runtime)
+            _engine_call(f"remove container {container}", lambda: self.api.remove_container(container, force=True))
+            self.create_container(replace(spec, realtime_us=None))
+            _engine_call(f"start container {container}", lambda: self.api.start(container))
 
     def create_container(self, spec: ContainerSpec) -> str:
         """Create (not start) the container; its name. A container that shares another's network
-        namespace may be created while that one is still starting: it only has to exist."""
+        namespace may be created while that one is still starting: it only has to exist.
+
+        A real-time budget the engine cannot give (a kernel without RT group scheduling, as on cgroup v2,
+        where none is needed; an engine whose own cgroup has none) is left out, here or at start."""
+        if spec.realtime_us:
+            try:
+                self._create(spec)
+            except EngineError as e:
+                if not refuses_realtime(str(e)):
+                    raise
+                return self._create(replace(spec, realtime_us=None))
+            self._realtime_specs[spec.name] = spec
+            return spec.name
+        return self._create(spec)
+
+    def _create(self, spec: ContainerSpec) -> str:
         api = self.api
         binds = [f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
         if not self.shares_files and any(m.kind == "local" for m in spec.mounts):
@@ -95,6 +129,7 @@ class DockerBackend:
             mem_limit=spec.mem_limit,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
+            cpu_rt_runtime=spec.realtime_us,
             network_mode=network_mode,
             pid_mode=f"container:{spec.joins_pid}" if spec.joins_pid else None,
             init=spec.init,

@@ -204,7 +204,7 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None, 
     for name, host in hosts.items():
         for problem in peer_kind(host.peer.os).problems(host.peer):
             raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)
-    story = StorySoFar(list(hosts))
+    story = StorySoFar(list(hosts), routers={name for name, host in hosts.items() if host.router})
     for name, host in hosts.items():
         if host.program_name is not None:
             story.started[(name, host.program_name)] = -1
@@ -237,7 +237,7 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
         if exp.name in names:
             raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
         body = getattr(exp, given[0])
-        for field in (("from_", "to") if exp.packet is not None else ("host", "peer")):
+        for field in (("from_", "to", "seen_at") if exp.packet is not None else ("host", "peer")):
             h = getattr(body, field, None)
             if isinstance(h, str) and h not in hosts:
                 raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}",

@@ -31,6 +31,9 @@ class PeerSidecar:
     about: str  # one line for a person reading `lab export`'s file: what it does and with which rights
     image: str = "tcplab/tools"
     mem_limit: str = "256m"
+    # a real-time CPU budget (microseconds per second) for a sidecar that runs timers at SCHED_FIFO, where the
+    # kernel schedules real-time tasks by cgroup; None: it runs no real-time task
+    realtime_us: int | None = None
 
 
 @dataclass(frozen=True)

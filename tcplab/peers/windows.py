@@ -38,6 +38,12 @@ FIN_TIMEOUT_MARGIN = 5  # seconds the kernel socket outlives the emulated timer
 DEFAULT_FIN_WAIT2_TIMEOUT = 120.0  # Windows' own FIN_WAIT_2 timer, when the lab sets none
 MIN_FIN_WAIT2_TIMEOUT = 0.05  # the shortest timer a lab may set
 DEFAULT_SYN = "windows-10"
+# The timer's thread runs at SCHED_FIFO (CAP_SYS_NICE) where the engine allows it: a busy machine then delays
+# the RST by microseconds, not by the tens of milliseconds a normal thread waits for a core. Where real-time
+# tasks are scheduled by cgroup (cgroup v1 with RT group scheduling) the container also needs a budget: the
+# peer uses well under a millisecond a second (a 1 ms spin and a few frames per timer).
+REALTIME_PRIORITY = 10
+REALTIME_BUDGET_US = 20000
 
 
 def orphan_fin_wait2_lifetime(tcp_fin_timeout: int) -> int:
@@ -93,7 +99,7 @@ class WindowsPeerSidecar:
     syn: str
     interface: str = "eth0"
 
-    capabilities = ("NET_RAW", "NET_ADMIN")
+    capabilities = ("NET_RAW", "NET_ADMIN", "SYS_NICE")
     READY_LINE = READY_LINE
 
     def events_path(self) -> str:
@@ -103,7 +109,7 @@ class WindowsPeerSidecar:
     def command(self) -> list[str]:
         return ["python3", "-u", "/opt/lab/winpeer.py", "--iface", self.interface,
                 "--fin-wait2-timeout", repr(float(self.fin_wait2_timeout)), "--syn", self.syn,
-                "--events", self.events_path()]
+                "--events", self.events_path(), "--realtime", str(REALTIME_PRIORITY)]
 
     @classmethod
     def for_peer(cls, host: str, peer: Peer) -> WindowsPeerSidecar | None:
@@ -128,9 +134,11 @@ class WindowsPeer(PeerKind):
     def sidecars(self, host: str, peer: Peer) -> list[PeerSidecar]:
         side = WindowsPeerSidecar(host, fin_wait2_seconds(peer), syn_profile(peer))
         about = (f"Windows emulation for {host}, in its network namespace: SYN fingerprint, and the FIN_WAIT_2 "
-                 f"timer ({side.fin_wait2_timeout:g} s) ending in an RST; NET_RAW and NET_ADMIN")
+                 f"timer ({side.fin_wait2_timeout:g} s) ending in an RST; NET_RAW and NET_ADMIN, and SYS_NICE for the "
+                 f"timer's SCHED_FIFO")
         return [PeerSidecar(role="peer", command=side.command(), capabilities=side.capabilities,
-                            ready_line=READY_LINE, artifacts="peer", folder="logs/peer", about=about)]
+                            ready_line=READY_LINE, artifacts="peer", folder="logs/peer", about=about,
+                            realtime_us=REALTIME_BUDGET_US)]
 
     def host_note(self, peer: Peer) -> str | None:
         return "sysctls of a Windows peer"

@@ -18,6 +18,7 @@ from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
 from ..plan import LabPlan, RunNames, SidecarPlan
 from ..rundir import RunDir
+from ..runfiles import peer_events
 from ..runfiles import snapshots as snapshots_file
 from ..runfiles import steps as steps_file
 from .session import LabRun, Say
@@ -109,8 +110,18 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
         best_effort("copying the artifacts out", lambda: copy_out(backend, rd, run.plan))()
     steps = steps_file.read(rd)
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
+    timers = peer_timers(rd)
     run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
-                       collected_at=time.time())
+                       collected_at=time.time(), **({"peer_timers": timers} if timers else {}))
+
+
+def peer_timers(rd: RunDir) -> dict[str, str]:
+    """How each Windows peer scheduled its timers (SCHED_FIFO, or why not), as its first event says."""
+    out = {}
+    for host, events in peer_events.read(rd).items():
+        said = next((e.get("detail") for e in events if e.get("event") == "timer_priority"), None)
+        out[host] = said or "not said (a peer that predates timer_priority: the normal policy)"
+    return out
 
 
 def copy_out(backend: Backend, rd: RunDir, plan: LabPlan) -> None:

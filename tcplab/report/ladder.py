@@ -130,7 +130,8 @@ def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[Mapping[str
 
 
 def host_order(traffic: Traffic) -> list[str]:
-    """Columns: the lab's hosts (then any other address), the busiest host in the middle."""
+    """Columns: the lab's hosts (then any other address), the busiest host in the middle; when packets cross
+    routers, the longest such path left to right (a router between the hosts it forwards for), the rest after."""
     names = list(traffic.hosts)
     # a name appears first with the first packet of a connection (all of its packets join the same two ends)
     firsts = [c.packets[0] for c in traffic.connections if c.packets]
@@ -139,6 +140,11 @@ def host_order(traffic: Traffic) -> list[str]:
         for h in (p.src_host or p.tcp.src, p.dst_host or p.tcp.dst):
             if h not in names:
                 names.append(h)
+    paths = [[p.src_host, *p.hops(), p.dst_host] for p in traffic.packets if p.hops()]
+    if paths:
+        longest = max(paths, key=len)
+        path = [h for h in longest if h is not None]
+        return path + [h for h in names if h not in path]
     degree: Counter[str] = Counter()
     for c in traffic.connections:
         for h in {c.client or c.key[0], c.server or c.key[2]}:
@@ -256,15 +262,23 @@ def _note(words: str, x: float, y: float) -> str:
 
 
 def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "", mark: str | None = None) -> str:
+    """One packet: an arrow from its sender to its receiver, a dot on each router it crossed; one that never
+    arrived ends at the last host it was seen on, with a cross."""
     src = p.src_host or p.tcp.src
     dst = p.dst_host or p.tcp.dst
-    x1, x2 = xs[src], xs[dst]
-    cls = packet_class(p) + (" impaired" if mark else "")
+    lost = p.lost_at if p.lost_at in xs else None
+    x1, x2 = xs[src], xs[lost or dst]
+    cls = packet_class(p) + (" impaired" if mark else "") + (" lost" if lost else "")
     mid = (x1 + x2) / 2
-    tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})" + (f"  ✕ {mark}" if mark else "")
-    cross = text(x2 - (12 if x2 > x1 else -12), y + SLOPE + 4, "✕", class_="impair", text_anchor="middle") if mark \
-        else ""
-    return el("g", title(tip), cross,
+    journey = p.journey()
+    tip = (f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})" + (f"  {journey}" if journey else "")
+           + (f"  ✕ {mark}" if mark else ""))
+    cross = text(x2 - (12 if x2 > x1 else -12), y + SLOPE + 4, "✕", class_="impair", text_anchor="middle") \
+        if mark or lost else ""
+    span = x2 - x1
+    dots = "".join(el("circle", cx=xs[h], cy=y + SLOPE * (xs[h] - x1) / span, r=3, class_="hop")
+                   for h in p.hops() if h in xs and span and h != lost)
+    return el("g", title(tip), cross, dots,
               el("a", el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="hit"),
                  el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end=f"url(#{prefix}ah)"),
                  text(mid, y - 4, p.label(), class_="lbl", text_anchor="middle"),

@@ -141,6 +141,7 @@ def summary(data: RunData) -> dict[str, Any]:
         "summary": lab.summary if lab is not None else "",
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
         "capabilities": caps, "sysctls": set_sysctls(data), "capture_stats": stats,
+        "peer_timers": sorted((str(h), str(v)) for h, v in (info.get("peer_timers") or {}).items()),
         "tracer": str(info.get("tracer") or "unknown"),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),
@@ -149,7 +150,7 @@ def summary(data: RunData) -> dict[str, Any]:
 
 
 def network_lines(lab: Lab | None) -> list[str]:
-    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router and route."""
+    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router, NAT box and route."""
     if lab is None or not lab.networks:
         return []
     lines = []
@@ -163,6 +164,10 @@ def network_lines(lab: Lab | None) -> list[str]:
         mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
         lines.append(f"{key} {net.subnet}{mtu}: {', '.join(on)}")
     lines += [f"{h} forwards between {', '.join(host.networks)}" for h, host in lab.hosts.items() if host.router]
+    lines += [f"{h} is a NAT box: masquerades onto {host.nat.out}, forgets a connection idle for "
+              f"{host.nat.idle_timeout:g} s, then answers its packets with "
+              f"{'an RST' if host.nat.expired == 'rst' else 'nothing (drops them)'}"
+              for h, host in lab.hosts.items() if host.nat is not None]
     lines += [f"{h}: route to {r.to} via {r.via} ({lab.route_gateway(h, r)})"
               for h, host in lab.hosts.items() for r in host.routes]
     return lines
@@ -170,6 +175,7 @@ def network_lines(lab: Lab | None) -> list[str]:
 
 def packet_rows(packets: list[Packet], t0: float) -> list[dict[str, Any]]:
     return [{"n": p.n, "t": f"{p.ts - t0:.6f}", "line": p.tcpdump_line(), "where": p.where(), "cls": packet_class(p),
+             "journey": p.journey(),
              "payload": payload_text(p.tcp.payload) if p.tcp.payload else "", "conn": p.conn.name if p.conn else ""}
             for p in packets]
 

@@ -16,6 +16,7 @@ file                                   module                       written by
 ``programs.jsonl``                     :mod:`.programs`             starts as they play; exits and outputs at collection
 ``sockets/snapshots.json``             :mod:`.snapshots`            each snapshot (rewritten whole)
 ``sockets/transitions.jsonl``          :mod:`.transitions`          the tracer sidecar; ``lab down`` the derived ones
+``sockets/retransmits.jsonl``          :mod:`.retransmits`          the tracer sidecar (where the kernel can say)
 ``result.json``                        :mod:`.result`               ``lab run``
 ``logs/peer/<host>.jsonl``             :mod:`.peer_events`          a Windows peer's sidecar (read only here)
 =====================================  ===========================  =============================================
@@ -34,4 +35,5 @@ ABOUT: dict[str, str] = {
     "result.json": "expectations: verdicts",
     "sockets/snapshots.json": "socket tables, parsed",
     "sockets/transitions.jsonl": "TCP state changes (tracepoint)",
+    "sockets/retransmits.jsonl": "every retransmission the kernel made (tracepoint)",
 }

@@ -27,7 +27,7 @@ class Conn(TypedDict, total=False):
 @with_config(OPEN)
 class PeerEvent(TypedDict, total=False):
     ts: float
-    event: str  # syn_rewritten, fin_sent, peer_fin, fin_acked, timer_cancelled, rst_sent, error
+    event: str  # timer_priority (first), syn_rewritten, fin_sent, peer_fin, fin_acked, timer_cancelled, rst_sent, error
     conn: Conn | None
     detail: str
 

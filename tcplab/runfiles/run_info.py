@@ -35,7 +35,8 @@ class Evidence(TypedDict, total=False):
 class RunInfo(TypedDict, total=False):
     lab: str
     run: str  # the run id: lab name and UTC time
-    hosts: dict[str, str]  # host -> address
+    hosts: dict[str, str]  # host -> address (on its first network)
+    addresses: dict[str, dict[str, str]]  # host -> network -> its address there (every network it is on)
     containers: dict[str, str]  # host -> its container's name
     subnet: str
     phases: dict[str, float]  # seconds per phase of bring-up and take-down (network, hosts, ..., teardown)
@@ -50,6 +51,7 @@ class RunInfo(TypedDict, total=False):
     kernel: KernelInfo
     capture_stats: dict[str, dict[str, int]]  # host -> tcpdump's counts: captured, received, dropped
     capabilities: dict[str, list[str]]  # container -> the capabilities it was given
+    peer_timers: dict[str, str]  # host -> how its Windows peer's FIN_WAIT_2 timers were scheduled (the peer's word)
     engine: dict[str, str]  # docker, api, kernel, os
     impairment: dict[str, str]  # mechanism: nfqueue; netem: whether the kernel has it (and why not)
 

@@ -87,6 +87,15 @@ NOT_ROUND_TRIPPED = {
     "nagle": "writes without a newline (tcpctl and telnet send lines) and segment boundaries made by Nagle's "
              "algorithm and the delayed-ACK timer within milliseconds, which steps a few milliseconds apart cannot "
              "reproduce",
+    "pmtu-blackhole": "a router between two networks with a smaller MTU toward the server and a firewall that drops "
+                      "its ICMP: a draft is one network of two hosts, and one host's capture shows neither the router "
+                      "nor the ICMP it never sent",
+    "idle-timeout": "a NAT box between two networks that forgets an idle connection and answers for the server: the "
+                    "capture shows the box's RST in the server's name, but neither the box nor its flow table, and a "
+                    "draft is one network of two hosts",
+    "syn-flood": "hundreds of SYNs from a raw socket, with no socket behind them, against servers with SYN cookies on "
+                 "and off: a draft replays connections made by programs, one step each, and one host's capture does "
+                 "not show the servers' tcp_syncookies",
 }
 
 

@@ -148,7 +148,7 @@ def test_windows_peer_sidecar_is_the_peers_module(tmp_path: Path, timer: str | N
     peer = data["services"]["win-peer"]
     assert peer["image"] == "tcplab/tools" and peer["network_mode"] == "service:win"
     assert peer["command"] == WindowsPeerSidecar("win", expected, "windows-7").command()
-    assert set(peer["cap_add"]) == {"NET_RAW", "NET_ADMIN"}
+    assert set(peer["cap_add"]) == {"NET_RAW", "NET_ADMIN", "SYS_NICE"}
 
 
 def test_labels_keep_lab_down_and_gc_away(tmp_path: Path) -> None:

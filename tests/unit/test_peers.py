@@ -58,7 +58,8 @@ def test_windows_sysctls_sidecar_and_timer() -> None:
     assert side.command == WindowsPeerSidecar("win", 2.0, "windows-7").command()
     assert (side.role, side.ready_line, side.artifacts, side.folder) == ("peer", READY_LINE, "peer", "logs/peer")
     assert "(2 s)" in side.about
-    assert win.sidecars("win", Peer(os="windows"))[0].command[-5] == "120.0"  # Windows' own timer, syn 10
+    command = win.sidecars("win", Peer(os="windows"))[0].command
+    assert command[command.index("--fin-wait2-timeout") + 1] == "120.0"  # Windows' own timer
     assert (win.fin_wait2_reset(None), win.fin_wait2_reset(2.0)) == (120.0, 2.0)
 
 

@@ -49,7 +49,8 @@ def test_hosts_sidecars_and_their_ready_lines(tmp_path: Path) -> None:
     assert [(s.role, s.ready) for s in win.sidecars] == [("capture", CAPTURE_READY), ("peer", PEER_READY)]
     peer = win.sidecars[1].spec
     assert peer.command == WindowsPeerSidecar("win", 2.0, "windows-7").command()
-    assert peer.joins == win.spec.name and set(peer.cap_add) == {"NET_RAW", "NET_ADMIN"}
+    assert peer.joins == win.spec.name and set(peer.cap_add) == {"NET_RAW", "NET_ADMIN", "SYS_NICE"}
+    assert peer.realtime_us is not None and peer.realtime_us > 0 and "--realtime" in (peer.command or [])
     assert [s.role for s in plan.host("server").sidecars] == ["capture"]  # a Linux peer has no sidecar
     assert plan.tracer.ready == TRACER_READY and plan.tracer.optional and plan.tracer.spec.isolated
     assert plan.tracer.spec.mounts[0].source == TRACEFS and plan.tracer.spec.mounts[0].kind == "engine"

@@ -1,7 +1,7 @@
 """The facts a report shows of a fixed run (tests/data/report_run: three pcap formats, frames of every
 kind the readers meet) are the ones it showed when that run was made: every packet with its flags,
 seq/ack, times, options, payload and place, the connections, the derived socket states, every
-expectation's verdict, and the packet rows and arrows of report.html. ``facts.json`` was written by
+expectation's verdict, and the packet rows and arrows of report.html; every capture's copy of each packet. ``facts.json`` was written by
 the readers as they were before the bulk decoder (``python tests/unit/test_report_facts.py`` writes it
 again, with whatever tcplab is on the path)."""
 from __future__ import annotations
@@ -27,7 +27,9 @@ def facts(run: Path) -> dict[str, Any]:
     packets = [[p.n, p.capture, p.frame, repr(p.ts), p.tcp.src, p.tcp.dst, p.tcp.sport, p.tcp.dport, p.tcp.seq,
                 p.tcp.ack, p.flags, p.tcp.win, p.tcp.ttl, p.tcp.ip_id, repr(p.tcp.options), p.tcp.payload.hex(),
                 p.tcp.checksum, p.rel_seq, p.rel_ack, repr(p.rel_time), p.probe, p.conn.name if p.conn else None,
-                p.label(), p.tcpdump_line(), p.where()] for p in traffic.packets]
+                p.label(), p.tcpdump_line(), p.where(), p.journey(), p.lost_at,
+                [[c.capture, c.host, c.frame, repr(c.tcp.ts), c.tcp.ttl, c.tcp.payload == p.tcp.payload]
+                 for c in p.copies]] for p in traffic.packets]
     conns = [[c.name, len(c.packets), sorted(c.isn.items())] for c in traffic.connections]
     verdicts = [[v.name, v.kind, v.status, v.expected, v.seen, v.where, v.message, repr(v.time), v.note]
                 for v in evaluate(run).verdicts]

@@ -33,7 +33,7 @@ OWNER = {
     "steps_jsonl": "tcplab.runfiles.steps", "programs_jsonl": "tcplab.runfiles.programs",
     "snapshots_json": "tcplab.runfiles.snapshots", "transitions_jsonl": "tcplab.runfiles.transitions",
     "result_json": "tcplab.runfiles.result", "peer_logs_dir": "tcplab.runfiles.peer_events",
-    "impair_logs_dir": "tcplab.runfiles.impaired",
+    "impair_logs_dir": "tcplab.runfiles.impaired", "retransmits_jsonl": "tcplab.runfiles.retransmits",
 }
 LAYOUT = "tcplab.rundir"  # defines the properties
 NAMES = {name: mod for name, mod in zip(ABOUT, ("tcplab.runfiles.lab", "tcplab.runfiles.run_info",
@@ -42,7 +42,7 @@ NAMES = {name: mod for name, mod in zip(ABOUT, ("tcplab.runfiles.lab", "tcplab.r
                                                   "tcplab.runfiles.snapshots", "tcplab.runfiles.transitions"))}
 READS = {"read_document", "read_lines", "read_bytes", "read_text", "open"}  # what a reader calls
 WRITES = {"write_json", "append_jsonl", "write_text", "write_bytes"}  # what a writer calls
-WRITERS = {"tcplab.runfiles.peer_events": 0, "tcplab.runfiles.impaired": 0}  # files tcplab only reads (a sidecar writes them); every other: 1
+WRITERS = {"tcplab.runfiles.peer_events": 0, "tcplab.runfiles.impaired": 0, "tcplab.runfiles.retransmits": 0}  # files tcplab only reads (a sidecar writes them); every other: 1
 
 
 def modules(root: Path) -> dict[str, ast.Module]:
@@ -224,3 +224,20 @@ def test_the_lab_of_another_tcplab_is_read_for_the_report_without_what_it_refuse
     assert len(got.problems) == 1 and got.problems[0].startswith("lab.yaml could not be read: lab.yaml: ")
     rd.lab_yaml.write_text("name: [unclosed\n")
     assert lab_file.read_for_report(rd).lab is None
+
+
+def test_retransmits_missing_file_is_no_evidence_and_an_empty_one_is_none(tmp_path: Path) -> None:
+    from tcplab.runfiles import retransmits
+
+    rd = RunDir(tmp_path).create()
+    assert not retransmits.exists(rd) and retransmits.read(rd) == []
+    rd.sockets_dir.mkdir(parents=True, exist_ok=True)
+    (tmp_path / retransmits.NAME).write_text("")
+    assert retransmits.exists(rd) and retransmits.read(rd) == []
+    (tmp_path / retransmits.NAME).write_text(
+        '{"ts": 1.5, "event": "tcp_retransmit_skb", "sport": 4, "state": "ESTABLISHED", "err": 0, "host": "c"}\n'
+        '{"ts": 2.5, "event": "tcp_retransmit_synack", "sport": 8000, "host": "s"}\n{"ts": 3')
+    got = retransmits.read(rd)
+    assert [(r["line"], r["event"], r.get("host")) for r in got] == [
+        (1, "tcp_retransmit_skb", "c"), (2, "tcp_retransmit_synack", "s")], "a line cut by a crash is skipped"
+    assert [r["ts"] for r in retransmits.iter_for(rd, "s")] == [2.5]

@@ -614,3 +614,22 @@ TRACE_PIPE = (
     'OTO_TCP sport=8000 dport=0 saddr=0.0.0.0 daddr=0.0.0.0 saddrv6=::ffff:0.0.0.0 daddrv6=::ffff:0.0.0.0'
     ' oldstate=TCP_LISTEN newstate=TCP_CLOSE\n'
 )
+
+
+# recorded on this kernel (6.18): a data segment whose ACKs were dropped, then a SYN whose SYN-ACK was dropped
+RETRANSMIT_PIPE = """\
+          python-6711    [001] ..s1. 20599.376075: tcp_retransmit_skb: skbaddr=0000000007a871d6 skaddr=00000000219c2a7b family=AF_INET sport=46708 dport=5555 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 state=TCP_ESTABLISHED err=0
+          <idle>-0       [000] ..s1. 20601.180085: tcp_retransmit_synack: family=AF_INET sport=5556 dport=33452 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1
+          <idle>-0       [000] ..s2. 20601.180098: tcp_retransmit_skb: skbaddr=00000000f1c6ce6a skaddr=000000008bf8e4ee family=AF_INET sport=33452 dport=5556 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 state=TCP_SYN_SENT err=-11
+"""
+
+
+def test_tracer_reads_retransmissions_with_state_and_error() -> None:
+    tracer = _tracer()
+    recs = [tracer.parse_event(line, 1000.0) for line in RETRANSMIT_PIPE.splitlines()]
+    assert recs[0] == {"ts": 21599.376075, "event": "tcp_retransmit_skb", "saddr": "127.0.0.1", "sport": 46708,
+                       "daddr": "127.0.0.1", "dport": 5555, "state": "ESTABLISHED", "err": 0}
+    assert recs[1] == {"ts": 21601.180085, "event": "tcp_retransmit_synack", "saddr": "127.0.0.1", "sport": 5556,
+                       "daddr": "127.0.0.1", "dport": 33452}, "a SYN-ACK's record names the listener's end first"
+    assert (recs[2]["state"], recs[2]["err"]) == ("SYN_SENT", -11)
+    assert "tcp/tcp_retransmit_skb" in tracer.OPTIONAL_EVENTS and "tcp/tcp_retransmit_synack" in tracer.OPTIONAL_EVENTS

@@ -63,9 +63,27 @@ def _packet_diffs(m: PacketMatch, p: Packet) -> list[tuple[str, int]]:
         d.append(("options", 1))
     if m.payload is not None and m.payload.encode("utf-8", "replace") not in t.payload:
         d.append(("payload", 1 if t.payload else 2))
+    if m.length is not None and not _length_fits(m, len(t.payload)):
+        d.append(("length", 1))
     if m.probe is not None and p.probe != m.probe:
         d.append(("probe", 2))
     return d
+
+
+def _length_fits(m: PacketMatch, length: int) -> bool:
+    if isinstance(m.length, int):
+        return length == m.length
+    return m.length is None or ((m.length.min is None or length >= m.length.min)
+                                and (m.length.max is None or length <= m.length.max))
+
+
+def _length_words(m: PacketMatch) -> str:
+    if isinstance(m.length, int):
+        return f"length {m.length}"
+    lo, hi = (m.length.min, m.length.max) if m.length is not None else (None, None)
+    if lo is not None and hi is not None:
+        return f"length {lo}-{hi}"
+    return f"length >= {lo}" if lo is not None else f"length <= {hi}"
 
 
 def _direction(src: str | None, dst: str | None, port: int | None = None) -> str:
@@ -92,8 +110,12 @@ def describe_match(m: PacketMatch) -> str:
         parts.append(f"no {','.join(m.without_options)}")
     if m.payload is not None:
         parts.append(f"payload containing {m.payload!r}")
+    if m.length is not None:
+        parts.append(_length_words(m))
     if m.probe is not None:
         parts.append("a zero-length probe (seq = snd_una - 1)" if m.probe else "not a probe")
+    if m.seen_at is not None:
+        parts.append(f"as captured on {m.seen_at}")
     return " ".join(parts)
 
 
@@ -118,6 +140,8 @@ def describe_packet(p: Packet, m: PacketMatch, at: str) -> str:
         parts.append(f"payload {t.payload[:40]!r}" + ("..." if len(t.payload) > 40 else ""))
     if m.probe is not None:
         parts.append(f"length {len(t.payload)}" + (", a probe" if p.probe else ", not a probe"))
+    elif m.length is not None:
+        parts.append(f"length {len(t.payload)}")
     parts.append(at)
     return " ".join(parts)
 
@@ -154,9 +178,13 @@ def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
         if ref is not None:
             value, w.unread = recorded(view.info.get("sysctls"), *ref)
             delay = None if value is None else float(value)
+        # a delay that is a sysctl of the kernel's is one of its timers, which fire up to 1/8 of their time
+        # late (the timer wheel's granularity), never early
+        late = delay / 8 if ref is not None and delay is not None else 0.0
         if m.delay is not None:
-            named = f" ({m.delay})" if isinstance(m.delay, str) else ""
-            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{named}" if delay is not None
+            named = f" ({m.delay}{': a kernel timer' if late else ''})" if isinstance(m.delay, str) else ""
+            slack = f", or up to {fmt_span(late)} later" if late else ""
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{slack}{named}" if delay is not None
                         else f" at {m.after}+{m.delay} (not {'read' if ref else 'set'} in this run)")
         elif m.within is not None:
             w.timing = f" within {fmt_span(m.within)} after {m.after}"
@@ -170,7 +198,7 @@ def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
             if delay is None:
                 w.unresolved_delay = True
             else:
-                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
+                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance + late)
         if m.within is not None:
             w.end = anchor_t + m.within
     if m.before is not None:
@@ -214,6 +242,8 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
         return w.target is None or w.target[0] <= p.ts <= w.target[1]
 
     packets = view.traffic.packets
+    if m.seen_at is not None:  # each packet as the host's capture holds it; one it never saw is not there
+        packets = [q for q in (p.at(m.seen_at) for p in packets) if q is not None]
     candidates = [] if w.unresolved_delay else [p for p in packets if w.contains(p.ts) and not _packet_diffs(m, p)]
     if m.intervals is not None:
         seq = judge_sequence(exp, m, view, base, w, candidates, at, on_target)
@@ -253,7 +283,8 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
             p = matching[0]
             return verdict(exp, True, expected, describe_packet(p, m, at(p)), p.where(), time=p.ts, label="seen")
     if not packets:
-        return verdict(exp, False, expected, "no TCP packets were captured", "capture/")
+        return verdict(exp, False, expected, "no TCP packets were captured"
+                       + (f" on {m.seen_at}" if m.seen_at is not None else ""), "capture/")
 
     def distance(p: Packet) -> float:
         if w.unresolved_delay:  # no moment to aim at: prefer what came after the anchor
@@ -366,4 +397,6 @@ class PacketCheck(Check[PacketMatch]):
         gap = unplayed(view, w.observed_until())
         if gap:
             return gap
+        if m.seen_at is not None:
+            return capture_gaps(view, [m.seen_at])
         return capture_gaps(view, capture_hosts(view, m.from_, m.to))
