@@ -95,6 +95,8 @@ def read_pcap(f: BinaryIO) -> Iterator[RawPacket]:
     yield from read_records(f, rec, unit)
 
 
+# The options of every segment the bulk reader finds without any: one list, never changed by anyone.
+NO_OPTIONS: list[tuple[str, object]] = []
 # Ethernet (no VLAN tag), IPv4 without options, the TCP header: what nearly every frame of a lab is.
 _ETH_IP_TCP = struct.Struct("!12xHBxHHHBB2x4s4sHHIIHHH")
 _CHUNK = 1 << 22
@@ -113,10 +115,11 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
         yield t
 
 
-def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool]) -> Iterator[tuple[TcpPacket, bytes | None]]:
-    """:func:`read_tcp`'s segments, each with its :func:`frame_signature` when ``sign(src, dst)`` (asked once
-    per pair of addresses), else None."""
-    return _segments(f, None, 0, sign)
+def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool], keep: Callable[[str, str], bool] | None = None
+                    ) -> Iterator[tuple[TcpPacket, bytes | None]]:
+    """:func:`read_tcp`'s segments (``keep`` as there), each with its :func:`frame_signature` when
+    ``sign(src, dst)`` (asked once per pair of addresses), else None."""
+    return _segments(f, keep, 0, sign)
 
 
 def ipv4_offset(d: bytes) -> int | None:
@@ -147,6 +150,7 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
     names: dict[bytes, str] = {}
     wanted: dict[bytes, bool] = {}
     signed: dict[bytes, bool] = {}
+    ports: dict[int, int] = {}  # each port number one object: a million packets carry a few ports
     buf, pos, index = b"", 0, 0
     while True:
         more = f.read(_CHUNK)
@@ -206,8 +210,9 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
                 if mark:
                     sig = buf[o + 18:o + 20] + pair + buf[t0:t0 + 14]
             yield TcpPacket(sec + frac * unit, names.get(s) or _name(names, s), names.get(d) or _name(names, d),
-                            sport, dport, seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
-                            _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else [],
+                            ports.setdefault(sport, sport), ports.setdefault(dport, dport), seq, ack,
+                            doff_flags & 0xFF, win, ttl, ip_id,
+                            _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
                             buf[t0 + doff:stop], csum, index), sig
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..observe.merge import keeps_copy
 from ..rundir import RunDir
@@ -216,39 +216,100 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     captures = {h: host_captures(rd, h) for h in hosts}
     captured = {h for h, files in captures.items() if files}
     with paused_gc():
-        segments: dict[str, list[tuple[str, TcpPacket, bytes | None]]] = {}
-        sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
-        for host in hosts:
-            def sign(src: str, dst: str, host: str = host) -> bool:
-                """Whose signature counts: what the host sent, and what it received from a captured host."""
-                sender, receiver = ip_host.get(src), ip_host.get(dst)
-                return sender == host or (receiver == host and sender is not None and sender in captured)
-
-            mine = sent.setdefault(host, set())
-            for name, path in captures[host]:
-                with open(path, "rb") as f:
-                    segs = segments.setdefault(host, [])
-                    for t, sig in read_tcp_signed(f, sign):
-                        if sig is not None and ip_host.get(t.src) == host:
-                            mine.add(sig)
-                        segs.append((name, t, sig))
-        packets: list[Packet] = []
-        others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
-        for host in hosts:
-            for name, t, sig in segments.pop(host, ()):
-                src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-                if keeps_copy(host, src, dst, captured, sent, sig):
-                    p = Packet(0, t, src, dst, name, t.index)
-                    p.copies.append(Copy(name, host, t.index, t))
-                    packets.append(p)
-                else:
-                    others.append((name, host, t.index, t))
-        del segments, sent
-        packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
-        _attach_copies(packets, others)
-        del others
+        packets = _two_passes(captures, ip_host, captured)
+        if packets is None:  # a copy kept from a receiver's capture whose sender has one (NAT, a middlebox)
+            packets = _all_at_once(hosts, captures, ip_host, captured)
         _mark_lost(packets, captured)
         return Traffic(packets, _connections(packets), hosts, ip_host)
+
+
+def _two_passes(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str], captured: set[str]
+                ) -> list[Packet] | None:
+    """The packets with their copies, reading the captures twice: first the copies kept for certain (what
+    each host sent; what it received from a host without a capture), then every other copy, joined to its
+    packet as it is read and holding the packet's own values (a million copies then cost little more than
+    their times). None, having read it all, when a receiver's copy of a captured sender's packet is not in
+    the sender's capture (a box on the way rewrote or made it, so it is kept): :func:`_all_at_once` then."""
+    def first(host: str) -> Callable[[str, str], bool]:
+        def keep(src: str, dst: str) -> bool:
+            sender = ip_host.get(src)
+            return sender == host or (ip_host.get(dst) == host and (sender is None or sender not in captured))
+        return keep
+
+    packets: list[Packet] = []
+    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
+    for host, files in captures.items():
+        keep = first(host)
+
+        def sender_is(src: str, dst: str, host: str = host) -> bool:
+            return ip_host.get(src) == host
+
+        mine = sent.setdefault(host, set())
+        for name, path in files:
+            with open(path, "rb") as f:
+                for t, sig in read_tcp_signed(f, sender_is, keep):
+                    if sig is not None:
+                        mine.add(sig)
+                    p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index)
+                    p.copies.append(Copy(name, host, t.index, t))
+                    packets.append(p)
+    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
+    join = _CopyTable(packets)
+    for host, files in captures.items():
+        keep = first(host)
+
+        def rest(src: str, dst: str, keep: Callable[[str, str], bool] = keep) -> bool:
+            return not keep(src, dst)
+
+        def received(src: str, dst: str, host: str = host) -> bool:
+            return ip_host.get(dst) == host
+
+        for name, path in files:
+            with open(path, "rb") as f:
+                for t, sig in read_tcp_signed(f, received, rest):
+                    if sig is not None and sig not in sent.get(ip_host.get(t.src) or "", ()):
+                        return None
+                    join.attach(name, host, t.index, t)
+    return packets
+
+
+def _all_at_once(hosts: dict[str, str], captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str],
+                 captured: set[str]) -> list[Packet]:
+    """The packets with their copies, every capture decoded at once: the rule of observe.merge.keeps_copy for
+    each copy, then the copies not kept joined to their packets."""
+    segments: dict[str, list[tuple[str, TcpPacket, bytes | None]]] = {}
+    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
+    for host in hosts:
+        def sign(src: str, dst: str, host: str = host) -> bool:
+            """Whose signature counts: what the host sent, and what it received from a captured host."""
+            sender, receiver = ip_host.get(src), ip_host.get(dst)
+            return sender == host or (receiver == host and sender is not None and sender in captured)
+
+        mine = sent.setdefault(host, set())
+        for name, path in captures[host]:
+            with open(path, "rb") as f:
+                segs = segments.setdefault(host, [])
+                for t, sig in read_tcp_signed(f, sign):
+                    if sig is not None and ip_host.get(t.src) == host:
+                        mine.add(sig)
+                    segs.append((name, t, sig))
+    packets: list[Packet] = []
+    others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
+    for host in hosts:
+        for name, t, sig in segments.pop(host, ()):
+            src, dst = ip_host.get(t.src), ip_host.get(t.dst)
+            if keeps_copy(host, src, dst, captured, sent, sig):
+                p = Packet(0, t, src, dst, name, t.index)
+                p.copies.append(Copy(name, host, t.index, t))
+                packets.append(p)
+            else:
+                others.append((name, host, t.index, t))
+    del segments, sent
+    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
+    join = _CopyTable(packets)
+    for name, host, frame, t in others:  # each capture's in its own time order
+        join.attach(name, host, frame, t)
+    return packets
 
 
 def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
@@ -275,35 +336,55 @@ def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
             p.lost_at = last.host
 
 
-def _attach_copies(packets: list[Packet], others: list[tuple[str, str, int, TcpPacket]]) -> None:
+class _CopyTable:
     """Each capture's copy of a kept packet joins it (the nearest in time with the same key, one copy per
     capture); a copy of no kept packet is left out, as before (its sender's capture has it)."""
-    if not others:
-        return
-    by_key: dict[CopyKey, Packet | list[Packet]] = {}  # a list only where a key is shared (most are not)
-    for p in packets:
-        k = _copy_key(p.tcp)
-        had = by_key.setdefault(k, p)
-        if had is not p:
-            if isinstance(had, list):
-                had.append(p)
-            else:
-                by_key[k] = [had, p]
-    for name, host, frame, t in others:  # each capture's in its own time order
+
+    def __init__(self, packets: list[Packet]) -> None:
+        # by the key's hash (an int is smaller than the key), a list only where two packets share one
+        self.by_key: dict[int, Packet | list[Packet]] = {}
+        for p in packets:
+            k = hash(_copy_key(p.tcp))
+            had = self.by_key.setdefault(k, p)
+            if had is not p:
+                if isinstance(had, list):
+                    had.append(p)
+                else:
+                    self.by_key[k] = [had, p]
+
+    def attach(self, name: str, host: str, frame: int, t: TcpPacket) -> None:
+        key = _copy_key(t)
+        found = self.by_key.get(hash(key))
         best: Packet | None = None
-        found = by_key.get(_copy_key(t))
         for p in (() if found is None else found if isinstance(found, list) else (found,)):
             off = abs(p.ts - t.ts)
             if off <= COPY_WINDOW and (best is None or off < abs(best.ts - t.ts)) \
-                    and not any(c.capture == name for c in p.copies):
+                    and not any(c.capture == name for c in p.copies) and _copy_key(p.tcp) == key:
                 best = p
-        if best is not None:
-            copy = Copy(name, host, frame, t)
-            if len(best.copies) == 1 and best.copies[0].tcp.ts <= t.ts:  # two copies, already in time order
-                best.copies.append(copy)
-            else:
-                best.copies.append(copy)
-                best.copies.sort(key=_copy_time)
+        if best is None:
+            return
+        _share(t, best.tcp)
+        copy = Copy(name, host, frame, t)
+        if len(best.copies) == 1 and best.copies[0].tcp.ts <= t.ts:  # two copies, already in time order
+            best.copies.append(copy)
+        else:
+            best.copies.append(copy)
+            best.copies.sort(key=_copy_time)
+
+
+def _share(t: TcpPacket, kept: TcpPacket) -> None:
+    """Let a copy hold the kept packet's values where they are equal (most are: a million copies then cost
+    little more than their times)."""
+    if t.payload == kept.payload:
+        t.payload = kept.payload
+    if t.options == kept.options:
+        t.options = kept.options
+    t.src, t.dst, t.seq, t.ack = kept.src, kept.dst, kept.seq, kept.ack  # equal: they are the copy's key
+    t.sport, t.dport, t.flags, t.ip_id = kept.sport, kept.dport, kept.flags, kept.ip_id
+    if t.win == kept.win:
+        t.win = kept.win
+    if t.checksum == kept.checksum:
+        t.checksum = kept.checksum
 
 
 def _copy_time(c: Copy) -> float:

@@ -61,3 +61,37 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         GOLDEN.write_text(json.dumps(facts(copy_run(Path(tmp))), indent=1) + "\n")
     print(f"wrote {GOLDEN}", file=sys.stderr)
+
+
+def copies_of(packets: list[Any]) -> list[Any]:
+    return [[p.n if p.n else None, p.capture, p.frame, repr(p.ts), p.tcp, p.src_host, p.dst_host,
+             [(c.capture, c.host, c.frame, c.tcp) for c in p.copies]] for p in packets]
+
+
+def test_reading_twice_and_reading_all_at_once_join_the_same_copies(tmp_path: Path) -> None:
+    """load_traffic's usual path (two readings, copies joined as they are read) against the one it falls back
+    to: the fixed run, and a run through a NAT box whose RST was made on the way (so its receiver's copy is
+    kept, which only the second path does)."""
+    from tcplab.analysis import packets as pk
+    from tcplab.rundir import RunDir
+    from tcplab.runfiles import run_info
+
+    from .test_explainers_flood_nat import nat_run
+
+    for run, two_passes in ((copy_run(tmp_path), True), (nat_run(tmp_path), False)):
+        rd = RunDir(run)
+        info = run_info.read(rd)
+        hosts = dict(info.get("hosts") or {})
+        ip_host = {ip: h for h, ip in hosts.items() if ip}
+        for h, by_net in (info.get("addresses") or {}).items():
+            for ip in by_net.values():
+                ip_host.setdefault(ip, h)
+        captures = {h: pk.host_captures(rd, h) for h in hosts}
+        captured = {h for h, files in captures.items() if files}
+        twice = pk._two_passes(captures, ip_host, captured)
+        once = pk._all_at_once(hosts, captures, ip_host, captured)
+        assert (twice is not None) == two_passes
+        if twice is not None:
+            assert copies_of(twice) == copies_of(once)
+        pk.group_connections(once)  # numbered as load_traffic numbers them
+        assert copies_of(pk.load_traffic(run).packets) == copies_of(once)
