@@ -38,11 +38,22 @@ ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server
 class Copy:
     """One capture's copy of a packet: the capture file's name (``router`` or ``router.right``: its host and,
     for a further interface, the network), the host whose capture it is, the frame in it, the packet as seen
-    there."""
+    there (``tcp``)."""
     capture: str
     host: str
     frame: int
-    tcp: TcpPacket
+    seen: TcpPacket  # the packet as seen there; or, when ``ts`` is given, the kept packet, the same but for time
+    ts: float | None = None  # when this capture saw it, for a copy that differs from the kept packet in nothing else
+
+    @property
+    def tcp(self) -> TcpPacket:
+        """The packet as this capture holds it (made anew for a copy kept as its time alone: a million copies
+        of a bridge's receivers then cost their times, not a million segments)."""
+        s = self.seen
+        if self.ts is None:
+            return s
+        return TcpPacket(self.ts, s.src, s.dst, s.sport, s.dport, s.seq, s.ack, s.flags, s.win, s.ttl, s.ip_id,
+                         s.options, s.payload, s.checksum, self.frame)
 
 
 @dataclass(slots=True)  # slots: a million of them must fit in memory
@@ -250,9 +261,8 @@ def _two_passes(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, 
                 for t, sig in read_tcp_signed(f, sender_is, keep):
                     if sig is not None:
                         mine.add(sig)
-                    p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index)
-                    p.copies.append(Copy(name, host, t.index, t))
-                    packets.append(p)
+                    packets.append(Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
+                                          copies=[Copy(name, host, t.index, t)]))  # a list of one, no room to spare
     packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
     join = _CopyTable(packets)
     for host, files in captures.items():
@@ -363,10 +373,15 @@ class _CopyTable:
                 best = p
         if best is None:
             return
-        _share(t, best.tcp)
-        copy = Copy(name, host, frame, t)
-        if len(best.copies) == 1 and best.copies[0].tcp.ts <= t.ts:  # two copies, already in time order
-            best.copies.append(copy)
+        kept = best.tcp
+        if (t.ttl, t.win, t.checksum, t.options, t.payload) == (kept.ttl, kept.win, kept.checksum, kept.options,
+                                                              kept.payload):
+            copy = Copy(name, host, frame, kept, t.ts)  # the same segment (its key is equal too) at another time
+        else:
+            _share(t, kept)
+            copy = Copy(name, host, frame, t)
+        if len(best.copies) == 1 and _copy_time(best.copies[0]) <= t.ts:  # two copies, already in time order
+            best.copies = [best.copies[0], copy]  # a list of two (appending would leave room for eight)
         else:
             best.copies.append(copy)
             best.copies.sort(key=_copy_time)
@@ -388,7 +403,7 @@ def _share(t: TcpPacket, kept: TcpPacket) -> None:
 
 
 def _copy_time(c: Copy) -> float:
-    return c.tcp.ts
+    return c.seen.ts if c.ts is None else c.ts
 
 
 @contextmanager
