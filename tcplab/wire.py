@@ -148,8 +148,7 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
     rec, unit = pcap_format(head)
     unpack_rec, unpack_frame = rec.unpack_from, _ETH_IP_TCP.unpack_from
     names: dict[bytes, str] = {}
-    wanted: dict[bytes, bool] = {}
-    signed: dict[bytes, bool] = {}
+    pairs: dict[bytes, tuple[bool, bool, str, str]] = {}  # each pair of addresses: kept, signed, the two names
     ports: dict[int, int] = {}  # each port number one object: a million packets carry a few ports
     buf, pos, index = b"", 0, 0
     while True:
@@ -172,48 +171,35 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
                 if t is None or (flags and not t.flags & flags):
                     continue
                 pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
-                if keep is not None:
-                    want = wanted.get(pair)
-                    if want is None:
-                        want = wanted[pair] = keep(t.src, t.dst)
-                    if not want:
-                        continue
-                sig = None
-                if sign is not None:
-                    mark = signed.get(pair)
-                    if mark is None:
-                        mark = signed[pair] = sign(t.src, t.dst)
-                    sig = frame_signature(frame) if mark else None
-                yield t, sig
+                known = pairs.get(pair)
+                if known is None:
+                    want = keep is None or keep(t.src, t.dst)
+                    known = pairs[pair] = (want, want and sign is not None and sign(t.src, t.dst), t.src, t.dst)
+                if known[0]:
+                    yield t, frame_signature(frame) if known[1] else None
                 continue
             if flags and not buf[o + 47] & flags:
                 continue
             pair = buf[o + 26:o + 34]
-            if keep is not None:
-                want = wanted.get(pair)
-                if want is None:
-                    want = wanted[pair] = keep(_name(names, pair[:4]), _name(names, pair[4:]))
-                if not want:
-                    continue
-            (_, _, total, ip_id, frag, ttl, _, s, d, sport, dport, seq, ack, doff_flags, win,
+            known = pairs.get(pair)
+            if known is None:
+                src, dst = _name(names, pair[:4]), _name(names, pair[4:])
+                want = keep is None or keep(src, dst)
+                known = pairs[pair] = (want, want and sign is not None and sign(src, dst), src, dst)
+            if not known[0]:
+                continue
+            (_, _, total, ip_id, frag, ttl, _, _, _, sport, dport, seq, ack, doff_flags, win,
              csum) = unpack_frame(buf, o)
             if frag & 0x1FFF:  # a later IP fragment: no TCP header here
                 continue
-            doff = max(20, (doff_flags >> 12) * 4)
+            doff = (doff_flags >> 12) * 4
             t0 = o + 34
-            stop = min(end, o + 14 + total) if total else end
-            sig = None
-            if sign is not None:
-                mark = signed.get(pair)
-                if mark is None:
-                    mark = signed[pair] = sign(_name(names, pair[:4]), _name(names, pair[4:]))
-                if mark:
-                    sig = buf[o + 18:o + 20] + pair + buf[t0:t0 + 14]
-            yield TcpPacket(sec + frac * unit, names.get(s) or _name(names, s), names.get(d) or _name(names, d),
-                            ports.setdefault(sport, sport), ports.setdefault(dport, dport), seq, ack,
-                            doff_flags & 0xFF, win, ttl, ip_id,
+            stop = end if not total or end < o + 14 + total else o + 14 + total
+            yield TcpPacket(sec + frac * unit, known[2], known[3], ports.setdefault(sport, sport),
+                            ports.setdefault(dport, dport), seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
                             _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
-                            buf[t0 + doff:stop], csum, index), sig
+                            buf[t0 + (doff if doff > 20 else 20):stop], csum, index), \
+                buf[o + 18:o + 20] + pair + buf[t0:t0 + 14] if known[1] else None
 
 
 def _name(names: dict[bytes, str], b: bytes) -> str:
