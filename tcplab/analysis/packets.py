@@ -326,9 +326,12 @@ def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
     """``lost_at`` of each packet that reached a router and not its receiver."""
     lost: list[Packet] = []
     for p in packets:
-        if len(p.copies) > 1 and p.dst_host in captured:
-            seen = {c.host for c in p.copies}
-            if p.dst_host not in seen and seen - {p.src_host}:
+        copies, dst = p.copies, p.dst_host
+        if len(copies) > 1 and dst in captured:
+            if copies[-1].host == dst or copies[0].host == dst:  # it arrived: nearly every packet
+                continue
+            seen = {c.host for c in copies}
+            if dst not in seen and seen - {p.src_host}:
                 lost.append(p)
     if not lost:
         return
@@ -369,7 +372,8 @@ class _CopyTable:
         for p in (() if found is None else found if isinstance(found, list) else (found,)):
             off = abs(p.ts - t.ts)
             if off <= COPY_WINDOW and (best is None or off < abs(best.ts - t.ts)) \
-                    and not any(c.capture == name for c in p.copies) and _copy_key(p.tcp) == key:
+                    and (p.copies[0].capture != name if len(p.copies) == 1
+                         else not any(c.capture == name for c in p.copies)) and _copy_key(p.tcp) == key:
                 best = p
         if best is None:
             return
