@@ -78,9 +78,12 @@ class LabResult:
     timers: str = ""
     error: str = ""
 
+    left: bool = False  # judged, but the engine kept an object of it (exit 3 after the verdicts)
+
     @property
     def all_hold(self) -> bool:
-        return self.code == 0 and bool(self.verdicts) and all(v == "held" for v in self.verdicts.values())
+        judged = self.code == 0 or self.left
+        return judged and bool(self.verdicts) and all(v == "held" for v in self.verdicts.values())
 
 
 @dataclass
@@ -144,7 +147,7 @@ class Bench:
         return batch
 
     def judge(self, name: str, out: Path, code: int, seconds: float, text: str) -> LabResult:
-        res = LabResult(name, code, seconds)
+        res = LabResult(name, code, seconds, left=code == 3 and "the engine kept that object" in text)
         try:
             result = json.loads((out / "result.json").read_text())
             res.verdicts = {e["name"]: e.get("status") or ("held" if e.get("held") else "failed")
@@ -159,6 +162,8 @@ class Bench:
                     res.late_ms = (rst.ts - fin.ts - TIMER) * 1000
         except (OSError, ValueError, KeyError) as e:
             res.error = f"{type(e).__name__}: {e}; {text.strip().splitlines()[-1:] }"
+        if res.left:
+            res.error = f"judged, but the engine kept an object: {text.strip().splitlines()[-1:]}"
         if not res.all_hold:
             bad = {k: v for k, v in res.verdicts.items() if v != "held"}
             res.error = res.error or f"exit {code}; not held: {bad}; {text.strip().splitlines()[-3:]}"
@@ -223,6 +228,7 @@ def main() -> int:
 
     shipped, normal = lates(rounds), lates(base)
     rounds_ok = sum(all(r.all_hold for r in b.labs) for b in rounds)
+    kept = [r.name for b in rounds + base + [x for bs in tput.values() for x in bs] for r in b.labs if r.left]
     timers = sorted({r.timers for b in rounds for r in b.labs if r.timers})
     print(f"\nconcurrency benchmark, {date}: closewait, T = {TIMER:g} s, {args.labs} labs at once; "
           f"{time.monotonic() - started:.0f} s in all, load average now {load():.2f}")
@@ -230,6 +236,9 @@ def main() -> int:
     base_ok = sum(all(r.all_hold for r in b.labs) for b in base)
     print(f"rounds where all {args.labs} labs hold every expectation: {rounds_ok}/{len(rounds)} as shipped"
           + (f", {base_ok}/{len(base)} at the normal policy" if base else ""))
+    if kept:
+        print(f"judged, but the engine kept an object (a network 'with active endpoints'): {len(kept)} runs "
+              f"({', '.join(sorted(set(kept)))})")
     print(f"RST lateness (RST - FIN - T, win's capture), as shipped:   {spread(shipped)}  load {loads(rounds)}")
     if base:
         print(f"RST lateness, baseline (peer at the normal policy):  {spread(normal)}  load {loads(base)}")

@@ -17,9 +17,6 @@ from .base import (ContainerSpec, ContainerState, EngineError, ExecResult, Image
 T = TypeVar("T")
 
 
-ENDPOINT_RELEASE = 15.0  # seconds a busy engine may take to release a removed container's network endpoint
-
-
 def refuses_realtime(message: str) -> bool:
     """Whether an engine's error is about the real-time budget asked for: the kernel has no real-time group
     scheduling ("does not support CPU real-time scheduler"), or the engine's cgroup has no budget to share
@@ -307,7 +304,7 @@ class DockerBackend:
         for o in objects:
             try:
                 if o.kind == "network":
-                    self._remove_network(o.name)
+                    self.api.remove_network(o.name)
                     removed.networks.append(o.name)
                 elif o.kind == "volume":
                     self.api.remove_volume(o.name, force=True)
@@ -317,23 +314,6 @@ class DockerBackend:
             except docker.errors.APIError as e:
                 raise EngineError(f"remove {o.kind} {o.name}: {e.explanation or e}") from None
         return removed
-
-    def _remove_network(self, name: str) -> None:
-        """Remove a network whose containers are gone. On a busy engine a removed container's endpoint can
-        outlive it by a moment ("has active endpoints"): then wait, up to ENDPOINT_RELEASE seconds, until the
-        network lists no endpoint, and remove it again."""
-        import docker.errors
-
-        deadline = time.monotonic() + ENDPOINT_RELEASE
-        while True:
-            try:
-                self.api.remove_network(name)
-                return
-            except docker.errors.APIError as e:
-                if "active endpoints" not in str(e.explanation or e) or time.monotonic() > deadline:
-                    raise
-            while self.api.inspect_network(name).get("Containers") and time.monotonic() <= deadline:
-                time.sleep(0.05)  # the engine has no event for an endpoint's release: look again
 
     # --- images ------------------------------------------------------------
     def ensure_images(self, images_dir: Path, names: set[str], progress: Progress,
