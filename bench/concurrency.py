@@ -78,6 +78,14 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, steal) ticks of the machine's CPUs so far (/proc/stat): steal is the time a virtual machine's CPUs
+    were runnable but not run by its host, which no scheduling class inside it can win back."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
 @dataclass
 class LabResult:
     name: str
@@ -104,6 +112,7 @@ class Batch:
     load_start: float
     load_end: float
     labs: list[LabResult]
+    steal: float = 0.0  # share of the machine's CPU time stolen by its host during the batch
 
     @property
     def per_minute(self) -> float:
@@ -134,6 +143,7 @@ class Bench:
 
     def batch(self, what: str, n: int, normal_policy: bool = False) -> Batch:
         runs = []
+        ticks = cpu_ticks()
         load_start = load()
         t0 = time.monotonic()
         for _ in range(n):
@@ -150,7 +160,8 @@ class Bench:
             text, _ = proc.communicate(timeout=900)
             results.append(self.judge(name, out, proc.returncode, time.monotonic() - started, text))
         wall = time.monotonic() - t0
-        batch = Batch(what, n, wall, load_start, load(), results)
+        total, steal = (b - a for a, b in zip(ticks, cpu_ticks()))
+        batch = Batch(what, n, wall, load_start, load(), results, steal / total if total else 0.0)
         self.say(batch)
         if not self.keep:
             for r in results:
@@ -185,7 +196,8 @@ class Bench:
         late = [r.late_ms for r in b.labs if r.late_ms is not None]
         lates = " ".join(f"{x:+.1f}" for x in sorted(late))
         print(f"· {b.what}: {b.n} labs in {b.wall:.1f} s ({b.per_minute:.1f}/min), {held}/{b.n} hold every "
-              f"expectation, RST lateness ms [{lates}], load {b.load_start:.1f} -> {b.load_end:.1f}",
+              f"expectation, RST lateness ms [{lates}], load {b.load_start:.1f} -> {b.load_end:.1f}, "
+              f"steal {100 * b.steal:.1f} %",
               file=sys.stderr, flush=True)
         for r in b.labs:
             if r.error:
