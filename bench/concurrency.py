@@ -295,6 +295,10 @@ def main() -> int:
               f"{loads(rounds)} / {loads(base)} | {date} |")
         print(f"| RST lateness, worst | {max_s:.2f} ms | {max_b:.2f} ms (normal policy) | "
               f"{max_s / max_b if max_b else float('nan'):.2f} | {loads(rounds)} / {loads(base)} | {date} |")
+    within = f"{sum(abs(x) <= TARGET_MS for x in shipped)}/{len(shipped)}"
+    within_b = f"{sum(abs(x) <= TARGET_MS for x in normal)}/{len(normal)}"
+    print(f"| RSTs within +-{TARGET_MS:g} ms of FIN + T | {within} | {within_b} (normal policy) | - | {loads(rounds)} "
+          f"| {date} |")
     print(f"| rounds of {args.labs} with every expectation held | {rounds_ok}/{len(rounds)} | "
           + (f"{base_ok}/{len(base)} (normal policy)" if base else "-")
           + f" | - | {loads(rounds)} | {date} |")
