@@ -202,17 +202,18 @@ TIME_BUDGET = 100.0  # seconds: the ramp stops early rather than overrun
 
 @dataclass(frozen=True)
 class Variant:
-    """tcpdump options against the lab's (``-B`` ring KiB, ``-s`` snaplen, ``--immediate-mode``), or one
-    capture on the bridge instead of one per host."""
+    """tcpdump options against the lab's (``-B`` ring KiB, ``-s`` snaplen: None keeps the lab's,
+    ``--immediate-mode``), or one capture on the bridge instead of one per host."""
     label: str
     buffer_kib: int = 32768
-    snaplen: int = 0
+    snaplen: int | None = None
     immediate: bool = True
     bridge: bool = False
 
     def apply(self, command: list[str]) -> list[str]:
         out = list(command)
-        out[out.index("-s") + 1] = str(self.snaplen)
+        if self.snaplen is not None:
+            out[out.index("-s") + 1] = str(self.snaplen)
         if not self.immediate:
             out.remove("--immediate-mode")
         if self.bridge:  # a bridge hands its local tap the frames it forwards between ports only when promiscuous
@@ -221,13 +222,13 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("as shipped: per host, -B 32768 -s 0 --immediate-mode -U"),
-    Variant("per host, -B 131072 (4x ring)", buffer_kib=131072),
-    Variant("per host, -s 1600 (a frame, not a 64 KB GSO slot)", snaplen=1600),
+    Variant("as shipped: per host, -B 32768 -s <a frame: MTU + 18> --immediate-mode -U"),
+    Variant("per host, -s 0 (before: 64 KB GSO slots)", snaplen=0),
+    Variant("per host, -s 0 -B 131072 (4x ring)", snaplen=0, buffer_kib=131072),
     Variant("per host, -s 256 (headers)", snaplen=256),
-    Variant("per host, no --immediate-mode (TPACKET_V3 blocks)", immediate=False),
-    Variant("one on the bridge (host netns, promiscuous), -s 0", bridge=True),
-    Variant("one on the bridge (host netns, promiscuous), -s 1600", bridge=True, snaplen=1600),
+    Variant("per host, -s 0, no --immediate-mode (TPACKET_V3 blocks)", snaplen=0, immediate=False),
+    Variant("one on the bridge (host netns, promiscuous), -s 0", bridge=True, snaplen=0),
+    Variant("one on the bridge (host netns, promiscuous), -s <a frame>", bridge=True),
 )
 
 
@@ -328,7 +329,9 @@ class CaptureBench:
             spec = next(s.spec for s in self.plan.host(h).sidecars if s.role == "capture")
             if buffer_kib is not None or variant is not None:
                 kib = variant.buffer_kib if variant is not None else buffer_kib
-                side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=kib or 32768)
+                lab_side = spec.command or []
+                side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=kib or 32768,
+                                      snaplen=int(lab_side[lab_side.index("-s") + 1]))
                 command = side.command(f"{h}-{self.round}.pcap" if variant is not None else self.rd.pcap(h).name)
                 if variant is not None:
                     command = variant.apply(command)
@@ -346,8 +349,11 @@ class CaptureBench:
 
         net_id = self.backend.api.inspect_network(self.names.network)["Id"]
         bridge = f"br-{net_id[:12]}"
+        lab_side = next(s.spec.command for s in self.plan.host("a").sidecars if s.role == "capture") or []
         command = variant.apply(CaptureSidecar("bridge", self.lab.capture.filter, interface=bridge,
-                                               buffer_kib=variant.buffer_kib).command(f"bridge-{self.round}.pcap"))
+                                               buffer_kib=variant.buffer_kib,
+                                               snaplen=int(lab_side[lab_side.index("-s") + 1]))
+                                .command(f"bridge-{self.round}.pcap"))
         name = self.names.sidecar("a", f"bridge-{self.round}")
         api = self.backend.api
         api.create_container("tcplab/tools", command=command, name=name, labels=self.names.labels("capture", "a"),
