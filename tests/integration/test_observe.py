@@ -156,7 +156,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory):
             lab_cmd("down", name, cwd=tmp, timeout=120)
 
 
-def test_every_host_has_a_complete_full_size_capture(observed: Observed) -> None:
+def test_every_host_has_a_complete_whole_frame_capture(observed: Observed) -> None:
     run = json.loads((observed.run_dir / "run.json").read_text())
     for host in observed.ips:
         pcap = observed.run_dir / "capture" / f"{host}.pcap"
