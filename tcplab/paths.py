@@ -53,6 +53,16 @@ def known_images() -> set[str]:
     }
 
 
+def cache_dir() -> Path:
+    """Where tcplab keeps what it can make again (the report template's compiled code): ``TCPLAB_CACHE``, else
+    ``$XDG_CACHE_HOME/tcplab``, else ``~/.cache/tcplab``. Deleting it costs time, never a result."""
+    env = os.environ.get("TCPLAB_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tcplab"
+
+
 def local_labs_dir() -> Path:
     """``labs/`` of the current directory: a user's own labs, found by name as the shipped ones are."""
     return Path("labs")

@@ -49,8 +49,15 @@ def isolated(name: str, path: Path | None = None) -> list[str]:
     import ipaddress
 
     subnet = ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
-    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
     data = yaml.safe_load(path.read_text()) if path is not None else {}
+    if data.get("networks") and path is not None:
+        from tcplab.model import load_lab
+        from tcplab.model.topology import relocation
+
+        nets = {key: ipaddress.IPv4Network(f"10.{next(_subnets) % 156 + 100}.{os.getpid() % 250}.0/24")
+                for key in data["networks"]}
+        return [f"name={unique_name(name)[:31]}", *relocation(load_lab(path)[0], nets)]
+    sets = [f"name={unique_name(name)[:31]}", f"network.subnet={subnet}"]
     old = ipaddress.IPv4Network((data.get("network") or {}).get("subnet") or "10.77.0.0/24")
     for host, spec in (data.get("hosts") or {}).items():
         if isinstance(spec, dict) and spec.get("ip"):
@@ -124,36 +131,68 @@ def labeled_objects(lab: str | None = None) -> list[str]:
 
 
 ShippedRun = tuple[subprocess.CompletedProcess[str], Path, float, str]
+# Shipped labs run this many at a time: their stories mostly wait (timers, the peer's silence), so they overlap,
+# as a CI job running the library would run them (bench/library.py --parallel measures it).
+LAB_JOBS = int(os.environ.get("TCPLAB_TEST_LAB_JOBS", "4"))
+_PREFETCH = pytest.StashKey[list[str]]()
+
+
+def _uses_shipped_runs(item: pytest.Item) -> bool:
+    return "shipped_run" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that read shipped labs' runs go first and together, the library's (which only read) first, so
+    the runs, started together at the first of them, overlap each other and no other test that times the
+    kernel. When the library test is among them (it reads every shipped lab), every shipped lab is started."""
+    users = sorted((i for i in items if _uses_shipped_runs(i)), key=lambda i: i.path.name != "test_library.py")
+    if users:
+        items[:] = users + [i for i in items if not _uses_shipped_runs(i)]
+        config.stash[_PREFETCH] = list(shipped_labs()) if any(i.path.name == "test_library.py" for i in users) else []
 
 
 @pytest.fixture(scope="session")
-def shipped_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """``run(lab)``: one `lab run` of a shipped lab for the whole test session (made on first use, under a name
-    and /24 of its own, with the ``sets`` tests/data/library_faults.yaml declares for it, e.g. closewait's
-    shortened Windows timer): its process, run directory, seconds and the name it ran under. Every test about a
-    shipped lab's run (the library, the stories, drafts and comparisons) shares it, so no lab runs twice."""
+def shipped_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``run(lab)``: one `lab run` of a shipped lab for the whole test session (under a name and /24 of its own,
+    with the ``sets`` tests/data/library_faults.yaml declares for it, e.g. closewait's shortened Windows timer):
+    its process, run directory, seconds and the name it ran under. Every test about a shipped lab's run (the
+    library, the stories, drafts and comparisons) shares it, so no lab runs twice. The first call starts the
+    lab asked for, then every lab the session will ask for, ``LAB_JOBS`` at a time."""
     import time
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from .library import declared
 
     entries = declared()
     labs = shipped_labs()
-    done: dict[str, ShippedRun] = {}
+    started: dict[str, Future[ShippedRun]] = {}
+    pool = ThreadPoolExecutor(max_workers=LAB_JOBS, thread_name_prefix="shipped-run")
+
+    def one(lab: str, sets: list[str], out: Path) -> ShippedRun:
+        t = time.monotonic()
+        proc = lab_cmd("run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out), timeout=600)
+        return proc, out, time.monotonic() - t, sets[0].split("=", 1)[1]
+
+    def start(lab: str) -> None:
+        if lab not in started:
+            sets = isolated(lab, labs[lab]) + list((entries.get(lab) or {}).get("sets") or [])
+            started[lab] = pool.submit(one, lab, sets, tmp_path_factory.mktemp(f"shipped-{lab}") / "run")
 
     def run(lab: str) -> ShippedRun:
-        if lab not in done:
-            sets = isolated(lab, labs[lab]) + list((entries.get(lab) or {}).get("sets") or [])
-            out = tmp_path_factory.mktemp(f"shipped-{lab}") / "run"
-            t = time.monotonic()
-            proc = lab_cmd("run", lab, *(a for s in sets for a in ("--set", s)), "--out", str(out), timeout=600)
-            done[lab] = (proc, out, time.monotonic() - t, sets[0].split("=", 1)[1])
-        return done[lab]
+        if not started:
+            start(lab)
+            for other in request.config.stash.get(_PREFETCH, []):
+                start(other)
+        start(lab)
+        return started[lab].result()
 
     yield run
-    left = {name: objs for *_, name in done.values() if (objs := labeled_objects(name))}
+    pool.shutdown(wait=True)
+    names = [f.result()[3] for f in started.values() if f.exception() is None]
+    left = {name: objs for name in names if (objs := labeled_objects(name))}
     for name in left:  # `lab run` removes what it made; anything left is a failure of its own
         lab_cmd("down", name, timeout=120)
-    for *_, name in done.values():
+    for name in names:
         remove_built_images(name)  # the images built for this run's name, no one else's
     assert not left, f"shipped labs' runs left objects behind: {left}"
 

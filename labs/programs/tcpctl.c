@@ -16,7 +16,14 @@
  *                            as a real network's round trip would
  *   pick SPORT               the burst's connection from port SPORT becomes the current socket
  *   send TEXT                write TEXT and a newline to the current socket
+ *   write TEXT               one write() of TEXT as is, with C escapes (\n, \r, \t, \\, \xHH) and no newline
+ *                            added: a segment of any bytes
+ *   fill N                   write N bytes of filler ('.'), one write() (repeated only for what it did not take)
  *   recv                     one read() of the current socket (blocks until data, EOF or an error)
+ *   read N                   read() until N bytes came (or EOF, or an error): a request read whole
+ *   nodelay                  TCP_NODELAY on the current socket (Nagle's algorithm off)
+ *   keepalive                SO_KEEPALIVE on the current socket (its timers: the host's net.ipv4.tcp_keepalive_*)
+ *   use N                    the Nth connection accepted (1, 2, ...) becomes the current socket
  *   pending                  wait until the current socket has data, and say how much, without reading it
  *   linger SECONDS           SO_LINGER {on, SECONDS} on the current socket (0: close() resets)
  *   close                    close() the current socket
@@ -43,11 +50,13 @@
 #include <unistd.h>
 
 #define MAX_BURST 64
+#define MAX_ACCEPTED 256
 
 static int listener = -1;
 static int current = -1;
 static int delay_ack = 0;
 static int burst_fds[MAX_BURST], burst_ports[MAX_BURST], bursts = 0;
+static int accepted_fds[MAX_ACCEPTED], accepted = 0;
 
 static const char *errname(int e) {
     switch (e) {
@@ -106,7 +115,15 @@ static void do_accept(void) {
     int fd = accept(listener, (struct sockaddr *)&peer, &len);
     if (fd < 0) { failed("accept", errno); return; }
     current = fd;
+    if (accepted < MAX_ACCEPTED) accepted_fds[accepted++] = fd;
     printf("accepted %s:%d\n", inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
+}
+
+static void do_use(const char *n) {
+    int i = atoi(n);
+    if (i < 1 || i > accepted) { printf("use: no connection %s accepted\n", n); return; }
+    current = accepted_fds[i - 1];
+    printf("connection %d is the current socket\n", i);
 }
 
 static void do_connect(const char *host, const char *port) {
@@ -199,6 +216,63 @@ static void do_send(const char *text) {
     if (n < 0) failed("send", errno); else printf("sent %zd bytes\n", n);
 }
 
+static int unescape(const char *text, char *out, int room) {
+    int n = 0;
+    for (const char *c = text; *c && n < room; c++) {
+        if (*c != '\\' || !c[1]) { out[n++] = *c; continue; }
+        c++;
+        if (*c == 'n') out[n++] = '\n';
+        else if (*c == 'r') out[n++] = '\r';
+        else if (*c == 't') out[n++] = '\t';
+        else if (*c == 'x' && c[1] && c[2]) {
+            char hex[3] = {c[1], c[2], 0};
+            out[n++] = (char)strtol(hex, NULL, 16);
+            c += 2;
+        } else out[n++] = *c;
+    }
+    return n;
+}
+
+static void do_write(const char *text) {
+    char buf[4096];
+    int len = unescape(text, buf, (int)sizeof buf);
+    ssize_t n = write(current, buf, (size_t)len);
+    if (n < 0) failed("write", errno); else printf("wrote %zd bytes\n", n);
+}
+
+static void do_fill(const char *count) {
+    size_t want = (size_t)atol(count), done = 0;
+    char *buf = malloc(want ? want : 1);
+    if (!buf) { failed("fill", errno); return; }
+    memset(buf, '.', want);
+    while (done < want) {
+        ssize_t n = write(current, buf + done, want - done);
+        if (n < 0) { failed("write", errno); break; }
+        done += (size_t)n;
+    }
+    free(buf);
+    printf("wrote %zu bytes\n", done);
+}
+
+static void do_read(const char *count) {
+    char buf[4096];
+    size_t want = (size_t)atol(count), got = 0;
+    while (got < want) {
+        size_t room = want - got < sizeof buf ? want - got : sizeof buf;
+        ssize_t n = recv(current, buf, room, 0);
+        if (n < 0) { failed("read", errno); return; }
+        if (n == 0) { printf("read %zu bytes, then the end of stream (the peer's FIN)\n", got); return; }
+        got += (size_t)n;
+    }
+    printf("read %zu bytes\n", got);
+}
+
+static void do_setopt(int level, int name, const char *what) {
+    int one = 1;
+    if (setsockopt(current, level, name, &one, sizeof one) < 0) failed(what, errno);
+    else printf("%s on\n", what);
+}
+
 static void do_recv(void) {
     char buf[4096];
     ssize_t n = recv(current, buf, sizeof buf - 1, 0);
@@ -238,7 +312,13 @@ static int run(char **w, int n) {
     if (!strcmp(c, "delayack")) { delay_ack = 1; printf("the next handshake's last ACK is delayed\n"); return 1; }
     if (!strcmp(c, "pick") && n >= 2) { do_pick(w[1]); return 2; }
     if (!strcmp(c, "send") && n >= 2) { do_send(w[1]); return 2; }
+    if (!strcmp(c, "write") && n >= 2) { do_write(w[1]); return 2; }
+    if (!strcmp(c, "fill") && n >= 2) { do_fill(w[1]); return 2; }
     if (!strcmp(c, "recv")) { do_recv(); return 1; }
+    if (!strcmp(c, "read") && n >= 2) { do_read(w[1]); return 2; }
+    if (!strcmp(c, "nodelay")) { do_setopt(IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY"); return 1; }
+    if (!strcmp(c, "keepalive")) { do_setopt(SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"); return 1; }
+    if (!strcmp(c, "use") && n >= 2) { do_use(w[1]); return 2; }
     if (!strcmp(c, "pending")) { do_pending(); return 1; }
     if (!strcmp(c, "linger") && n >= 2) { do_linger(w[1]); return 2; }
     if (!strcmp(c, "close")) { do_close(); return 1; }
@@ -261,12 +341,12 @@ int main(int argc, char **argv) {
         char *w[6] = {0};
         int n = 0;
         line[strcspn(line, "\r\n")] = 0;
-        /* the command, then its operands; send's TEXT is the rest of the line */
+        /* the command, then its operands; the TEXT of send and write is the rest of the line */
         char *rest = line;
         while (n < 6 && rest && *rest) {
             while (*rest == ' ') rest++;
             if (!*rest) break;
-            if (n == 1 && !strcmp(w[0], "send")) { w[n++] = rest; break; }
+            if (n == 1 && (!strcmp(w[0], "send") || !strcmp(w[0], "write"))) { w[n++] = rest; break; }
             w[n++] = rest;
             rest = strchr(rest, ' ');
             if (rest) *rest++ = 0;

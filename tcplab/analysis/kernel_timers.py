@@ -13,6 +13,11 @@ timeouts that is the classic 1, 3, 7, 15, 31, 63 s and the error at 127 s.
 
 SYN-ACK retransmissions (the request socket's timer): 1 s, doubling, ``tcp_synack_retries`` of them.
 
+The retransmission timer (tcp_retransmit_timer): the RTO is at least TCP_RTO_MIN (200 ms) above the smoothed
+round trip, and each expiry without an ACK doubles it, up to TCP_RTO_MAX (120 s); a zero-window probe's timer
+backs off the same way. Its first gap is the RTO this run's connection had, which no sysctl gives: the pattern is
+computed from the first gap seen.
+
 Keepalive: after ``tcp_keepalive_time`` of idleness a probe, then one every ``tcp_keepalive_intvl``;
 ``tcp_keepalive_probes`` unanswered probes and the connection is dropped with ETIMEDOUT one interval after
 the last.
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 RTO_INIT = 1.0  # TCP_TIMEOUT_INIT: the first RTO of a handshake
 RTO_MAX = 120.0  # TCP_RTO_MAX
+RTO_MIN = 0.2  # TCP_RTO_MIN: no RTO is shorter
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,23 @@ def synack_backoff(retries: int) -> TimerPattern:
     """A SYN-ACK and its retransmissions: 1 s, doubling, ``tcp_synack_retries`` of them."""
     gaps = [min(RTO_INIT * 2 ** i, RTO_MAX) for i in range(min(retries, 64))]
     return TimerPattern(gaps, sum(gaps) + min(RTO_INIT * 2 ** retries, RTO_MAX), f"tcp_synack_retries={retries}")
+
+
+def rto_backoff(first: float, gaps: int) -> TimerPattern:
+    """``gaps`` gaps of the retransmission timer's backoff whose first is ``first`` (the RTO seen): each next one
+    twice the one before, up to TCP_RTO_MAX."""
+    return TimerPattern([min(first * 2 ** i, RTO_MAX) for i in range(max(0, min(gaps, 64)))], None,
+                        f"an RTO of {first * 1000:.0f} ms")
+
+
+def retries_timeout(retries: int) -> float:
+    """The seconds after its first retransmission at which an established connection gives up, at the first timer
+    expiry from then on, for ``tcp_retries2`` = ``retries`` (tcp_model_timeout: a backoff from TCP_RTO_MIN, linear
+    at TCP_RTO_MAX once it gets there): 924.6 s for the default 15."""
+    thresh = 9  # ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+    if retries <= thresh:
+        return round(((2 << retries) - 1) * RTO_MIN, 6)
+    return round(((2 << thresh) - 1) * RTO_MIN + (retries - thresh) * RTO_MAX, 6)
 
 
 def keepalive(intvl: int, probes: int) -> TimerPattern:

@@ -31,7 +31,7 @@ class RunView:
         self.info: RunInfo = run_info.read(rd)
         self.traffic: Traffic = load_traffic(rd, self.info)
         self.hosts: dict[str, str] = dict(self.traffic.hosts) or {h: str(lab.host_ip(h)) for h in lab.hosts}
-        self.ip_host = {ip: h for h, ip in self.hosts.items() if ip}
+        self.ip_host = {ip: h for h, ip in self.hosts.items() if ip} | self.traffic.ip_host  # a router's every address
         self.snapshots: Snapshots = snapshots.read(rd)
         self.steps: list[StepRecord] = steps.read(rd)
         self.traced = transitions.exists(rd)  # the tracer left its file (without tracefs it did not run)

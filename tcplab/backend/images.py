@@ -139,6 +139,7 @@ class ImageBuilder:
 # --- a lab's own images: any reference (pulled or local), or built from the lab's Dockerfile ----------------
 
 LABEL_BUILT_FOR = "tcplab.built-for"  # on an image built from a lab's Dockerfile: the repository it was made as
+LABEL_BUILD_HASH = "tcplab.build-hash"  # and what it is made of (build_hash): one build serves every lab of that make
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 _ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
 # what the classic builder says of itself between a step's own lines
@@ -229,11 +230,12 @@ def _base_ids(api: Any, build: BuildRequest) -> list[str]:
 def ensure_built(api: Any, build: BuildRequest, ref: str | None, progress: Progress) -> ImageRecord:
     """The lab's image built from its Dockerfile (unless an image of the same content hash exists), tagged
     ``repository:<hash>``, and ``ref`` too when the lab names it (as compose tags a built image)."""
-    tag = f"{build.repository}:{build_hash(build, _base_ids(api, build))}"
-    info = _inspect(api, tag)
+    digest = build_hash(build, _base_ids(api, build))
+    tag = f"{build.repository}:{digest}"
+    info = _inspect(api, tag) or _tagged_from_same_make(api, digest, build.repository)
     built = info is None
     if info is None:
-        _build_lab_image(api, build, tag, progress)
+        _build_lab_image(api, build, tag, digest, progress)
         info = _inspect(api, tag)
         if info is None:
             raise EngineError(f"image {tag}: the build ended without the image")
@@ -246,7 +248,23 @@ def ensure_built(api: Any, build: BuildRequest, ref: str | None, progress: Progr
     return ImageRecord(tag, info["Id"], "", info.get("Created", ""), built, kind="built", reference=ref or "")
 
 
-def _build_lab_image(api: Any, build: BuildRequest, tag: str, progress: Progress) -> None:
+def _tagged_from_same_make(api: Any, digest: str, repository: str) -> dict[str, Any] | None:
+    """An image another lab (or another run's name) built from the same files, tagged ``repository:digest``
+    too, so it is not built again; None when there is none."""
+    try:
+        same = api.images(filters={"label": f"{LABEL_BUILD_HASH}={digest}"})
+    except Exception:  # noqa: BLE001 - no reuse then: the build says what is wrong with the engine
+        return None
+    for image in same or ():
+        try:
+            api.tag(image["Id"], repository, digest)
+        except Exception:  # noqa: BLE001 - removed meanwhile: try the next, or build
+            continue
+        return _inspect(api, f"{repository}:{digest}")
+    return None
+
+
+def _build_lab_image(api: Any, build: BuildRequest, tag: str, digest: str, progress: Progress) -> None:
     """Build through the engine's API, saying each step; a failing step is one line with its last output."""
     import docker.errors
 
@@ -256,7 +274,7 @@ def _build_lab_image(api: Any, build: BuildRequest, tag: str, progress: Progress
     try:
         stream = api.build(path=str(build.context), dockerfile=build.dockerfile, tag=tag, rm=True, forcerm=True,
                            decode=True, buildargs=dict(build.args), target=build.target, pull=False,
-                           labels={LABEL_BUILT_FOR: build.repository})
+                           labels={LABEL_BUILT_FOR: build.repository, LABEL_BUILD_HASH: digest})
         for chunk in stream:
             if "error" in chunk:
                 detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]

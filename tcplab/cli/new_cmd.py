@@ -13,7 +13,7 @@ from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, die, out, write_out
 def _copy_programs(folder: Path) -> None:  # folder: <the draft's folder>/PROGRAMS
     """The shipped labs' programs (tcpctl and its Dockerfile) beside a draft that builds its hosts from them; a
     file already there is the user's and stays."""
-    from ..draft.from_pcap import PROGRAMS
+    from ..draft.parts import PROGRAMS
     from ..paths import LABS_DIR
     source = LABS_DIR / PROGRAMS
     try:

@@ -14,7 +14,9 @@ file's own) plays both sides, one socket call a step: the server accepts each co
 cleanly, writes its lines, closes; an RST+ACK is a close() with the data unread (or SO_LINGER 0 when nothing came:
 the wire does not tell them apart); a bare RST answering the client's data is a server that forgot the connection,
 its own reset dropped by a firewall. A client's source ports packed into a narrow range say its port range was that
-narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). Whatever the
+narrow, a sysctl no packet shows (nor a connect() that failed for want of a port: it sends nothing). When what
+matters happens within milliseconds (an answer before the ACK timer fires, TCP_NODELAY, keepalive probes, an accept
+queue overflowing), tcpctl plays both sides with their calls typed ahead (tcplab/draft/script.py). Whatever the
 draft cannot reproduce gets a ``# could not infer: ...`` comment on its line.
 
 The YAML is written here from a small structure (every string double-quoted, ASCII only) and validated
@@ -23,22 +25,17 @@ with the model before anybody writes it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from ..analysis.packets import Connection, Packet, group_connections
 from ..model import LabError, parse_yaml, validate
 from ..wire import ACK, FIN, RST, SYN, decode_tcp, read_capture
-
-Value = Union[str, int, float, bool, list["Value"], dict[str, "Value"]]
+from .parts import PROGRAMS, SILENCE, TCPCTL, Conn, Item, Value, seconds
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-SILENCE = 1.0  # seconds: a shorter gap between two actions is the steps' own pace, not a silence to replay
 ACK_AT_ONCE = 0.05  # seconds: an ACK this soon after a FIN is the kernel's own
 SERVER_PROGRAM = "/opt/lab/server"
-PROGRAMS = "programs"  # the build folder beside a draft that needs tcpctl: a copy of the project's labs/programs
-TCPCTL = "/opt/lab/tcpctl"
 MAX_HOSTS = 16  # the model's limit
 SUMMARY_MAX = 300  # the model's limits of a summary and a story
 STORY_MAX = 5000
@@ -91,44 +88,8 @@ def list_connections(capture: Capture) -> list[str]:
 
 # --- what each connection shows -----------------------------------------------------------------
 
-@dataclass
-class _Conn:
-    n: int  # its number in the capture (1-based)
-    conn: Connection
-    client: str = ""  # host names in the draft
-    server: str = ""
-    syn: Packet | None = None
-    sends: list[Packet] = field(default_factory=list)  # the client's data segments
-    client_fin: Packet | None = None
-    fin_ack: Packet | None = None  # the server's ACK of that FIN
-    server_fin: Packet | None = None
-    timer_rst: Packet | None = None  # the client's RST after its own FIN, the server never having sent one
-    refused: Packet | None = None  # the server's RST answering the SYN: nothing listens on the port
-    unanswered: list[Packet] = field(default_factory=list)  # the client's SYNs when nothing ever came back
-    server_sends: list[Packet] = field(default_factory=list)  # the server's data segments
-    server_closes_first: Packet | None = None  # the server's FIN, sent before the client's
-    server_rst: Packet | None = None  # the server's RST on an accepted connection (an abortive close)
-    other: list[str] = field(default_factory=list)  # what cannot be reproduced, said as comments
-
-    @property
-    def cip(self) -> str:
-        return self.conn.key[0]
-
-    @property
-    def sip(self) -> str:
-        return self.conn.key[2]
-
-    @property
-    def port(self) -> int:
-        return self.conn.key[3]
-
-    @property
-    def start(self) -> float:
-        return self.conn.packets[0].ts
-
-
-def _read(n: int, c: Connection) -> _Conn:
-    k = _Conn(n, c)
+def _read(n: int, c: Connection) -> Conn:
+    k = Conn(n, c)
     cip = c.key[0]
     for p in c.packets:
         t = p.tcp
@@ -173,7 +134,7 @@ def _read(n: int, c: Connection) -> _Conn:
     return k
 
 
-def _windows_syn(k: _Conn) -> tuple[str | None, str]:
+def _windows_syn(k: Conn) -> tuple[str | None, str]:
     """The peer's ``syn`` for a SYN with Windows' fingerprint (None: not Windows), and a comment."""
     if k.syn is None:
         return None, ""
@@ -222,21 +183,6 @@ def _flow(v: Value) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_flow(x) for x in v) + "]"
     return "{" + ", ".join(f"{k}: {_flow(x)}" for k, x in v.items()) + "}"
-
-
-def _seconds(s: float) -> str:
-    """A duration as the lab file writes it: ``120s``, ``52.5s``, ``300ms``."""
-    if s < 1:
-        return f"{max(1, round(s * 1000))}ms"
-    r = round(s, 1)
-    return f"{int(r)}s" if r == int(r) else f"{r}s"
-
-
-@dataclass
-class _Item:
-    value: dict[str, Value]
-    comments: list[str] = field(default_factory=list)  # lines above it
-    note: str = ""  # at the end of its line
 
 
 @dataclass
@@ -297,12 +243,16 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
     if len(names) > MAX_HOSTS - 1:  # one more for a holder
         raise CaptureError(f"the chosen connections have {len(names)} addresses; a lab holds at most {MAX_HOSTS} "
                            "hosts: choose fewer with --connection")
+    from .script import script_play, scripted
     unsure.extend(_port_ranges(conns))
-    unsure.extend(note for k in conns if (note := _keepalive(k)))
-    if any(_needs_sockets(k) for k in conns):
+    programs = True
+    if scripted(conns):
+        hosts, steps, expect = script_play(conns, names, unsure)
+    elif any(_needs_sockets(k) for k in conns):
         hosts, steps, expect = _socket_play(conns, names, unsure)
     else:
         hosts, steps, expect = _telnet_play(conns, names, windows, unsure)
+        programs = False
 
     lines = [f"# A draft lab from {source}, connection{'s' if len(chosen) > 1 else ''} "
              f"{', '.join(str(n) for n in chosen)} (lab new --from-pcap). Read every comment:",
@@ -337,11 +287,11 @@ def draft_lab(capture: Capture, chosen: list[int], source: str) -> Draft:
             first = False
     text = "\n".join(lines) + "\n"
     validate(parse_yaml(text, f"{lab_name}.yaml"), f"{lab_name}.yaml")
-    return Draft(text, lab_name, list(chosen), unsure, any(_needs_sockets(k) for k in conns))
+    return Draft(text, lab_name, list(chosen), unsure, programs)
 
 
-def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, tuple[str | None, str]],
-                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+def _telnet_play(conns: list[Conn], names: dict[str, str], windows: dict[str, tuple[str | None, str]],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[Item], list[Item]]:
     """Hosts, steps and expectations where telnet plays the clients and tcplab/server the servers."""
     timers: dict[str, float] = {}
     for k in conns:
@@ -396,7 +346,7 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
             syn, why = windows[h]
             peer: dict[str, Value] = {"os": "windows"}
             if h in timers:
-                peer["fin_wait2_timeout"] = _seconds(timers[h])
+                peer["fin_wait2_timeout"] = seconds(timers[h])
                 notes.append(f"its RST {timers[h]:.3f} s after its own FIN is Windows' FIN_WAIT_2 timer; "
                              f"for CI: --set peers.{h}.fin_wait2_timeout=2s")
             peer["syn"] = syn if syn is not None else "linux"
@@ -413,15 +363,15 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
         break  # one holder is enough for every port: its connection is to the first
 
     # steps
-    steps: list[_Item] = []
+    steps: list[Item] = []
     for h, plist in ports.items():
         for lp in plist[1:]:
-            steps.append(_Item({"host": h, "start": [SERVER_PROGRAM, str(lp), "5"], "as": f"server-{lp}",
-                                "ready": {"listen": lp}, "title": f"{h} listens on port {lp} too"}))
+            steps.append(Item({"host": h, "start": [SERVER_PROGRAM, str(lp), "5"], "as": f"server-{lp}",
+                               "ready": {"listen": lp}, "title": f"{h} listens on port {lp} too"}))
     for i, (server, port) in enumerate(holders):
-        steps.append(_Item({"host": "holder", "start": ["telnet", server, str(port)], "as": f"hold{i + 1}",
-                            "ready": {"log": "Connected to"}, "title": f"holder keeps {server}'s server busy"}))
-    events: list[tuple[float, int, str, _Conn, Packet | None]] = []
+        steps.append(Item({"host": "holder", "start": ["telnet", server, str(port)], "as": f"hold{i + 1}",
+                           "ready": {"log": "Connected to"}, "title": f"holder keeps {server}'s server busy"}))
+    events: list[tuple[float, int, str, Conn, Packet | None]] = []
     for k in conns:
         events.append((k.start, 0, "connect", k, k.syn))
         for sent in k.sends:
@@ -439,37 +389,37 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
     for ts, _, kind, k, p in events:
         gap = ts - last
         if kind not in ("rst", "exit") and gap >= SILENCE:
-            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
-                                "title": f"silence of {_seconds(gap)}"},
-                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+            steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
+                               "title": f"silence of {seconds(gap)}"},
+                              note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         last = ts
         telnet = f"telnet{k.n}"
         if kind == "connect":
             if k.unanswered:
-                steps.append(_Item({"host": k.server, "firewall": "drop", "from": k.client, "port": k.port,
-                                    "as": f"drop{k.n}", "title": f"{k.server} drops {k.client}'s packets to port "
-                                                               f"{k.port}"},
-                                   note=f"could not infer why nothing came back to {len(k.unanswered)} SYNs: "
-                                        "a firewall that drops them stands in"))
+                steps.append(Item({"host": k.server, "firewall": "drop", "from": k.client, "port": k.port,
+                                   "as": f"drop{k.n}", "title": f"{k.server} drops {k.client}'s packets to port "
+                                                              f"{k.port}"},
+                                  note=f"could not infer why nothing came back to {len(k.unanswered)} SYNs: "
+                                       "a firewall that drops them stands in"))
             start: dict[str, Value] = {"host": k.client, "start": ["telnet", k.server, str(k.port)], "as": telnet,
                                        "ready": {"log": "Connected to"},
                                        "title": f"{k.client} connects to {k.server} port {k.port}"}
             if k.refused is not None or k.unanswered:
                 del start["ready"]  # it never connects
-            steps.append(_Item(start,
-                               note="could not infer the client's program: telnet stands in; its port is the "
-                                    f"kernel's choice (the capture's: {k.conn.key[1]})"))
+            steps.append(Item(start,
+                              note="could not infer the client's program: telnet stands in; its port is the "
+                                   f"kernel's choice (the capture's: {k.conn.key[1]})"))
         elif kind == "send" and p is not None:
             text, why = _typed(p.tcp.payload)
             if text is None:
                 k.other.append(f"{len(p.tcp.payload)} bytes at seq {p.rel_seq}: {why}")
                 continue
-            steps.append(_Item({"host": k.client, "send": telnet, "text": text,
-                                "title": f"{k.client} sends {len(p.tcp.payload)} bytes"},
-                               note=why or ""))
+            steps.append(Item({"host": k.client, "send": telnet, "text": text,
+                               "title": f"{k.client} sends {len(p.tcp.payload)} bytes"},
+                              note=why or ""))
         elif kind == "close":
-            steps.append(_Item({"host": k.client, "stop": telnet, "title": f"{k.client} closes its connection"}))
-            steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+            steps.append(Item({"host": k.client, "stop": telnet, "title": f"{k.client} closes its connection"}))
+            steps.append(Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
         elif kind == "exit":
             note = ""
             timeout = "5s"
@@ -479,15 +429,15 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
                 note = (f"could not infer the client's tcp_syn_retries: the capture shows {len(k.unanswered)} SYNs "
                         f"over {span:.1f} s; Linux's default gives up after ~130 s (shorten with --set "
                         f"hosts.{k.client}.sysctls.net.ipv4.tcp_syn_retries=2)")
-            steps.append(_Item({"wait": {"exit": telnet}, "host": k.client, "timeout": timeout,
-                                "title": f"{k.client}'s connect() fails"}, note=note))
+            steps.append(Item({"wait": {"exit": telnet}, "host": k.client, "timeout": timeout,
+                               "title": f"{k.client}'s connect() fails"}, note=note))
         elif kind == "rst":
             timer = timers.get(k.client, ts - last)
-            steps.append(_Item({"wait": {"rst_from": k.client}, "timeout": _seconds(timer + 10),
-                                "title": f"{k.client} gives up on FIN_WAIT_2 and resets"}))
+            steps.append(Item({"wait": {"rst_from": k.client}, "timeout": seconds(timer + 10),
+                               "title": f"{k.client} gives up on FIN_WAIT_2 and resets"}))
 
     # expectations
-    expect: list[_Item] = []
+    expect: list[Item] = []
     for k in conns:
         expect.extend(_expectations(k, k.client in timers))
         for o in k.other:
@@ -495,7 +445,7 @@ def _telnet_play(conns: list[_Conn], names: dict[str, str], windows: dict[str, t
     return hosts, steps, expect
 
 
-def _port_ranges(conns: list[_Conn]) -> list[str]:
+def _port_ranges(conns: list[Conn]) -> list[str]:
     """What a client's source ports hint at: packed into a narrow range, or one reused, the capture suggests the
     kernel's port range was that narrow (a sysctl no packet shows); a connect() that failed for want of a port
     (EADDRNOTAVAIL) sent nothing, so the capture cannot show it either."""
@@ -517,7 +467,7 @@ def _port_ranges(conns: list[_Conn]) -> list[str]:
     return out
 
 
-def _forgot(k: _Conn) -> Packet | None:
+def _forgot(k: Conn) -> Packet | None:
     """The client's data that the server's RST answers when that RST has no ACK flag: a kernel with no socket for
     the connection (it forgot it, the reset that said so lost) answers a segment carrying an ACK with a bare RST."""
     r = k.server_rst
@@ -529,35 +479,7 @@ def _forgot(k: _Conn) -> Packet | None:
     return None
 
 
-def _keepalive(k: _Conn) -> str:
-    """The client's keepalive probes (a bare ACK one byte behind what it sent, after a silence), said with the timers
-    their gaps show; the draft has no step that turns SO_KEEPALIVE on, so it is a comment ("" when none)."""
-    nxt, last, probes = 0, None, []
-    for p in k.conn.packets:
-        t = p.tcp
-        if t.src == k.cip and t.flags == ACK and not t.payload and nxt and p.rel_seq == nxt - 1:
-            probes.append(p)
-            continue
-        if t.src == k.cip:
-            nxt = max(nxt, p.rel_seq + len(t.payload) + (1 if t.flags & (SYN | FIN) else 0))
-        if not probes:
-            last = p
-    if not probes or last is None:
-        return ""
-    idle = probes[0].ts - last.ts
-    gaps = [b.ts - a.ts for a, b in zip(probes, probes[1:])]
-    intvl = round(sum(gaps) / len(gaps)) if gaps else None
-    after = k.conn.packets[-1]
-    gave_up = after.tcp.src == k.cip and after.tcp.flags & RST and after.ts > probes[-1].ts
-    timers = f"net.ipv4.tcp_keepalive_time={round(idle)}" + (f", tcp_keepalive_intvl={intvl}" if intvl else "")
-    if gave_up:
-        timers += f", tcp_keepalive_probes={len(probes)} (it reset after the last one)"
-    return (f"connection {k.n}: {k.client} sent {len(probes)} keepalive probe{'s' if len(probes) > 1 else ''} "
-            f"(ACKs one byte behind), the first {idle:.1f} s after the last packet: SO_KEEPALIVE on, with {timers} "
-            f"as sysctls on {k.client}; no step of the draft turns keepalive on")
-
-
-def _needs_sockets(k: _Conn) -> bool:
+def _needs_sockets(k: Conn) -> bool:
     """Whether the server does what tcplab/server cannot: writes, closes first or resets an accepted connection."""
     return bool(k.server_sends) or k.server_closes_first is not None or k.server_rst is not None
 
@@ -576,8 +498,8 @@ def _line(payload: bytes) -> str | None:
 _PLAYED = ("the server sent ", "the server closes first", "the server's RST", "the server's FIN after")
 
 
-def _socket_play(conns: list[_Conn], names: dict[str, str],
-                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[_Item], list[_Item]]:
+def _socket_play(conns: list[Conn], names: dict[str, str],
+                 unsure: list[str]) -> tuple[list[tuple[str, dict[str, Value], list[str]]], list[Item], list[Item]]:
     """Hosts, steps and expectations where tcpctl plays both sides, one socket call a step: the server accepts each
     connection, reads what it will answer or close cleanly, writes its data, closes first, or resets (close() with
     the data unread, or with SO_LINGER 0 when nothing came); the client connects, writes, reads, closes."""
@@ -587,10 +509,10 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
         role = "listens and accepts" if h in servers else "connects"
         hosts.append((h, {"build": PROGRAMS}, [f"could not infer its program: tcpctl ({PROGRAMS}/, a copy of the "
                                                 f"project's labs/programs) {role}, one socket call a step"]))
-    steps: list[_Item] = []
+    steps: list[Item] = []
     listeners: dict[tuple[str, int], str] = {}
     busy_until: dict[tuple[str, int], float] = {}
-    events: list[tuple[float, float, str, _Conn, Packet | None]] = []
+    events: list[tuple[float, float, str, Conn, Packet | None]] = []
     for k in conns:
         k.other = [o for o in k.other if not o.startswith(_PLAYED)]
         end = k.conn.packets[-1].ts
@@ -618,16 +540,16 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
         key = (k.server, k.port)
         if k.refused is None and key not in listeners:
             listeners[key] = f"{k.server}-{k.port}"
-            steps.append(_Item({"host": k.server, "start": [TCPCTL, "listen", str(k.port), "5"], "as": listeners[key],
-                                "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
+            steps.append(Item({"host": k.server, "start": [TCPCTL, "listen", str(k.port), "5"], "as": listeners[key],
+                               "ready": {"listen": k.port}, "title": f"{k.server} listens on port {k.port}"}))
     last = events[0][0]
     for ts, _, kind, k, p in events:
         gap = ts - last
         last = ts
         if gap >= SILENCE:
-            steps.append(_Item({"wait": {"seconds": _seconds(gap)}, "timeout": _seconds(gap + 10),
-                                "title": f"silence of {_seconds(gap)}"},
-                               note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
+            steps.append(Item({"wait": {"seconds": seconds(gap)}, "timeout": seconds(gap + 10),
+                               "title": f"silence of {seconds(gap)}"},
+                              note=f"the capture's silence; for CI: --set steps.{len(steps)}.wait.seconds=0.5"))
         app, srv = f"app{k.n}", listeners.get((k.server, k.port), "")
         clean = k.server_rst is None and (k.server_closes_first or k.server_fin) is not None
         if kind == "connect":
@@ -636,10 +558,10 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
                                        "title": f"{k.client} connects to {k.server} port {k.port}"}
             if k.refused is not None:
                 start["ready"] = {"log": "^connect failed"}
-            steps.append(_Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})"))
+            steps.append(Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})"))
             if k.refused is None and _needs_sockets(k) or k.server_sends:
-                steps.append(_Item({"host": k.server, "send": srv, "text": "accept\n",
-                                    "title": f"{k.server} accepts it"}))
+                steps.append(Item({"host": k.server, "send": srv, "text": "accept\n",
+                                   "title": f"{k.server} accepts it"}))
         elif kind in ("send", "reply") and p is not None:
             text = _line(p.tcp.payload)
             who, other, prog, peer_prog = ((k.client, k.server, app, srv) if kind == "send"
@@ -648,58 +570,58 @@ def _socket_play(conns: list[_Conn], names: dict[str, str],
                 unsure.append(f"connection {k.n}: {len(p.tcp.payload)} bytes at seq {p.rel_seq} from {who} are not "
                               "one line of text (tcpctl sends a line); no step sends them")
                 continue
-            steps.append(_Item({"host": who, "send": prog, "text": f"send {text}\n",
-                                "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
+            steps.append(Item({"host": who, "send": prog, "text": f"send {text}\n",
+                               "title": f"{who} sends {len(p.tcp.payload)} bytes"}))
             if kind == "reply" or clean:  # read, so that a later close() is a FIN, not a reset
-                steps.append(_Item({"host": other, "send": peer_prog, "text": "recv\n",
-                                    "title": f"{other} reads them"}))
+                steps.append(Item({"host": other, "send": peer_prog, "text": "recv\n",
+                                   "title": f"{other} reads them"}))
         elif kind == "abort":
             unread = any(q.ts < ts for q in k.sends)
             text = "pending\nclose\n" if unread else "linger 0\nclose\n"
-            steps.append(_Item({"host": k.server, "send": srv, "text": text,
-                                "title": f"{k.server} resets the connection: close() with "
-                                         + ("the request unread" if unread else "SO_LINGER {on, 0}")},
-                               note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
-                                    "the wire"))
-            steps.append(_Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
+            steps.append(Item({"host": k.server, "send": srv, "text": text,
+                               "title": f"{k.server} resets the connection: close() with "
+                                        + ("the request unread" if unread else "SO_LINGER {on, 0}")},
+                              note="could not infer: close() with unread data and with SO_LINGER 0 look alike on "
+                                   "the wire"))
+            steps.append(Item({"wait": {"rst_from": k.server}, "timeout": "5s"}))
         elif kind == "forget":
-            steps.append(_Item({"host": k.server, "firewall": "drop", "to": k.client, "as": f"silence{k.n}",
-                                "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
-                               note="could not infer how the server lost the connection (a crash? a reboot?): its "
-                                    "RST answers data without an ACK, so it had no socket for it"))
-            steps.append(_Item({"host": k.server, "send": srv, "text": "linger 0\nclose\n",
-                                "title": f"{k.server} forgets the connection: its reset is dropped"}))
-            steps.append(_Item({"wait": {"seconds": "500ms"}, "timeout": "5s",
-                                "title": "the reset leaves and is dropped"}))
-            steps.append(_Item({"host": k.server, "lift": f"silence{k.n}",
-                                "title": f"{k.server} speaks to {k.client} again"}))
+            steps.append(Item({"host": k.server, "firewall": "drop", "to": k.client, "as": f"silence{k.n}",
+                               "title": f"{k.server} falls silent: its firewall drops all it sends to {k.client}"},
+                              note="could not infer how the server lost the connection (a crash? a reboot?): its "
+                                   "RST answers data without an ACK, so it had no socket for it"))
+            steps.append(Item({"host": k.server, "send": srv, "text": "linger 0\nclose\n",
+                               "title": f"{k.server} forgets the connection: its reset is dropped"}))
+            steps.append(Item({"wait": {"seconds": "500ms"}, "timeout": "5s",
+                               "title": "the reset leaves and is dropped"}))
+            steps.append(Item({"host": k.server, "lift": f"silence{k.n}",
+                               "title": f"{k.server} speaks to {k.client} again"}))
         elif kind == "server-close":
-            steps.append(_Item({"host": k.server, "send": srv, "text": "close\n",
-                                "title": f"{k.server} closes its connection"}))
-            steps.append(_Item({"wait": {"fin_from": k.server}, "timeout": "5s"}))
+            steps.append(Item({"host": k.server, "send": srv, "text": "close\n",
+                               "title": f"{k.server} closes its connection"}))
+            steps.append(Item({"wait": {"fin_from": k.server}, "timeout": "5s"}))
         elif kind == "close":
-            steps.append(_Item({"host": k.client, "send": app, "text": "close\n",
-                                "title": f"{k.client} closes its connection"}))
-            steps.append(_Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
-    expect: list[_Item] = []
+            steps.append(Item({"host": k.client, "send": app, "text": "close\n",
+                               "title": f"{k.client} closes its connection"}))
+            steps.append(Item({"wait": {"fin_from": k.client}, "timeout": "5s"}))
+    expect: list[Item] = []
     for k in conns:
         c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
-        expect.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
-                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
+        expect.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
+                            "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-app{k.n}"}}))
         last_pkt = next((q for q in (k.server_rst, k.refused) if q is not None), None)
         if last_pkt is not None:
-            expect.append(_Item({"name": pre + "reset", "about": f"{s} resets the connection: [{last_pkt.flags}]",
-                                 "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
-                                            "after": pre + "syn"}}))
+            expect.append(Item({"name": pre + "reset", "about": f"{s} resets the connection: [{last_pkt.flags}]",
+                                "packet": {"from": s, "to": c, "port": port, "flags": last_pkt.flags,
+                                           "after": pre + "syn"}}))
         sfin = k.server_closes_first or k.server_fin
         if sfin is not None:
-            expect.append(_Item({"name": pre + "server-fin", "about": f"{s} closes: [{sfin.flags}]",
-                                 "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
-                                            "after": pre + "syn"}}))
+            expect.append(Item({"name": pre + "server-fin", "about": f"{s} closes: [{sfin.flags}]",
+                                "packet": {"from": s, "to": c, "port": port, "has_flags": "F",
+                                           "after": pre + "syn"}}))
         if k.client_fin is not None:
-            expect.append(_Item({"name": pre + "fin", "about": f"{c} closes: [{k.client_fin.flags}]",
-                                 "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
-                                            "after": pre + "syn"}}))
+            expect.append(Item({"name": pre + "fin", "about": f"{c} closes: [{k.client_fin.flags}]",
+                                "packet": {"from": c, "to": s, "port": port, "has_flags": "F",
+                                           "after": pre + "syn"}}))
     return hosts, steps, expect
 
 
@@ -718,7 +640,7 @@ def _typed(payload: bytes) -> tuple[str | None, str]:
     return typed, why
 
 
-def _story(conns: list[_Conn]) -> str:
+def _story(conns: list[Conn]) -> str:
     parts = []
     for k in conns:
         did = [f"{k.client} connects to {k.server} port {k.port}"]
@@ -742,9 +664,9 @@ def _story(conns: list[_Conn]) -> str:
     return " ".join(parts)
 
 
-def _expectations(k: _Conn, timer: bool) -> list[_Item]:
+def _expectations(k: Conn, timer: bool) -> list[Item]:
     c, s, port, pre = k.client, k.server, k.port, f"c{k.n}-"
-    out: list[_Item] = []
+    out: list[Item] = []
     if k.syn is not None:
         t = k.syn.tcp
         rule: dict[str, Value] = {"from": c, "to": s, "port": port, "flags": "S"}
@@ -757,51 +679,51 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
             rule["options"] = list[Value](names)
             if "TS" not in names:
                 rule["without_options"] = ["TS"]
-        out.append(_Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
-                          "packet": rule}))
+        out.append(Item({"name": pre + "syn", "about": f"{c} opens the connection to port {port}",
+                         "packet": rule}))
         if k.refused is not None:
             r = k.refused
             delay = r.ts - k.syn.ts
-            out.append(_Item({"name": pre + "refused", "about": f"nothing listens on {s} port {port}: its kernel "
-                                                            f"answers the SYN with [{r.flags}]",
-                              "packet": {"from": s, "to": c, "port": port, "flags": r.flags, "after": pre + "syn",
-                                         "delay": _seconds(delay) if delay > ACK_AT_ONCE else "0s",
-                                         "tolerance": _seconds(max(0.05, delay / 10))}}))
-            out.append(_Item({"name": pre + "syn-once", "about": "a refused SYN is not retransmitted",
-                              "packet": {"from": c, "to": s, "port": port, "flags": "S",
-                                         "count": sum(1 for q in k.conn.packets if q.flags == "S")}}))
+            out.append(Item({"name": pre + "refused", "about": f"nothing listens on {s} port {port}: its kernel "
+                                                           f"answers the SYN with [{r.flags}]",
+                             "packet": {"from": s, "to": c, "port": port, "flags": r.flags, "after": pre + "syn",
+                                        "delay": seconds(delay) if delay > ACK_AT_ONCE else "0s",
+                                        "tolerance": seconds(max(0.05, delay / 10))}}))
+            out.append(Item({"name": pre + "syn-once", "about": "a refused SYN is not retransmitted",
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S",
+                                        "count": sum(1 for q in k.conn.packets if q.flags == "S")}}))
             return out
         if k.unanswered:
-            out.append(_Item({"name": pre + "syn-retransmits", "about": "unanswered, the SYN is retransmitted on the "
-                                                                    "client kernel's timer",
-                              "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-telnet{k.n}",
-                                         "intervals": "syn-backoff", "tolerance": "100ms"}},
-                             comments=[f"the capture's {len(k.unanswered)} SYNs, {_gaps(k.unanswered)} apart; "
-                                       "the draft expects the pattern of the sysctls the run reads"]))
-            out.append(_Item({"name": pre + "nothing-back", "about": f"{s} sends nothing back",
-                              "packet": {"from": s, "to": c, "port": port, "count": 0}}))
+            out.append(Item({"name": pre + "syn-retransmits", "about": "unanswered, the SYN is retransmitted on the "
+                                                                   "client kernel's timer",
+                             "packet": {"from": c, "to": s, "port": port, "flags": "S", "after": f"start-telnet{k.n}",
+                                        "intervals": "syn-backoff", "tolerance": "100ms"}},
+                            comments=[f"the capture's {len(k.unanswered)} SYNs, {_gaps(k.unanswered)} apart; "
+                                      "the draft expects the pattern of the sysctls the run reads"]))
+            out.append(Item({"name": pre + "nothing-back", "about": f"{s} sends nothing back",
+                             "packet": {"from": s, "to": c, "port": port, "count": 0}}))
             return out
         synack = next((p for p in k.conn.packets if p.tcp.src == k.sip and p.tcp.flags & SYN), None)
         if synack is not None:
-            out.append(_Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
-                              "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
-                                         "after": pre + "syn"}}))
+            out.append(Item({"name": pre + "synack", "about": f"{s} accepts the handshake",
+                             "packet": {"from": s, "to": c, "port": port, "flags": synack.flags,
+                                        "after": pre + "syn"}}))
     crs = 0  # telnet sends CR LF for a typed newline: each bare LF sent so far is one byte more in the replay
     for i, p in enumerate(k.sends, 1):
         text, _ = _typed(p.tcp.payload)
         if text is None:
             continue
         piece = text.strip()[:200] or text[:200]
-        out.append(_Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
-                          "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
-                                     "payload": piece}}))
+        out.append(Item({"name": f"{pre}data{i}", "about": f"{c} sends {len(p.tcp.payload)} bytes",
+                         "packet": {"from": c, "to": s, "port": port, "has_flags": "P", "seq": p.rel_seq + crs,
+                                    "payload": piece}}))
         crs += p.tcp.payload.count(b"\n") - p.tcp.payload.count(b"\r\n")
     fin = k.client_fin
     if fin is None:
         return out
-    item = _Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
-                  "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
-                             "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
+    item = Item({"name": pre + "fin", "about": f"{c} closes: [{fin.flags}] seq {fin.rel_seq}, ack {fin.rel_ack}",
+                 "packet": {"from": c, "to": s, "port": port, "flags": fin.flags, "seq": fin.rel_seq + crs,
+                            "ack": fin.rel_ack, "after": f"stop-telnet{k.n}"}})
     if crs:
         item.comments.append(f"could not infer: the capture's {crs} bare LF (telnet types CR LF): seq {fin.rel_seq} "
                              f"there is {fin.rel_seq + crs} here")
@@ -809,35 +731,35 @@ def _expectations(k: _Conn, timer: bool) -> list[_Item]:
     if k.fin_ack is not None:
         a = k.fin_ack
         delay = a.ts - fin.ts
-        item = _Item({"name": pre + "fin-acked", "about": f"{s}'s kernel acks the FIN (ack {a.rel_ack})",
-                      "packet": {"from": s, "to": c, "port": port, "flags": a.flags, "ack": a.rel_ack,
-                                 "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
+        item = Item({"name": pre + "fin-acked", "about": f"{s}'s kernel acks the FIN (ack {a.rel_ack})",
+                     "packet": {"from": s, "to": c, "port": port, "flags": a.flags, "ack": a.rel_ack,
+                                "after": pre + "fin", "delay": "0s", "tolerance": "50ms"}})
         ack_rule = item.value["packet"]
         assert isinstance(ack_rule, dict)
         if k.server_fin is not None:
             del ack_rule["flags"]  # a server that closes at once may ack the FIN with its own FIN
         if delay > ACK_AT_ONCE:
-            ack_rule["delay"] = _seconds(delay)
-            ack_rule["tolerance"] = _seconds(max(0.05, delay / 10))
+            ack_rule["delay"] = seconds(delay)
+            ack_rule["tolerance"] = seconds(max(0.05, delay / 10))
             item.comments.append(f"could not infer why the ACK came {delay:.3f} s after the FIN (the delayed-ACK "
                                  "timer? the program's data?); the draft expects the same delay")
         out.append(item)
     if k.server_fin is not None:
-        out.append(_Item({"name": pre + "server-fin", "about": f"{s} closes its side after {c}'s FIN",
-                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "after": pre + "fin"}}))
+        out.append(Item({"name": pre + "server-fin", "about": f"{s} closes its side after {c}'s FIN",
+                         "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "after": pre + "fin"}}))
     else:
-        out.append(_Item({"name": pre + "server-never-fins", "about": f"{s} never sends its own FIN to {c}",
-                          "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "count": 0}}))
+        out.append(Item({"name": pre + "server-never-fins", "about": f"{s} never sends its own FIN to {c}",
+                         "packet": {"from": s, "to": c, "port": port, "has_flags": "F", "count": 0}}))
     if k.timer_rst is not None:
         r = k.timer_rst
         rule2: dict[str, Value] = {"from": c, "to": s, "port": port, "flags": r.flags, "seq": r.rel_seq}
         if r.tcp.flags & ACK:
             rule2["ack"] = r.rel_ack
         rule2.update({"win": r.tcp.win, "after": pre + "fin", "tolerance": "50ms"})
-        rule2["delay"] = f"peers.{c}.fin_wait2_timeout" if timer else _seconds(r.ts - fin.ts)
-        out.append(_Item({"name": pre + "rst", "about": f"{c} gives up on FIN_WAIT_2 and resets: [{r.flags}] "
-                                                        f"seq {r.rel_seq}",
-                          "packet": rule2}))
+        rule2["delay"] = f"peers.{c}.fin_wait2_timeout" if timer else seconds(r.ts - fin.ts)
+        out.append(Item({"name": pre + "rst", "about": f"{c} gives up on FIN_WAIT_2 and resets: [{r.flags}] "
+                                                       f"seq {r.rel_seq}",
+                         "packet": rule2}))
     return out
 
 

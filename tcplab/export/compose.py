@@ -361,6 +361,8 @@ def step_argvs(lab: Lab, step: Step) -> list[list[str]]:
 def header(lab: Lab, source: str, file_name: str, images_context: str, sets: list[str]) -> str:
     project = lab.name
     runs = "/".join([".", RUNS, lab.name])
+    nets = [str(n.subnet) for n in lab.lab_networks().values()]
+    subnets = f"The subnet {nets[0]} is" if len(nets) == 1 else f"The subnets {', '.join(nets)} are"
     made = f"`lab export {lab.name}` from {source}" + (f" with {' '.join('--set ' + s for s in sets)}" if sets else "")
     parts = [
         f"{lab.name}: {lab.summary}" if lab.summary else lab.name,
@@ -400,7 +402,7 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         f"Labels: every object carries {LABEL_COMPOSE}={lab.name} and no tcplab.lab label. `lab ls`,",
         "`lab status`, `lab down` and `lab gc` select objects by tcplab.lab, so they neither list nor",
         "remove what compose runs (`lab gc` would take it for what a dead run left): docker-compose",
-        f"owns it. The subnet {lab.network.subnet} is the lab's own: `lab up {lab.name}` and this file",
+        f"owns it. {subnets} the lab's own: `lab up {lab.name}` and this file",
         "cannot run on one engine at the same time.",
         "",
         "The steps: `lab up` plays them with timing (it waits for each program to be ready, for FINs",

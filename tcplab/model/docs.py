@@ -40,6 +40,7 @@ TARGET = Path("docs") / "lab-file.md"
 NAMED: list[tuple[object, str]] = [
     (Name, "name (`a-z`, then `a-z 0-9 _ -`, up to 31 characters)"),
     (m.Seconds, "duration (`120s`, `500ms`, `2m`, `1.5` = seconds)"),
+    (m.WholeSeconds, "duration in whole seconds (`3s`, `6m`, `350`)"),
     (m.Port, "port (1-65535)"),
     (m.TracedState, "TCP state (as `State`, but not `NEW_SYN_RECV`)"),
     (m.State, "TCP state (`ESTABLISHED`, `CLOSE_WAIT`, `FIN_WAIT2`... netstat's, ss's or the kernel's "
@@ -191,7 +192,8 @@ def _example(key: str, value: Any) -> str:
 
 
 def _is_duration(t: Any) -> bool:
-    return t == m.Seconds or any(_is_duration(a) for a in get_args(t) if get_origin(t) in (Union, types.UnionType))
+    return t in (m.Seconds, m.WholeSeconds) or any(_is_duration(a) for a in get_args(t)
+                                                   if get_origin(t) in (Union, types.UnionType))
 
 
 def _default(info: FieldInfo, duration: bool = False) -> str:

@@ -93,6 +93,43 @@ class Route(Strict):
     """The host packets go to: a `router: true` host on a network this host shares with it (its address there)."""
 
 
+def _whole_seconds(value: float) -> float:
+    """A timeout the kernel keeps in whole seconds (a conntrack timeout sysctl)."""
+    if value < 1 or value != int(value):
+        raise ValueError(f"{value:g} s is not a whole number of seconds of at least 1 (conntrack counts in seconds)")
+    return value
+
+
+# a timeout the kernel keeps in whole seconds
+WholeSeconds = Annotated[Seconds, AfterValidator(_whole_seconds)]
+
+
+class Nat(Strict):
+    """The host is a NAT box between networks (a home router, a cloud load balancer, a firewall that tracks
+    connections): what leaves it onto ``out`` carries its address there (iptables MASQUERADE), and each
+    connection through it is an entry of its flow table (conntrack) that an idle connection loses after
+    ``idle_timeout``, silently, as AWS NLB's does after 350 s. A packet of a forgotten connection is answered as
+    ``expired`` says. Set from the host's routes sidecar (NET_ADMIN for it, never for the host); the timeout and
+    ``nf_conntrack_tcp_loose=0`` (a packet in mid-connection starts no new entry) are sysctls of the host's
+    network namespace."""
+    out: Name = Field(examples=["outside"])
+    """The network the box masquerades onto (one of the host's `networks`): connections from its other networks
+    leave with its address there, and answers come back through it."""
+    idle_timeout: WholeSeconds = Field(350.0, examples=["3s"])
+    """How long an idle established connection keeps its entry in the box's flow table (conntrack's
+    `net.netfilter.nf_conntrack_tcp_timeout_established` in its namespace; the kernel's default is 5 days, AWS
+    NLB's 350 s). Whole seconds."""
+    expired: Literal["rst", "drop"] = "rst"
+    """What the box does with a packet of a connection it has forgotten (conntrack's INVALID): `rst` answers its
+    sender with an RST in the other end's name (iptables REJECT --reject-with tcp-reset), `drop` loses it
+    silently (the sender retransmits until it gives up)."""
+
+    def sysctls(self) -> dict[str, str]:
+        """The box's flow table settings, sysctls of its network namespace."""
+        return {"net.netfilter.nf_conntrack_tcp_timeout_established": str(int(self.idle_timeout)),
+                "net.netfilter.nf_conntrack_tcp_loose": "0"}
+
+
 def _regex(value: str) -> str:
     """A regular expression (Python's re) to search a program's output with."""
     try:
@@ -277,6 +314,9 @@ class Host(Strict):
     """Routes to other networks through a router host, e.g. `{to: 10.2.0.0/24, via: router}`."""
     router: bool = False
     """The host forwards packets between its networks (`net.ipv4.ip_forward=1` in its namespace; no privilege)."""
+    nat: Nat | None = None
+    """The host is a NAT box between its networks (with `router: true`): it masquerades onto one of them and
+    forgets idle connections (see its section)."""
 
     @property
     def image_kind(self) -> Literal["project", "pulled", "built"]:
@@ -331,6 +371,7 @@ class StorySoFar:
     stopped: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, program): the step
     snapshots: set[str] = dataclass_field(default_factory=set)
     rules: dict[tuple[str, str], int] = dataclass_field(default_factory=dict)  # (host, rule name): its step, in force
+    routers: set[str] = dataclass_field(default_factory=set)  # the hosts that forward packets (router: true)
 
     def running(self, host: str, program: str, field: str) -> None:
         """StepProblem at ``field`` unless ``program`` was started on ``host`` and is not stopped yet."""
@@ -528,12 +569,21 @@ class WaitStep(BaseStep):
 class FirewallStep(BaseStep):
     """A rule of the host's own firewall: its packets to (``to``) or from (``from``) a peer, or every packet
     when neither is given, on ``port`` (either end of the connection) or any, are dropped silently or
-    rejected (``with``: an RST, or an ICMP port unreachable). It stays in force until a ``lift`` step
-    names it (``as``). Played by a sidecar in the host's network namespace: the host gets no privilege."""
+    rejected (``with``: an RST, or an ICMP port unreachable); with ``icmp: frag-needed`` the ICMP
+    "fragmentation needed" messages the host sends or forwards are dropped instead (a PMTU black hole);
+    ``clamp-mss`` lowers the MSS of the SYNs a router forwards to fit the path's MTU. It stays in force until
+    a ``lift`` step names it (``as``). Played by a sidecar in the host's network namespace: the host gets no
+    privilege."""
     host: Name
     """The host whose firewall gets the rule (in its network namespace, set from its firewall sidecar)."""
-    firewall: Literal["drop", "reject"]
-    """`drop`: the packets vanish silently; `reject`: they are answered (see `with`)."""
+    firewall: Literal["drop", "reject", "clamp-mss"]
+    """`drop`: the packets vanish silently; `reject`: they are answered (see `with`); `clamp-mss`: the MSS option
+    of each SYN the host forwards is lowered to fit the MTU of the path it takes, both ways (iptables' TCPMSS
+    `--clamp-mss-to-pmtu`; on a `router: true` host, `port` only)."""
+    icmp: Literal["frag-needed"] | None = None
+    """With `drop`: the rule drops the ICMP "fragmentation needed" messages (type 3 code 4) the host sends or
+    forwards instead of TCP packets: the sender never learns the path's MTU (a PMTU black hole). No `from`, `to`
+    or `port`."""
     from_: Name | None = Field(None, alias="from")
     """Only the host's incoming packets from this peer (neither `from` nor `to`: both ways, every peer)."""
     to: Name | None = None
@@ -558,10 +608,15 @@ class FirewallStep(BaseStep):
         return f"firewall-{self.as_}" if self.as_ else f"firewall-{index}"
 
     def rejects_with(self) -> str | None:
-        """How a reject answers: an RST unless ``with`` says otherwise; None for a drop."""
-        return None if self.firewall == "drop" else (self.with_ or "tcp-reset")
+        """How a reject answers: an RST unless ``with`` says otherwise; None for a drop or a clamp."""
+        return (self.with_ or "tcp-reset") if self.firewall == "reject" else None
 
     def default_title(self) -> str:
+        if self.firewall == "clamp-mss":
+            return (f"{self.host} clamps the MSS of the SYNs it forwards to the path's MTU"
+                    + (f" on port {self.port}" if self.port else ""))
+        if self.icmp is not None:
+            return f"{self.host}'s firewall drops the ICMP 'fragmentation needed' it sends or forwards"
         what = f"{self.firewall}s" + (f" (with {self.rejects_with()})" if self.firewall == "reject" else "")
         whose = (f"its packets to {self.to}" if self.to else f"packets from {self.from_}" if self.from_
                  else "all its packets")
@@ -579,7 +634,19 @@ class FirewallStep(BaseStep):
             if peer == self.host:
                 raise StepProblem(key, f"{peer} is the host whose firewall this is: name its peer")
         if self.with_ is not None and self.firewall != "reject":
-            raise StepProblem("with", "only a reject answers with something: a drop is silent")
+            raise StepProblem("with", f"only a reject answers with something: a {self.firewall} is silent")
+        if self.icmp is not None or self.firewall == "clamp-mss":
+            what = "an ICMP rule" if self.icmp is not None else "a clamp"
+            if self.icmp is not None and self.firewall != "drop":
+                raise StepProblem("icmp", "only a drop takes icmp: the ICMP messages are dropped, not answered")
+            for key, given in (("from", self.from_), ("to", self.to)):
+                if given is not None:
+                    raise StepProblem(key, f"{what} is about every peer's packets: leave {key} out")
+            if self.icmp is not None and self.port is not None:
+                raise StepProblem("port", "an ICMP message has no port: leave port out")
+            if self.firewall == "clamp-mss" and self.host not in story.routers:
+                raise StepProblem("firewall", f"{self.host} forwards no packets: clamp the MSS on a router: true "
+                                              "host")
         name = self.rule_name(index)
         if (self.host, name) in story.rules:
             raise StepProblem("as", f"a rule '{name}' is already in force on {self.host} "
@@ -816,6 +883,8 @@ INTERVAL_PATTERNS: dict[str, tuple[str, ...]] = {
     "syn-backoff": ("net.ipv4.tcp_syn_retries", "net.ipv4.tcp_syn_linear_timeouts"),
     "synack-backoff": ("net.ipv4.tcp_synack_retries",),
     "keepalive": ("net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"),
+    # the retransmission timer's backoff: computed from the first gap the run shows, which needs no sysctl
+    "rto-backoff": (),
 }
 
 
@@ -833,12 +902,24 @@ Intervals = Annotated[Union[Annotated[list[Seconds], Field(min_length=1, max_len
                       BeforeValidator(_intervals)]
 
 
+class Between(Strict):
+    """A number within bounds (both included); either bound may be left out."""
+    min: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The least it may be."""
+    max: Annotated[int, Field(ge=0, strict=True)] | None = None
+    """The most it may be."""
+
+
 class PacketMatch(Strict):
     """Packets that match every field given. Without ``count``: at least one, in the time window."""
     from_: Name | None = Field(None, alias="from")
     """The host that sent the packet."""
     to: Name | None = None
     """The host the packet went to."""
+    seen_at: Name | None = None
+    """Judge the packet's copy captured on this host (on any of its interfaces): what arrived there, or what a router
+    passed on, with the fields as they were there (an MSS a router clamped, a TTL one lower per hop); a packet never
+    seen there does not count. Default: the sender's copy."""
     port: Port | None = Field(None, examples=[8000])
     """A TCP port of the packet (source or destination)."""
     flags: FlagString | None = None
@@ -865,6 +946,10 @@ class PacketMatch(Strict):
     """These TCP options are absent."""
     payload: Annotated[str, StringConstraints(max_length=1024)] | None = Field(None, examples=["HELLO"])
     """A substring of the payload."""
+    length: Annotated[int, Field(ge=0, le=65535, strict=True)] | Between | None = None
+    """The TCP payload's length in bytes, or `{min, max}`. A capture on the sending host holds the kernel's
+    segments before the interface cuts them to the MTU (GSO: a veth has it), so a sender's copy may carry several
+    segments' worth; a retransmission is one segment."""
     count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     """Exactly this many matching packets in the window (0: never). Without it: at least one."""
     after: Anchor | None = None
@@ -888,7 +973,9 @@ class PacketMatch(Strict):
     intervals: Intervals | None = None
     """Every matching packet of the window as a sequence: the gaps between successive ones from the first, each
     within `tolerance` (N gaps: exactly N+1 packets). A list of durations, or a kernel timer's pattern for the
-    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`."""
+    sysctls the run read on the sending host: `syn-backoff`, `synack-backoff`, `keepalive`; or `rto-backoff`: the
+    first gap is the RTO the run shows, at least TCP_RTO_MIN (200 ms), and each next one twice the one before (up
+    to TCP_RTO_MAX, 120 s), as many as the window holds (two at least)."""
     probe: bool | None = None
     """`true`: only zero-length probes (keepalive, zero window: a bare ACK with seq = snd_una - 1, which the peer
     answers with an ACK); `false`: no probe."""
@@ -911,14 +998,6 @@ class PacketMatch(Strict):
         if isinstance(self.intervals, str):
             out += [(self.from_, name) for name in INTERVAL_PATTERNS[self.intervals]]
         return out
-
-
-class Between(Strict):
-    """A number within bounds (both included); either bound may be left out."""
-    min: Annotated[int, Field(ge=0, strict=True)] | None = None
-    """The least it may be."""
-    max: Annotated[int, Field(ge=0, strict=True)] | None = None
-    """The most it may be."""
 
 
 class SecondsBetween(Strict):
@@ -1097,14 +1176,60 @@ class CounterMatch(Strict):
     """Exactly this."""
 
 
+class RetransmitMatch(Strict):
+    """Retransmissions ``host``'s kernel made on its sockets (local ``port``, connected to ``peer``), as the
+    tracer recorded them (tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack, ``sockets/retransmits.jsonl``):
+    an RTO, a tail loss probe, a fast retransmit, a SYN or SYN-ACK sent again; never a keepalive or zero-window
+    probe. Timed like a packet: after an anchor the rule is about the next one (or the ``nth``), at ``delay``;
+    ``count`` counts the window's, ``intervals`` times them all."""
+    host: Name = Field(examples=["client"])
+    """The host whose kernel retransmitted."""
+    port: Port | None = Field(None, examples=[40001])
+    """The retransmitting socket's local port."""
+    peer: Name | None = None
+    """The host at the socket's other end."""
+    state: State | None = Field(None, examples=["ESTABLISHED"])
+    """The socket's state as the tracepoint gives it (`ESTABLISHED`, `SYN_SENT`, `FIN_WAIT1`...); a SYN-ACK's
+    record has none."""
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    """Exactly this many in the window (0: never). Without it: at least one."""
+    after: Anchor | None = None
+    """Only retransmissions after this moment count."""
+    delay: Seconds | None = None
+    """The one that counts comes at `after` + `delay`, within `tolerance`."""
+    tolerance: Seconds = 0.05
+    """How far from `after` + `delay` it may come; with `intervals`, how far each gap may be off."""
+    nth: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, examples=[2])
+    """After an anchor the rule is about one retransmission: the next (`nth: 1`), or the n-th."""
+    within: Seconds | None = Field(None, examples=["1s"])
+    """Only retransmissions within this long after `after` count."""
+    before: Anchor | None = None
+    """Only retransmissions before this moment count."""
+    intervals: Intervals | None = None
+    """Every retransmission of the window as a sequence: the gaps between successive ones (N gaps: exactly N+1).
+    A list of durations; `rto-backoff` (each gap twice the one before, the first at least TCP_RTO_MIN); or a kernel
+    timer's pattern of `host` (`syn-backoff`, `synack-backoff`): its gaps after the first, since the first packet
+    is the original, not a retransmission."""
+
+    def delay_seconds(self, lab: "Lab") -> float | None:
+        """The delay in seconds (a retransmission's delay is always a duration)."""
+        return self.delay
+
+    def sysctls_needed(self) -> list[tuple[str | None, str]]:
+        """(host, sysctl) the rule reads from the run: an interval pattern's."""
+        if isinstance(self.intervals, str):
+            return [(self.host, name) for name in INTERVAL_PATTERNS[self.intervals]]
+        return []
+
+
 # The kinds of expectation, in one place: the key a lab file writes and the model of its body. An
 # expectation has exactly one of them (the loader says so with this list); each has one check
 # (tcplab/analysis/checks/) registered for its model.
 EXPECTATION_KINDS: dict[str, type[Strict]] = {
     "packet": PacketMatch, "state": StateMatch, "transition": TransitionMatch, "program": ProgramMatch,
-    "counter": CounterMatch,
+    "counter": CounterMatch, "retransmit": RetransmitMatch,
 }
-Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch]
+Match = Union[PacketMatch, StateMatch, TransitionMatch, ProgramMatch, CounterMatch, RetransmitMatch]
 
 
 class Expectation(Strict):
@@ -1123,6 +1248,8 @@ class Expectation(Strict):
     """A story program: started, exited, still running, what it printed."""
     counter: CounterMatch | None = None
     """A kernel counter of a host's network namespace (snapshots), or its change between two snapshots."""
+    retransmit: RetransmitMatch | None = None
+    """Retransmissions a host's kernel made (the tracer's tcp:tcp_retransmit_skb records)."""
 
     def kinds_given(self) -> list[str]:
         """The kinds this expectation gives a body for (the loader accepts exactly one)."""
@@ -1183,11 +1310,13 @@ class Lab(Strict):
     def expectation_sysctls(self) -> dict[str, list[str]]:
         """Host -> the sysctls the run must read there for this lab, beyond the ones it always reads: those the
         lab sets and those its expectations are stated for."""
-        out: dict[str, list[str]] = {h: list(host.sysctls) for h, host in self.hosts.items()}
+        out: dict[str, list[str]] = {h: list(host.sysctls) + list(host.nat.sysctls() if host.nat else {})
+                                     for h, host in self.hosts.items()}
         for exp in self.expect:
-            if exp.packet is None:
+            body = exp.packet or exp.retransmit
+            if body is None:
                 continue
-            for host, name in exp.packet.sysctls_needed():
+            for host, name in body.sysctls_needed():
                 for h in ([host] if host is not None else list(self.hosts)):
                     if h in out and name not in out[h]:
                         out[h].append(name)
@@ -1211,9 +1340,11 @@ class Lab(Strict):
 
     def sysctls_read(self) -> list[str]:
         """The sysctls this lab depends on, beyond those tcplab always reads: the reference block's, then
-        those a host sets. Each is read in every host as the run starts and recorded in run.json."""
+        those a host sets (a NAT box's flow table's too). Each is read in every host as the run starts and recorded
+        in run.json."""
         named = list(self.reference.sysctls) if self.reference is not None else []
         named += [k for h in self.hosts.values() for k in h.sysctls]
+        named += [k for h in self.hosts.values() if h.nat is not None for k in h.nat.sysctls()]
         return list(dict.fromkeys(named))
 
     def lab_networks(self) -> dict[str, Network]:

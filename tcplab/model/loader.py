@@ -19,7 +19,7 @@ from ..peers import peer_kind
 from .errors import LabError
 from .topology import topology_problems
 from .lab import (EXPECTATION_KINDS, PROJECT_IMAGES, SECONDS_SYSCTLS, CounterMatch, Lab, PacketMatch, ProgramMatch,
-                  StartStep, StateMatch, StepProblem, StorySoFar, step_name, sysctl_ref)
+                  RetransmitMatch, StartStep, StateMatch, StepProblem, StorySoFar, step_name, sysctl_ref)
 from .yamlread import MAX_FILE_BYTES
 from .reference import reference_problems
 
@@ -204,7 +204,7 @@ def check_references(lab: Lab, file: str, known_images: set[str] | None = None, 
     for name, host in hosts.items():
         for problem in peer_kind(host.peer.os).problems(host.peer):
             raise LabError(file, f"hosts.{name}.peer.{problem.field}", problem.message)
-    story = StorySoFar(list(hosts))
+    story = StorySoFar(list(hosts), routers={name for name, host in hosts.items() if host.router})
     for name, host in hosts.items():
         if host.program_name is not None:
             story.started[(name, host.program_name)] = -1
@@ -237,7 +237,7 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
         if exp.name in names:
             raise LabError(file, f"{where}.name", f"expectation name '{exp.name}' is used twice")
         body = getattr(exp, given[0])
-        for field in (("from_", "to") if exp.packet is not None else ("host", "peer")):
+        for field in (("from_", "to", "seen_at") if exp.packet is not None else ("host", "peer")):
             h = getattr(body, field, None)
             if isinstance(h, str) and h not in hosts:
                 raise LabError(file, f"{where}.{given[0]}.{field.rstrip('_')}",
@@ -256,7 +256,7 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
             if len(said) != 1:
                 raise LabError(file, f"{where}.state",
                                "give exactly one of 'is: STATE', 'not: STATE' or 'absent: true'")
-        anchor_field = "after" if exp.packet is not None else "near"
+        anchor_field = "after" if exp.packet is not None or exp.retransmit is not None else "near"
         anchor = getattr(body, anchor_field, None)
         if anchor is not None and anchor not in names and anchor not in snapshots and anchor not in steps:
             raise LabError(file, f"{where}.{given[0]}.{anchor_field}",
@@ -298,7 +298,35 @@ def _check_expectations(lab: Lab, file: str, snapshots: set[str]) -> None:
             if both:
                 raise LabError(file, f"{where}.packet.without_options",
                                f"{', '.join(sorted(both))} is also required present")
+        if exp.retransmit is not None:
+            _check_retransmit(file, where, exp.retransmit, names | snapshots | steps, lab)
         names.add(exp.name)
+
+
+def _check_retransmit(file: str, where: str, rm: RetransmitMatch, moments: set[str], lab: Lab) -> None:
+    """A retransmission window is placed as a packet's: from ``after``, up to ``within`` or ``before``; a sequence
+    or a count is every retransmission of it."""
+    at = f"{where}.retransmit"
+    if rm.before is not None and rm.before not in moments:
+        raise LabError(file, f"{at}.before", f"'{rm.before}' is not an earlier expectation, a snapshot or a step "
+                       f"(steps: {', '.join(step_name(s, n) for n, s in enumerate(lab.steps))})")
+    for key in ("delay", "within"):
+        if getattr(rm, key) is not None and rm.after is None:
+            raise LabError(file, f"{at}.{key}", "needs 'after' (the expectation or step it counts from)")
+    if rm.within is not None and rm.delay is not None:
+        raise LabError(file, f"{at}.within", "give delay (one retransmission at a moment) or within (those of a "
+                       "window), not both")
+    if rm.peer is not None and rm.peer == rm.host:
+        raise LabError(file, f"{at}.peer", f"{rm.peer} is the retransmitting host: name the other end")
+    if rm.intervals is not None and rm.count is not None:
+        raise LabError(file, f"{at}.count", "intervals give the count (N gaps are exactly N+1 retransmissions): "
+                       "drop count")
+    if rm.nth is not None and (rm.count is not None or rm.intervals is not None):
+        raise LabError(file, f"{at}.nth", f"{'count' if rm.count is not None else 'intervals'} takes every "
+                       "retransmission of the window: drop nth")
+    if rm.intervals == "keepalive":
+        raise LabError(file, f"{at}.intervals", "keepalive probes are no retransmissions (the tracepoint never "
+                       "fires for them): time them as packets (packet: probe: true)")
 
 
 def _check_sequence(lab: Lab, file: str, where: str, pm: PacketMatch) -> None:

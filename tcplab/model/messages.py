@@ -22,7 +22,7 @@ NAME_RULE = "lowercase letters, digits, '-' or '_', starting with a letter, at m
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,30}$"
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # pydantic adds the member of a union (or a key marker) to an error's location
-_UNION_TAG = re.compile(r"^(constrained-str|str|int|float|bool|none|literal\[.*\]|function-[a-z]+\[.*\]"
+_UNION_TAG = re.compile(r"^(constrained-str|constrained-int|str|int|float|bool|none|literal\[.*\]|function-[a-z]+\[.*\]"
                         r"|lax-or-strict\[.*\]|json-or-python\[.*\]|is-instance\[.*\]|nullable\[.*\])$", re.S)
 # fields whose keys are the user's own names (a host, a variable, a sysctl), not field names
 _USER_KEYS = {"hosts", "env", "sysctls"}
@@ -103,10 +103,17 @@ def clean_loc(loc: Sequence[Any]) -> list[Any]:
         # the step union adds its tag after the index: steps.2.start.host -> steps.2.host
         if isinstance(prev, int) and len(parts) == 2 and parts[0] == "steps" and item in STEP_KINDS:
             continue
-        if isinstance(item, str) and prev not in _USER_KEYS and _UNION_TAG.match(item):
+        if isinstance(item, str) and prev not in _USER_KEYS and (_UNION_TAG.match(item) or item in _model_names()):
             continue
         parts.append(item)
     return parts
+
+
+def _model_names() -> set[str]:
+    """The lab's model classes by name: pydantic puts a union's model member (``Between``) in a location."""
+    from . import lab
+
+    return {n for n, v in vars(lab).items() if isinstance(v, type) and issubclass(v, BaseModel)}
 
 
 # --- what a location allows (for "did you mean") --------------------------------
@@ -315,11 +322,17 @@ def _parent(loc: Sequence[Any]) -> tuple[Any, ...]:
 
 
 def pick(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The error to report: the first, except that a typo ('imgae') beats the field it left missing."""
+    """The error to report: the first, except that a typo ('imgae') beats the field it left missing, and that
+    where a value may be a number or a mapping (``length: 1348`` or ``length: {min: 1349}``), a mapping's own
+    error beats "expected a number"."""
     first = errors[0]
     if first["type"] == "missing":
         for e in errors:
             if e["type"] == "extra_forbidden" and _parent(e["loc"]) == _parent(first["loc"]):
+                return e
+    if first["type"] == "int_type" and isinstance(first.get("input"), dict):
+        for e in errors[1:]:
+            if _parent(e["loc"])[:len(first["loc"]) - 1] == _parent(first["loc"]) and len(e["loc"]) > len(first["loc"]):
                 return e
     return first
 

@@ -8,7 +8,11 @@ capture and by its receiver's. The merged file keeps the sender's copy (its
 interface is named after the sending host), so every packet appears once, at
 the moment it left. A packet is kept from the receiver's capture instead when
 its source is no lab host, or when the sender has no capture file (a host
-whose capture never started). Frames that are not IPv4 (ARP, when a lab's
+whose capture never started), or when the sender's capture has no packet with
+its IP id, addresses, ports, seq, ack and flags: a box on the way rewrote it
+(a NAT box's masquerade) or made it in the sender's name (a middlebox's RST);
+a router's copy differs from the sender's only in TTL and checksum, so it is
+still one packet. Frames that are not IPv4 (ARP, when a lab's
 filter lets it through) are kept once: identical bytes seen by several hosts
 within 10 ms are one frame, kept from the first capture that has it.
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Container, Iterable
+from typing import Container, Iterable, Mapping
 
 from ..runfiles.steps import StepRecord
 from ..wire import PcapngWriter, RawPacket, read_pcap
@@ -31,24 +35,63 @@ from ..wire import PcapngWriter, RawPacket, read_pcap
 SAME_FRAME_WINDOW = 0.010  # seconds: identical non-IP frames this close are one frame seen twice
 
 
-def _ipv4_ends(raw: RawPacket) -> tuple[str, str] | None:
-    d = raw.data
+def _ipv4_offset(d: bytes) -> int | None:
+    """Where the IPv4 header of an Ethernet frame starts (None: not IPv4)."""
     off = 14
     if len(d) >= 18 and d[12] == 0x81 and d[13] == 0x00:  # VLAN tag
         off = 18
-    if len(d) >= off + 20 and d[off - 2] == 0x08 and d[off - 1] == 0x00:
-        return (f"{d[off + 12]}.{d[off + 13]}.{d[off + 14]}.{d[off + 15]}",
-                f"{d[off + 16]}.{d[off + 17]}.{d[off + 18]}.{d[off + 19]}")
-    return None
+    return off if len(d) >= off + 20 and d[off - 2] == 0x08 and d[off - 1] == 0x00 else None
 
 
-def keeps_copy(host: str, sender: str | None, receiver: str | None, captured: Container[str]) -> bool:
+def _ipv4_ends(raw: RawPacket) -> tuple[str, str] | None:
+    d = raw.data
+    off = _ipv4_offset(d)
+    if off is None:
+        return None
+    return (f"{d[off + 12]}.{d[off + 13]}.{d[off + 14]}.{d[off + 15]}",
+            f"{d[off + 16]}.{d[off + 17]}.{d[off + 18]}.{d[off + 19]}")
+
+
+def signature(raw: RawPacket) -> bytes | None:
+    """What a router leaves as it was and a NAT box rewrites: the IP id, both addresses and the first 14 bytes
+    past the IP header (TCP's ports, seq, ack and flags). None: not IPv4."""
+    d = raw.data
+    off = _ipv4_offset(d)
+    if off is None:
+        return None
+    body = off + (d[off] & 0x0F) * 4
+    return d[off + 4:off + 6] + d[off + 12:off + 20] + d[body:body + 14]
+
+
+def sent_signatures(captures: Mapping[str, Iterable[RawPacket]], ip_host: Mapping[str, str]
+                    ) -> dict[str, set[bytes]]:
+    """Host -> the signatures of the packets its own captures hold with one of its addresses (``ip_host``:
+    address -> host) as their source."""
+    out: dict[str, set[bytes]] = {}
+    for host, packets in captures.items():
+        mine = out.setdefault(host, set())
+        for raw in packets:
+            ends = _ipv4_ends(raw)
+            sig = signature(raw)
+            if ends is not None and sig is not None and ip_host.get(ends[0]) == host:
+                mine.add(sig)
+    return out
+
+
+def keeps_copy(host: str, sender: str | None, receiver: str | None, captured: Container[str],
+               sent: Mapping[str, Container[bytes]] | None = None, sig: bytes | None = None) -> bool:
     """Whether ``host``'s capture holds the copy of a packet that is kept (the module's rule): the
-    sender's copy, or the receiver's when the sender is no lab host or has no capture.
+    sender's copy, or the receiver's when the sender is no lab host or has no capture, or when the sender's
+    capture has no packet of its signature (``sent``: :func:`sent_signatures`; ``sig``: this copy's), so a box
+    on the way rewrote it (NAT) or made it in the sender's name (a middlebox's RST).
     analysis.packets keeps the same copies, so frame numbers agree with all.pcapng's choice."""
     if sender == host:
         return True
-    return (sender is None or sender not in captured) and receiver == host
+    if receiver != host:
+        return False
+    if sender is None or sender not in captured:
+        return True
+    return sent is not None and sig is not None and sig not in sent.get(sender, ())
 
 
 @dataclass(frozen=True)
@@ -77,6 +120,7 @@ def select_packets(captures: dict[str, list[RawPacket]],
     ip_host = {ip: h for h, ip in host_ips.items()}
     keep: list[tuple[float, int, str, RawPacket]] = []
     other: dict[bytes, list[tuple[float, int]]] = {}  # non-IP frames already kept -> (time, capture)
+    sent = sent_signatures(captures, ip_host)
     for order, (host, packets) in enumerate(captures.items()):
         for raw in packets:
             ends = _ipv4_ends(raw)
@@ -87,7 +131,7 @@ def select_packets(captures: dict[str, list[RawPacket]],
                 times.append((raw.ts, order))
                 keep.append((raw.ts, order, host, raw))
                 continue
-            if keeps_copy(host, ip_host.get(ends[0]), ip_host.get(ends[1]), captures):
+            if keeps_copy(host, ip_host.get(ends[0]), ip_host.get(ends[1]), captures, sent, signature(raw)):
                 keep.append((raw.ts, order, host, raw))
     keep.sort(key=lambda k: (k[0], k[1]))
     return [(ts, host, raw) for ts, _, host, raw in keep]

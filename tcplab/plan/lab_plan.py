@@ -40,13 +40,20 @@ TRACER_MEMORY = "128m"
 FIREWALL_MEMORY = "64m"
 ROUTES_ROLE = "routes"
 ROUTES_READY = "routes ready"
-# sets the interfaces' MTUs (mtu ADDRESS N) and adds the routes (route SUBNET GATEWAY) given as arguments (values the
-# model validated), then stays: a fixed script, the lab's data only in its argv
+# sets the interfaces' MTUs (mtu ADDRESS N), adds the routes (route SUBNET GATEWAY) and makes a NAT box (nat ADDRESS
+# rst|drop: masquerade out of the interface holding ADDRESS; a packet conntrack finds INVALID, one of a forgotten
+# connection, is answered with an RST or dropped) as its arguments say (values the model validated), then stays: a
+# fixed script, the lab's data only in its argv
 # The bridges of a lab of several networks are not internal: no host keeps a default route (through the engine's
 # machine), so a host reaches the lab's networks alone.
 ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -gt 2 ]; do case "$1" in '
                  'mtu) i=$(ip -o -4 addr show to "$2" | cut -d" " -f2 | cut -d@ -f1); ip link set dev "$i" mtu "$3";; '
-                 'route) ip route replace "$2" via "$3";; esac; shift 3; done; '
+                 'route) ip route replace "$2" via "$3";; '
+                 'nat) i=$(ip -o -4 addr show to "$2" | cut -d" " -f2 | cut -d@ -f1); '
+                 'iptables -w -t nat -A POSTROUTING -o "$i" -j MASQUERADE; '
+                 'if [ "$3" = rst ]; then iptables -w -A FORWARD -p tcp -m conntrack --ctstate INVALID '
+                 '-j REJECT --reject-with tcp-reset; else iptables -w -A FORWARD -m conntrack --ctstate INVALID '
+                 '-j DROP; fi;; esac; shift 3; done; '
                  f"echo '{ROUTES_READY}'; exec sleep infinity")
 # a capture of one of several interfaces: tcpdump on the interface holding the address given first (the engine
 # names interfaces in an order of its own)
@@ -230,6 +237,8 @@ def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | N
     sysctls = peer_kind(host.peer.os).sysctls(host.peer)
     if host.router:
         sysctls["net.ipv4.ip_forward"] = "1"
+    if host.nat is not None:  # the flow table's idle timeout, and no entry for a packet in mid-connection
+        sysctls.update(host.nat.sysctls())
     sysctls.update({k: str(v) for k, v in host.sysctls.items()})
     places = [(network_name(lab, names, net), str(addr)) for net, addr in lab.host_addresses(name).items()]
     return ContainerSpec(
@@ -279,8 +288,8 @@ def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: Artifact
 
 
 def routes_sidecar(lab: Lab, host: str, names: RunNames) -> SidecarPlan:
-    """ip route in the host's network namespace, taking its default route away and adding the lab's routes:
-    NET_ADMIN for this sidecar, never for the host."""
+    """ip route in the host's network namespace, taking its default route away and adding the lab's routes (and
+    a NAT box's iptables rules): NET_ADMIN for this sidecar, never for the host."""
     argv: list[str] = []
     addresses = lab.host_addresses(host)
     for net, place in lab.hosts[host].networks.items():
@@ -288,13 +297,18 @@ def routes_sidecar(lab: Lab, host: str, names: RunNames) -> SidecarPlan:
             argv += ["mtu", str(addresses[net]), str(place.mtu)]
     for route in lab.hosts[host].routes:
         argv += ["route", str(route.to), str(lab.route_gateway(host, route))]
+    nat = lab.hosts[host].nat
+    if nat is not None:
+        argv += ["nat", str(addresses[nat.out]), nat.expired]
     spec = ContainerSpec(
         name=names.sidecar(host, ROUTES_ROLE), image=TOOLS_IMAGE, labels=names.labels(ROUTES_ROLE, host),
         command=["sh", "-c", ROUTES_SCRIPT, "sh", *argv], joins=names.host(host), cap_add=("NET_ADMIN",),
         mem_limit=FIREWALL_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, ROUTES_ROLE, host, ROUTES_READY,
-                       about=f"ip route in {host}'s network namespace: no default route, the lab's routes "
-                             "(NET_ADMIN only)")
+                       about=f"ip route in {host}'s network namespace: no default route, the lab's routes"
+                             + (f", NAT onto {nat.out} (iptables MASQUERADE; a forgotten connection's packets: "
+                                f"{'an RST' if nat.expired == 'rst' else 'dropped'})" if nat is not None else "")
+                             + " (NET_ADMIN only)")
 
 
 def needs_firewall(lab: Lab, host: str) -> bool:

@@ -581,6 +581,7 @@ class LabRun:
     def write_run_info(self, **fields: Any) -> None:
         RunInfoFile(self.rd).update(
             lab=self.lab.name, run=self.names.run, hosts=self.ips,
+            addresses={h: {net: str(ip) for net, ip in self.lab.host_addresses(h).items()} for h in self.lab.hosts},
             containers={h: self.names.host(h) for h in self.lab.hosts}, subnet=str(self.lab.network.subnet),
             phases=self.phases, tracer=Default("ok") if self.tracer_note is None else (self.tracer_note or "ok"),
             **fields)

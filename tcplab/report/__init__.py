@@ -15,10 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemBytecodeCache, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from ..analysis.explain import fmt_span
+from ..paths import cache_dir
 from ..rundir import RunDir
 from .gather import RunData, gather
 from .ladder import LadderOptions
@@ -27,11 +28,23 @@ from .page import build_context
 __all__ = ["prepare", "render_report", "write_report", "LadderOptions"]
 
 
+def _bytecode_cache() -> BytecodeCache | None:
+    """The template's compiled code, kept between processes (compiling it is most of a small report's time);
+    Jinja checks each entry against the template's source. None when the cache directory cannot be made."""
+    where = cache_dir() / "templates"
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(where))
+
+
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("tcplab.report", "templates"),
                       autoescape=select_autoescape(["html", "j2", "html.j2"], default_for_string=True, default=True),
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                      bytecode_cache=_bytecode_cache())
     env.filters["span"] = fmt_span
     return env
 

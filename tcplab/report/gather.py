@@ -16,9 +16,10 @@ from ..analysis.packets import Traffic, load_traffic
 from ..model import Lab
 from ..observe.timewait import run_records
 from ..rundir import RunDir
-from ..runfiles import images, impaired, lab as lab_file, peer_events, result, run_info, snapshots, steps
+from ..runfiles import images, impaired, lab as lab_file, peer_events, result, retransmits, run_info, snapshots, steps
 from ..runfiles.images import Images
 from ..runfiles.impaired import Impaired
+from ..runfiles.retransmits import RetransmitRecord
 from ..runfiles.peer_events import PeerEvent
 from ..runfiles.result import ResultDocument
 from ..runfiles.run_info import RunInfo
@@ -45,6 +46,7 @@ class RunData:
     peer_events: dict[str, list[PeerEvent]] = field(default_factory=dict)  # logs/peer/<host>.jsonl
     lab_refused: dict[str, Any] = field(default_factory=dict)  # lab.yaml's fields the model refused, as written
     impaired: list[Impaired] = field(default_factory=list)  # logs/impair/<host>.log
+    retransmits: list[RetransmitRecord] = field(default_factory=list)  # sockets/retransmits.jsonl
 
     @property
     def reference(self) -> str:
@@ -87,4 +89,5 @@ def gather(run_dir: str | Path | RunDir) -> RunData:
         problems.append(f"captures could not be read: {e}")
         traffic = Traffic([], [], dict(info.get("hosts") or {}))
     return RunData(rd, read.lab, info, images.read(rd), steps.read(rd), snapshots.read(rd), run_records(rd),
-                   result.read(rd), logs, traffic, problems, peer_events.read(rd), read.refused, impaired.read(rd))
+                   result.read(rd), logs, traffic, problems, peer_events.read(rd), read.refused, impaired.read(rd),
+                   retransmits.read(rd))

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from ..analysis.packets import Packet, Traffic
 from ..runfiles.impaired import Impaired
+from ..runfiles.retransmits import RetransmitRecord
 from ..runfiles.steps import StepRecord
 from ..wire import ACK, FIN, RST, SYN
 from .svg import el, svg, text, title
@@ -125,12 +126,18 @@ def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[Mapping[str
 
 
 def host_order(traffic: Traffic) -> list[str]:
-    """Columns: the lab's hosts (then any other address), the busiest host in the middle."""
+    """Columns: the lab's hosts (then any other address), the busiest host in the middle; when packets cross
+    routers, the longest such path left to right (a router between the hosts it forwards for), the rest after."""
     names = list(traffic.hosts)
     for p in traffic.packets:
         for h in (p.src_host or p.tcp.src, p.dst_host or p.tcp.dst):
             if h not in names:
                 names.append(h)
+    paths = [[p.src_host, *p.hops(), p.dst_host] for p in traffic.packets if p.hops()]
+    if paths:
+        longest = max(paths, key=len)
+        path = [h for h in longest if h is not None]
+        return path + [h for h in names if h not in path]
     degree: Counter[str] = Counter()
     for c in traffic.connections:
         for h in {c.client or c.key[0], c.server or c.key[2]}:
@@ -175,7 +182,7 @@ def row_height(row: Row) -> int:
 def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str, str] | None = None,
                pad: Mapping[int, float] | None = None, prefix: str = "", notes: Mapping[int, str] | None = None,
                col: int = COL, step_notes: Mapping[int, str] | None = None,
-               marks: Mapping[int, str] | None = None) -> Markup:
+               marks: Mapping[int, str] | None = None, resent: Mapping[int, str] | None = None) -> Markup:
     """The diagram as an inline SVG. Every packet is a ``<g class="pkt ...">`` with a tooltip (its tcpdump
     line) and a link to its row in the packet table (``#pkt-N``). ``pad`` adds room above rows (by their
     index: two ladders side by side line up on their shared steps); ``prefix`` starts every id and link,
@@ -183,7 +190,8 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
     hosts: what an expectation says about that packet (given, even empty, the room for them is kept: two
     ladders of one width); ``step_notes`` the same beside steps (by step index). ``col``: the room between two
     hosts. ``marks``: packets an impairment sidecar impaired (by number): what it did, drawn as a cross on the
-    arrow."""
+    arrow. ``resent``: packets the sender's kernel retransmitted (by number, the tracer's words for it), drawn
+    with a ↻ at their start."""
     addresses = addresses or {}
     pad = pad or {}
     xs = {h: GUTTER + MARGIN + i * col for i, h in enumerate(hosts)}
@@ -206,7 +214,8 @@ def ladder_svg(rows: list[Row], hosts: list[str], t0: float, addresses: dict[str
         y += pad.get(i, 0.0)
         rh = ROW_H[type(row)]
         if isinstance(row, PacketRow):
-            items.append(_arrow(row.packet, xs, y + 10, t0, prefix, (marks or {}).get(row.packet.n)))
+            items.append(_arrow(row.packet, xs, y + 10, t0, prefix, (marks or {}).get(row.packet.n),
+                                (resent or {}).get(row.packet.n)))
             if row.packet.n in notes:
                 items.append(_note(notes[row.packet.n], right + 6, y + 14))
         elif isinstance(row, StepRow):
@@ -247,16 +256,27 @@ def _note(words: str, x: float, y: float) -> str:
     return el("g", title(words), text(x, y, shown, class_="enote"), class_="note")
 
 
-def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "", mark: str | None = None) -> str:
+def _arrow(p: Packet, xs: dict[str, int], y: float, t0: float, prefix: str = "", mark: str | None = None,
+           again: str | None = None) -> str:
+    """One packet: an arrow from its sender to its receiver, a dot on each router it crossed; one that never
+    arrived ends at the last host it was seen on, with a cross; one its sender's kernel retransmitted (``again``:
+    the tracer's words for it) has a ↻ at its start."""
     src = p.src_host or p.tcp.src
     dst = p.dst_host or p.tcp.dst
-    x1, x2 = xs[src], xs[dst]
-    cls = packet_class(p) + (" impaired" if mark else "")
+    lost = p.lost_at if p.lost_at in xs else None
+    x1, x2 = xs[src], xs[lost or dst]
+    cls = packet_class(p) + (" impaired" if mark else "") + (" lost" if lost else "") + (" resent" if again else "")
     mid = (x1 + x2) / 2
-    tip = f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})" + (f"  ✕ {mark}" if mark else "")
-    cross = text(x2 - (12 if x2 > x1 else -12), y + SLOPE + 4, "✕", class_="impair", text_anchor="middle") if mark \
-        else ""
-    return el("g", title(tip), cross,
+    journey = p.journey()
+    tip = (f"#{p.n}  {p.rel_time:.6f} s  {p.tcpdump_line()}  ({p.where()})" + (f"  {journey}" if journey else "")
+           + (f"  ✕ {mark}" if mark else "") + (f"  ↻ {again}" if again else ""))
+    cross = text(x2 - (12 if x2 > x1 else -12), y + SLOPE + 4, "✕", class_="impair", text_anchor="middle") \
+        if mark or lost else ""
+    cycle = text(x1 + (12 if x2 > x1 else -12), y - 2, "↻", class_="resent", text_anchor="middle") if again else ""
+    span = x2 - x1
+    dots = "".join(el("circle", cx=xs[h], cy=y + SLOPE * (xs[h] - x1) / span, r=3, class_="hop")
+                   for h in p.hops() if h in xs and span and h != lost)
+    return el("g", title(tip), cross, cycle, dots,
               el("a", el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="hit"),
                  el("line", x1=x1, y1=y, x2=x2, y2=y + SLOPE, class_="arrow", marker_end=f"url(#{prefix}ah)"),
                  text(mid, y - 4, p.label(), class_="lbl", text_anchor="middle"),
@@ -300,13 +320,34 @@ def impaired_packets(traffic: Traffic, drops: Iterable[Impaired]) -> dict[Impair
     return out
 
 
+def retransmitted_packets(traffic: Traffic, records: Iterable[RetransmitRecord]) -> dict[int, str]:
+    """The captured packet each of the tracer's retransmissions is (by number), with what to say of it: the
+    sender's packet of that connection carrying data or a SYN, stamped by the capture at most 5 ms before the
+    tracepoint fired (it fires once the copy is handed down)."""
+    out: dict[int, str] = {}
+    records = list(records)
+    if not records:
+        return out
+    sent: dict[tuple[str, int, str, int], list[Packet]] = {}
+    for p in traffic.packets:
+        if p.tcp.payload or p.flags.startswith("S"):
+            sent.setdefault((p.tcp.src, p.tcp.sport, p.tcp.dst, p.tcp.dport), []).append(p)
+    for r in records:
+        key = (str(r.get("saddr", "")), int(r.get("sport", 0)), str(r.get("daddr", "")), int(r.get("dport", 0)))
+        near = [p for p in sent.get(key, []) if 0 <= r["ts"] - p.ts < 0.005 and p.n not in out]
+        if near:
+            out[max(near, key=lambda p: p.ts).n] = f"retransmitted by {r.get('host') or r.get('saddr')}'s kernel " \
+                                                     f"({r.get('event', 'tcp_retransmit_skb')})"
+    return out
+
+
 def impair_marks(found: Mapping[Impaired, int]) -> dict[int, str]:
     """What the ladder says beside each impaired packet (by number)."""
     return {n: f"{d.action} by {d.host}'s impairment {d.rule}" for d, n in found.items()}
 
 
 def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions | None = None,
-                 marks: Mapping[int, str] | None = None) -> Ladder:
+                 marks: Mapping[int, str] | None = None, resent: Mapping[int, str] | None = None) -> Ladder:
     opts = opts or LadderOptions()
     keep = select_packets(traffic, opts)
     rows = plan_rows(traffic.packets, keep, steps, opts.gap)
@@ -314,5 +355,5 @@ def build_ladder(traffic: Traffic, steps: list[StepRecord], opts: LadderOptions 
     drawn = [r.packet for r in rows if isinstance(r, PacketRow)]
     folded = sum(r.count for r in rows if isinstance(r, FoldRow))
     gaps = [r for r in rows if isinstance(r, GapRow)]
-    return Ladder(ladder_svg(rows, hosts, traffic.start, traffic.hosts, marks=marks), rows, drawn,
+    return Ladder(ladder_svg(rows, hosts, traffic.start, traffic.hosts, marks=marks, resent=resent), rows, drawn,
                   len(traffic.packets), folded, gaps)

@@ -18,7 +18,8 @@ from ..peers import peer_kind
 from ..runfiles import ABOUT as RUN_FILES
 from ..wire import RST
 from .gather import RunData, read_log
-from .ladder import Ladder, LadderOptions, build_ladder, impair_marks, impaired_packets, packet_class
+from .ladder import (Ladder, LadderOptions, build_ladder, impair_marks, impaired_packets, packet_class,
+                     retransmitted_packets)
 from .tables import snapshot_views
 from .timechart import timeline_svg
 
@@ -150,7 +151,7 @@ def summary(data: RunData) -> dict[str, Any]:
 
 
 def network_lines(lab: Lab | None) -> list[str]:
-    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router and route."""
+    """A lab of several networks, a line each: its subnet, MTU and hosts; then each router, NAT box and route."""
     if lab is None or not lab.networks:
         return []
     lines = []
@@ -164,6 +165,10 @@ def network_lines(lab: Lab | None) -> list[str]:
         mtu = f", MTU {net.mtu}" if net.mtu is not None else ""
         lines.append(f"{key} {net.subnet}{mtu}: {', '.join(on)}")
     lines += [f"{h} forwards between {', '.join(host.networks)}" for h, host in lab.hosts.items() if host.router]
+    lines += [f"{h} is a NAT box: masquerades onto {host.nat.out}, forgets a connection idle for "
+              f"{host.nat.idle_timeout:g} s, then answers its packets with "
+              f"{'an RST' if host.nat.expired == 'rst' else 'nothing (drops them)'}"
+              for h, host in lab.hosts.items() if host.nat is not None]
     lines += [f"{h}: route to {r.to} via {r.via} ({lab.route_gateway(h, r)})"
               for h, host in lab.hosts.items() for r in host.routes]
     return lines
@@ -171,6 +176,7 @@ def network_lines(lab: Lab | None) -> list[str]:
 
 def packet_rows(packets: list[Packet], t0: float) -> list[dict[str, Any]]:
     return [{"n": p.n, "t": f"{p.ts - t0:.6f}", "line": p.tcpdump_line(), "where": p.where(), "cls": packet_class(p),
+             "journey": p.journey(),
              "payload": payload_text(p.tcp.payload) if p.tcp.payload else "", "conn": p.conn.name if p.conn else ""}
             for p in packets]
 
@@ -267,7 +273,8 @@ def build_context(data: RunData, opts: LadderOptions | None = None) -> dict[str,
     t0 = traffic.start if traffic.packets else (timelines.start if timelines.sockets else end)
     names = {ip: h for h, ip in (traffic.hosts or {}).items() if ip}
     found = impaired_packets(traffic, data.impaired)
-    ladder: Ladder = build_ladder(traffic, data.steps, opts, impair_marks(found))
+    ladder: Ladder = build_ladder(traffic, data.steps, opts, impair_marks(found),
+                                  retransmitted_packets(traffic, data.retransmits))
     snaps = [(n, float(s.get("time") or 0.0)) for n, s in snapshot_order(data.snapshots)]
     chart, left_out = timeline_svg(timelines, t0, snaps, names) if timelines.sockets else ("", 0)
     host_logs = {k: v for k, v in data.logs.items()}

@@ -35,7 +35,8 @@ class Evidence(TypedDict, total=False):
 class RunInfo(TypedDict, total=False):
     lab: str
     run: str  # the run id: lab name and UTC time
-    hosts: dict[str, str]  # host -> address
+    hosts: dict[str, str]  # host -> address (on its first network)
+    addresses: dict[str, dict[str, str]]  # host -> network -> its address there (every network it is on)
     containers: dict[str, str]  # host -> its container's name
     subnet: str
     phases: dict[str, float]  # seconds per phase of bring-up and take-down (network, hosts, ..., teardown)

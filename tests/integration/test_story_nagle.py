@@ -23,11 +23,10 @@ def story(shipped_run: Any) -> StoryRun:
     return story_run(shipped_run, "nagle")
 
 
-def test_every_expectation_holds_within_30_seconds(story: StoryRun) -> None:
+def test_every_expectation_holds(story: StoryRun) -> None:
     assert story.proc.returncode == 0, story.said()
     result = json.loads((story.run_dir / "result.json").read_text())
     assert result["counts"]["failed"] == 0 and result["counts"]["error"] == 0, story.said()
-    assert story.seconds <= 30, f"lab run took {story.seconds:.1f} s"
 
 
 def test_the_report_explains_the_stall_and_names_the_nodelay_connection(story: StoryRun) -> None:

@@ -25,12 +25,11 @@ def story(shipped_run: Any) -> StoryRun:
     return story_run(shipped_run, "timewait")
 
 
-def test_every_expectation_holds_within_30_seconds(story: StoryRun) -> None:
+def test_every_expectation_holds(story: StoryRun) -> None:
     assert story.proc.returncode == 0, story.said()
     result = json.loads((story.run_dir / "result.json").read_text())
     assert result["counts"]["failed"] == 0 and result["counts"]["error"] == 0, story.said()
     assert len(result["expectations"]) == len(yaml.safe_load((story.run_dir / "lab.yaml").read_text())["expect"])
-    assert story.seconds <= 30, f"lab run took {story.seconds:.1f} s"
 
 
 def test_the_kernel_facts_it_depends_on_are_recorded(story: StoryRun) -> None:

@@ -72,6 +72,42 @@ def test_a_rule_that_does_not_fit_the_story_is_refused(steps: list[dict[str, Any
     assert refused(steps) == line
 
 
+def test_the_icmp_frag_needed_drop_and_the_mss_clamp_are_each_their_iptables_rules() -> None:
+    lab = lab_of([{"host": "server", "firewall": "drop", "icmp": "frag-needed", "as": "hole"}])
+    comment = ["-m", "comment", "--comment", "tcplab:hole"]
+    # what leaves the host, its own ICMP (a router's) and what it forwards for others: one rule
+    assert rule_specs(lab.steps[0], lab, 0) == [
+        ["POSTROUTING", "-t", "mangle", "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment, "-j", "DROP"]]
+    assert step_title(lab.steps[0]) == "server's firewall drops the ICMP 'fragmentation needed' it sends or forwards"
+    routed = validate({"name": "fw", "networks": {"a": {"subnet": "10.9.1.0/24"}, "b": {"subnet": "10.9.2.0/24"}},
+                       "hosts": {"r": {"image": "tcplab/client", "router": True, "networks": {"a": {}, "b": {}}}},
+                       "steps": [{"host": "r", "firewall": "clamp-mss", "port": 8001, "as": "clamp"}]}, "fw.yaml")
+    assert rule_specs(routed.steps[0], routed, 0) == [
+        ["FORWARD", "-t", "mangle", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-m", "multiport", "--ports", "8001",
+         "-m", "comment", "--comment", "tcplab:clamp", "-j", "TCPMSS", "--clamp-mss-to-pmtu"]]
+    assert step_title(routed.steps[0]) == "r clamps the MSS of the SYNs it forwards to the path's MTU on port 8001"
+
+
+@pytest.mark.parametrize("step,line", [
+    ({"host": "server", "firewall": "reject", "icmp": "frag-needed"},
+     "fw.yaml: steps.0.icmp: only a drop takes icmp: the ICMP messages are dropped, not answered"),
+    ({"host": "server", "firewall": "drop", "icmp": "frag-needed", "to": "client"},
+     "fw.yaml: steps.0.to: an ICMP rule is about every peer's packets: leave to out"),
+    ({"host": "server", "firewall": "drop", "icmp": "frag-needed", "port": 80},
+     "fw.yaml: steps.0.port: an ICMP message has no port: leave port out"),
+    ({"host": "server", "firewall": "drop", "icmp": "echo"},
+     "fw.yaml: steps.0.icmp: 'echo' is not one of 'frag-needed'"),
+    ({"host": "server", "firewall": "clamp-mss", "with": "tcp-reset"},
+     "fw.yaml: steps.0.with: only a reject answers with something: a clamp-mss is silent"),
+    ({"host": "server", "firewall": "clamp-mss", "from": "client"},
+     "fw.yaml: steps.0.from: a clamp is about every peer's packets: leave from out"),
+    ({"host": "server", "firewall": "clamp-mss"},
+     "fw.yaml: steps.0.firewall: server forwards no packets: clamp the MSS on a router: true host"),
+])
+def test_an_icmp_rule_or_a_clamp_that_does_not_fit_is_refused(step: dict[str, Any], line: str) -> None:
+    assert refused([step]) == line
+
+
 def test_a_lifted_rule_may_be_set_again() -> None:
     lab = lab_of([{"host": "server", "firewall": "drop", "as": "b"}, {"host": "server", "lift": "b"},
                   {"host": "server", "firewall": "reject", "as": "b"}])

@@ -307,15 +307,26 @@ def test_lab_new_puts_the_programs_beside_a_draft_that_builds_them_and_keeps_the
     assert not (other / "programs").exists()  # telnet and tcplab/server need nothing beside the draft
 
 
-def test_keepalive_probes_say_the_timers_their_gaps_show(tmp_path: Path) -> None:
+def test_keepalive_probes_turn_keepalive_on_with_the_timers_their_gaps_show(tmp_path: Path) -> None:
     path = tmp_path / "ka.pcap"
     pk = _conversation(b"hello\n")[:5]  # the data at 13.0 is acked at 13.0001; the client's next seq is 1007
     pk += [_seg(18.0001 + i * 2, C, S, 40000, 9000, "A", 1006, 5001) for i in range(4)]
     pk.append(_seg(26.0001, C, S, 40000, 9000, "RA", 1007, 5001))
     wrpcap(str(path), pk)
-    (note,) = [u for u in draft_lab(read_capture_file(path), [1], "ka.pcap").not_inferred if "keepalive" in u]
-    assert "4 keepalive probes" in note and "the first 5.0 s after" in note
-    assert "tcp_keepalive_time=5, tcp_keepalive_intvl=2, tcp_keepalive_probes=4" in note
+    draft = draft_lab(read_capture_file(path), [1], "ka.pcap")
+    lab = _lab(draft.text)
+    assert lab["hosts"]["client"]["sysctls"] == {"net.ipv4.tcp_keepalive_time": 5, "net.ipv4.tcp_keepalive_intvl": 2,
+                                                 "net.ipv4.tcp_keepalive_probes": 4}
+    assert "# connection 1: 4 keepalive probes, the first 5.0 s after the last packet, 2.0, 2.0, 2.0 s apart, then " \
+           "an RST" in draft.text
+    steps = lab["steps"]
+    assert [s["text"] for s in steps if s.get("send") == "app1"] == ["keepalive\nwrite hello\\n\n"]
+    # the probes went unanswered: the server falls silent after the last exchange, the client's kernel resets
+    assert [s for s in steps if "firewall" in s] == [
+        {"host": "server", "firewall": "drop", "from": "client", "as": "vanish1",
+         "title": "server falls silent: its firewall drops all client sends"}]
+    assert steps[-1]["wait"] == {"rst_from": "client"}
+    assert not [u for u in draft.not_inferred if "RST" in u]  # the kernel's reset is played, not a guess
     path2 = tmp_path / "plain.pcap"
     wrpcap(str(path2), _conversation(b"hello\n"))  # its ACKs are not one byte behind: no probe
-    assert not [u for u in draft_lab(read_capture_file(path2), [1], "plain.pcap").not_inferred if "keepalive" in u]
+    assert "keepalive" not in draft_lab(read_capture_file(path2), [1], "plain.pcap").text

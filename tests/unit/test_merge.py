@@ -157,7 +157,7 @@ def test_merging_a_capture_cut_by_a_crash(tmp_path: Path) -> None:
     paths["missing"] = tmp_path / "nothing-here.pcap"
     out = tmp_path / "all.pcapng"
     n = merge_captures(paths, {**IPS, "ghost": "10.77.0.9", "missing": "10.77.0.10"}, [], out)
-    assert n == 7, "the server's last packet (its ack of the FIN) is lost with the cut record"
+    assert n == 8, "the server's last packet, cut from its capture, is kept from its receiver's"
     assert not (tmp_path / "all.pcapng.tmp").exists()
 
 
@@ -211,3 +211,23 @@ def test_analysis_keeps_the_same_copies_as_the_merged_file(tmp_path: Path) -> No
     analysed = [(p.capture, p.tcp.ip_id) for p in load_traffic(tmp_path).packets]
     assert analysed == merged
     assert ("server", 7) in analysed  # win's FIN, from the receiver's copy
+
+
+def test_a_routed_copy_is_one_packet_a_rewritten_or_forged_one_is_kept_from_the_receiver(tmp_path: Path) -> None:
+    """Client 10.1.0.2 - box - server 10.2.0.2: the box routes one packet (TTL one less), masquerades one (its
+    address 10.2.0.3 as the source) and answers one in the server's name (an RST the server never sent)."""
+    ips = {"client": "10.1.0.2", "box": "10.1.0.3", "server": "10.2.0.2"}
+    c, s, out = ips["client"], ips["server"], "10.2.0.3"
+    routed = (tcp_frame(c, s, 40001, 8000, seq=1, ip_id=7), tcp_frame(c, s, 40001, 8000, seq=1, ip_id=7, ttl=63))
+    masq = (tcp_frame(c, s, 40002, 8000, seq=5, ip_id=8), tcp_frame(out, s, 40002, 8000, seq=5, ip_id=8, ttl=63))
+    reply = tcp_frame(s, c, 8000, 40001, seq=9, ack=2, ip_id=3)  # the server's own, routed back: one packet
+    forged = tcp_frame(s, c, 8000, 40002, seq=6, flags=0x04, ip_id=0)  # the box's RST in the server's name
+    caps = {"client": [(T0, routed[0]), (T0 + 0.1, masq[0]), (T0 + 0.3, reply), (T0 + 0.4, forged)],
+            "server": [(T0 + 0.01, routed[1]), (T0 + 0.11, masq[1]), (T0 + 0.29, reply)]}
+    out_file = tmp_path / "all.pcapng"
+    assert merge_captures(write_caps(tmp_path, caps), ips, [], out_file) == 5
+    _, frames = read_merged(out_file)
+    kept = [(f.interface, decode_tcp(RawPacket(f.ts, f.data, len(f.data), 0))) for f in frames]
+    assert [(where, t.src, t.dport, t.flag_string()) for where, t in kept if t is not None] == [
+        ("client", c, 8000, "."), ("client", c, 8000, "."), ("server", out, 8000, "."), ("server", s, 40001, "."),
+        ("client", s, 40002, "R")]

@@ -199,3 +199,28 @@ def test_resolve_lab_name_asks_the_engine_only_for_names(tmp_path: Path) -> None
     assert resolve_run_dir("closewait", tmp_path / "runs", finder) == rd and asked == ["closewait"]
     with pytest.raises(NotARun, match="lab is not up"):
         resolve_run_dir("other", tmp_path / "runs", finder)
+
+
+_PREPARE_WITHOUT_COMPILING = """
+import jinja2
+def refuse(*a, **k):
+    raise AssertionError("the template was compiled again")
+jinja2.Environment.compile = refuse
+from tcplab.report import prepare
+prepare()
+"""
+
+
+def test_the_compiled_template_is_kept_between_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "TCPLAB_CACHE": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", "from tcplab.report import prepare; prepare()"], env=env,
+                           capture_output=True, text=True, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "cache" / "templates").iterdir()), "the first process leaves the compiled template"
+    second = subprocess.run([sys.executable, "-c", _PREPARE_WITHOUT_COMPILING], env=env, capture_output=True,
+                            text=True, cwd=ROOT)
+    assert second.returncode == 0, second.stderr
+    (tmp_path / "blocked").write_text("a file where the cache directory would be")
+    blocked = subprocess.run([sys.executable, "-c", "from tcplab.report import prepare; prepare()"], cwd=ROOT,
+                             env={**env, "TCPLAB_CACHE": str(tmp_path / "blocked")}, capture_output=True, text=True)
+    assert blocked.returncode == 0, "no cache is slower, not an error: " + blocked.stderr

@@ -131,14 +131,15 @@ def test_no_matching_packet_shows_the_closest(tmp_path: Path) -> None:
 
 # --- probes ---------------------------------------------------------------------------------
 
-def keepalive_story(probes: int = 3) -> list[Pkt]:
-    """A connection, a line of data acked, then keepalive probes from win (seq = snd_una - 1), unanswered."""
+def keepalive_story(probes: int = 3, late: float = 0.0) -> list[Pkt]:
+    """A connection, a line of data acked, then keepalive probes from win (seq = snd_una - 1), unanswered, the
+    first one 2 s (+ ``late``) after the data."""
     ws, ss = WIN_ISN, SRV_ISN
     pk = [Pkt(T0 + 1, "win", "server", "S", ws), Pkt(T0 + 1.0001, "server", "win", "SA", ss, ws + 1),
           Pkt(T0 + 1.0002, "win", "server", "A", ws + 1, ss + 1),
           Pkt(T0 + 1.5, "win", "server", "PA", ws + 1, ss + 1, payload=b"hi\n"),
           Pkt(T0 + 1.5001, "server", "win", "A", ss + 1, ws + 4)]
-    pk += [Pkt(T0 + 3.5 + i, "win", "server", "A", ws + 3, ss + 1) for i in range(probes)]
+    pk += [Pkt(T0 + 3.5 + late + i, "win", "server", "A", ws + 3, ss + 1) for i in range(probes)]
     return pk
 
 
@@ -177,10 +178,28 @@ def test_a_delay_from_a_sysctl_the_run_read(tmp_path: Path) -> None:
     run = with_sysctls(make_run(tmp_path, expect=exp, packets=keepalive_story(), trans=[], snaps={}), "win", ka)
     v = verdicts(run)["x"]
     assert v.held, v.message
-    assert "at data+2.000s±0.100s (hosts.win.sysctls.net.ipv4.tcp_keepalive_time)" in v.expected
+    assert ("at data+2.000s±0.100s, or up to 0.250s later (hosts.win.sysctls.net.ipv4.tcp_keepalive_time: a kernel "
+            "timer)") in v.expected
     run = make_run(tmp_path / "b", expect=exp, packets=keepalive_story(), trans=[], snaps={})
     v = verdicts(run)["x"]
     assert v.status == "error" and "did not read net.ipv4.tcp_keepalive_time on win" in v.missing
+
+
+@pytest.mark.parametrize("late,held", [(0.2, True), (0.34, True), (0.4, False), (-0.2, False)])
+def test_a_kernel_timers_delay_may_be_late_by_its_wheel_granularity_never_early(tmp_path: Path, late: float,
+                                                                              held: bool) -> None:
+    """A 2 s timer sits in the timer wheel's level of 256 ms granularity (HZ 250): it fires up to 1/8 of its
+    time late (0.25 s), on top of the tolerance (0.1 s), and never early."""
+    exp = [{"name": "data", "packet": {"from": "win", "payload": "hi"}},
+           {"name": "x", "packet": {"from": "win", "probe": True, "after": "data",
+                                    "delay": "hosts.win.sysctls.net.ipv4.tcp_keepalive_time", "tolerance": "100ms"}}]
+    ka = {"net.ipv4.tcp_keepalive_time": "2", "net.ipv4.tcp_keepalive_intvl": "1",
+          "net.ipv4.tcp_keepalive_probes": "3"}
+    run = with_sysctls(make_run(tmp_path, expect=exp, packets=keepalive_story(late=late), trans=[], snaps={}),
+                       "win", ka)
+    v = verdicts(run)["x"]
+    assert v.held is held, v.message
+    assert "data+2.000s±0.100s, or up to 0.250s later" in v.expected, v.expected
 
 
 # --- queues and timers ------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def test_a_router_between_three_networks_reaches_both_ways(tmp_path: Path) -> No
 
 def test_export_gives_a_compose_network_per_lab_network() -> None:
     lab, resolved = load_lab(ROUTED)
-    doc = yaml.safe_load(export_compose(lab, resolved, source="routed.yaml").text)
+    text = export_compose(lab, resolved, source="routed.yaml").text
+    doc = yaml.safe_load(text)
+    assert "The subnets 10.231.1.0/24, 10.231.2.0/24 are the lab's own" in text
     assert set(doc["networks"]) == {"left", "right"}
     right = doc["networks"]["right"]
     assert right["internal"] is False and right["ipam"]["config"] == [{"subnet": "10.231.2.0/24"}]
@@ -129,3 +131,67 @@ def test_export_gives_a_compose_network_per_lab_network() -> None:
     assert doc["services"]["client-routes"]["cap_add"] == ["NET_ADMIN"]
     assert "cap_add" not in doc["services"]["client"]
     assert doc["services"]["router"]["sysctls"]["net.ipv4.ip_forward"] == "1"
+
+
+def test_relocation_moves_each_network_with_its_addresses_routes_and_the_addresses_steps_name() -> None:
+    from tcplab.model.topology import relocation
+
+    lab = routed()
+    new = {"left": ipaddress.IPv4Network("10.92.61.0/24"), "right": ipaddress.IPv4Network("10.92.62.0/24")}
+    sets = relocation(lab, new)
+    assert sets == ["networks.left.subnet=10.92.61.0/24", "networks.right.subnet=10.92.62.0/24",
+                    "hosts.server.routes.0.to=10.92.61.0/24", "hosts.client.networks.left.ip=10.92.61.10",
+                    "hosts.client.routes.0.to=10.92.62.0/24", "steps.0.start.1=10.92.62.2"]
+    moved = routed(*sets)
+    assert moved.route_gateway("client", moved.hosts["client"].routes[0]) == ipaddress.IPv4Address("10.92.61.2")
+    assert str(moved.host_addresses("server")["right"]) == "10.92.62.2"
+IDLE = ROOT / "labs" / "idle-timeout" / "lab.yaml"
+
+
+def test_a_nat_box_is_a_router_with_a_short_flow_table_memory_set_from_its_routes_sidecar(tmp_path: Path) -> None:
+    lab = load_lab(IDLE)[0]
+    plan = plan_of(lab, tmp_path)
+    box = plan.host("nat").spec
+    assert box.sysctls["net.ipv4.ip_forward"] == "1"
+    assert box.sysctls["net.netfilter.nf_conntrack_tcp_timeout_established"] == "3"
+    assert box.sysctls["net.netfilter.nf_conntrack_tcp_loose"] == "0"
+    assert "net.netfilter.nf_conntrack_tcp_loose" not in plan.host("client").spec.sysctls
+    for host in plan.hosts:
+        assert host.spec.cap_add == ()
+    routes = {s.role: s for s in plan.host("nat").sidecars}["routes"]
+    assert routes.spec.command == ["sh", "-c", ROUTES_SCRIPT, "sh", "nat", "10.93.2.2", "rst"]
+    assert routes.spec.cap_add == ("NET_ADMIN",)
+    assert "NAT onto outside" in routes.about and "an RST" in routes.about
+    # the run reads the box's settings back, in every host
+    assert {"net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_tcp_loose"} <= set(
+        lab.sysctls_read())
+    dropping = load_lab(IDLE, ["hosts.nat.nat.expired=drop", "hosts.nat.nat.idle_timeout=350"])[0]
+    routes = {s.role: s for s in plan_of(dropping, tmp_path).host("nat").sidecars}["routes"]
+    assert routes.spec.command[-3:] == ["nat", "10.93.2.2", "drop"] and "dropped" in routes.about
+    assert plan_of(dropping, tmp_path).host("nat").spec.sysctls[
+        "net.netfilter.nf_conntrack_tcp_timeout_established"] == "350"
+
+
+def test_a_host_outside_a_nat_box_needs_no_way_back_to_the_hosts_behind_it(tmp_path: Path) -> None:
+    data: dict[str, Any] = {
+        "networks": {"inside": {"subnet": "10.93.101.0/24"}, "outside": {"subnet": "10.93.102.0/24"}},
+        "hosts": {
+            "client": {"image": "tcplab/client", "networks": {"inside": {}},
+                       "routes": [{"to": "10.93.102.0/24", "via": "box"}]},
+            "box": {"image": "tcplab/client", "router": True, "nat": {"out": "outside"},
+                    "networks": {"inside": {}, "outside": {}}},
+            "server": {"image": "tcplab/server", "networks": {"outside": {}}}}}
+    lab = lab_of(tmp_path, data)
+    assert lab.hosts["box"].nat is not None and lab.hosts["box"].nat.idle_timeout == 350
+    del data["hosts"]["box"]["nat"]  # a plain router: the server cannot answer the client
+    with pytest.raises(LabError, match=r"hosts.server.routes: host 'server' has no path to host 'client'"):
+        lab_of(tmp_path, data)
+
+
+def test_the_export_carries_the_nat_box_settings() -> None:
+    lab, resolved = load_lab(IDLE)
+    compose = yaml.safe_load(export_compose(lab, resolved, source="lab.yaml").text)
+    box = compose["services"]["nat"]
+    assert box["sysctls"]["net.netfilter.nf_conntrack_tcp_timeout_established"] == "3"
+    routes = compose["services"]["nat-routes"]
+    assert routes["command"][-3:] == ["nat", "10.93.2.2", "rst"] and routes["cap_add"] == ["NET_ADMIN"]

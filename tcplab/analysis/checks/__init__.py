@@ -7,7 +7,8 @@ and says what it needs recorded to judge at all (:meth:`~.base.Check.missing`, s
 """
 from __future__ import annotations
 
-from . import counter, packet, program, state, transition  # each registers its check
+from . import counter, packet, program, retransmit, state, transition  # each registers its check
 from .base import CHECKS, Check, check_for, register
 
-__all__ = ["CHECKS", "Check", "check_for", "register", "counter", "packet", "program", "state", "transition"]
+__all__ = ["CHECKS", "Check", "check_for", "register", "counter", "packet", "program", "retransmit", "state",
+           "transition"]

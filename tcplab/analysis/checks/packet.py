@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ...model.lab import INTERVAL_PATTERNS, Expectation, PacketMatch, sysctl_ref
+from ...model.lab import INTERVAL_PATTERNS, Expectation, Intervals, PacketMatch, RetransmitMatch, sysctl_ref
 from ...wire import ACK, FLAG_BITS
 from ..evidence import capture_gaps, capture_hosts, unplayed
 from ...runfiles import run_info
-from ..kernel_timers import recorded, recorded_pattern
+from ..kernel_timers import RTO_MIN, recorded, recorded_pattern, rto_backoff
 from ..packets import Packet
 from ..runview import RunView
 from ..verdicts import ARROW, Verdict, fmt_span, verdict, when
@@ -63,9 +63,27 @@ def _packet_diffs(m: PacketMatch, p: Packet) -> list[tuple[str, int]]:
         d.append(("options", 1))
     if m.payload is not None and m.payload.encode("utf-8", "replace") not in t.payload:
         d.append(("payload", 1 if t.payload else 2))
+    if m.length is not None and not _length_fits(m, len(t.payload)):
+        d.append(("length", 1))
     if m.probe is not None and p.probe != m.probe:
         d.append(("probe", 2))
     return d
+
+
+def _length_fits(m: PacketMatch, length: int) -> bool:
+    if isinstance(m.length, int):
+        return length == m.length
+    return m.length is None or ((m.length.min is None or length >= m.length.min)
+                                and (m.length.max is None or length <= m.length.max))
+
+
+def _length_words(m: PacketMatch) -> str:
+    if isinstance(m.length, int):
+        return f"length {m.length}"
+    lo, hi = (m.length.min, m.length.max) if m.length is not None else (None, None)
+    if lo is not None and hi is not None:
+        return f"length {lo}-{hi}"
+    return f"length >= {lo}" if lo is not None else f"length <= {hi}"
 
 
 def _direction(src: str | None, dst: str | None, port: int | None = None) -> str:
@@ -92,8 +110,12 @@ def describe_match(m: PacketMatch) -> str:
         parts.append(f"no {','.join(m.without_options)}")
     if m.payload is not None:
         parts.append(f"payload containing {m.payload!r}")
+    if m.length is not None:
+        parts.append(_length_words(m))
     if m.probe is not None:
         parts.append("a zero-length probe (seq = snd_una - 1)" if m.probe else "not a probe")
+    if m.seen_at is not None:
+        parts.append(f"as captured on {m.seen_at}")
     return " ".join(parts)
 
 
@@ -118,6 +140,8 @@ def describe_packet(p: Packet, m: PacketMatch, at: str) -> str:
         parts.append(f"payload {t.payload[:40]!r}" + ("..." if len(t.payload) > 40 else ""))
     if m.probe is not None:
         parts.append(f"length {len(t.payload)}" + (", a probe" if p.probe else ", not a probe"))
+    elif m.length is not None:
+        parts.append(f"length {len(t.payload)}")
     parts.append(at)
     return " ".join(parts)
 
@@ -144,7 +168,7 @@ class PacketWindow:
         return self.end
 
 
-def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
+def packet_window(m: PacketMatch | RetransmitMatch, view: RunView) -> PacketWindow:
     """Where the rule looks: after its anchor (at its delay), up to ``within`` or ``before``."""
     w = PacketWindow()
     if m.after is not None:
@@ -154,9 +178,13 @@ def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
         if ref is not None:
             value, w.unread = recorded(view.info.get("sysctls"), *ref)
             delay = None if value is None else float(value)
+        # a delay that is a sysctl of the kernel's is one of its timers, which fire up to 1/8 of their time
+        # late (the timer wheel's granularity), never early
+        late = delay / 8 if ref is not None and delay is not None else 0.0
         if m.delay is not None:
-            named = f" ({m.delay})" if isinstance(m.delay, str) else ""
-            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{named}" if delay is not None
+            named = f" ({m.delay}{': a kernel timer' if late else ''})" if isinstance(m.delay, str) else ""
+            slack = f", or up to {fmt_span(late)} later" if late else ""
+            w.timing = (f" at {m.after}+{fmt_span(delay)}±{fmt_span(m.tolerance)}{slack}{named}" if delay is not None
                         else f" at {m.after}+{m.delay} (not {'read' if ref else 'set'} in this run)")
         elif m.within is not None:
             w.timing = f" within {fmt_span(m.within)} after {m.after}"
@@ -170,7 +198,7 @@ def packet_window(m: PacketMatch, view: RunView) -> PacketWindow:
             if delay is None:
                 w.unresolved_delay = True
             else:
-                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance)
+                w.target = (anchor_t + delay - m.tolerance, anchor_t + delay + m.tolerance + late)
         if m.within is not None:
             w.end = anchor_t + m.within
     if m.before is not None:
@@ -214,6 +242,8 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
         return w.target is None or w.target[0] <= p.ts <= w.target[1]
 
     packets = view.traffic.packets
+    if m.seen_at is not None:  # each packet as the host's capture holds it; one it never saw is not there
+        packets = [q for q in (p.at(m.seen_at) for p in packets) if q is not None]
     candidates = [] if w.unresolved_delay else [p for p in packets if w.contains(p.ts) and not _packet_diffs(m, p)]
     if m.intervals is not None:
         seq = judge_sequence(exp, m, view, base, w, candidates, at, on_target)
@@ -253,7 +283,8 @@ def judge_packet(exp: Expectation, m: PacketMatch, view: RunView) -> Verdict:
             p = matching[0]
             return verdict(exp, True, expected, describe_packet(p, m, at(p)), p.where(), time=p.ts, label="seen")
     if not packets:
-        return verdict(exp, False, expected, "no TCP packets were captured", "capture/")
+        return verdict(exp, False, expected, "no TCP packets were captured"
+                       + (f" on {m.seen_at}" if m.seen_at is not None else ""), "capture/")
 
     def distance(p: Packet) -> float:
         if w.unresolved_delay:  # no moment to aim at: prefer what came after the anchor
@@ -285,24 +316,62 @@ class Sequence:
     tolerances: list[float]
     words: str
     unread: str = ""
+    floor: float | None = None  # the least the first gap may be (rto-backoff: TCP_RTO_MIN)
 
 
-def sequence_of(m: PacketMatch, view: RunView) -> Sequence:
-    """The gaps of ``m.intervals``: as written, or a kernel timer's for the sysctls the run read on the sender.
-    A kernel timer fires up to 1/8 of its time late (the timer wheel's granularity), so each gap of a
-    timer's pattern is allowed that much on top of ``tolerance``."""
-    tol = m.tolerance
-    if isinstance(m.intervals, list):
-        return Sequence(list(m.intervals), [tol] * len(m.intervals),
-                        f"{', '.join(fmt_span(g) for g in m.intervals)} apart (±{fmt_span(tol)})")
-    name = str(m.intervals)
-    pattern, why = recorded_pattern(name, INTERVAL_PATTERNS[name], view.info.get("sysctls"), m.from_ or "")
+# how far below TCP_RTO_MIN a first RTO may seem: the capture stamps the original a little after the kernel does
+FLOOR_SLACK = 0.001
+
+
+def expected_sequence(intervals: Intervals, tolerance: float, host: str, view: RunView,
+                      seen: list[float] | None = None, skip: int = 0) -> Sequence:
+    """The gaps of ``intervals``: as written, or a kernel timer's for the sysctls the run read on ``host`` (the
+    sender), without its first ``skip`` gaps (a sequence of retransmissions has no original), or ``rto-backoff``
+    computed from the first of the gaps ``seen``. A kernel timer fires up to 1/8 of its time late (the timer
+    wheel's granularity), so each gap of a timer's pattern is allowed that much on top of ``tolerance``."""
+    tol = tolerance
+    if isinstance(intervals, list):
+        return Sequence(list(intervals), [tol] * len(intervals),
+                        f"{', '.join(fmt_span(g) for g in intervals)} apart (±{fmt_span(tol)})")
+    name = str(intervals)
+    if name == "rto-backoff":
+        first = seen[0] if seen else RTO_MIN
+        gaps = rto_backoff(first, max(len(seen or []), 2)).gaps
+        return Sequence(gaps, [tol + g / 8 for g in gaps],
+                        f"each gap twice the one before, the first (the RTO) at least {fmt_span(RTO_MIN)} "
+                        f"(±{fmt_span(tol)} + 1/8 of each gap: rto-backoff on {host})", floor=RTO_MIN)
+    pattern, why = recorded_pattern(name, INTERVAL_PATTERNS[name], view.info.get("sysctls"), host)
     if pattern is None:
-        return Sequence([], [], f"{name} of {m.from_}", unread=why)
-    gaps = pattern.gaps
+        return Sequence([], [], f"{name} of {host}", unread=why)
+    gaps = pattern.gaps[skip:]
     spaced = f"{', '.join(fmt_span(g) for g in gaps)} apart" if gaps else "no retransmission"
     return Sequence(gaps, [tol + g / 8 for g in gaps],
-                    f"{spaced} (±{fmt_span(tol)} + 1/8 of each gap: {name} for {pattern.why} on {m.from_})")
+                    f"{spaced} (±{fmt_span(tol)} + 1/8 of each gap: {name} for {pattern.why} on {host})")
+
+
+def sequence_of(m: PacketMatch, view: RunView, seen: list[float] | None = None) -> Sequence:
+    """The gaps of ``m.intervals`` for the sending host (``from``)."""
+    assert m.intervals is not None
+    return expected_sequence(m.intervals, m.tolerance, m.from_ or "", view, seen)
+
+
+def sequence_differs(sq: Sequence, seen_gaps: list[float]) -> list[str]:
+    """How the gaps seen differ from the sequence's: their count, the first below its floor, the first gap off."""
+    differs: list[str] = []
+    if len(seen_gaps) != len(sq.gaps):
+        differs.append("count")
+    if sq.floor is not None and seen_gaps and seen_gaps[0] < sq.floor - FLOOR_SLACK:
+        differs.append(f"gap 1 ({fmt_span(seen_gaps[0])} seen: below TCP_RTO_MIN, {fmt_span(sq.floor)})")
+    off = [i for i, (g, s, tol) in enumerate(zip(sq.gaps, seen_gaps, sq.tolerances)) if abs(s - g) > tol]
+    if off:
+        i = off[0]
+        differs.append(f"gap {i + 1} ({fmt_span(sq.gaps[i])} expected, {fmt_span(seen_gaps[i])} seen)")
+    return differs
+
+
+def gaps_text(seen_gaps: list[float]) -> str:
+    """The gaps seen, in words (the first 12)."""
+    return ", ".join(fmt_span(g) for g in seen_gaps[:12]) + (", ..." if len(seen_gaps) > 12 else "")
 
 
 def judge_sequence(exp: Expectation, m: PacketMatch, view: RunView, base: str, w: PacketWindow,
@@ -310,26 +379,19 @@ def judge_sequence(exp: Expectation, m: PacketMatch, view: RunView, base: str, w
                    on_target: Callable[[Packet], bool]) -> Verdict | None:
     """Every matching packet of the window, the gaps between them as asked; None: nothing matched at all (the
     caller then shows the closest packet)."""
-    sq = sequence_of(m, view)
+    seen_gaps = [b.ts - a.ts for a, b in zip(candidates, candidates[1:])]
+    sq = sequence_of(m, view, seen_gaps)
     expected = f"{len(sq.gaps) + 1} × {base}{w.timing}, {sq.words}"
     if sq.unread:
         return verdict(exp, False, expected, sq.unread, run_info.NAME, label="seen")
     if not candidates:
         return None
-    seen_gaps = [b.ts - a.ts for a, b in zip(candidates, candidates[1:])]
-    differs: list[str] = []
-    if len(candidates) != len(sq.gaps) + 1:
-        differs.append("count")
-    off = [i for i, (g, s, tol) in enumerate(zip(sq.gaps, seen_gaps, sq.tolerances)) if abs(s - g) > tol]
-    if off:
-        i = off[0]
-        differs.append(f"gap {i + 1} ({fmt_span(sq.gaps[i])} expected, {fmt_span(seen_gaps[i])} seen)")
+    differs = sequence_differs(sq, seen_gaps)
     if not on_target(candidates[0]):
         differs.append("time")
     first = candidates[0]
-    gaps_text = ", ".join(fmt_span(g) for g in seen_gaps[:12]) + (", ..." if len(seen_gaps) > 12 else "")
     seen = f"{len(candidates)}: the first {describe_packet(first, m, at(first))}" + (
-        f", then {gaps_text} apart" if seen_gaps else ", and no other")
+        f", then {gaps_text(seen_gaps)} apart" if seen_gaps else ", and no other")
     note = f"; differs in {', '.join(differs)}" if differs else ""
     return verdict(exp, not differs, expected, seen, first.where(), time=first.ts if not differs else None,
                    note=note, label="seen")
@@ -366,4 +428,6 @@ class PacketCheck(Check[PacketMatch]):
         gap = unplayed(view, w.observed_until())
         if gap:
             return gap
+        if m.seen_at is not None:
+            return capture_gaps(view, [m.seen_at])
         return capture_gaps(view, capture_hosts(view, m.from_, m.to))

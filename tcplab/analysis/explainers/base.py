@@ -30,6 +30,7 @@ _ADDR = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})")
 
 LINGER = 1.0  # a closing state that ends within this many seconds is a normal close, not a finding
 MAX_FINDINGS = 20  # per explainer; the rest are counted
+FLOOD_SYNS = 50  # single SYNs from one source to one listener that make a flood
 
 
 # --- formatting -------------------------------------------------------------
@@ -126,9 +127,33 @@ class RunEvidence:
 
     @cached_property
     def names(self) -> dict[str, str]:
-        """Address -> host name."""
-        return {ip: h for h, ip in self.traffic.hosts.items() if ip} or \
+        """Address -> host name (every address of a host of several networks)."""
+        out = dict(self.traffic.ip_host) or {ip: h for h, ip in self.traffic.hosts.items() if ip} or \
             {ip: h for h, ip in (self.info.get("hosts") or {}).items() if ip}
+        for h, by_net in (self.info.get("addresses") or {}).items():
+            for ip in by_net.values():
+                out.setdefault(ip, h)
+        return out
+
+    @cached_property
+    def floods(self) -> dict[tuple[str, str, int], list[Connection]]:
+        """(source, listener address, port) -> the connections of a SYN flood from that source: at least
+        ``FLOOD_SYNS`` connections whose source sent one SYN and nothing else (no retransmission, no ACK of a
+        SYN-ACK): SYNs no socket sent, never meant to complete."""
+        groups: dict[tuple[str, str, int], list[Connection]] = {}
+        for c in self.traffic.connections:
+            sent = [p for p in c.packets if p.tcp.src == c.key[0]]
+            if len(sent) == 1 and sent[0].tcp.flags & (SYN | ACK) == SYN:
+                groups.setdefault((c.key[0], c.key[2], c.key[3]), []).append(c)
+        return {k: v for k, v in groups.items() if len(v) >= FLOOD_SYNS}
+
+    @cached_property
+    def _flooding(self) -> set[int]:
+        return {id(c) for group in self.floods.values() for c in group}
+
+    def flooding(self, conn: Connection) -> bool:
+        """Whether ``conn`` is one of a SYN flood's (see :attr:`floods`)."""
+        return id(conn) in self._flooding
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -137,6 +162,12 @@ class RunEvidence:
 
     def name(self, ip: str) -> str:
         return self.names.get(ip, ip)
+
+    def forwards(self, host: str) -> bool:
+        """Whether ``host`` is a router of the lab (a NAT box too): the packets in its name that it forwards or
+        masquerades are another host's, and it has no socket of them."""
+        h = self.lab.hosts.get(host) if self.lab is not None else None
+        return h is not None and h.router
 
     def peer(self, host: str) -> Peer:
         """The TCP stack ``host`` shows on the wire, as the lab set it (the model's default for a host the lab

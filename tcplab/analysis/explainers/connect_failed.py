@@ -6,6 +6,7 @@ Speaks for every connection whose first packet is a SYN that was never answered 
 - nothing came back: the client's kernel retransmitted its SYN on its own timer (the pattern of
   ``tcp_syn_retries`` and ``tcp_syn_linear_timeouts``, compared with the values the run read) until it gave
   up - connect() fails with ETIMEDOUT. A lab's firewall step that drops the client's packets is named.
+A SYN flood's single SYNs (no socket sent them) are the syn_flood explainer's.
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _is_syn(p: Packet) -> bool:
 
 
 def connect_finding(run: RunEvidence, conn: Connection) -> Finding | None:
-    if not conn.packets or not _is_syn(conn.packets[0]):
-        return None
+    if not conn.packets or not _is_syn(conn.packets[0]) or run.flooding(conn):
+        return None  # a flood's SYNs meant no connection: the syn_flood explainer speaks of them
     first = conn.packets[0]
     client_ip, server_ip = first.tcp.src, first.tcp.dst
     if any(p.tcp.src == server_ip and p.tcp.flags & SYN for p in conn.packets):
@@ -98,11 +99,17 @@ def connect_finding(run: RunEvidence, conn: Connection) -> Finding | None:
         facts.append(Fact(said["ETIMEDOUT"], None))
     waited = fmt_span((gave_up or syns[-1].ts) - first.ts)
     title = f"{where(run, sock)}: SYN unanswered, connect() timed out after {waited}"
-    why = (f"{peer} never answered: its packets were dropped on the way (a firewall that DROPs, or a host that is "
-           f"down or unreachable). {host}'s kernel cannot tell silence from loss, so it retransmits the SYN on its "
-           "timer - 1 s apart for the first tcp_syn_linear_timeouts retries (kernels >= 6.5), then doubling - and "
-           "after tcp_syn_retries gives up: connect() fails with ETIMEDOUT (\"Connection timed out\"). With the "
-           "default of 6 retries that is 127-131 s.")
+    flooders = sorted({run.name(src) for src, dst, p in run.floods if (dst, p) == (server_ip, port)})
+    if flooders:
+        facts.append(Fact(f"{peer}:{port} was under a SYN flood from {', '.join(flooders)} meanwhile: with its SYN "
+                          "queue full and no SYN cookies its kernel drops every new SYN (see the SYN flood).", None))
+    dropped = (f"{peer}'s kernel dropped them: its listener's SYN queue was full (a SYN flood) and it sends no SYN "
+               "cookies" if flooders else "its packets were dropped on the way (a firewall that DROPs, or a host "
+               "that is down or unreachable)")
+    why = (f"{peer} never answered: {dropped}. {host}'s kernel cannot tell silence from loss, so it retransmits "
+           "the SYN on its timer - 1 s apart for the first tcp_syn_linear_timeouts retries (kernels >= 6.5), then "
+           "doubling - and after tcp_syn_retries gives up: connect() fails with ETIMEDOUT (\"Connection timed "
+           "out\"). With the default of 6 retries that is 127-131 s.")
     fix = ("Open the path (the firewall rule, the route), or make the firewall REJECT so clients fail at once. "
            "Clients should not wait minutes: a connect timeout in the application (a non-blocking connect with a "
            "deadline), TCP_SYNCNT on the socket, or a smaller net.ipv4.tcp_syn_retries.")

@@ -30,13 +30,26 @@ class HalfOpen(Explainer):
             if row.state != "ESTABLISHED" or row.key() in seen:
                 continue
             peer = run.names.get(row.peer_ip)
-            if peer is None or not _forgotten_at(run, peer, row.snapshot, row.key()):
+            if peer is None or _translated(run, row.host, peer) or not _forgotten_at(run, peer, row.snapshot,
+                                                                                        row.key()):
                 continue
             seen.add(row.key())
             sock = SocketId(row.host, row.local_ip, row.local_port, row.peer_ip, row.peer_port)
             if not out.full():
                 out.findings.append(half_open_finding(run, sock, peer, row.snapshot, row.time))
         return out
+
+
+def _translated(run: RunEvidence, host: str, peer: str) -> bool:
+    """Whether the two ends see different four-tuples: ``peer`` is a router (it has no socket of a connection it
+    forwards), or a NAT box stands between hosts that share no network (the far end sees the box's address)."""
+    lab = run.lab
+    if lab is None or host not in lab.hosts or peer not in lab.hosts:
+        return False
+    if run.forwards(peer):
+        return True
+    apart = not set(lab.host_addresses(host)) & set(lab.host_addresses(peer))
+    return apart and any(h.nat is not None for h in lab.hosts.values())
 
 
 def _forgotten_at(run: RunEvidence, peer: str, snapshot: str, key: tuple[str, int, str, int]) -> bool:

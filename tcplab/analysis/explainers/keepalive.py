@@ -27,7 +27,8 @@ class Keepalive(Explainer):
         out = Result()
         for conn in run.traffic.connections:
             for ip in {p.tcp.src for p in conn.packets if p.probe}:
-                out.add(keepalive_finding(run, conn, ip))
+                if not run.forwards(run.name(ip)):  # a NAT box's copy of another host's probes: that host's
+                    out.add(keepalive_finding(run, conn, ip))
         return out
 
 

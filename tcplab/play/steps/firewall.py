@@ -21,7 +21,17 @@ IPTABLES = ["iptables", "-w", "5"]  # -w: wait for the xtables lock rather than 
 
 def rule_specs(step: FirewallStep, lab: Lab, index: int) -> list[list[str]]:
     """Each rule of the step as iptables' chain and match, without the action (-I to set, -D to lift):
-    ``from`` is the host's INPUT, ``to`` its OUTPUT, neither both."""
+    ``from`` is the host's INPUT, ``to`` its OUTPUT, neither both. The ICMP "fragmentation needed" that leaves
+    the host, its own and what it forwards, is the mangle table's POSTROUTING (one rule, one exec to set or
+    lift); a clamp is the mangle table's FORWARD (the SYNs it forwards)."""
+    comment = ["-m", "comment", "--comment", f"tcplab:{step.rule_name(index)}"]
+    port = ["-m", "multiport", "--ports", str(step.port)] if step.port is not None else []
+    if step.firewall == "clamp-mss":
+        return [["FORWARD", "-t", "mangle", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", *port, *comment,
+                 "-j", "TCPMSS", "--clamp-mss-to-pmtu"]]
+    if step.icmp == "frag-needed":
+        return [["POSTROUTING", "-t", "mangle", "-p", "icmp", "--icmp-type", "fragmentation-needed", *comment,
+                 "-j", "DROP"]]
     chains: list[tuple[str, list[str]]] = []
     if step.from_ is not None:
         chains.append(("INPUT", ["-s", str(lab.host_ip(step.from_))]))
@@ -29,10 +39,8 @@ def rule_specs(step: FirewallStep, lab: Lab, index: int) -> list[list[str]]:
         chains.append(("OUTPUT", ["-d", str(lab.host_ip(step.to))]))
     else:
         chains += [("INPUT", []), ("OUTPUT", [])]
-    port = ["-m", "multiport", "--ports", str(step.port)] if step.port is not None else []
     how = step.rejects_with()
     target = ["-j", "DROP"] if how is None else ["-j", "REJECT", "--reject-with", how]
-    comment = ["-m", "comment", "--comment", f"tcplab:{step.rule_name(index)}"]
     return [[chain, *peer, "-p", "tcp", *port, *comment, *target] for chain, peer in chains]
 
 
