@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from dataclasses import dataclass
 import sys
 import time
 from typing import Any, Callable
@@ -199,6 +200,38 @@ SENDERS = 2  # sender processes: one per core of the machine the project runs on
 TIME_BUDGET = 100.0  # seconds: the ramp stops early rather than overrun
 
 
+@dataclass(frozen=True)
+class Variant:
+    """tcpdump options against the lab's (``-B`` ring KiB, ``-s`` snaplen: None keeps the lab's,
+    ``--immediate-mode``), or one capture on the bridge instead of one per host."""
+    label: str
+    buffer_kib: int = 32768
+    snaplen: int | None = None
+    immediate: bool = True
+    bridge: bool = False
+
+    def apply(self, command: list[str]) -> list[str]:
+        out = list(command)
+        if self.snaplen is not None:
+            out[out.index("-s") + 1] = str(self.snaplen)
+        if not self.immediate:
+            out.remove("--immediate-mode")
+        if self.bridge:  # a bridge hands its local tap the frames it forwards between ports only when promiscuous
+            out.remove("-p")
+        return out
+
+
+VARIANTS = (
+    Variant("as shipped: per host, -B 32768 -s <a frame: MTU + 18> --immediate-mode -U"),
+    Variant("per host, -s 0 (before: 64 KB GSO slots)", snaplen=0),
+    Variant("per host, -s 0 -B 131072 (4x ring)", snaplen=0, buffer_kib=131072),
+    Variant("per host, -s 256 (headers)", snaplen=256),
+    Variant("per host, -s 0, no --immediate-mode (TPACKET_V3 blocks)", snaplen=0, immediate=False),
+    Variant("one on the bridge (host netns, promiscuous), -s 0", bridge=True, snaplen=0),
+    Variant("one on the bridge (host netns, promiscuous), -s <a frame>", bridge=True),
+)
+
+
 class CaptureBench:
     def __init__(self, seconds: float, keep: bool) -> None:
         sys.path.insert(0, ROOT)
@@ -209,6 +242,8 @@ class CaptureBench:
         self.backend = DockerBackend()
         self.backend.ping()
         self.port = 5000
+        self.round = 0
+        self.captures: dict[str, str] = {}
         self.started = time.monotonic()
         self.log: list[str] = []
 
@@ -228,11 +263,11 @@ class CaptureBench:
 
         ImageBuilder(self.backend, IMAGES_DIR, lambda i, m: self.say(f"image {i}: {m}")).ensure(
             {"tcplab/client", "tcplab/tools"})
-        name = f"bench-capture-{os.getpid() % 100000}"
+        name = f"capbench-{os.getpid() % 100000}"
         out = os.path.join(BENCH_DIR, "out")
         os.makedirs(out, exist_ok=True)
         for attempt in range(6):
-            subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 250)}.0/24"
+            subnet = f"10.95.{random.randint(0, 255)}.0/24"  # this benchmark's own /16
             data = {"name": name, "summary": "capture benchmark", "network": {"subnet": subnet},
                     "capture": {"filter": "udp or tcp"},
                     "hosts": {"a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}}}
@@ -278,28 +313,64 @@ class CaptureBench:
         print(f"· {msg}", file=sys.stderr, flush=True)
 
     # captures
-    def start_captures(self, buffer_kib: int | None = None) -> None:
-        """The lab's capture sidecars; ``buffer_kib`` tries another ring size than the lab's."""
+    def start_captures(self, buffer_kib: int | None = None, variant: Variant | None = None) -> None:
+        """The lab's capture sidecars; ``buffer_kib`` tries another ring size than the lab's, ``variant``
+        other tcpdump options, or one capture on the network's bridge instead of one per host."""
         import dataclasses
 
         from tcplab.observe.capture import READY_LINE, CaptureSidecar
 
+        self.round += 1
+        self.captures = {}
+        if variant is not None and variant.bridge:
+            self._start_bridge_capture(variant)
+            return
         for h in ("a", "b"):
             spec = next(s.spec for s in self.plan.host(h).sidecars if s.role == "capture")
-            if buffer_kib is not None:
-                side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=buffer_kib)
-                spec = dataclasses.replace(spec, command=side.command(self.rd.pcap(h).name))
+            if buffer_kib is not None or variant is not None:
+                kib = variant.buffer_kib if variant is not None else buffer_kib
+                lab_side = spec.command or []
+                side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=kib or 32768,
+                                      snaplen=int(lab_side[lab_side.index("-s") + 1]))
+                command = side.command(f"{h}-{self.round}.pcap" if variant is not None else self.rd.pcap(h).name)
+                if variant is not None:
+                    command = variant.apply(command)
+                spec = dataclasses.replace(spec, command=command,
+                                           name=spec.name if variant is None else f"{spec.name}-{self.round}")
             self.backend.start_container(spec)
+            self.captures[h] = spec.name
             if not self.backend.wait_log(spec.name, READY_LINE, timeout=20):
                 raise RuntimeError(f"capture on {h} did not start: {self.backend.logs(spec.name)[-200:]}")
+
+    def _start_bridge_capture(self, variant: Variant) -> None:
+        """One tcpdump on the lab network's bridge, in the machine's own network namespace (which a lab's
+        sidecar may not join: measured here only to compare), the same options as the hosts' captures."""
+        from tcplab.observe.capture import READY_LINE, CaptureSidecar
+
+        net_id = self.backend.api.inspect_network(self.names.network)["Id"]
+        bridge = f"br-{net_id[:12]}"
+        lab_side = next(s.spec.command for s in self.plan.host("a").sidecars if s.role == "capture") or []
+        command = variant.apply(CaptureSidecar("bridge", self.lab.capture.filter, interface=bridge,
+                                               buffer_kib=variant.buffer_kib,
+                                               snaplen=int(lab_side[lab_side.index("-s") + 1]))
+                                .command(f"bridge-{self.round}.pcap"))
+        name = self.names.sidecar("a", f"bridge-{self.round}")
+        api = self.backend.api
+        api.create_container("tcplab/tools", command=command, name=name, labels=self.names.labels("capture", "a"),
+                             host_config=api.create_host_config(network_mode="host", cap_add=["NET_RAW"],
+                                                                binds=[f"{self.rd.capture_dir}:/capture:rw"],
+                                                                mem_limit="128m", init=True))
+        api.start(name)
+        self.captures["bridge"] = name
+        if not self.backend.wait_log(name, READY_LINE, timeout=20):
+            raise RuntimeError(f"capture on {bridge} did not start: {self.backend.logs(name)[-200:]}")
 
     def capture_counts(self) -> dict[str, dict[str, int]]:
         """Each capture's counts now: SIGUSR1 makes tcpdump print them; wait for the new block."""
         from tcplab.observe.capture import parse_tcpdump_stats
 
         out = {}
-        for h in ("a", "b"):
-            c = self.names.sidecar(h, "capture")
+        for h, c in self.captures.items():
             before = self.backend.logs(c).count("dropped by kernel")
             self.backend.api.kill(c, signal="SIGUSR1")
             deadline = time.monotonic() + 10
@@ -313,12 +384,18 @@ class CaptureBench:
             out[h] = parse_tcpdump_stats(text)
         return out
 
-    def stop_captures(self) -> dict[str, dict[str, int]]:
+    def stop_captures(self, remove: bool = False) -> dict[str, dict[str, int]]:
         from tcplab.observe.capture import parse_tcpdump_stats
 
-        names = [self.names.sidecar(h, "capture") for h in ("a", "b")]
+        names = list(self.captures.values())
         self.backend.stop(names, timeout=5)
-        return {h: parse_tcpdump_stats(self.backend.logs(n)) for h, n in zip(("a", "b"), names)}
+        out = {h: parse_tcpdump_stats(self.backend.logs(n)) for h, n in self.captures.items()}
+        if remove:
+            for n in names:
+                self.backend.api.remove_container(n, force=True)
+            for f in self.rd.capture_dir.glob(f"*-{self.round}.pcap"):
+                f.unlink()  # hundreds of MB at these rates: only the counts matter here
+        return out
 
     # traffic
     def _gen(self, host: str, *args: object) -> dict[str, Any]:
@@ -338,7 +415,10 @@ class CaptureBench:
 
     def udp_arrived(self) -> int:
         """Datagrams that reached b's UDP sockets (read or dropped for a full buffer), from b's /proc/net/snmp."""
-        text = self.backend.exec(self.names.host("b"), ["cat", "/proc/net/snmp"]).stdout
+        for _ in range(5):  # an exec on a loaded engine now and then returns nothing: ask again
+            text = self.backend.exec(self.names.host("b"), ["cat", "/proc/net/snmp"]).stdout
+            if "Udp:" in text:
+                break
         head, values = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")][:2]
         row = dict(zip(head, map(int, values)))
         return row["InDatagrams"] + row["RcvbufErrors"]
@@ -443,8 +523,14 @@ def bench_main(argv: list[str]) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--keep", action="store_true", help="keep the captures (bench/out/<run>/capture)")
     ap.add_argument("--buffer-kib", type=int, help="tcpdump's ring (-B) instead of the lab's, to compare")
+    ap.add_argument("--variants", action="store_true",
+                    help="instead: each capture choice (ring, snaplen, immediate mode, per host or on the bridge) "
+                         "at --rate, beside the same traffic without capture")
+    ap.add_argument("--rate", type=float, default=100000, help="packets/s for --variants (default 100000)")
     args = ap.parse_args(argv)
     b = CaptureBench(args.seconds, args.keep)
+    if args.variants:
+        return variants_main(b, args.rate, args.json)
     result: dict[str, Any] = {"seconds_per_run": args.seconds, "udp_payload": UDP_SIZE}
     try:
         b.say(f"setting up two lab hosts a -> b (load average {os.getloadavg()[0]:.2f})")
@@ -505,6 +591,45 @@ def bench_main(argv: list[str]) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+    return 0
+
+
+def variants_main(b: CaptureBench, rate: float, json_path: str | None) -> int:
+    """Each capture choice at ``rate`` packets/s of 64-byte UDP, a -> b, with its kernel drops, beside the same
+    traffic without capture (and the flood without capture), in one invocation."""
+    import datetime
+
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows: list[dict[str, Any]] = []
+    try:
+        b.say(f"setting up two lab hosts a -> b (load average {os.getloadavg()[0]:.2f})")
+        b.setup()
+        flood = b.udp()
+        paced = b.udp(rate)
+        b.say(f"without capture: flood {flood['sent_pps']:,.0f} pps, paced {paced['sent_pps']:,.0f} pps "
+              f"(load {os.getloadavg()[0]:.1f})")
+        for v in VARIANTS:
+            b.start_captures(variant=v)
+            r = b.udp(rate, captured=True)
+            b.stop_captures(remove=True)
+            r.update(variant=v.label, load=os.getloadavg()[0])
+            rows.append(r)
+            b.say(f"{v.label}: sent {r['sent_pps']:,.0f} pps, kernel drops {r['dropped']} "
+                  f"(captured {sum(c.get('captured', 0) for c in r['capture'].values()):,}), load {r['load']:.1f}")
+    finally:
+        b.teardown()
+    print(f"capture choices at {rate:,.0f} packets/s of {UDP_SIZE}-byte UDP between two lab hosts, {b.seconds:g} s "
+          f"each, {date}; without capture: flood {flood['sent_pps']:,.0f} pps sent, paced {paced['sent_pps']:,.0f} "
+          f"pps sent, {paced['received_pps']:,.0f} at b")
+    print("| choice | pps sent with capture | uncaptured (paced) | ratio | kernel drops | load average | date |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['variant']} | {r['sent_pps']:,.0f} | {paced['sent_pps']:,.0f} | "
+              f"{r['sent_pps'] / paced['sent_pps']:.2f} | {r['dropped']:,} | {r['load']:.1f} | {date} |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"date": date, "rate": rate, "flood_nocap": flood, "paced_nocap": paced, "variants": rows}, f,
+                      indent=2)
     return 0
 
 

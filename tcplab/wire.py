@@ -356,8 +356,13 @@ def decode_tcp(raw: RawPacket) -> TcpPacket | None:
     flags = doff_flags & 0xFF
     opts = _options(d[t + 20: t + doff])
     end = min(len(d), off + total) if total else len(d)
+    payload = d[t + doff: end]
+    if total and off + total > len(d) and raw.orig_len > len(d):
+        # cut by the capture's snaplen (a GSO super-packet is longer than any frame): its length is the IP
+        # header's, the bytes past the cut read as zeros
+        payload += bytes(off + total - max(len(d), t + doff))
     return TcpPacket(raw.ts, src, dst, sport, dport, seq, ack, flags, win, ttl, ip_id, opts,
-                     d[t + doff: end], csum, raw.index)
+                     payload, csum, raw.index)
 
 
 def _options(b: bytes) -> list[tuple[str, object]]:

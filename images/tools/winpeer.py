@@ -34,12 +34,14 @@ socket_killed, syn_rewritten (and error). SIGTERM removes the iptables rule,
 stops synrewrite and exits 0.
 
 Needs CAP_NET_RAW (sniff, send) and CAP_NET_ADMIN (iptables, NFQUEUE, ss -K).
-With ``--realtime PRIORITY`` (> 0) the timer thread and the threads that may hold
-the interpreter lock when it fires (main, socket killer) run at SCHED_FIFO,
+With ``--realtime PRIORITY`` (> 0) the timer thread alone runs at SCHED_FIFO,
 which needs CAP_SYS_NICE and, where the kernel schedules real-time tasks by
 cgroup (cgroup v1 with RT group scheduling), a real-time budget for the
-container (``--cpu-rt-runtime``). The capture thread stays at the normal
-policy: a flood of frames must not spend the budget. Where SCHED_FIFO is
+container (``--cpu-rt-runtime``). Only that thread: a group that spends its
+budget is throttled until the kernel has paid the excess back, a period (1 s)
+or more, and every real-time thread in it waits that long; the timer thread
+spends about a millisecond per timer. The main thread blocks without waking
+(it would hold the interpreter lock now and then). Where SCHED_FIFO is
 refused the program runs as without the option and says why.
 """
 from __future__ import annotations
@@ -332,12 +334,15 @@ class Scheduler:
     The thread wakes ``spin`` seconds early and spins the rest on the clock: a wakeup
     on a busy machine can take milliseconds, a running thread reads the clock in
     microseconds. At SCHED_FIFO (``realtime`` > 0) the wakeup preempts every normal
-    task, so a short spin does, and the spin keeps the interpreter lock.
+    task and the thread does not spin at all: a spinning real-time thread spends its
+    group's budget, and a throttled group waits for the rest of the period (a probe
+    at 5 timers a second with a 20 ms budget: a 1 ms spin gave a p99 of 620 ms, no
+    spin a worst case of 2.7 ms).
     Actions check themselves whether they were cancelled meanwhile.
     """
 
     SPIN = 0.010
-    SPIN_REALTIME = 0.001
+    SPIN_REALTIME = 0.0
 
     def __init__(self, realtime: int = 0) -> None:
         self.realtime = realtime
@@ -347,6 +352,7 @@ class Scheduler:
         self.counter = itertools.count()
         self.cancelled: set[int] = set()
         self.stopping = False
+        self.woke = 0.0
         self.thread = threading.Thread(target=self._run, name="fin-wait2-timers", daemon=True)
         self.thread.start()
 
@@ -371,7 +377,7 @@ class Scheduler:
     def _run(self) -> None:
         if self.realtime and enter_realtime(self.realtime) is not None:
             self.spin = self.SPIN
-        yield_every = 0 if self.spin == self.SPIN_REALTIME else 64
+        yield_every = 64
         while True:
             with self.cond:
                 while True:
@@ -385,6 +391,7 @@ class Scheduler:
                     remaining = self.heap[0][0] - time.monotonic()
                     if remaining <= self.spin:
                         deadline, token, fn = heapq.heappop(self.heap)
+                        self.woke = -remaining  # how far from its deadline the thread got the lock back
                         break
                     self.cond.wait(remaining - self.spin)
             spins = 0
@@ -402,7 +409,7 @@ class Conn:
     """What we know of one connection of this host, keyed (local ip, local port, peer ip, peer port)."""
 
     __slots__ = ("key", "fin_seq", "fin_ack", "fin_ts", "eth_src", "eth_dst", "acked", "peer_fin", "token",
-                 "rst_sent", "frame", "deadline_wall")
+                 "rst_sent", "frame", "deadline_wall", "armed_wall")
 
     def __init__(self, key: tuple[str, int, str, int]) -> None:
         self.key = key
@@ -417,6 +424,7 @@ class Conn:
         self.rst_sent = False
         self.frame: bytes | None = None
         self.deadline_wall: float | None = None
+        self.armed_wall: float | None = None  # when the timer was set (the FIN's ack read off the wire)
 
 
 class Iptables:
@@ -473,8 +481,9 @@ class WinPeer:
         threading.Thread(target=self._kill_worker, name="socket-killer", daemon=True).start()
 
     def _realtime(self, priority: int) -> int:
-        """SCHED_FIFO ``priority`` for this (the main) thread if asked and allowed: the priority the timers get,
-        0 for the normal policy. Says which, and why, as the first event."""
+        """Whether SCHED_FIFO ``priority`` is allowed here, tried on this (the main) thread, which goes back to
+        the normal policy at once: the priority the timer thread takes, 0 for the normal policy. Says which,
+        and why, as the first event."""
         if priority <= 0:
             self.events.emit("timer_priority", None, "FIN_WAIT_2 timers at the normal policy (SCHED_OTHER, "
                              "not asked for real time)")
@@ -482,6 +491,7 @@ class WinPeer:
         refused = enter_realtime(priority)
         context = realtime_context()
         if refused is None:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at SCHED_FIFO priority {priority} "
                              f"({context})")
             return priority
@@ -639,6 +649,7 @@ class WinPeer:
         conn.frame = rst_frame(conn.eth_src, conn.eth_dst, local, peer, lport, pport, rst_seq, conn.fin_ack,
                                next(self.ip_id) & 0xFFFF)
         conn.deadline_wall = conn.fin_ts + self.timeout
+        conn.armed_wall = time.time()
         # the deadline on the monotonic clock, counted from the FIN's wire timestamp
         deadline = time.monotonic() + (conn.deadline_wall - time.time())
         conn.token = self.scheduler.schedule(deadline, lambda c=conn: self._expire(c))
@@ -653,6 +664,7 @@ class WinPeer:
         self.events.emit("timer_cancelled", conn.key, f"FIN_WAIT_2 timer cancelled: {why}")
 
     def _expire(self, conn: Conn) -> None:
+        entered = time.time()
         with self.lock:
             if conn.token is None or conn.rst_sent or conn.peer_fin or conn.frame is None:
                 return
@@ -666,13 +678,13 @@ class WinPeer:
                          f"FIN_WAIT_2 timer ({self.timeout:.3f} s) expired: "
                          f"sent [R.] seq {(conn.fin_seq + 1) % SEQ_MOD} "
                          f"ack {conn.fin_ack} win 0 ttl {WINDOWS_TTL} at FIN + {sent - conn.fin_ts:.6f} s "
-                         f"({1000 * late:+.3f} ms)", sent)
+                         f"({1000 * late:+.3f} ms; armed at FIN + {(conn.armed_wall or sent) - conn.fin_ts:.3f} s, "
+                         f"the timer thread woke {1000 * self.scheduler.woke:+.3f} ms from the deadline, "
+                         f"began the action at {1000 * (entered - (conn.deadline_wall or sent)):+.3f} ms)", sent)
         self.kills.put(conn.key)
 
     # --- the host's own socket -------------------------------------------------
     def _kill_worker(self) -> None:
-        if self.realtime:  # it may hold the interpreter lock when a timer fires
-            enter_realtime(self.realtime)
         while True:
             key = self.kills.get()
             try:
@@ -759,8 +771,7 @@ def main() -> int:
     try:
         peer = WinPeer(args, stop)
         peer.start()
-        while not stop.wait(1.0):
-            pass
+        stop.wait()  # no timeout: a thread that wakes now and then may hold the interpreter lock when a timer fires
     except Exception as e:  # noqa: BLE001 - the sidecar says why it stops, then stops
         log(f"winpeer: {type(e).__name__}: {e}")
         if peer is not None:

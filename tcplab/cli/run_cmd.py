@@ -38,6 +38,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     from ..model import LabError
     from ..play.lifecycle import RunningLab, bring_down, bring_up
     from ..play.naming import new_run_id, process_start
+    from ..play.errors import TeardownIncomplete
     from ..play.session import StepFailure
     from .common import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, die, engine, resolve_lab, say, \
         interrupts_tear_down
@@ -53,6 +54,7 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
     # the run directory is chosen here so that it is known even when bring_up fails
     rd_path = out_dir if out_dir is not None else Path("runs") / new_run_id(lab.name)
     step_failed: str | None = None
+    left_behind: str | None = None
     try:
         try:
             images = ensure_images(backend, lab_images(lab, lab_path), lab_image_requests(lab, lab_path))
@@ -63,9 +65,13 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
             else:
                 running = RunningLab(lab.name, lab_run.names.run, str(lab_run.rd.path), str(os.getpid()),
                                      process_start(os.getpid()))
-                _, removed = bring_down(backend, running, say)
-                say(f"{lab.name} is down: removed {len(removed.containers)} containers, "
-                    f"{len(removed.networks)} networks, {len(removed.volumes)} volumes")
+                try:
+                    _, removed = bring_down(backend, running, say)
+                except TeardownIncomplete as e:  # the evidence is whole: judge it, then say what was left
+                    left_behind = str(e)
+                else:
+                    say(f"{lab.name} is down: removed {len(removed.containers)} containers, "
+                        f"{len(removed.networks)} networks, {len(removed.volumes)} volumes")
         finally:
             _remove_leftovers(backend, lab.name, say)
     except KeyboardInterrupt:
@@ -94,6 +100,9 @@ def run(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[
         from .compare_cmd import write_comparison
 
         write_comparison(Path(rd_path), other, Path("compare.html"))
+    if left_behind is not None:
+        die(EXIT_ENVIRONMENT, f"{left_behind}: the run was judged (exit status {code} otherwise; result.json in "
+                              f"{rel}), but the engine kept that object")
     raise SystemExit(code)
 
 

@@ -21,10 +21,21 @@ COUNTS_LINE = "dropped by kernel"  # the last line of the counts tcpdump prints 
 
 
 # tcpdump's ring (-B, KiB). In immediate mode libpcap uses TPACKET_V2, whose slots are each sized for the
-# largest frame the interface can hand over: 64 KB on a veth with offloads (GSO), so tcpdump's default
-# 2 MiB holds 32 packets and a burst while tcpdump waits on a write overflows it (bench/capture.py:
-# kernel drops from 14 000 pps). 32 MiB holds 512; it is kernel memory, taken once per capture.
+# snaplen, or with -s 0 for the largest frame the interface can hand over: 64 KB on a veth with offloads
+# (GSO), so 32 MiB held 512 packets (in 64 MiB of blocks) and a burst while tcpdump waits on a write
+# overflowed it (bench/capture.py: kernel drops from 14 000 pps, and at 70 000). With the snaplen of a
+# frame (below) the same 32 MiB holds ~20 000 slots of 1680 bytes. It is kernel memory, taken once per capture.
 BUFFER_KIB = 32768
+# Ethernet header (14), a VLAN tag (4) and the interface's MTU: every frame a lab's link carries, whole.
+# Only the kernel's GSO super-packets (a host's bulk data handed down in 64 KB pieces) are longer; they are
+# cut, and wire.decode_tcp keeps their length from the IP header.
+FRAME_OVERHEAD = 18
+DEFAULT_MTU = 1500  # the engine's bridge MTU where a lab sets none (Docker's default)
+
+
+def frame_snaplen(mtu: int | None) -> int:
+    """The snaplen that keeps every frame of a link of this MTU whole (the lab's, else the default)."""
+    return (mtu or DEFAULT_MTU) + FRAME_OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,11 @@ class CaptureSidecar:
     filter: str
     interface: str = "eth0"
     buffer_kib: int = BUFFER_KIB
+    snaplen: int = DEFAULT_MTU + FRAME_OVERHEAD
 
     def command(self, out_name: str) -> list[str]:
         return ["tcpdump", "-i", self.interface, "-p", "-n", "-U", "--immediate-mode", "-B", str(self.buffer_kib),
-                "-s", "0", "-Z", "root", "-w", f"/capture/{out_name}", self.filter]
+                "-s", str(self.snaplen), "-Z", "root", "-w", f"/capture/{out_name}", self.filter]
 
     capabilities: tuple[str, ...] = ("NET_RAW",)
 

@@ -24,7 +24,7 @@ from ..backend.agent import AGENT_COMMAND, AGENT_DIR
 from ..backend.base import ContainerSpec, Mount
 from ..model.lab import SINGLE_NETWORK, FirewallStep, ImpairStep, Lab
 from ..observe.capture import READY_LINE as CAPTURE_READY
-from ..observe.capture import CaptureSidecar
+from ..observe.capture import CaptureSidecar, frame_snaplen
 from ..observe import observer
 from ..observe.tracer import READY_LINE as TRACER_READY
 from ..observe.tracer import TRACEFS, StateTracer, instance_name
@@ -258,7 +258,9 @@ def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, write
                     network: str | None = None) -> SidecarPlan:
     """tcpdump in the host's network namespace, writing ``capture/<host>.pcap``; on a host of several networks,
     on its interface on its first network, and ``network``'s (a further one) into ``capture/<host>.<network>.pcap``."""
-    side = CaptureSidecar(host, lab.capture.filter)
+    mtus = [net.mtu for key, net in lab.lab_networks().items() if key in lab.host_addresses(host)]
+    mtus += [place.mtu for place in lab.hosts[host].networks.values() if place is not None and place.mtu is not None]
+    side = CaptureSidecar(host, lab.capture.filter, snaplen=max(frame_snaplen(m) for m in mtus or [None]))
     pcap = run_dir.pcap(host) if network is None else run_dir.capture_dir / f"{run_dir.pcap(host).stem}.{network}.pcap"
     command = side.command(pcap.name)
     if lab.networks:  # which interface is which network's is the engine's choice: find it by the address

@@ -11,3 +11,9 @@ class HostFailure(EngineError):
 
 class StepFailure(EngineError):
     """A step could not be played: its program did not become ready (or exited first), a wait timed out."""
+
+
+class TeardownIncomplete(EngineError):
+    """The run was collected, but the engine would not remove all of its objects (a Docker 20.10 engine under
+    load now and then keeps a network "with active endpoints" that no container holds): the evidence is whole
+    and can be judged; the leftover is the engine's, and still a broken environment (exit status 3)."""

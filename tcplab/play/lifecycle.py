@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..backend.base import (LABEL_LAB, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_RUN, LABEL_RUN_DIR, Backend,
-                            LabeledObject, Removed)
+                            EngineError, LabeledObject, Removed)
 from ..model import Lab, LabError
 from ..rundir import RunDir
 from ..runfiles import lab as lab_file
@@ -20,6 +20,7 @@ from ..runfiles import run_info
 from ..runfiles.run_info import RunInfoFile
 from .naming import RunNames, new_run_id, owner_alive
 from .collect import collect
+from .errors import TeardownIncomplete
 from .gate import StepGate
 from .session import LabRun
 from .steps.base import ShowCountdown
@@ -120,8 +121,11 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
 
 
 def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir, Removed]:
+    """Collect the run, then remove its objects. TeardownIncomplete: collected, but the engine kept an object."""
     rd = RunDir(running.run_dir)
     names = RunNames(running.lab, running.run, running.run_dir)
+    collected_whole = False
+    left: EngineError | None = None
     try:
         if rd.exists():
             lab = load_run_lab(running)
@@ -129,16 +133,26 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
             collect(backend, rd, names, lab, say)
             collected = time.monotonic() - t
             RunInfoFile(rd).update(phases={"collection": round(collected, 4)})
+            collected_whole = True
         else:
             say(f"run directory {rd.path} is gone: removing objects without collecting")
     finally:
         t = time.monotonic()
-        removed = teardown(backend, running.run)
+        removed = Removed()
+        try:
+            removed = teardown(backend, running.run)
+        except EngineError as e:
+            left = e
         remove_agent_dirs(rd)
         if rd.exists():
             derive_timewait(rd, say)
         if rd.exists():
-            RunInfoFile(rd).update(phases={"teardown": round(time.monotonic() - t, 4)}, state="down", ended=time.time())
+            RunInfoFile(rd).update(phases={"teardown": round(time.monotonic() - t, 4)}, state="down", ended=time.time(),
+                                   **({"error": f"teardown incomplete: {left}"} if left is not None else {}))
+        if left is not None:
+            if collected_whole:
+                raise TeardownIncomplete(str(left)) from None
+            raise left
     return rd, removed
 
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 BASE = os.environ.get("TCPLAB_OBSERVE_LAB", "closewait-linux")
 BASE_CHANGES: dict[str, Any] = {"hosts.win.peer.fin_wait2_timeout": "2s"} if BASE == "closewait" else {}
-SNAPLEN_FULL = 262144  # tcpdump -s 0
+SNAPLEN_FRAME = 1518  # tcpdump -s: a whole frame of the lab's 1500-byte links (observe/capture.frame_snaplen)
 INTERRUPT_STEP = 5  # index of the long wait in LONG_WAIT
 LONG_WAIT: dict[str, Any] = {"steps": [
     {"host": "linux", "start": ["telnet", "server", "8000"], "as": "telnet1", "ready": {"log": "Connected to"}},
@@ -62,12 +62,13 @@ def tshark(*args: str) -> tuple[str, list[str]]:
 
 
 def complete_pcap(path: Path) -> list[RawPacket]:
-    """The packets of a capture, asserting tcpdump wrote it whole: full snaplen, no cut last record."""
+    """The packets of a capture, asserting tcpdump wrote it whole: a frame's snaplen, no packet cut (these
+    stories send no bulk data: no GSO super-packet), no cut last record."""
     data = path.read_bytes()
     assert len(data) >= 24, f"{path.name}: no pcap header"
     magic, _, _, _, _, snaplen, linktype = struct.unpack("<IHHiIII", data[:24])
     assert magic == 0xA1B2C3D4, f"{path.name}: not a little-endian µs pcap"
-    assert snaplen == SNAPLEN_FULL and linktype == 1, (snaplen, linktype)
+    assert snaplen == SNAPLEN_FRAME and linktype == 1, (snaplen, linktype)
     off = 24
     while off < len(data):
         assert off + 16 <= len(data), f"{path.name}: a record header is cut at byte {off}"
@@ -155,7 +156,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory):
             lab_cmd("down", name, cwd=tmp, timeout=120)
 
 
-def test_every_host_has_a_complete_full_size_capture(observed: Observed) -> None:
+def test_every_host_has_a_complete_whole_frame_capture(observed: Observed) -> None:
     run = json.loads((observed.run_dir / "run.json").read_text())
     for host in observed.ips:
         pcap = observed.run_dir / "capture" / f"{host}.pcap"

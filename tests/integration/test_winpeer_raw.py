@@ -157,7 +157,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             c.reload()
             ips[c.name.rsplit("-", 1)[1]] = c.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         side = WindowsPeerSidecar.for_peer("win", WIN_PEER)
-        assert side is not None and side.command()[-1] == "/peer/win.jsonl"
+        assert side is not None and side.command()[side.command().index("--events") + 1] == "/peer/win.jsonl"
         e = Env(client, run, labels, network, server, lin, win, None, ips, tmp)
         e.peer = e.sidecar(win, "win-peer", side.command(), list(side.capabilities), (tmp / "peer", "/peer"))
 
