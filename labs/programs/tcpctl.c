@@ -8,6 +8,8 @@
  *   listen PORT BACKLOG      a listener on PORT with this backlog (SO_REUSEADDR)
  *   accept                   accept one connection: it becomes the current socket
  *   connect HOST PORT        connect to HOST:PORT: the current socket
+ *   bind SPORT               the next connect binds its socket to local port SPORT (SO_REUSEADDR) first: a
+ *                            connection a lab's impairment or firewall can tell apart by its port
  *   burst HOST PORT N SPORT  N connections at once (non-blocking, from ports SPORT, SPORT+1, ...),
  *                            each reported once it completes or fails, or after 3 s; kept open
  *                            (blocking again), the last one the current socket
@@ -58,6 +60,7 @@
 static int listener = -1;
 static int current = -1;
 static int delay_ack = 0;
+static int bind_port = 0; /* the local port of the next connect (0: the kernel's choice) */
 static int rcv_buf = 0; /* SO_RCVBUF of the next listen, connect or burst (0: the kernel's) */
 static int burst_fds[MAX_BURST], burst_ports[MAX_BURST], bursts = 0;
 static int accepted_fds[MAX_ACCEPTED], accepted = 0;
@@ -141,6 +144,16 @@ static void do_connect(const char *host, const char *port) {
     if (resolve(host, port, &a) < 0) return;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     set_rcvbuf(fd);
+    if (bind_port) {
+        int one = 1;
+        struct sockaddr_in local;
+        memset(&local, 0, sizeof local);
+        local.sin_family = AF_INET;
+        local.sin_port = htons((unsigned short)bind_port);
+        bind_port = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { failed("bind", errno); close(fd); return; }
+    }
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) { failed("connect", errno); close(fd); return; }
     current = fd;
     printf("connected to %s:%s\n", host, port);
@@ -322,6 +335,7 @@ static int run(char **w, int n) {
     if (!strcmp(c, "connect") && n >= 3) { do_connect(w[1], w[2]); return 3; }
     if (!strcmp(c, "burst") && n >= 5) { do_burst(w[1], w[2], w[3], w[4]); return 5; }
     if (!strcmp(c, "delayack")) { delay_ack = 1; printf("the next handshake's last ACK is delayed\n"); return 1; }
+    if (!strcmp(c, "bind") && n >= 2) { bind_port = atoi(w[1]); printf("the next connect is from port %d\n", bind_port); return 2; }
     if (!strcmp(c, "rcvbuf") && n >= 2) { rcv_buf = atoi(w[1]); printf("SO_RCVBUF %d on the next sockets\n", rcv_buf); return 2; }
     if (!strcmp(c, "pick") && n >= 2) { do_pick(w[1]); return 2; }
     if (!strcmp(c, "send") && n >= 2) { do_send(w[1]); return 2; }

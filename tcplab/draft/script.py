@@ -16,6 +16,10 @@ arrived, so the kernels see the same order and the same pace as the capture's pr
 * a server whose window closed (it advertised 0, then opened it again) stopped reading: its listener gets the small
   SO_RCVBUF its windows show (tcpctl's ``rcvbuf``), it reads nothing until the window opened again, and the
   client's writes in between are one bulk write (the persist timer's probes are the kernel's);
+* a client's data the server never acknowledged, sent again and again, was lost on its way in: the client connects
+  from the capture's port and the server's link drops every data segment from that port, from the first write on;
+  its kernel gives up after as many retransmissions as the capture shows (``tcp_retries2``); the draft lasts until
+  the last one, and half the next timer's wait;
 * a listener whose queue overflowed (a SYN-ACK retransmitted after the client's ACK, an RST answering that
   ACK, SYNs dropped while others were answered) never accepts, with the backlog its completed connections
   show (the queue holds backlog + 1); its clients open their connections at once from the capture's ports
@@ -179,6 +183,14 @@ def _rcvbuf(k: Conn) -> int:
     return size
 
 
+def _lost(k: Conn) -> bool:
+    """Whether the client's data never reached the server's program: sent again and again, never acknowledged."""
+    data = [p for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload]
+    acked = any(p.tcp.src == k.sip and p.tcp.flags & ACK and p.rel_ack > 1 for p in k.conn.packets)
+    return (k.refused is None and not acked and len({p.rel_seq for p in data}) < len(data)
+            and not any(p.tcp.flags & (FIN | RST) for p in k.conn.packets))
+
+
 def _mss(k: Conn, side: str) -> int:
     """The MSS the side's segments are cut to: the peer's SYN's option."""
     for p in k.conn.packets:
@@ -208,7 +220,10 @@ def _behind_unacked(k: Conn, a: Packet, b: Packet) -> bool:
         return False
     a_end = a.rel_seq + len(a.tcp.payload)
     first = next((q for q in k.conn.packets if q.tcp.src != side and q.tcp.flags & ACK and q.rel_ack >= a_end), None)
-    return first is not None and first.rel_ack >= b.rel_seq + len(b.tcp.payload)
+    if first is None:  # never acknowledged: ``b`` left before ``a`` went again (an RTO sends them as one)
+        again = next((q for q in k.conn.packets if q.tcp.src == side and q.rel_seq == a.rel_seq and q.ts > a.ts), None)
+        return b.rel_seq == a_end and (again is None or b.ts < again.ts)
+    return first.rel_ack >= b.rel_seq + len(b.tcp.payload)
 
 
 def _bulk(k: Conn, side: str) -> bool:
@@ -307,7 +322,7 @@ def scripted(conns: list[Conn]) -> bool:
     """Whether the capture shows what only the scripted play reproduces: an answer faster than a step, TCP_NODELAY
     at work, keepalive probes, a window closed by a reader that stopped reading, an overflowing accept queue."""
     for k in conns:
-        if _probes(k)[0] or _closed_window(k) or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
+        if _probes(k)[0] or _closed_window(k) or _lost(k) or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
             return True
         if k.unanswered and any(_overflow(j) for j in conns if (j.sip, j.port) == (k.sip, k.port)):
             return True
@@ -418,6 +433,10 @@ def _timeline(conns: list[Conn], listeners: dict[tuple[str, int], _Listener], ke
             fin = next((p.ts for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.flags & FIN), client[-1].t)
             exits[k.n] = max(fin, client[-1].t) if _closed_window(k) else client[-1].t  # a bulk write ends there
         acts.extend(client)
+        if _lost(k) and client:
+            acts.append(_Act(client[0].t, client[0].order, "impair", k.server, "", [], k))
+            unsure.append(f"connection {k.n}: the server never acknowledged the client's data, sent again and again: "
+                          "where it was lost (a dead link? a firewall?); the server's link drops it")
         if li is not None:
             li.accepted.append(k.n)
             done = _handshake_ack(k)
@@ -467,6 +486,17 @@ def script_play(conns: list[Conn], names: dict[str, str],
     notes: dict[str, list[str]] = {}
     listeners = _listeners(conns, sysctls, notes)
     keepalive = _keepalive_timers(conns, sysctls, notes, unsure)
+    for k in conns:
+        if _lost(k):
+            # the retransmissions stop where the capture's do: the kernel gives up at the timer after the last
+            again = sum(1 for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload and p.rel_seq == 1) - 1
+            had = sysctls.setdefault(k.client, {})
+            before = had.get("net.ipv4.tcp_retries2", 0)
+            had["net.ipv4.tcp_retries2"] = max(again, before if isinstance(before, int) else 0)
+            notes.setdefault(k.client, []).append(
+                f"connection {k.n}: its first segment sent {again} more times, then nothing: tcp_retries2 "
+                f"{again} stands in (could not infer whether tcp_retries2, TCP_USER_TIMEOUT or the capture's end "
+                "stopped them)")
     hosts: list[tuple[str, dict[str, Value], list[str]]] = []
     servers = {k.server for k in conns}
     for h in names.values():
@@ -529,6 +559,9 @@ def script_play(conns: list[Conn], names: dict[str, str],
                 current[act.prog] = act.k.n
                 typed.setdefault((act.host, act.prog), []).extend(act.cmds)
         _flush(steps, typed)
+        for act in phase:
+            if act.kind == "impair" and act.k is not None:
+                steps.append(_impair(act.k))
         bursts: dict[tuple[str, str, int], list[Conn]] = {}
         for act in phase:
             if act.kind == "burst" and act.k is not None:
@@ -546,6 +579,17 @@ def script_play(conns: list[Conn], names: dict[str, str],
             elif act.kind == "cmd" and act.prog not in served:
                 typed.setdefault((act.host, act.prog), []).extend(act.cmds)
         _flush(steps, typed)
+    lost = [k for k in conns if _lost(k)]
+    if lost:
+        # the retransmissions go on after the programs' last calls: until the capture's last one, and half the next
+        # timer's wait (twice the last gap) after it, so the draft's run shows as many
+        end = max(k.conn.packets[-1].ts for k in lost)
+        sent = [[p.ts for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload] for k in lost]
+        gap = max((b - a for ts in sent for a, b in zip(ts, ts[1:])), default=1.0)
+        steps.append(Item({"wait": {"seconds": seconds(end - last_t + gap)},
+                           "timeout": seconds(end - last_t + gap + 10),
+                           "title": "the client's kernel retransmits what the server's link drops"},
+                          note="the capture's last retransmission, and half the wait for the next"))
     for n in sorted(exits):
         done = next(c for c in conns if c.n == n)
         if n not in waited and _closed_window(done):  # the bulk write goes on after the reader read: its end
@@ -561,14 +605,22 @@ def script_play(conns: list[Conn], names: dict[str, str],
     return hosts, steps, _expectations(conns, listeners, keepalive)
 
 
+def _impair(k: Conn) -> Item:
+    return Item({"host": k.server, "impair": "drop", "every": 1,
+                 "match": {"from": k.client, "port": k.conn.key[1], "data": True}, "as": f"lose{k.n}",
+                 "title": f"{k.server}'s link loses every data segment of connection {k.n} from now on"})
+
+
 def _connect(k: Conn, act: _Act) -> Item:
-    start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, "connect", k.server, str(k.port), *act.cmds],
+    bind = ["bind", str(k.conn.key[1])] if _lost(k) else []
+    start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, *bind, "connect", k.server, str(k.port), *act.cmds],
                                "as": act.prog, "ready": {"log": "^connected"},
                                "title": f"{k.client} connects to {k.server} port {k.port}"
                                         + (f" ({', '.join(act.cmds)})" if act.cmds else "")}
     if k.refused is not None or k.unanswered:
         start["ready"] = {"log": "^connect failed"}
-    return Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
+    return Item(start, note="the capture's port, bound: the impairment tells its packets by it" if bind
+                else f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
 
 
 def _text(cmds: list[str]) -> str:
@@ -672,6 +724,11 @@ def _expectations(conns: list[Conn], listeners: dict[tuple[str, int], _Listener]
             if gave_up:
                 out.append(Item({"name": pre + "gives-up", "about": f"unanswered, {c} gives up and resets",
                                  "packet": {"from": c, "to": s, "port": k.port, "has_flags": "R"}}))
+        if _lost(k):
+            out.append(Item({"name": pre + "retransmits", "about": f"{s} never acknowledges: {c}'s kernel sends its "
+                                                                   "data again, each timer twice the one before",
+                             "packet": {"from": c, "to": s, "port": port, "seq": 1, "has_flags": "P",
+                                        "intervals": "rto-backoff", "tolerance": "100ms"}}))
         window = _closed_window(k)
         if window is not None:
             out.append(Item({"name": pre + "window-closes", "about": f"{s}'s program stops reading: its buffer "
@@ -721,7 +778,7 @@ def _nagle_expectations(k: Conn) -> list[Item]:
         return []
     c, s, pre = k.client, k.server, f"c{k.n}-"
     wait = b.ts - a.ts
-    base: dict[str, Value] = {"from": c, "to": s, "port": k.port}
+    base: dict[str, Value] = {"from": c, "to": s, "port": k.conn.key[1] if _lost(k) else k.port}  # bound: its own
     out = [Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
                  "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
     if nodelay:

@@ -134,6 +134,10 @@ def _timers(lab: str, run: Path) -> list[Any]:
             if synacks and acks:
                 out.append([round(acks[0].ts - synacks[0].ts, 1)]  # the first two timeouts: 1 s, then 2 s
                            + [round(b.ts - a.ts, 1) for a, b in zip(synacks, synacks[1:3])])
+        elif lab == "retransmit":  # the first segment's retransmission timer: each gap twice the one before
+            again = [p.ts for p in ps if p.tcp.src == c.key[0] and p.tcp.payload and p.rel_seq == 1]
+            if len(again) > 1:
+                out.append([round(b - a, 1) for a, b in zip(again, again[1:])])
         elif lab == "zero-window":  # the persist timer: the first probe an RTO after the zero window, then backoff
             closed = next((p for p in ps if p.tcp.src == c.key[2] and p.tcp.win == 0), None)
             probes = [p for p in ps if p.probe and closed is not None and p.ts > closed.ts]
@@ -180,6 +184,11 @@ ROUND_TRIPS = {
     # kernel probes the zero window meanwhile
     "zero-window": ([], [], {"client": [["S", "S.", ".", ">200000", "<0", ">F", "<F"],
                                         ["S", "S.", ".", ">200000", "<0", "win 0", "probes", "win open", ">F", "<F"]]}),
+    # tcpctl: the lost connections from the capture's ports, the server's link dropping their data from the first
+    # write on (head, tail, the tail's loss probe, four RTO retransmissions of both), tcp_retries2 4 standing in for
+    # what ended them; control's echo typed ahead
+    "retransmit": ([], [], {"client": [["S", "S.", "."] + ["P."] * 7] * 2
+                            + [["S", "S.", ".", "P.", ".", "P.", ".", "P.", "P.", "."]]}),
     "nagle": ([], [], {"client": [["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", ".", "P.", ".", "P."] * 9
                                   + ["F.", "F.", "."],
                                   ["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", "P.", ".", "P."] * 9
@@ -188,7 +197,7 @@ ROUND_TRIPS = {
 # where the story is within milliseconds or a kernel timer, the draft's run matches more than the flags: each
 # packet's direction and payload size, and the timers' gaps (_timers); a timer's repetitions after the first are
 # as many as the run is long (_repeats_cut)
-SEGMENTS = {"backlog", "keepalive", "nagle"}
+SEGMENTS = {"backlog", "keepalive", "nagle", "retransmit"}
 # a bulk transfer's segments are cut as the machine's pace lets the window and the ACKs come: its shape is compared
 # (_bulk_by_client), and its timers
 BULK = {"zero-window"}
@@ -202,9 +211,6 @@ NOT_ROUND_TRIPPED = {
     "idle-timeout": "a NAT box between two networks that forgets an idle connection and answers for the server: the "
                     "capture shows the box's RST in the server's name, but neither the box nor its flow table, and a "
                     "draft is one network of two hosts",
-    "retransmit": "segments lost on the way (the impairment drops them before the server's stack) and a sender that "
-                  "gives up after tcp_retries2 or TCP_USER_TIMEOUT: the capture shows the retransmissions, but not "
-                  "which copies were dropped where, nor the sysctl or the socket option that ended the connection",
     "syn-flood": "hundreds of SYNs from a raw socket, with no socket behind them, against servers with SYN cookies on "
                  "and off: a draft replays connections made by programs, one step each, and one host's capture does "
                  "not show the servers' tcp_syncookies",

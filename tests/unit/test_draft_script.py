@@ -184,3 +184,32 @@ def test_zero_window_a_small_receive_buffer_a_bulk_write_and_a_reader_that_reads
     assert "keepalive" not in text and "sysctls" not in text
     assert "sends 8000 bytes" in lab["story"]  # the retransmitted segment counted once
     assert any("one write of filler" in u for u in unsure)
+
+
+def test_retransmit_lost_data_is_dropped_on_the_servers_link_and_the_retransmissions_stop_where_the_captures_do() -> None:
+    """retransmit's run: lossy's and bounded's data never acknowledged (sent 4 more times), control's echoed."""
+    lab, text, unsure = _draft("retransmit")
+    assert [s["start"] for s in lab["steps"] if "start" in s] == [
+        ["/opt/lab/tcpctl", "listen", "8000", "5"],
+        # the lost ones from the capture's ports, so that the impairment tells them apart; their tail left right
+        # behind the unacknowledged head (the loss probe resent it alone): Nagle was off
+        ["/opt/lab/tcpctl", "bind", "40001", "connect", "server", "8000", "nodelay"],
+        ["/opt/lab/tcpctl", "bind", "40002", "connect", "server", "8000", "nodelay"],
+        ["/opt/lab/tcpctl", "connect", "server", "8000"]]
+    steps = lab["steps"]
+    drops = [i for i, s in enumerate(steps) if "impair" in s]
+    assert [steps[i]["match"] for i in drops] == [{"from": "client", "port": 40001, "data": True},
+                                                  {"from": "client", "port": 40002, "data": True}]
+    assert all(steps[i]["every"] == 1 and steps[i]["host"] == "server" for i in drops)
+    first_write = next(i for i, s in enumerate(steps) if s.get("send") == "app1")
+    assert max(drops) < first_write  # lost from the first write on
+    assert _typed(lab, "app1") == _typed(lab, "app2") == ["write head of request 1\\n\nwrite tail of request 1\\n\n"]
+    assert _typed(lab, "server-8000")[-1] == "read 18\nwrite head of request 1\\n\nread 18\nwrite tail of request 1\\n\n"
+    # four RTO retransmissions, then nothing: tcp_retries2 4 ends them; the draft lasts past the last one
+    assert lab["hosts"]["client"]["sysctls"] == {"net.ipv4.tcp_retries2": 4}
+    assert "wait" in steps[-1] and float(steps[-1]["wait"]["seconds"].rstrip("s")) > 3.2
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    assert rules["c1-retransmits"] == {"from": "client", "to": "server", "port": 40001, "seq": 1, "has_flags": "P",
+                                       "intervals": "rto-backoff", "tolerance": "100ms"}
+    assert "c2-retransmits" in rules and "c3-retransmits" not in rules
+    assert any("where it was lost" in u for u in unsure) and "TCP_USER_TIMEOUT" in text
