@@ -8,13 +8,19 @@ capture, as on the bridge), capture/all.pcapng merged by tcplab itself,
 steps, kernel transitions and snapshots. Connections carry a bulk transfer
 (data and acks), so the ladder has to fold.
 
+Each command is its own process, timed by its wall clock and its CPU time (user + system, from wait4:
+steadier than wall time on a shared machine), with its peak resident memory; the load average is
+printed beside every row, and the rows end with the table for bench/README.md.
+
 Usage: .venv/bin/python bench/report.py [--sizes 100,10000,100000] [--out bench/out] [--repeat 3]
-Exit status 1 if the largest report is 5 MB or more.
+                                        [--no-in-process]
+Exit status 1 if the largest report is 5 MB or more, or `lab report` of the largest run took more than
+1 GiB.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from typing import NamedTuple
 import json
 import os
 import shutil
@@ -136,14 +142,32 @@ def make_run(root: Path, packets: int) -> Path:
     return rd
 
 
-def timed(cmd: list[str]) -> float:
+class Measured(NamedTuple):
+    wall: float
+    cpu: float  # user + system
+    rss: int  # peak resident bytes
+
+
+def measured(cmd: list[str]) -> Measured:
+    """One run of ``cmd`` as a process of its own: its wall time, CPU time and peak memory (wait4)."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, cmd)
+    return Measured(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024)
 
 
-def best(fn: Callable[[], float], repeat: int) -> float:
-    return min(fn() for _ in range(repeat))
+def best(runs: list[Measured]) -> Measured:
+    """The fastest run's times; the largest peak memory of all."""
+    fastest = min(runs, key=lambda m: m.wall)
+    return Measured(fastest.wall, min(m.cpu for m in runs), max(m.rss for m in runs))
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -151,9 +175,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,10000,100000")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--repeat", type=int, default=3, help="best of N timings")
+    ap.add_argument("--no-in-process", dest="in_process", action="store_false",
+                    help="skip write_report timed inside this process")
     args = ap.parse_args()
     tshark = shutil.which("tshark")
     sizes = [int(s) for s in args.sizes.split(",")]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []
     for n in sizes:
         rd = make_run(args.out, n)
@@ -164,25 +191,48 @@ def main() -> int:
             write_report(rd)
             return time.perf_counter() - t
 
+        la0 = load()
+        t_report = min(report_in_process() for _ in range(args.repeat)) if args.in_process else float("nan")
         cli = [sys.executable, str(ROOT / "lab.py"), "report", str(rd)]
-        t_report = best(report_in_process, args.repeat)
-        t_cli = best(lambda cli=cli: timed(cli), args.repeat)
         read = [tshark, "-n", "-r", str(merged)] if tshark else []
-        t_tshark = best(lambda read=read: timed(read), args.repeat) if tshark else float("nan")
+        lab_runs, tshark_runs = [], []
+        for _ in range(args.repeat):  # alternated, so that both see the same load
+            lab_runs.append(measured(cli))
+            if tshark:
+                tshark_runs.append(measured(read))
+        lab = best(lab_runs)
+        ts = best(tshark_runs) if tshark else Measured(float("nan"), float("nan"), 0)
         html = (rd / "report.html").stat().st_size
-        rows.append((n, merged.stat().st_size, html, t_report, t_cli, t_tshark))
-    print(f"{'packets':>8} {'pcapng':>10} {'report':>10} {'size':>7} {'report':>9} {'lab report':>11} "
-          f"{'tshark -r':>10} {'lab report':>11}")
-    print(f"{'':>8} {'bytes':>10} {'bytes':>10} {'ratio':>7} {'in-proc s':>9} {'wall s':>11} {'wall s':>10} "
-          f"{'/ tshark':>11}")
-    worst = 0
-    for n, pcap, html, tr, tc, tt in rows:
-        print(f"{n:>8} {pcap:>10} {html:>10} {html / pcap:>7.2f} {tr:>9.3f} {tc:>11.3f} {tt:>10.3f} {tc / tt:>11.2f}")
-        worst = max(worst, html)
+        rows.append((n, merged.stat().st_size, html, t_report, lab, ts, f"{la0} -> {load()}"))
+    print(f"{'packets':>8} {'pcapng':>10} {'report':>10} {'report':>9} {'lab report':>11} {'tshark -r':>10} "
+          f"{'ratio':>6} {'lab report':>11} {'tshark -r':>10} {'lab report':>11}  load average")
+    print(f"{'':>8} {'bytes':>10} {'bytes':>10} {'in-proc s':>9} {'wall s':>11} {'wall s':>10} {'wall':>6} "
+          f"{'CPU s':>11} {'CPU s':>10} {'peak MiB':>11}")
+    for n, pcap, html, tr, lab, ts, la in rows:
+        print(f"{n:>8} {pcap:>10} {html:>10} {tr:>9.3f} {lab.wall:>11.3f} {ts.wall:>10.3f} {lab.wall / ts.wall:>6.2f} "
+              f"{lab.cpu:>11.3f} {ts.cpu:>10.3f} {lab.rss / 2**20:>11.0f}  {la}")
+    print(f"\nRows for bench/README.md ({started}, best of {args.repeat}, tshark {tshark_version(tshark)}):\n")
+    print("| packets | all.pcapng | report.html | `lab report` wall (CPU) | `tshark -r` wall (CPU) | ratio (wall) "
+          "| `lab report` peak memory | load average | date |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n, pcap, html, _, lab, ts, la in rows:
+        print(f"| {n:,} | {pcap / 1e6:.1f} MB | {html / 2**20:.2f} MiB | {lab.wall:.2f} s ({lab.cpu:.2f}) | "
+              f"{ts.wall:.2f} s ({ts.cpu:.2f}) | {lab.wall / ts.wall:.2f} | {lab.rss / 2**20:.0f} MiB | {la} | "
+              f"{started[:10]} |".replace(",", " "))
     big = rows[-1]
-    print(f"largest report: {big[2] / 1024 / 1024:.2f} MiB for {big[0]} packets (limit 5 MiB): "
-          f"{'ok' if big[2] < LIMIT else 'TOO LARGE'}")
-    return 0 if big[2] < LIMIT else 1
+    ok_size = big[2] < LIMIT
+    ok_rss = big[4].rss <= 2**30
+    print(f"\nlargest report: {big[2] / 1024 / 1024:.2f} MiB for {big[0]} packets (limit 5 MiB): "
+          f"{'ok' if ok_size else 'TOO LARGE'}; `lab report` peak memory {big[4].rss / 2**20:.0f} MiB (limit 1024): "
+          f"{'ok' if ok_rss else 'TOO MUCH'}")
+    return 0 if ok_size and ok_rss else 1
+
+
+def tshark_version(tshark: str | None) -> str:
+    if not tshark:
+        return "missing"
+    out = subprocess.run([tshark, "--version"], capture_output=True, text=True).stdout
+    return out.split("\n")[0].split(" ")[2] if out else "?"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -19,7 +19,7 @@ ACK = 0x10
 FIN, SYN, RST, PSH = 0x01, 0x02, 0x04, 0x08
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawPacket:
     ts: float
     data: bytes
@@ -27,7 +27,7 @@ class RawPacket:
     index: int  # 1-based frame number in its file, as Wireshark counts
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a million of them must fit in memory
 class TcpPacket:
     ts: float
     src: str
@@ -93,6 +93,120 @@ def read_pcap(f: BinaryIO) -> Iterator[RawPacket]:
         return
     rec, unit = pcap_format(head)
     yield from read_records(f, rec, unit)
+
+
+# The options of every segment the bulk reader finds without any: one list, never changed by anyone.
+NO_OPTIONS: list[tuple[str, object]] = []
+# Ethernet (no VLAN tag), IPv4 without options, the TCP header: what nearly every frame of a lab is.
+_ETH_IP_TCP = struct.Struct("!12xHBxHHHBB2x4s4sHHIIHHH")
+_CHUNK = 1 << 22
+
+
+def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags: int = 0) -> Iterator[TcpPacket]:
+    """The TCP/IPv4 segments of a classic pcap file (as :func:`read_pcap` then :func:`decode_tcp`, and
+    the same packets), each with its frame number in ``index``; frames that are not TCP/IPv4 are skipped
+    but counted. ``keep(src, dst)``: False skips the segments between those addresses without decoding
+    them (asked once per pair); ``flags``: only segments with one of these flags. Stops quietly at a
+    truncated last record; ValueError if the file is no pcap.
+
+    This is the bulk path (a run of a million packets): records are read in large chunks, decoded in
+    place with one unpack for the common layout, and addresses are made into strings once each."""
+    for t, _ in _segments(f, keep, flags, None):
+        yield t
+
+
+def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool], keep: Callable[[str, str], bool] | None = None
+                    ) -> Iterator[tuple[TcpPacket, bytes | None]]:
+    """:func:`read_tcp`'s segments (``keep`` as there), each with its :func:`frame_signature` when
+    ``sign(src, dst)`` (asked once per pair of addresses), else None."""
+    return _segments(f, keep, 0, sign)
+
+
+def ipv4_offset(d: bytes) -> int | None:
+    """Where the IPv4 header of an Ethernet frame starts (None: not IPv4)."""
+    off = 14
+    if len(d) >= 18 and d[12] == 0x81 and d[13] == 0x00:  # VLAN tag
+        off = 18
+    return off if len(d) >= off + 20 and d[off - 2] == 0x08 and d[off - 1] == 0x00 else None
+
+
+def frame_signature(d: bytes) -> bytes | None:
+    """What a router leaves as it was and a NAT box rewrites: the IP id, both addresses and the first 14 bytes
+    past the IP header (TCP's ports, seq, ack and flags). None: not IPv4."""
+    off = ipv4_offset(d)
+    if off is None:
+        return None
+    body = off + (d[off] & 0x0F) * 4
+    return d[off + 4:off + 6] + d[off + 12:off + 20] + d[body:body + 14]
+
+
+def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
+              sign: Callable[[str, str], bool] | None) -> Iterator[tuple[TcpPacket, bytes | None]]:
+    head = f.read(24)
+    if len(head) < 24:
+        return
+    rec, unit = pcap_format(head)
+    unpack_rec, unpack_frame = rec.unpack_from, _ETH_IP_TCP.unpack_from
+    names: dict[bytes, str] = {}
+    pairs: dict[bytes, tuple[bool, bool, str, str]] = {}  # each pair of addresses: kept, signed, the two names
+    ports: dict[int, int] = {}  # each port number one object: a million packets carry a few ports
+    buf, pos, index = b"", 0, 0
+    while True:
+        more = f.read(_CHUNK)
+        if not more:
+            return
+        buf = buf[pos:] + more
+        pos, n = 0, len(buf)
+        while pos + 16 <= n:
+            sec, frac, incl, orig = unpack_rec(buf, pos)
+            o = pos + 16
+            end = o + incl
+            if end > n:
+                break
+            index += 1
+            pos = end
+            if incl < 54 or buf[o + 12:o + 14] != b"\x08\x00" or buf[o + 14] != 0x45 or buf[o + 23] != 6:
+                frame = buf[o:end]
+                t = decode_tcp(RawPacket(sec + frac * unit, frame, orig, index))  # any other layout
+                if t is None or (flags and not t.flags & flags):
+                    continue
+                pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
+                known = pairs.get(pair)
+                if known is None:
+                    want = keep is None or keep(t.src, t.dst)
+                    known = pairs[pair] = (want, want and sign is not None and sign(t.src, t.dst), t.src, t.dst)
+                if known[0]:
+                    yield t, frame_signature(frame) if known[1] else None
+                continue
+            if flags and not buf[o + 47] & flags:
+                continue
+            pair = buf[o + 26:o + 34]
+            known = pairs.get(pair)
+            if known is None:
+                src, dst = _name(names, pair[:4]), _name(names, pair[4:])
+                want = keep is None or keep(src, dst)
+                known = pairs[pair] = (want, want and sign is not None and sign(src, dst), src, dst)
+            if not known[0]:
+                continue
+            (_, _, total, ip_id, frag, ttl, _, _, _, sport, dport, seq, ack, doff_flags, win,
+             csum) = unpack_frame(buf, o)
+            if frag & 0x1FFF:  # a later IP fragment: no TCP header here
+                continue
+            doff = (doff_flags >> 12) * 4
+            t0 = o + 34
+            stop = end if not total or end < o + 14 + total else o + 14 + total
+            yield TcpPacket(sec + frac * unit, known[2], known[3], ports.setdefault(sport, sport),
+                            ports.setdefault(dport, dport), seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
+                            _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
+                            buf[t0 + (doff if doff > 20 else 20):stop], csum, index), \
+                buf[o + 18:o + 20] + pair + buf[t0:t0 + 14] if known[1] else None
+
+
+def _name(names: dict[bytes, str], b: bytes) -> str:
+    name = names.get(b)
+    if name is None:
+        name = names[b] = _ip(b)
+    return name
 
 
 def read_pcap_file(path: str) -> list[RawPacket]:

@@ -17,30 +17,46 @@ packet never arrived. A host is every address it has (run.json's
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
+from typing import Callable, Iterator
 
-from ..observe.merge import keeps_copy, sent_signatures, signature
+from ..observe.merge import keeps_copy
 from ..rundir import RunDir
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfo
-from ..wire import ACK, FIN, RST, SYN, RawPacket, TcpPacket, decode_tcp, format_options, read_pcap
+from ..wire import ACK, FIN, RST, SYN, TcpPacket, format_options, read_tcp_signed
 
 ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Copy:
     """One capture's copy of a packet: the capture file's name (``router`` or ``router.right``: its host and,
     for a further interface, the network), the host whose capture it is, the frame in it, the packet as seen
-    there."""
+    there (``tcp``)."""
     capture: str
     host: str
     frame: int
-    tcp: TcpPacket
+    seen: TcpPacket  # the packet as seen there; or, when ``ts`` is given, the kept packet, the same but for time
+    ts: float | None = None  # when this capture saw it, for a copy that differs from the kept packet in nothing else
+
+    @property
+    def tcp(self) -> TcpPacket:
+        """The packet as this capture holds it (made anew for a copy kept as its time alone: a million copies
+        of a bridge's receivers then cost their times, not a million segments)."""
+        s = self.seen
+        if self.ts is None:
+            return s
+        return TcpPacket(self.ts, s.src, s.dst, s.sport, s.dport, s.seq, s.ack, s.flags, s.win, s.ttl, s.ip_id,
+                         s.options, s.payload, s.checksum, self.frame)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a million of them must fit in memory
 class Packet:
     n: int
     tcp: TcpPacket
@@ -55,6 +71,10 @@ class Packet:
     probe: bool = False  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
     copies: list[Copy] = field(default_factory=list)  # every capture's copy, in time order (the kept one too)
     lost_at: str | None = None  # a packet that crossed a router and never reached its receiver: the last host it was on
+    ts: float = field(init=False)  # the segment's time (read often enough that a property costs seconds)
+
+    def __post_init__(self) -> None:
+        self.ts = self.tcp.ts
 
     def seen_by(self, host: str) -> list[Copy]:
         """The copies captured on ``host``'s interfaces (a router's: the one it came in on, then out)."""
@@ -62,7 +82,10 @@ class Packet:
 
     def hops(self) -> list[str]:
         """The hosts that passed the packet on (neither its sender nor its receiver), in order."""
-        return list(dict.fromkeys(c.host for c in self.copies if c.host not in (self.src_host, self.dst_host)))
+        ends = (self.src_host, self.dst_host)
+        if all(c.host in ends for c in self.copies):  # nearly every packet (the ladder asks of each one)
+            return []
+        return list(dict.fromkeys(c.host for c in self.copies if c.host not in ends))
 
     def journey(self) -> str:
         """In words, the routers it crossed and where it stopped: ``via router``, ``never reached server: last
@@ -80,10 +103,6 @@ class Packet:
         c = seen[0]
         return Packet(self.n, c.tcp, self.src_host, self.dst_host, c.capture, c.frame, self.conn, self.rel_seq,
                       self.rel_ack, self.rel_time + (c.tcp.ts - self.ts), self.probe, self.copies, self.lost_at)
-
-    @property
-    def ts(self) -> float:
-        return self.tcp.ts
 
     @property
     def flags(self) -> str:
@@ -138,7 +157,7 @@ class Connection:
     isn: dict[str, int] = field(default_factory=dict)  # by source ip
     acked: dict[str, int] = field(default_factory=dict)  # by source ip: the last ack it sent (the peer's snd_una)
 
-    @property
+    @cached_property
     def name(self) -> str:
         c = f"{self.client or self.key[0]}:{self.key[1]}"
         s = f"{self.server or self.key[2]}:{self.key[3]}"
@@ -162,6 +181,13 @@ class Traffic:
     @property
     def start(self) -> float:
         return self.packets[0].ts if self.packets else 0.0
+
+    def release(self) -> None:
+        """Unlink the connections from their packets (each packet's ``conn`` and its connection's list are
+        the only cycles among them): once the last reference goes, a million packets are freed at once,
+        with no collection walking them first. The connections are empty afterwards."""
+        for c in self.connections:
+            c.packets = []
 
 
 CopyKey = tuple[str, str, int, int, int, int, int, int]
@@ -200,62 +226,201 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
             ip_host.setdefault(ip, h)
     captures = {h: host_captures(rd, h) for h in hosts}
     captured = {h for h, files in captures.items() if files}
-    frames: dict[str, list[tuple[str, RawPacket]]] = {}
+    with paused_gc():
+        packets = _two_passes(captures, ip_host, captured)
+        if packets is None:  # a copy kept from a receiver's capture whose sender has one (NAT, a middlebox)
+            packets = _all_at_once(hosts, captures, ip_host, captured)
+        _mark_lost(packets, captured)
+        return Traffic(packets, _connections(packets), hosts, ip_host)
+
+
+def _two_passes(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str], captured: set[str]
+                ) -> list[Packet] | None:
+    """The packets with their copies, reading the captures twice: first the copies kept for certain (what
+    each host sent; what it received from a host without a capture), then every other copy, joined to its
+    packet as it is read and holding the packet's own values (a million copies then cost little more than
+    their times). None, having read it all, when a receiver's copy of a captured sender's packet is not in
+    the sender's capture (a box on the way rewrote or made it, so it is kept): :func:`_all_at_once` then."""
+    def first(host: str) -> Callable[[str, str], bool]:
+        def keep(src: str, dst: str) -> bool:
+            sender = ip_host.get(src)
+            return sender == host or (ip_host.get(dst) == host and (sender is None or sender not in captured))
+        return keep
+
+    packets: list[Packet] = []
+    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
+    for host, files in captures.items():
+        keep = first(host)
+
+        def sender_is(src: str, dst: str, host: str = host) -> bool:
+            return ip_host.get(src) == host
+
+        mine = sent.setdefault(host, set())
+        for name, path in files:
+            with open(path, "rb") as f:
+                for t, sig in read_tcp_signed(f, sender_is, keep):
+                    if sig is not None:
+                        mine.add(sig)
+                    packets.append(Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
+                                          copies=[Copy(name, host, t.index, t)]))  # a list of one, no room to spare
+    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
+    join = _CopyTable(packets)
+    for host, files in captures.items():
+        keep = first(host)
+
+        def rest(src: str, dst: str, keep: Callable[[str, str], bool] = keep) -> bool:
+            return not keep(src, dst)
+
+        def received(src: str, dst: str, host: str = host) -> bool:
+            return ip_host.get(dst) == host
+
+        for name, path in files:
+            with open(path, "rb") as f:
+                for t, sig in read_tcp_signed(f, received, rest):
+                    if sig is not None and sig not in sent.get(ip_host.get(t.src) or "", ()):
+                        return None
+                    join.attach(name, host, t.index, t)
+    return packets
+
+
+def _all_at_once(hosts: dict[str, str], captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str],
+                 captured: set[str]) -> list[Packet]:
+    """The packets with their copies, every capture decoded at once: the rule of observe.merge.keeps_copy for
+    each copy, then the copies not kept joined to their packets."""
+    segments: dict[str, list[tuple[str, TcpPacket, bytes | None]]] = {}
+    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
     for host in hosts:
+        def sign(src: str, dst: str, host: str = host) -> bool:
+            """Whose signature counts: what the host sent, and what it received from a captured host."""
+            sender, receiver = ip_host.get(src), ip_host.get(dst)
+            return sender == host or (receiver == host and sender is not None and sender in captured)
+
+        mine = sent.setdefault(host, set())
         for name, path in captures[host]:
             with open(path, "rb") as f:
-                frames.setdefault(host, []).extend((name, raw) for raw in read_pcap(f))
-    sent = sent_signatures({h: (raw for _, raw in fs) for h, fs in frames.items()}, ip_host)
-    kept: list[tuple[float, int, Packet]] = []
+                segs = segments.setdefault(host, [])
+                for t, sig in read_tcp_signed(f, sign):
+                    if sig is not None and ip_host.get(t.src) == host:
+                        mine.add(sig)
+                    segs.append((name, t, sig))
+    packets: list[Packet] = []
     others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
-    for order, host in enumerate(hosts):
-        for name, raw in frames.get(host, ()):
-            t = decode_tcp(raw)
-            if t is None:
-                continue
+    for host in hosts:
+        for name, t, sig in segments.pop(host, ()):
             src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-            if keeps_copy(host, src, dst, captured, sent, signature(raw)):
-                p = Packet(0, t, src, dst, name, raw.index)
-                p.copies.append(Copy(name, host, raw.index, t))
-                kept.append((t.ts, order, p))
+            if keeps_copy(host, src, dst, captured, sent, sig):
+                p = Packet(0, t, src, dst, name, t.index)
+                p.copies.append(Copy(name, host, t.index, t))
+                packets.append(p)
             else:
-                others.append((name, host, raw.index, t))
-    kept.sort(key=lambda k: (k[0], k[1]))
-    packets = [k[2] for k in kept]
-    _attach_copies(packets, others)
+                others.append((name, host, t.index, t))
+    del segments, sent
+    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
+    join = _CopyTable(packets)
+    for name, host, frame, t in others:  # each capture's in its own time order
+        join.attach(name, host, frame, t)
+    return packets
+
+
+def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
+    """``lost_at`` of each packet that reached a router and not its receiver."""
+    lost: list[Packet] = []
+    for p in packets:
+        copies, dst = p.copies, p.dst_host
+        if len(copies) > 1 and dst in captured:
+            if copies[-1].host == dst or copies[0].host == dst:  # it arrived: nearly every packet
+                continue
+            seen = {c.host for c in copies}
+            if dst not in seen and seen - {p.src_host}:
+                lost.append(p)
+    if not lost:
+        return
     # what each host sent, by what a NAT box leaves as it was: a packet it passed on rewritten was not lost there
+    wanted = {(p.copies[-1].host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id) for p in lost}
     sent_as: dict[tuple[str | None, int, int, int, int], list[float]] = {}
     for p in packets:
-        sent_as.setdefault((p.src_host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), []).append(p.ts)
-    for p in packets:
-        if len(p.copies) > 1 and p.dst_host in captured:
-            seen = {c.host for c in p.copies}
-            if p.dst_host not in seen and seen - {p.src_host}:
-                last = p.copies[-1]
-                passed_on = sent_as.get((last.host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), ())
-                if not any(0 <= ts - last.tcp.ts <= COPY_WINDOW for ts in passed_on):
-                    p.lost_at = last.host
-    return Traffic(packets, _connections(packets), hosts, ip_host)
+        key = (p.src_host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id)
+        if key in wanted:
+            sent_as.setdefault(key, []).append(p.ts)
+    for p in lost:
+        last = p.copies[-1]
+        passed_on = sent_as.get((last.host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), ())
+        if not any(0 <= ts - last.tcp.ts <= COPY_WINDOW for ts in passed_on):
+            p.lost_at = last.host
 
 
-def _attach_copies(packets: list[Packet], others: list[tuple[str, str, int, TcpPacket]]) -> None:
+class _CopyTable:
     """Each capture's copy of a kept packet joins it (the nearest in time with the same key, one copy per
     capture); a copy of no kept packet is left out, as before (its sender's capture has it)."""
-    by_key: dict[CopyKey, list[Packet]] = {}
-    for p in packets:
-        by_key.setdefault(_copy_key(p.tcp), []).append(p)
-    for name, host, frame, t in others:  # each capture's in its own time order
+
+    def __init__(self, packets: list[Packet]) -> None:
+        # by the key's hash (an int is smaller than the key), a list only where two packets share one
+        self.by_key: dict[int, Packet | list[Packet]] = {}
+        for p in packets:
+            k = hash(_copy_key(p.tcp))
+            had = self.by_key.setdefault(k, p)
+            if had is not p:
+                if isinstance(had, list):
+                    had.append(p)
+                else:
+                    self.by_key[k] = [had, p]
+
+    def attach(self, name: str, host: str, frame: int, t: TcpPacket) -> None:
+        key = _copy_key(t)
+        found = self.by_key.get(hash(key))
         best: Packet | None = None
-        for p in by_key.get(_copy_key(t), ()):
+        for p in (() if found is None else found if isinstance(found, list) else (found,)):
             off = abs(p.ts - t.ts)
             if off <= COPY_WINDOW and (best is None or off < abs(best.ts - t.ts)) \
-                    and not any(c.capture == name for c in p.copies):
+                    and (p.copies[0].capture != name if len(p.copies) == 1
+                         else not any(c.capture == name for c in p.copies)) and _copy_key(p.tcp) == key:
                 best = p
-        if best is not None:
-            best.copies.append(Copy(name, host, frame, t))
-    for p in packets:
-        if len(p.copies) > 1:
-            p.copies.sort(key=lambda c: c.tcp.ts)
+        if best is None:
+            return
+        kept = best.tcp
+        if (t.ttl, t.win, t.checksum, t.options, t.payload) == (kept.ttl, kept.win, kept.checksum, kept.options,
+                                                              kept.payload):
+            copy = Copy(name, host, frame, kept, t.ts)  # the same segment (its key is equal too) at another time
+        else:
+            _share(t, kept)
+            copy = Copy(name, host, frame, t)
+        if len(best.copies) == 1 and _copy_time(best.copies[0]) <= t.ts:  # two copies, already in time order
+            best.copies = [best.copies[0], copy]  # a list of two (appending would leave room for eight)
+        else:
+            best.copies.append(copy)
+            best.copies.sort(key=_copy_time)
+
+
+def _share(t: TcpPacket, kept: TcpPacket) -> None:
+    """Let a copy hold the kept packet's values where they are equal (most are: a million copies then cost
+    little more than their times)."""
+    if t.payload == kept.payload:
+        t.payload = kept.payload
+    if t.options == kept.options:
+        t.options = kept.options
+    t.src, t.dst, t.seq, t.ack = kept.src, kept.dst, kept.seq, kept.ack  # equal: they are the copy's key
+    t.sport, t.dport, t.flags, t.ip_id = kept.sport, kept.dport, kept.flags, kept.ip_id
+    if t.win == kept.win:
+        t.win = kept.win
+    if t.checksum == kept.checksum:
+        t.checksum = kept.checksum
+
+
+def _copy_time(c: Copy) -> float:
+    return c.seen.ts if c.ts is None else c.ts
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a million packets are made: none of them is garbage yet, and
+    each collection would walk them all again (it took a third of the time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def group_connections(packets: list[Packet]) -> list[Connection]:
@@ -272,31 +437,33 @@ def _connections(packets: list[Packet]) -> list[Connection]:
         p.n = i
         p.rel_time = p.ts - t0
         t = p.tcp
-        fwd: ConnKey = (t.src, t.sport, t.dst, t.dport)
-        rev: ConnKey = (t.dst, t.dport, t.src, t.sport)
-        c = conns.get(fwd) or conns.get(rev)
-        if c is not None and t.flags & SYN and not t.flags & ACK and t.src in c.isn and c.isn[t.src] != t.seq:
+        src, dst, flags, seq = t.src, t.dst, t.flags, t.seq
+        fwd: ConnKey = (src, t.sport, dst, t.dport)
+        c = conns.get(fwd) or conns.get((dst, t.dport, src, t.sport))
+        if c is not None and flags & SYN and not flags & ACK and src in c.isn and c.isn[src] != seq:
             c = None  # the same 4-tuple used again: a new connection
         if c is None:
-            is_client = bool(t.flags & SYN and not t.flags & ACK) or not (t.flags & SYN)
-            key = fwd if is_client else rev
+            is_client = bool(flags & SYN and not flags & ACK) or not (flags & SYN)
+            key = fwd if is_client else (dst, t.dport, src, t.sport)
             c = Connection(key, p.src_host if is_client else p.dst_host, p.dst_host if is_client else p.src_host)
             conns[key] = c
             order.append(c)
-        if t.flags & SYN:
-            c.isn.setdefault(t.src, t.seq)
-        elif t.src not in c.isn:  # capture started mid-connection: count from the first seen
-            c.isn[t.src] = (t.seq - 1) & 0xFFFFFFFF
+        isn = c.isn
+        if flags & SYN:
+            isn.setdefault(src, seq)
+        elif src not in isn:  # capture started mid-connection: count from the first seen
+            isn[src] = (seq - 1) & 0xFFFFFFFF
         p.conn = c
-        p.rel_seq = (t.seq - c.isn[t.src]) & 0xFFFFFFFF
-        other = t.dst
-        if t.flags & ACK:
-            if other not in c.isn:
-                c.isn[other] = (t.ack - 1) & 0xFFFFFFFF
-            p.rel_ack = (t.ack - c.isn[other]) & 0xFFFFFFFF
-        p.probe = is_probe(t, c.acked.get(t.dst))
-        if t.flags & ACK:
-            c.acked[t.src] = t.ack
+        p.rel_seq = (seq - isn[src]) & 0xFFFFFFFF
+        if flags & ACK:
+            if dst not in isn:
+                isn[dst] = (t.ack - 1) & 0xFFFFFFFF
+            p.rel_ack = (t.ack - isn[dst]) & 0xFFFFFFFF
+            # is_probe, inline: this loop runs once per packet of the run
+            una = c.acked.get(dst)
+            p.probe = (una is not None and not t.payload and not flags & (SYN | FIN | RST)
+                       and (seq + 1) & 0xFFFFFFFF == una)
+            c.acked[src] = t.ack
         c.packets.append(p)
     return order
 

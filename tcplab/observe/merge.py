@@ -30,22 +30,14 @@ from pathlib import Path
 from typing import Container, Iterable, Mapping
 
 from ..runfiles.steps import StepRecord
-from ..wire import PcapngWriter, RawPacket, read_pcap
+from ..wire import PcapngWriter, RawPacket, frame_signature, ipv4_offset, read_pcap
 
 SAME_FRAME_WINDOW = 0.010  # seconds: identical non-IP frames this close are one frame seen twice
 
 
-def _ipv4_offset(d: bytes) -> int | None:
-    """Where the IPv4 header of an Ethernet frame starts (None: not IPv4)."""
-    off = 14
-    if len(d) >= 18 and d[12] == 0x81 and d[13] == 0x00:  # VLAN tag
-        off = 18
-    return off if len(d) >= off + 20 and d[off - 2] == 0x08 and d[off - 1] == 0x00 else None
-
-
 def _ipv4_ends(raw: RawPacket) -> tuple[str, str] | None:
     d = raw.data
-    off = _ipv4_offset(d)
+    off = ipv4_offset(d)
     if off is None:
         return None
     return (f"{d[off + 12]}.{d[off + 13]}.{d[off + 14]}.{d[off + 15]}",
@@ -53,14 +45,9 @@ def _ipv4_ends(raw: RawPacket) -> tuple[str, str] | None:
 
 
 def signature(raw: RawPacket) -> bytes | None:
-    """What a router leaves as it was and a NAT box rewrites: the IP id, both addresses and the first 14 bytes
-    past the IP header (TCP's ports, seq, ack and flags). None: not IPv4."""
-    d = raw.data
-    off = _ipv4_offset(d)
-    if off is None:
-        return None
-    body = off + (d[off] & 0x0F) * 4
-    return d[off + 4:off + 6] + d[off + 12:off + 20] + d[body:body + 14]
+    """What a router leaves as it was and a NAT box rewrites (:func:`tcplab.wire.frame_signature`). None: not
+    IPv4."""
+    return frame_signature(raw.data)
 
 
 def sent_signatures(captures: Mapping[str, Iterable[RawPacket]], ip_host: Mapping[str, str]

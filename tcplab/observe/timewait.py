@@ -50,7 +50,7 @@ from ..rundir import RunDir
 from ..runfiles import run_info, snapshots as snapshot_file, transitions as transitions_file
 from ..runfiles.snapshots import Snapshots
 from ..runfiles.transitions import TransitionRecord
-from ..wire import FIN, RST, SYN, decode_tcp, read_pcap
+from ..wire import FIN, RST, SYN, read_tcp
 from .snapshots import SnapshotSocket, snapshot_sockets, tables_taken, timer_left
 
 TIMEWAIT_LEN = 60.0  # seconds: the kernel's TCP_TIMEWAIT_LEN, fixed (no sysctl changes it)
@@ -384,12 +384,9 @@ def read_segments(rd: RunDir, hosts: dict[str, str], conns: set[frozenset[tuple[
             continue
         try:
             with open(path, "rb") as f:
-                for raw in read_pcap(f):
-                    t = decode_tcp(raw)
-                    if t is None or not t.flags & (SYN | FIN | RST):
-                        continue
+                for t in read_tcp(f, flags=SYN | FIN | RST):
                     if frozenset({(t.src, t.sport), (t.dst, t.dport)}) in conns:
-                        out.append(Segment(t.ts, t.src, t.sport, t.dst, t.dport, t.flags, host, raw.index))
+                        out.append(Segment(t.ts, t.src, t.sport, t.dst, t.dport, t.flags, host, t.index))
         except (OSError, ValueError):
             continue  # a capture that cannot be read is evidence that is not there
     return out

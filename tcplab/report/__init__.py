@@ -19,6 +19,7 @@ from jinja2 import BytecodeCache, Environment, FileSystemBytecodeCache, PackageL
 from markupsafe import Markup
 
 from ..analysis.explain import fmt_span
+from ..analysis.packets import paused_gc
 from ..paths import cache_dir
 from ..rundir import RunDir
 from .gather import RunData, gather
@@ -86,7 +87,11 @@ def write_report(run_dir: str | Path, opts: LadderOptions | None = None) -> Path
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
         raise FileNotFoundError(f"{rd.path}: no such run directory")
-    html = render_report(gather(rd), opts)
+    with paused_gc():  # a run of a million packets: no collection walks them while the report is made
+        data = gather(rd)
+        html = render_report(data, opts)
+        data.traffic.release()
+        del data
     out = rd.report_html
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")

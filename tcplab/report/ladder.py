@@ -13,6 +13,7 @@ do not push the RST off the page.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
@@ -101,23 +102,27 @@ def plan_rows(packets: list[Packet], keep: set[int], steps: Iterable[Mapping[str
             rows.append(fold)
             fold = None
 
-    for p in packets:
-        while si < len(step_rows) and step_rows[si].ts <= p.ts:
+    next_step = step_rows[0].ts if step_rows else math.inf
+    for p in packets:  # once per packet of the run: the common case (folded, no step, no gap) comes first
+        ts = p.ts
+        if ts >= next_step:
+            while si < len(step_rows) and step_rows[si].ts <= ts:
+                flush()
+                rows.append(step_rows[si])
+                si += 1
+            next_step = step_rows[si].ts if si < len(step_rows) else math.inf
+        if prev_ts is not None and ts - prev_ts > gap:
             flush()
-            rows.append(step_rows[si])
-            si += 1
-        if prev_ts is not None and p.ts - prev_ts > gap:
-            flush()
-            rows.append(GapRow(prev_ts, p.ts))
-        prev_ts = p.ts
+            rows.append(GapRow(prev_ts, ts))
+        prev_ts = ts
         if p.n in keep:
             flush()
             rows.append(PacketRow(p))
             continue
         if fold is None:
-            fold = FoldRow(start=p.ts, first=p.n)
+            fold = FoldRow(start=ts, first=p.n)
         fold.count += 1
-        fold.end = p.ts
+        fold.end = ts
         fold.last = p.n
         fold.conns[p.conn.name if p.conn else "?"] += 1
     flush()
@@ -129,7 +134,10 @@ def host_order(traffic: Traffic) -> list[str]:
     """Columns: the lab's hosts (then any other address), the busiest host in the middle; when packets cross
     routers, the longest such path left to right (a router between the hosts it forwards for), the rest after."""
     names = list(traffic.hosts)
-    for p in traffic.packets:
+    # a name appears first with the first packet of a connection (all of its packets join the same two ends)
+    firsts = [c.packets[0] for c in traffic.connections if c.packets]
+    grouped = sum(len(c.packets) for c in traffic.connections) == len(traffic.packets)
+    for p in (sorted(firsts, key=lambda p: p.n) if grouped else traffic.packets):
         for h in (p.src_host or p.tcp.src, p.dst_host or p.tcp.dst):
             if h not in names:
                 names.append(h)

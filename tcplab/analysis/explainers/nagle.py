@@ -73,16 +73,18 @@ def small_pairs(conn: Connection, sender: str) -> Pairs:
     out = Pairs(conn, sender, [], [], [], [])
     first: Packet | None = None  # the sender's last small data segment, while the peer has sent no data
     ack: Packet | None = None  # the peer's first bare ACK that covers it
-    for p in conn.packets:
+    first_end = 0  # first's rel_seq + its length
+    for p in conn.packets:  # once per packet and sender: names bound locally
         t = p.tcp
-        if t.flags & (SYN | FIN | RST):
+        flags = t.flags
+        if flags & (SYN | FIN | RST):
             first = ack = None
             continue
         size = len(t.payload)
         if t.src == sender:
             if not size:
                 continue
-            if first is not None and size < mss and p.rel_seq == first.rel_seq + len(first.tcp.payload):
+            if first is not None and size < mss and p.rel_seq == first_end:
                 if ack is None:
                     if p.ts - first.ts < PROMPT:
                         out.unheld.append((first, p))
@@ -91,15 +93,16 @@ def small_pairs(conn: Connection, sender: str) -> Pairs:
                         out.stalls.append(Stall(first, ack, p))
                     elif ack.ts - first.ts < PROMPT:
                         out.quick.append((first, ack, p))
-            first, ack = (p, None) if size < mss else (None, None)
-        else:
-            if size:
-                if first is not None:
-                    out.replies.append(p.ts - first.ts)
-                first = ack = None  # the peer's data: a reply, which carries any ACK it owes
-            elif first is not None and ack is None and t.flags & ACK \
-                    and p.rel_ack >= first.rel_seq + len(first.tcp.payload):
-                ack = p
+            if size < mss:
+                first, ack, first_end = p, None, p.rel_seq + size
+            else:
+                first = ack = None
+        elif size:
+            if first is not None:
+                out.replies.append(p.ts - first.ts)
+            first = ack = None  # the peer's data: a reply, which carries any ACK it owes
+        elif first is not None and ack is None and flags & ACK and p.rel_ack >= first_end:
+            ack = p
     return out
 
 
