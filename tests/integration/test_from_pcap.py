@@ -1,6 +1,7 @@
 """`lab new --from-pcap` on real captures: the field report's packets and every shipped lab's run's merged pcapng
 are drafted, the drafts run, and each connection of the run shows the capture's flags in order (and, where the
-story is within milliseconds or about a kernel timer, the same directions, segment sizes and timer gaps)."""
+story is within milliseconds or about a kernel timer, the same directions, segment sizes and timer gaps; where the
+machine's pace cuts the segments, a bulk transfer's or an answered request's shape)."""
 from __future__ import annotations
 
 import subprocess
