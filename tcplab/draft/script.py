@@ -166,17 +166,18 @@ def _scale(k: Conn, side: str) -> int:
         else 0
 
 
-SMALL_WINDOW = 10  # segments: Linux's initial receive window is no smaller unless the receive buffer is
+SMALL_WINDOW = 10  # segments: a receive window that never grows past this many is a small receive buffer's
 
 
 def _rcvbuf(k: Conn) -> int:
-    """The SO_RCVBUF the server's windows show (0: the kernel's own): with a small one, its largest window rounded
-    up to a power of two (the kernel doubles SO_RCVBUF, about half of which is window)."""
-    synack = _synack(k)
-    if synack is None or synack.tcp.win >= SMALL_WINDOW * _mss(k, k.sip):
+    """The SO_RCVBUF the server's windows show (0: the kernel's own): where its largest window stays small, that
+    window rounded up to a power of two (the kernel doubles SO_RCVBUF, about half of which is window)."""
+    if _synack(k) is None:
         return 0
     shift = _scale(k, k.sip)
     largest = max(p.tcp.win << (0 if p.tcp.flags & SYN else shift) for p in k.conn.packets if p.tcp.src == k.sip)
+    if largest >= SMALL_WINDOW * _mss(k, k.sip):
+        return 0
     size = 1024
     while size < largest:
         size *= 2
