@@ -96,7 +96,8 @@ def _bulk_by_client(run: Path) -> dict[str, list[list[str]]]:
     """Each connection as a bulk transfer shows it, by client: its segments' cut and the ACKs between them are the
     machine's pace, not the programs', so what is kept is the handshake's flags, the bytes each way (``>200000``,
     ``<0``), the server's window closing (``win 0``) and opening again (``win open``) with the client's probes
-    between (``probes``, their timing is _timers'), each side's FIN in order (``>F``, ``<F``) and any RST (``>R``)."""
+    between (``probes``, their timing is _timers'), each side's first FIN in order (``>F``, ``<F``) and any RST
+    (``>R``)."""
     out: dict[str, list[list[str]]] = {}
     for c in load_traffic(run).connections:
         ps = c.packets
@@ -110,7 +111,8 @@ def _bulk_by_client(run: Path) -> dict[str, list[list[str]]]:
             opened = next((p for p in theirs if p.ts > closed.ts and p.tcp.win > 0), None)
             shape += ["win 0"] + (["probes"] if any(p.probe and p.ts > closed.ts for p in mine) else [])
             shape += ["win open"] if opened is not None and any(p.tcp.payload and p.ts > opened.ts for p in mine) else []
-        shape += [f"{'>' if p.tcp.src == c.key[0] else '<'}{x}" for p in ps for x in "FR" if x in p.flags]
+        ends = [f"{'>' if p.tcp.src == c.key[0] else '<'}{x}" for p in ps for x in "FR" if x in p.flags]
+        shape += list(dict.fromkeys(ends))  # a FIN sent again (its ACK late on a loaded machine) is the kernel's
         out.setdefault(str(c.client), []).append(shape)
     return out
 
