@@ -8,12 +8,17 @@
  *   listen PORT BACKLOG      a listener on PORT with this backlog (SO_REUSEADDR)
  *   accept                   accept one connection: it becomes the current socket
  *   connect HOST PORT        connect to HOST:PORT: the current socket
+ *   bind SPORT               the next connect binds its socket to local port SPORT (SO_REUSEADDR) first: a
+ *                            connection a lab's impairment or firewall can tell apart by its port
  *   burst HOST PORT N SPORT  N connections at once (non-blocking, from ports SPORT, SPORT+1, ...),
  *                            each reported once it completes or fails, or after 3 s; kept open
  *                            (blocking again), the last one the current socket
  *   delayack                 the next connection delays its handshake's last ACK (TCP_QUICKACK off
  *                            before connect(): Linux then holds it for its delayed-ACK timer, 200 ms),
  *                            as a real network's round trip would
+ *   rcvbuf N                 SO_RCVBUF N on the sockets of every later listen, connect or burst, set before
+ *                            listen() or connect() (the window scale is chosen then; the kernel doubles N, about
+ *                            half of it is window): a reader whose window closes soon once it stops reading
  *   pick SPORT               the burst's connection from port SPORT becomes the current socket
  *   send TEXT                write TEXT and a newline to the current socket
  *   write TEXT               one write() of TEXT as is, with C escapes (\n, \r, \t, \\, \xHH) and no newline
@@ -55,6 +60,8 @@
 static int listener = -1;
 static int current = -1;
 static int delay_ack = 0;
+static int bind_port = 0; /* the local port of the next connect (0: the kernel's choice) */
+static int rcv_buf = 0; /* SO_RCVBUF of the next listen, connect or burst (0: the kernel's) */
 static int burst_fds[MAX_BURST], burst_ports[MAX_BURST], bursts = 0;
 static int accepted_fds[MAX_ACCEPTED], accepted = 0;
 
@@ -96,6 +103,11 @@ static int resolve(const char *host, const char *port, struct sockaddr_in *out) 
     return 0;
 }
 
+static void set_rcvbuf(int fd) {
+    if (rcv_buf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv_buf, sizeof rcv_buf) < 0)
+        failed("setsockopt SO_RCVBUF", errno);
+}
+
 static void do_listen(const char *port, const char *backlog) {
     int one = 1;
     struct sockaddr_in a;
@@ -104,6 +116,7 @@ static void do_listen(const char *port, const char *backlog) {
     a.sin_port = htons((unsigned short)atoi(port));
     listener = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    set_rcvbuf(listener);
     if (bind(listener, (struct sockaddr *)&a, sizeof a) < 0) { failed("bind", errno); return; }
     if (listen(listener, atoi(backlog)) < 0) { failed("listen", errno); return; }
     printf("listening on port %s with backlog %s\n", port, backlog);
@@ -130,6 +143,17 @@ static void do_connect(const char *host, const char *port) {
     struct sockaddr_in a;
     if (resolve(host, port, &a) < 0) return;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    set_rcvbuf(fd);
+    if (bind_port) {
+        int one = 1;
+        struct sockaddr_in local;
+        memset(&local, 0, sizeof local);
+        local.sin_family = AF_INET;
+        local.sin_port = htons((unsigned short)bind_port);
+        bind_port = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { failed("bind", errno); close(fd); return; }
+    }
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) { failed("connect", errno); close(fd); return; }
     current = fd;
     printf("connected to %s:%s\n", host, port);
@@ -154,6 +178,7 @@ static void do_burst(const char *host, const char *port, const char *count, cons
         local.sin_port = htons((unsigned short)(first + i));
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        set_rcvbuf(fds[i]);
         if (delay_ack) {
             int zero = 0;
             setsockopt(fds[i], IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
@@ -310,6 +335,8 @@ static int run(char **w, int n) {
     if (!strcmp(c, "connect") && n >= 3) { do_connect(w[1], w[2]); return 3; }
     if (!strcmp(c, "burst") && n >= 5) { do_burst(w[1], w[2], w[3], w[4]); return 5; }
     if (!strcmp(c, "delayack")) { delay_ack = 1; printf("the next handshake's last ACK is delayed\n"); return 1; }
+    if (!strcmp(c, "bind") && n >= 2) { bind_port = atoi(w[1]); printf("the next connect is from port %d\n", bind_port); return 2; }
+    if (!strcmp(c, "rcvbuf") && n >= 2) { rcv_buf = atoi(w[1]); printf("SO_RCVBUF %d on the next sockets\n", rcv_buf); return 2; }
     if (!strcmp(c, "pick") && n >= 2) { do_pick(w[1]); return 2; }
     if (!strcmp(c, "send") && n >= 2) { do_send(w[1]); return 2; }
     if (!strcmp(c, "write") && n >= 2) { do_write(w[1]); return 2; }

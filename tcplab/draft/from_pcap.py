@@ -649,7 +649,7 @@ def _story(conns: list[Conn]) -> str:
         if k.unanswered:
             did.append(f"nothing comes back to its {len(k.unanswered)} SYNs")
         if k.sends:
-            did.append(f"sends {sum(len(p.tcp.payload) for p in k.sends)} bytes")
+            did.append(f"sends {max(p.rel_seq + len(p.tcp.payload) for p in k.sends) - 1} bytes")  # once each
         if k.server_rst is not None:
             did.append("the server resets it")
         if k.server_closes_first is not None:

@@ -13,6 +13,13 @@ arrived, so the kernels see the same order and the same pace as the capture's pr
 * probes one byte behind what the client sent are keepalive: SO_KEEPALIVE on its socket (set with its last call
   before them), the timers their gaps show as the client's sysctls; unanswered, the server's firewall drops
   what the client sends;
+* a server whose window closed (it advertised 0, then opened it again) stopped reading: its listener gets the small
+  SO_RCVBUF its windows show (tcpctl's ``rcvbuf``), it reads nothing until the window opened again, and the
+  client's writes in between are one bulk write (the persist timer's probes are the kernel's);
+* a client's data the server never acknowledged, sent again and again, was lost on its way in: the client connects
+  from the capture's port and the server's link drops every data segment from that port, from the first write on;
+  its kernel gives up after as many retransmissions as the capture shows (``tcp_retries2``); the draft lasts until
+  the last one, and half the next timer's wait;
 * a listener whose queue overflowed (a SYN-ACK retransmitted after the client's ACK, an RST answering that
   ACK, SYNs dropped while others were answered) never accepts, with the backlog its completed connections
   show (the queue holds backlog + 1); its clients open their connections at once from the capture's ports
@@ -54,6 +61,7 @@ class _Listener:
     port: int
     prog: str
     quiet: bool = False  # never accepts: its queue overflowed
+    rcvbuf: int = 0  # SO_RCVBUF of its sockets (0: the kernel's)
     backlog: int = 5
     accepted: list[int] = field(default_factory=list)  # connection numbers, in accept order
 
@@ -125,6 +133,65 @@ def _probes(k: Conn) -> tuple[list[Packet], Packet | None, bool]:
     return found, (before[-1] if before else None), gave_up
 
 
+def _closed_window(k: Conn) -> tuple[Packet, Packet] | None:
+    """The server's first zero window and the first open one after it: its program stopped reading, then read again
+    (None: its window never closed, or never opened again)."""
+    closed = None
+    for p in k.conn.packets:
+        if p.tcp.src != k.sip or p.tcp.flags & (SYN | RST):
+            continue
+        if closed is None and p.tcp.win == 0:
+            closed = p
+        elif closed is not None and p.tcp.win > 0:
+            return closed, p
+    return None
+
+
+def _window_probes(k: Conn) -> list[Packet]:
+    """The client's zero-window probes: sent while the server's window was closed."""
+    found, window = [], -1
+    for p in k.conn.packets:
+        if p.tcp.src == k.sip:
+            window = p.tcp.win
+        elif p.probe and not p.tcp.payload and window == 0:
+            found.append(p)
+    return found
+
+
+def _scale(k: Conn, side: str) -> int:
+    """The window scale of ``side``'s windows (0 unless both SYNs offered it)."""
+    shifts = {p.tcp.src: p.tcp.option("wscale") for p in k.conn.packets if p.tcp.flags & SYN}
+    mine = shifts.get(side)
+    return mine if isinstance(mine, int) and all(isinstance(v, int) for v in shifts.values()) and len(shifts) == 2 \
+        else 0
+
+
+SMALL_WINDOW = 10  # segments: a receive window that never grows past this many is a small receive buffer's
+
+
+def _rcvbuf(k: Conn) -> int:
+    """The SO_RCVBUF the server's windows show (0: the kernel's own): where its largest window stays small, that
+    window rounded up to a power of two (the kernel doubles SO_RCVBUF, about half of which is window)."""
+    if _synack(k) is None:
+        return 0
+    shift = _scale(k, k.sip)
+    largest = max(p.tcp.win << (0 if p.tcp.flags & SYN else shift) for p in k.conn.packets if p.tcp.src == k.sip)
+    if largest >= SMALL_WINDOW * _mss(k, k.sip):
+        return 0
+    size = 1024
+    while size < largest:
+        size *= 2
+    return size
+
+
+def _lost(k: Conn) -> bool:
+    """Whether the client's data never reached the server's program: sent again and again, never acknowledged."""
+    data = [p for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload]
+    acked = any(p.tcp.src == k.sip and p.tcp.flags & ACK and p.rel_ack > 1 for p in k.conn.packets)
+    return (k.refused is None and not acked and len({p.rel_seq for p in data}) < len(data)
+            and not any(p.tcp.flags & (FIN | RST) for p in k.conn.packets))
+
+
 def _mss(k: Conn, side: str) -> int:
     """The MSS the side's segments are cut to: the peer's SYN's option."""
     for p in k.conn.packets:
@@ -154,11 +221,30 @@ def _behind_unacked(k: Conn, a: Packet, b: Packet) -> bool:
         return False
     a_end = a.rel_seq + len(a.tcp.payload)
     first = next((q for q in k.conn.packets if q.tcp.src != side and q.tcp.flags & ACK and q.rel_ack >= a_end), None)
-    return first is not None and first.rel_ack >= b.rel_seq + len(b.tcp.payload)
+    if first is None:  # never acknowledged: ``b`` left before ``a`` went again (an RTO sends them as one)
+        again = next((q for q in k.conn.packets if q.tcp.src == side and q.rel_seq == a.rel_seq and q.ts > a.ts), None)
+        return b.rel_seq == a_end and (again is None or b.ts < again.ts)
+    return first.rel_ack >= b.rel_seq + len(b.tcp.payload)
+
+
+def _bulk(k: Conn, side: str) -> bool:
+    """Whether the client wrote in bulk: into a window that closed, or more than ``MAX_WRITE`` bytes in segments with
+    no pause of ``SPLIT`` between them, never answered with data. What its kernel sent, as the window and the ACKs let
+    it, is then one write: how the segments were cut is the kernel's."""
+    if side != k.cip:
+        return False
+    if _closed_window(k) is not None:
+        return True
+    segs = _segments(k, side)
+    return (not _segments(k, k.sip) and len(segs) > 1 and sum(len(p.tcp.payload) for p in segs) > MAX_WRITE
+            and all(b.ts - a.ts < SPLIT for a, b in zip(segs, segs[1:])))
 
 
 def _nodelay(k: Conn, side: str) -> bool:
-    """A small segment sent while a small one of the side's was still unacknowledged: Nagle's algorithm was off."""
+    """A small segment sent while a small one of the side's was still unacknowledged: Nagle's algorithm was off (a
+    bulk write's last piece says nothing of it)."""
+    if _bulk(k, side):
+        return False
     segs = _segments(k, side)
     return any(_behind_unacked(k, a, b) for a, b in zip(segs, segs[1:]))
 
@@ -178,13 +264,16 @@ def _held(k: Conn, prev: Packet, p: Packet) -> bool:
 def _side_acts(k: Conn, side: str, host: str, prog: str, start: int) -> list[_Act]:
     """The socket calls of one side of ``k`` after its connect or accept: reads, writes, close."""
     peer = k.sip if side == k.cip else k.cip
-    peer_data = sum(len(p.tcp.payload) for p in _segments(k, peer))
+    peer_data = max((p.rel_seq + len(p.tcp.payload) - 1 for p in _segments(k, peer)), default=0)
     peer_fin = any(p.tcp.src == peer and p.tcp.flags & FIN for p in k.conn.packets)
     acts: list[_Act] = []
     read = 0
     last_eff = 0.0
     prev: Packet | None = None
     order = start
+    window = _closed_window(k)
+    bulk = _bulk(k, side)
+    written: tuple[int, ...] = ()  # where the bulk write being typed starts
 
     def reads(ack: int, eof: bool) -> list[str]:
         nonlocal read
@@ -199,13 +288,21 @@ def _side_acts(k: Conn, side: str, host: str, prog: str, start: int) -> list[_Ac
         t = p.tcp
         if t.src != side or t.flags & (SYN | RST):
             continue
-        new_data = bool(t.payload) and (prev is None or p.rel_seq > prev.rel_seq)
+        new_data = bool(t.payload) and (prev is None or p.rel_seq + len(t.payload)
+                                        > prev.rel_seq + len(prev.tcp.payload))
         if new_data:
             eff = last_eff if prev is not None and _held(k, prev, p) else p.ts
             cmds = reads(p.rel_ack, False)
-            cmds.append(f"fill {len(t.payload)}" if len(t.payload) > MAX_WRITE else "write " + _escape(t.payload))
-            acts.append(_Act(eff, order, "cmd", host, prog, cmds, k))
-            prev, last_eff, order = p, eff, order + 1
+            end = p.rel_seq + len(t.payload) - 1
+            if bulk and not cmds and acts and written:  # more of the same write
+                acts[-1].cmds[-1] = f"fill {end - written[0] + 1}"
+                prev = p
+            else:
+                written = (p.rel_seq,) if bulk else ()
+                cmds.append(f"fill {len(t.payload)}" if len(t.payload) > MAX_WRITE or bulk
+                            else "write " + _escape(t.payload))
+                acts.append(_Act(eff, order, "cmd", host, prog, cmds, k))
+                prev, last_eff, order = p, eff, order + 1
         if t.flags & FIN:  # alone, or on the last data (written, then closed at once)
             cmds = reads(p.rel_ack, True) + ["close"]
             if new_data:
@@ -213,14 +310,20 @@ def _side_acts(k: Conn, side: str, host: str, prog: str, start: int) -> list[_Ac
             else:
                 acts.append(_Act(p.ts, order, "cmd", host, prog, cmds, k))
             break
+    if window is not None and side == k.sip:
+        # the reader's first call after its window opened again opened it: it read then
+        opened = window[1].ts
+        later = [a for a in acts if a.t >= opened]
+        if later:
+            later[0].t = opened
     return acts
 
 
 def scripted(conns: list[Conn]) -> bool:
     """Whether the capture shows what only the scripted play reproduces: an answer faster than a step, TCP_NODELAY
-    at work, keepalive probes, an overflowing accept queue."""
+    at work, keepalive probes, a window closed by a reader that stopped reading, an overflowing accept queue."""
     for k in conns:
-        if _probes(k)[0] or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
+        if _probes(k)[0] or _closed_window(k) or _lost(k) or _overflow(k) or _nodelay(k, k.cip) or _nodelay(k, k.sip):
             return True
         if k.unanswered and any(_overflow(j) for j in conns if (j.sip, j.port) == (k.sip, k.port)):
             return True
@@ -243,6 +346,16 @@ def _listeners(conns: list[Conn], sysctls: dict[str, dict[str, Value]],
             listeners[(k.server, k.port)] = _Listener(k.server, k.port, f"{k.server}-{k.port}")
     for key, li in listeners.items():
         mine = [k for k in conns if (k.server, k.port) == key]
+        li.rcvbuf = max((_rcvbuf(k) for k in mine), default=0)
+        if li.rcvbuf:
+            closed = [k.n for k in mine if _closed_window(k)]
+            largest = max(p.tcp.win << (0 if p.tcp.flags & SYN else _scale(k, k.sip))
+                          for k in mine for p in k.conn.packets if p.tcp.src == k.sip)
+            notes.setdefault(li.server, []).append(
+                f"port {li.port}: its windows are small (at most {largest} bytes): SO_RCVBUF {li.rcvbuf} on the "
+                "listener (the kernel doubles it, about half is window; could not infer the exact size)"
+                + (f"; connection(s) {', '.join(map(str, closed))}: its program stopped reading, the window "
+                   "closed, then it read again" if closed else ""))
         over = [k for k in mine if _overflow(k)]
         dropped = [k for k in mine if k.unanswered] if any(_synack(k) for k in mine) else []
         if not over and not dropped:
@@ -318,15 +431,23 @@ def _timeline(conns: list[Conn], listeners: dict[tuple[str, int], _Listener], ke
             (before[-1] if before else connect).cmds.insert(0 if before else len(setup), "keepalive")
         if client and client[-1].cmds[-1] == "close":
             client[-1].cmds.append("exit")
-            exits[k.n] = client[-1].t
+            fin = next((p.ts for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.flags & FIN), client[-1].t)
+            exits[k.n] = max(fin, client[-1].t) if _closed_window(k) else client[-1].t  # a bulk write ends there
         acts.extend(client)
+        if _lost(k) and client:
+            acts.append(_Act(client[0].t, client[0].order, "impair", k.server, "", [], k))
+            unsure.append(f"connection {k.n}: the server never acknowledged the client's data, sent again and again: "
+                          "where it was lost (a dead link? a firewall?); the server's link drops it")
         if li is not None:
             li.accepted.append(k.n)
             done = _handshake_ack(k)
             acts.append(_Act(done.ts if done is not None else k.start, len(acts), "cmd", k.server, li.prog,
                              ["accept"], k))
             acts.extend(_side_acts(k, k.sip, k.server, li.prog, len(acts)))
-        if any(c.startswith("fill ") for a in acts if a.k is k for c in a.cmds):
+        if _bulk(k, k.cip):
+            unsure.append(f"connection {k.n}: the client's bytes are one write of filler (their count replayed, not "
+                          "their content; how they were cut into segments is its kernel's)")
+        elif any(c.startswith("fill ") for a in acts if a.k is k for c in a.cmds):
             unsure.append(f"connection {k.n}: its segments of more than {MAX_WRITE} bytes are written as that many "
                           "filler bytes (their sizes replayed, not their content)")
         if _nodelay(k, k.sip):
@@ -366,6 +487,17 @@ def script_play(conns: list[Conn], names: dict[str, str],
     notes: dict[str, list[str]] = {}
     listeners = _listeners(conns, sysctls, notes)
     keepalive = _keepalive_timers(conns, sysctls, notes, unsure)
+    for k in conns:
+        if _lost(k):
+            # the retransmissions stop where the capture's do: the kernel gives up at the timer after the last
+            again = sum(1 for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload and p.rel_seq == 1) - 1
+            had = sysctls.setdefault(k.client, {})
+            before = had.get("net.ipv4.tcp_retries2", 0)
+            had["net.ipv4.tcp_retries2"] = max(again, before if isinstance(before, int) else 0)
+            notes.setdefault(k.client, []).append(
+                f"connection {k.n}: its first segment sent {again} more times, then nothing: tcp_retries2 "
+                f"{again} stands in (could not infer whether tcp_retries2, TCP_USER_TIMEOUT or the capture's end "
+                "stopped them)")
     hosts: list[tuple[str, dict[str, Value], list[str]]] = []
     servers = {k.server for k in conns}
     for h in names.values():
@@ -380,10 +512,12 @@ def script_play(conns: list[Conn], names: dict[str, str],
     acts = _timeline(conns, listeners, keepalive, exits, unsure)
     steps: list[Item] = []
     for li in listeners.values():
-        steps.append(Item({"host": li.server, "start": [TCPCTL, "listen", str(li.port), str(li.backlog)],
+        rcvbuf = ["rcvbuf", str(li.rcvbuf)] if li.rcvbuf else []
+        steps.append(Item({"host": li.server, "start": [TCPCTL, *rcvbuf, "listen", str(li.port), str(li.backlog)],
                            "as": li.prog, "ready": {"listen": li.port},
                            "title": f"{li.server} listens on port {li.port}"
-                                    + (f" with backlog {li.backlog} and never accepts" if li.quiet else "")}))
+                                    + (f" with backlog {li.backlog} and never accepts" if li.quiet else "")
+                                    + (f" (SO_RCVBUF {li.rcvbuf})" if li.rcvbuf else "")}))
     served = {li.prog: li for li in listeners.values()}
     current: dict[str, int] = {}  # a listener's program -> the connection its current socket is
     waited: set[int] = set()
@@ -426,6 +560,9 @@ def script_play(conns: list[Conn], names: dict[str, str],
                 current[act.prog] = act.k.n
                 typed.setdefault((act.host, act.prog), []).extend(act.cmds)
         _flush(steps, typed)
+        for act in phase:
+            if act.kind == "impair" and act.k is not None:
+                steps.append(_impair(act.k))
         bursts: dict[tuple[str, str, int], list[Conn]] = {}
         for act in phase:
             if act.kind == "burst" and act.k is not None:
@@ -443,6 +580,22 @@ def script_play(conns: list[Conn], names: dict[str, str],
             elif act.kind == "cmd" and act.prog not in served:
                 typed.setdefault((act.host, act.prog), []).extend(act.cmds)
         _flush(steps, typed)
+    lost = [k for k in conns if _lost(k)]
+    if lost:
+        # the retransmissions go on after the programs' last calls: until the capture's last one, and half the next
+        # timer's wait (twice the last gap) after it, so the draft's run shows as many
+        end = max(k.conn.packets[-1].ts for k in lost)
+        sent = [[p.ts for p in k.conn.packets if p.tcp.src == k.cip and p.tcp.payload] for k in lost]
+        gap = max((b - a for ts in sent for a, b in zip(ts, ts[1:])), default=1.0)
+        steps.append(Item({"wait": {"seconds": seconds(end - last_t + gap)},
+                           "timeout": seconds(end - last_t + gap + 10),
+                           "title": "the client's kernel retransmits what the server's link drops"},
+                          note="the capture's last retransmission, and half the wait for the next"))
+    for n in sorted(exits):
+        done = next(c for c in conns if c.n == n)
+        if n not in waited and _closed_window(done):  # the bulk write goes on after the reader read: its end
+            steps.append(Item({"wait": {"exit": f"app{n}"}, "host": done.client, "timeout": "10s",
+                               "title": f"{done.client} is done with connection {n}"}))
     for k in conns:
         explained = k.n in keepalive and keepalive[k.n][2] or _overflow(k) == "reset"
         for o in k.other:
@@ -453,14 +606,22 @@ def script_play(conns: list[Conn], names: dict[str, str],
     return hosts, steps, _expectations(conns, listeners, keepalive)
 
 
+def _impair(k: Conn) -> Item:
+    return Item({"host": k.server, "impair": "drop", "every": 1,
+                 "match": {"from": k.client, "port": k.conn.key[1], "data": True}, "as": f"lose{k.n}",
+                 "title": f"{k.server}'s link loses every data segment of connection {k.n} from now on"})
+
+
 def _connect(k: Conn, act: _Act) -> Item:
-    start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, "connect", k.server, str(k.port), *act.cmds],
+    bind = ["bind", str(k.conn.key[1])] if _lost(k) else []
+    start: dict[str, Value] = {"host": k.client, "start": [TCPCTL, *bind, "connect", k.server, str(k.port), *act.cmds],
                                "as": act.prog, "ready": {"log": "^connected"},
                                "title": f"{k.client} connects to {k.server} port {k.port}"
                                         + (f" ({', '.join(act.cmds)})" if act.cmds else "")}
     if k.refused is not None or k.unanswered:
         start["ready"] = {"log": "^connect failed"}
-    return Item(start, note=f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
+    return Item(start, note="the capture's port, bound: the impairment tells its packets by it" if bind
+                else f"its port is the kernel's choice (the capture's: {k.conn.key[1]})")
 
 
 def _text(cmds: list[str]) -> str:
@@ -564,6 +725,26 @@ def _expectations(conns: list[Conn], listeners: dict[tuple[str, int], _Listener]
             if gave_up:
                 out.append(Item({"name": pre + "gives-up", "about": f"unanswered, {c} gives up and resets",
                                  "packet": {"from": c, "to": s, "port": k.port, "has_flags": "R"}}))
+        if _lost(k):
+            out.append(Item({"name": pre + "retransmits", "about": f"{s} never acknowledges: {c}'s kernel sends its "
+                                                                   "data again, each timer twice the one before",
+                             "packet": {"from": c, "to": s, "port": port, "seq": 1, "has_flags": "P",
+                                        "intervals": "rto-backoff", "tolerance": "100ms"}}))
+        window = _closed_window(k)
+        if window is not None:
+            out.append(Item({"name": pre + "window-closes", "about": f"{s}'s program stops reading: its buffer "
+                                                                     "fills and its kernel advertises a zero window",
+                             "packet": {"from": s, "to": c, "port": k.port, "win": 0}}))
+            if len(_window_probes(k)) >= 2:
+                out.append(Item({"name": pre + "window-probes", "about": f"{c}'s kernel probes the zero window on "
+                                                                         "its persist timer, each gap twice the last",
+                                 "packet": {"from": c, "to": s, "port": k.port, "probe": True,
+                                            "after": pre + "window-closes", "intervals": "rto-backoff",
+                                            "tolerance": "100ms"}}))
+            out.append(Item({"name": pre + "window-opens", "about": f"{s} reads again: its window opens and "
+                                                                    f"{c}'s data flows",
+                             "packet": {"from": c, "to": s, "port": k.port, "has_flags": "P",
+                                        "after": pre + "window-closes"}}))
         if k.client_fin is not None:
             out.append(Item({"name": pre + "fin", "about": f"{c} closes",
                              "packet": {"from": c, "to": s, "port": k.port, "has_flags": "F",
@@ -598,7 +779,7 @@ def _nagle_expectations(k: Conn) -> list[Item]:
         return []
     c, s, pre = k.client, k.server, f"c{k.n}-"
     wait = b.ts - a.ts
-    base: dict[str, Value] = {"from": c, "to": s, "port": k.port}
+    base: dict[str, Value] = {"from": c, "to": s, "port": k.conn.key[1] if _lost(k) else k.port}  # bound: its own
     out = [Item({"name": pre + "small-write", "about": f"{c} writes {len(a.tcp.payload)} bytes",
                  "packet": {**base, "payload": first, "after": f"start-app{k.n}"}})]
     if nodelay:

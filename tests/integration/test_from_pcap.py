@@ -1,6 +1,7 @@
 """`lab new --from-pcap` on real captures: the field report's packets and every shipped lab's run's merged pcapng
 are drafted, the drafts run, and each connection of the run shows the capture's flags in order (and, where the
-story is within milliseconds or about a kernel timer, the same directions, segment sizes and timer gaps)."""
+story is within milliseconds or about a kernel timer, the same directions, segment sizes and timer gaps; where the
+machine's pace cuts the segments, a bulk transfer's or an answered request's shape)."""
 from __future__ import annotations
 
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from tcplab.analysis.packets import load_traffic
 from tcplab.draft import read_capture_file
 from tcplab.draft.from_pcap import flag_sequences
+from tcplab.wire import SYN
 
 from ..conftest import isolated, lab_cmd, labeled_objects, remove_built_images
 
@@ -90,6 +92,45 @@ def _segments_by_client(run: Path) -> dict[str, list[list[str]]]:
     return out
 
 
+def _bulk_by_client(run: Path) -> dict[str, list[list[str]]]:
+    """Each connection as a bulk transfer shows it, by client: its segments' cut and the ACKs between them are the
+    machine's pace, not the programs', so what is kept is the handshake's flags, the bytes each way (``>200000``,
+    ``<0``), the server's window closing (``win 0``) and opening again (``win open``) with the client's probes
+    between (``probes``, their timing is _timers'), each side's first FIN in order (``>F``, ``<F``) and any RST
+    (``>R``)."""
+    out: dict[str, list[list[str]]] = {}
+    for c in load_traffic(run).connections:
+        ps = c.packets
+        mine = [p for p in ps if p.tcp.src == c.key[0]]
+        theirs = [p for p in ps if p.tcp.src == c.key[2]]
+        shape = [p.flags for p in ps[:3]]
+        shape += [f">{max((p.rel_seq + len(p.tcp.payload) - 1 for p in mine if p.tcp.payload), default=0)}",
+                  f"<{max((p.rel_seq + len(p.tcp.payload) - 1 for p in theirs if p.tcp.payload), default=0)}"]
+        closed = next((p for p in theirs if p.tcp.win == 0 and not p.tcp.flags & SYN), None)
+        if closed is not None:
+            opened = next((p for p in theirs if p.ts > closed.ts and p.tcp.win > 0), None)
+            shape += ["win 0"] + (["probes"] if any(p.probe and p.ts > closed.ts for p in mine) else [])
+            shape += ["win open"] if opened is not None and any(p.tcp.payload and p.ts > opened.ts for p in mine) else []
+        ends = [f"{'>' if p.tcp.src == c.key[0] else '<'}{x}" for p in ps for x in "FR" if x in p.flags]
+        shape += list(dict.fromkeys(ends))  # a FIN sent again (its ACK late on a loaded machine) is the kernel's
+        out.setdefault(str(c.client), []).append(shape)
+    return out
+
+
+def _lost_by_client(run: Path) -> dict[str, list[list[str]]]:
+    """Each connection by client: one the server never answered with data as its segments (direction, flags, size:
+    the losses and the kernel's retransmissions); one it answered as the handshake's flags and the bytes each way (how
+    a request and its echo are cut and acknowledged is the loaded machine's pace: TCP autocorking holds a small write
+    while the one before is still in the host's queue, in the lab's run as in the draft's)."""
+    out: dict[str, list[list[str]]] = {}
+    bulk = _bulk_by_client(run)
+    for host, conns in _segments_by_client(run).items():
+        for i, conn in enumerate(conns):
+            answered = any(x.startswith("<") and int(x.lstrip("<").lstrip("SFRPUEC.")) > 0 for x in conn)
+            out.setdefault(host, []).append(bulk[host][i] if answered else conn)
+    return out
+
+
 def _timers(lab: str, run: Path) -> list[Any]:
     """What the story's timing is, per connection, rounded as a run on a shared machine can keep it: keepalive's
     idle time and probe intervals (0.1 s), the SYN-ACK's retransmission timer and a delayed handshake ACK
@@ -110,6 +151,17 @@ def _timers(lab: str, run: Path) -> list[Any]:
             if synacks and acks:
                 out.append([round(acks[0].ts - synacks[0].ts, 1)]  # the first two timeouts: 1 s, then 2 s
                            + [round(b.ts - a.ts, 1) for a, b in zip(synacks, synacks[1:3])])
+        elif lab == "retransmit":  # the first segment's retransmission timer: each gap twice the one before
+            again = [p.ts for p in ps if p.tcp.src == c.key[0] and p.tcp.payload and p.rel_seq == 1]
+            if len(again) > 1:
+                out.append([round(b - a, 1) for a, b in zip(again, again[1:])])
+        elif lab == "zero-window":  # the persist timer: the first probe an RTO after the zero window, then backoff
+            closed = next((p for p in ps if p.tcp.src == c.key[2] and p.tcp.win == 0), None)
+            probes = [p for p in ps if p.probe and closed is not None and p.ts > closed.ts]
+            if closed is not None:
+                # the first three: how many more depends on how long the reader stalls (the run's pace)
+                marks = [closed] + probes[:3]
+                out.append([round(b.ts - a.ts, 1) for a, b in zip(marks, marks[1:])] + [len(probes) >= 3])
         elif lab == "nagle":  # a write right behind the one before (no answer between): did most of them wait?
             data = [p for p in ps if p.tcp.payload]
             waits = [b.ts - a.ts > 0.02 for a, b in zip(data, data[1:]) if a.tcp.src == b.tcp.src == c.key[0]]
@@ -144,6 +196,16 @@ ROUND_TRIPS = {
                                       ["S", "S.", ".", "P.", ".", "P.", "."]]}),
     # each request's two writes typed back to back: Nagle holds the body for the delayed ACK, TCP_NODELAY does not;
     # request 1 is quick-ACKed, the client's ACK of each reply rides on its next header
+    # tcpctl with each side's calls typed ahead: listeners with the small SO_RCVBUF their windows show, one bulk write
+    # each; the slow reader accepts and reads nothing until the capture's window opened again, so the client's
+    # kernel probes the zero window meanwhile
+    "zero-window": ([], [], {"client": [["S", "S.", ".", ">200000", "<0", ">F", "<F"],
+                                        ["S", "S.", ".", ">200000", "<0", "win 0", "probes", "win open", ">F", "<F"]]}),
+    # tcpctl: the lost connections from the capture's ports, the server's link dropping their data from the first
+    # write on (head, tail, the tail's loss probe, four RTO retransmissions of both), tcp_retries2 4 standing in for
+    # what ended them; control's echo typed ahead
+    "retransmit": ([], [], {"client": [[">S0", "<S.0", ">.0", ">P.18", ">P.18", ">P.18"] + [">P.36"] * 4] * 2
+                            + [["S", "S.", ".", ">36", "<36"]]}),
     "nagle": ([], [], {"client": [["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", ".", "P.", ".", "P."] * 9
                                   + ["F.", "F.", "."],
                                   ["S", "S.", ".", "P.", ".", "P.", ".", "P.", "."] + ["P.", "P.", ".", "P."] * 9
@@ -153,6 +215,10 @@ ROUND_TRIPS = {
 # packet's direction and payload size, and the timers' gaps (_timers); a timer's repetitions after the first are
 # as many as the run is long (_repeats_cut)
 SEGMENTS = {"backlog", "keepalive", "nagle"}
+# where segments are cut as the machine's pace lets the window and the ACKs come, a connection's shape is compared
+# (a bulk transfer's, _bulk_by_client; an answered request's beside lost ones' segments, _lost_by_client), and the
+# timers
+VIEWS = {"zero-window": _bulk_by_client, "retransmit": _lost_by_client}
 
 # The shipped labs no draft replays yet, and why (each is a behaviour the draft's programs cannot play from what the
 # capture shows); test_every_shipped_lab_round_trips_or_says_why keeps this list and ROUND_TRIPS whole.
@@ -163,11 +229,6 @@ NOT_ROUND_TRIPPED = {
     "idle-timeout": "a NAT box between two networks that forgets an idle connection and answers for the server: the "
                     "capture shows the box's RST in the server's name, but neither the box nor its flow table, and a "
                     "draft is one network of two hosts",
-    "retransmit": "segments lost on the way (the impairment drops them before the server's stack) and a sender that "
-                  "gives up after tcp_retries2 or TCP_USER_TIMEOUT: the capture shows the retransmissions, but not "
-                  "which copies were dropped where, nor the sysctl or the socket option that ended the connection",
-    "zero-window": "a reader that stops reading with a small SO_RCVBUF: the capture shows the window closing and the "
-                   "probes, but a draft's programs write and read lines a step at a time and set no receive buffer",
     "syn-flood": "hundreds of SYNs from a raw socket, with no socket behind them, against servers with SYN cookies on "
                  "and off: a draft replays connections made by programs, one step each, and one host's capture does "
                  "not show the servers' tcp_syncookies",
@@ -205,15 +266,17 @@ def round_trip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def test_a_drafted_shipped_lab_replays_every_connection_with_the_same_flags(
         round_trip: tuple[str, Path, Path, Path]) -> None:
     lab, first, draft, second = round_trip
-    before = _flags_by_client(first)
+    seen = VIEWS.get(lab, _flags_by_client)
+    before = seen(first)
     assert _shows(before, ROUND_TRIPS[lab][2]), before
-    after = _flags_by_client(second)
+    after = seen(second)
     if lab not in SEGMENTS:
         assert after == before, (before, after)
     else:
         assert _repeats_cut(after) == _repeats_cut(before), (before, after)
         want_segments, got_segments = _segments_by_client(first), _segments_by_client(second)
         assert _repeats_cut(got_segments) == _repeats_cut(want_segments), (want_segments, got_segments)
+    if lab in SEGMENTS | set(VIEWS):
         want, got = _timers(lab, first), _timers(lab, second)
         # a kernel timer fires late by up to its timer wheel's granularity (256 ms for one of 2 to 16 s at HZ=250;
         # where it was armed decides by how much): 10 % of the gap, and at least 100 ms

@@ -157,3 +157,59 @@ def test_zero_window_probes_are_no_keepalive(tmp_path: Path) -> None:
     wrpcap(str(path), sorted(pk, key=lambda q: float(q.time)))
     text = draft_lab(read_capture_file(path), [1], "zw.pcap").text
     assert "keepalive" not in text
+
+
+def test_zero_window_a_small_receive_buffer_a_bulk_write_and_a_reader_that_reads_once_its_window_opened() -> None:
+    """zero-window's run (8000 bytes a connection): its listeners' windows of at most 2896 bytes are SO_RCVBUF 4096;
+    the slow reader accepts, reads nothing while its window is closed, and reads when the capture shows it open."""
+    lab, text, unsure = _draft("zero-window")
+    assert [s["start"] for s in lab["steps"] if "start" in s] == [
+        ["/opt/lab/tcpctl", "rcvbuf", "4096", "listen", "8001", "5"],
+        ["/opt/lab/tcpctl", "rcvbuf", "4096", "listen", "8000", "5"],
+        # a bulk write's last short segment says nothing of Nagle: no TCP_NODELAY
+        ["/opt/lab/tcpctl", "connect", "server", "8001"], ["/opt/lab/tcpctl", "connect", "server", "8000"]]
+    # what the kernel cut into segments (and sent again) is one write of the connection's bytes
+    assert _typed(lab, "app1") == _typed(lab, "app2") == ["fill 8000\nclose\nexit\n"]
+    assert _typed(lab, "server-8001") == ["accept\nread 8000\nrecv\nclose\n"]
+    assert _typed(lab, "server-8000") == ["accept\n", "read 8000\nrecv\nclose\n"]
+    steps = lab["steps"]
+    i = next(i for i, s in enumerate(steps) if s.get("text") == "read 8000\nrecv\nclose\n" and s["send"] == "server-8000")
+    # the stall: from the client's write to the capture's window opening again, the probes the kernel's meanwhile
+    assert steps[i - 1]["wait"] == {"seconds": "2.9s"} and steps[i - 2]["send"] == "app2"
+    assert steps[-1]["wait"] == {"exit": "app2"}  # the transfer ends after the reader read
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    assert rules["c2-window-closes"] == {"from": "server", "to": "client", "port": 8000, "win": 0}
+    assert rules["c2-window-probes"]["intervals"] == "rto-backoff" and rules["c2-window-probes"]["probe"] is True
+    assert not any(n.startswith("c1-window") for n in rules)  # the reader that reads never closed its window
+    assert "keepalive" not in text and "sysctls" not in text
+    assert "sends 8000 bytes" in lab["story"]  # the retransmitted segment counted once
+    assert any("one write of filler" in u for u in unsure)
+
+
+def test_retransmit_lost_data_is_dropped_on_the_servers_link_and_the_retransmissions_stop_where_the_captures_do() -> None:
+    """retransmit's run: lossy's and bounded's data never acknowledged (sent 4 more times), control's echoed."""
+    lab, text, unsure = _draft("retransmit")
+    assert [s["start"] for s in lab["steps"] if "start" in s] == [
+        ["/opt/lab/tcpctl", "listen", "8000", "5"],
+        # the lost ones from the capture's ports, so that the impairment tells them apart; their tail left right
+        # behind the unacknowledged head (the loss probe resent it alone): Nagle was off
+        ["/opt/lab/tcpctl", "bind", "40001", "connect", "server", "8000", "nodelay"],
+        ["/opt/lab/tcpctl", "bind", "40002", "connect", "server", "8000", "nodelay"],
+        ["/opt/lab/tcpctl", "connect", "server", "8000"]]
+    steps = lab["steps"]
+    drops = [i for i, s in enumerate(steps) if "impair" in s]
+    assert [steps[i]["match"] for i in drops] == [{"from": "client", "port": 40001, "data": True},
+                                                  {"from": "client", "port": 40002, "data": True}]
+    assert all(steps[i]["every"] == 1 and steps[i]["host"] == "server" for i in drops)
+    first_write = next(i for i, s in enumerate(steps) if s.get("send") == "app1")
+    assert max(drops) < first_write  # lost from the first write on
+    assert _typed(lab, "app1") == _typed(lab, "app2") == ["write head of request 1\\n\nwrite tail of request 1\\n\n"]
+    assert _typed(lab, "server-8000")[-1] == "read 18\nwrite head of request 1\\n\nread 18\nwrite tail of request 1\\n\n"
+    # four RTO retransmissions, then nothing: tcp_retries2 4 ends them; the draft lasts past the last one
+    assert lab["hosts"]["client"]["sysctls"] == {"net.ipv4.tcp_retries2": 4}
+    assert "wait" in steps[-1] and float(steps[-1]["wait"]["seconds"].rstrip("s")) > 3.2
+    rules = {e["name"]: e["packet"] for e in lab["expect"]}
+    assert rules["c1-retransmits"] == {"from": "client", "to": "server", "port": 40001, "seq": 1, "has_flags": "P",
+                                       "intervals": "rto-backoff", "tolerance": "100ms"}
+    assert "c2-retransmits" in rules and "c3-retransmits" not in rules
+    assert any("where it was lost" in u for u in unsure) and "TCP_USER_TIMEOUT" in text
