@@ -41,9 +41,13 @@ def gc() -> None:
     from ..play.lifecycle import collect_garbage
 
     backend = engine()
-    removed = collect_garbage(backend)
-    if not removed:
+    removed, failed = collect_garbage(backend)
+    if not removed and not failed:
         out.print("nothing to collect")
     for r, rm in removed:
         out.print(f"removed run {r.run}: {len(rm.containers)} containers ({', '.join(sorted(rm.containers))}), "
                   f"{len(rm.networks)} networks, {len(rm.volumes)} volumes", markup=False)
+    for r, why in failed:  # the engine's own state (a stale endpoint count clears only when dockerd restarts)
+        say(f"run {r.run} not removed: {why}")
+    if failed:
+        raise SystemExit(EXIT_ENVIRONMENT)

@@ -65,9 +65,16 @@ def _shown(path: Path, shipped: bool) -> str:
 
 def validate(files: List[str] = typer.Argument(..., help="Lab files or names."),
              sets: Optional[List[str]] = SetOpt) -> None:
-    """Check lab files; nothing is started."""
+    """Check lab files; nothing is started. Every file is checked (one line each); exit 2 if any is bad."""
 
+    worst = 0
     for f in files:
-        lab, _, path = resolve_lab(f, sets)
+        try:
+            lab, _, path = resolve_lab(f, sets)
+        except SystemExit as e:  # its one line is said: go on to the next file, as a linter does
+            worst = max(worst, e.code if isinstance(e.code, int) else 2)
+            continue
         out.print(f"{path}: ok ({lab.name}: {len(lab.hosts)} hosts, {len(lab.steps)} steps, "
                   f"{len(lab.expect)} expectations)", markup=False)
+    if worst:
+        raise SystemExit(worst)

@@ -30,12 +30,13 @@ def up(lab_name: str = typer.Argument(..., metavar="LAB"), sets: Optional[List[s
        watch: bool = typer.Option(False, "--watch", help="Show the live view of `lab watch` in place of the "
                                   "list of steps.")) -> None:
     """Build missing images, bring the lab up, play its steps, leave it up to explore."""
+    lab, resolved, lab_path = resolve_lab(lab_name, sets)  # bad input is refused before anything else is loaded
+
     from ..backend.base import EngineError
     from ..model import LabError
     from ..play.checkpoints import checkpoint
     from ..play.lifecycle import bring_up
 
-    lab, resolved, lab_path = resolve_lab(lab_name, sets)
     interrupts_tear_down()
     try:
         backend = engine()

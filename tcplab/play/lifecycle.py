@@ -171,11 +171,18 @@ def garbage(backend: Backend) -> list[RunningLab]:
     return [r for r in running_labs(backend).values() if r.orphaned]
 
 
-def collect_garbage(backend: Backend) -> list[tuple[RunningLab, Removed]]:
-    out = []
+def collect_garbage(backend: Backend) -> tuple[list[tuple[RunningLab, Removed]], list[tuple[RunningLab, str]]]:
+    """Remove the objects of every run whose process is gone: what was removed, and the runs the engine would
+    not let go of (why, in its words), each tried in turn."""
+    out: list[tuple[RunningLab, Removed]] = []
+    failed: list[tuple[RunningLab, str]] = []
     for r in garbage(backend):
-        out.append((r, teardown(backend, r.run)))
+        try:
+            out.append((r, teardown(backend, r.run)))
+        except EngineError as e:
+            failed.append((r, str(e)))
+            continue
         if r.run_dir:
             remove_agent_dirs(RunDir(r.run_dir))
-    return out
+    return out, failed
 
