@@ -155,13 +155,6 @@ def _timers(lab: str, run: Path) -> list[Any]:
             again = [p.ts for p in ps if p.tcp.src == c.key[0] and p.tcp.payload and p.rel_seq == 1]
             if len(again) > 1:
                 out.append([round(b - a, 1) for a, b in zip(again, again[1:])])
-        elif lab == "zero-window":  # the persist timer: the first probe an RTO after the zero window, then backoff
-            closed = next((p for p in ps if p.tcp.src == c.key[2] and p.tcp.win == 0), None)
-            probes = [p for p in ps if p.probe and closed is not None and p.ts > closed.ts]
-            if closed is not None:
-                # the first three: how many more depends on how long the reader stalls (the run's pace)
-                marks = [closed] + probes[:3]
-                out.append([round(b.ts - a.ts, 1) for a, b in zip(marks, marks[1:])] + [len(probes) >= 3])
         elif lab == "nagle":  # a write right behind the one before (no answer between): did most of them wait?
             data = [p for p in ps if p.tcp.payload]
             waits = [b.ts - a.ts > 0.02 for a, b in zip(data, data[1:]) if a.tcp.src == b.tcp.src == c.key[0]]
@@ -214,9 +207,8 @@ ROUND_TRIPS = {
 # as many as the run is long (_repeats_cut)
 SEGMENTS = {"backlog", "keepalive", "nagle"}
 # where segments are cut as the machine's pace lets the window and the ACKs come, a connection's shape is compared
-# (a bulk transfer's, _bulk_by_client; an answered request's beside lost ones' segments, _lost_by_client), and the
-# timers
-VIEWS = {"zero-window": _bulk_by_client, "retransmit": _lost_by_client}
+# (an answered request's beside lost ones' segments, _lost_by_client), and the timers
+VIEWS = {"retransmit": _lost_by_client}
 
 # The shipped labs no draft replays yet, and why (each is a behaviour the draft's programs cannot play from what the
 # capture shows); test_every_shipped_lab_round_trips_or_says_why keeps this list and ROUND_TRIPS whole.
