@@ -202,6 +202,78 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
                 buf[o + 18:o + 20] + pair + buf[t0:t0 + 14] if known[1] else None
 
 
+# A segment as the reader of a packet's other copies needs it (:func:`read_tcp_seen`): its
+# :func:`frame_signature`, time, frame number, TTL, window, checksum, options and payload.
+Seen = tuple[bytes, float, int, int, int, int, list[tuple[str, object]], bytes]
+# From the IP total length on: total length, fragment offset, TTL, TCP data offset, window, checksum.
+_SEEN = struct.Struct("!H2xHB23xBxHH")
+_SIGNATURE = struct.Struct("!H4s4sHHIIxB")  # frame_signature's bytes: IP id, addresses, ports, seq, ack, flags
+
+
+def read_tcp_seen(f: BinaryIO, keep: Callable[[str, str], bool] | None = None) -> Iterator[Seen]:
+    """:func:`read_tcp`'s segments (``keep`` as there) as :data:`Seen` tuples, no :class:`TcpPacket` made:
+    for a reader that has the same packet from another capture already and needs to know only whether
+    this copy differs from it (a router's TTL, a rewritten window) and when it was seen.
+    :func:`from_seen` makes the segment of one, equal to :func:`read_tcp`'s."""
+    head = f.read(24)
+    if len(head) < 24:
+        return
+    rec, unit = pcap_format(head)
+    unpack_rec, unpack_seen = rec.unpack_from, _SEEN.unpack_from
+    pairs: dict[bytes, bool] = {}  # each pair of addresses: kept
+    buf, pos, index = b"", 0, 0
+    while True:
+        more = f.read(_CHUNK)
+        if not more:
+            return
+        buf = buf[pos:] + more
+        pos, n = 0, len(buf)
+        while pos + 16 <= n:
+            sec, frac, incl, orig = unpack_rec(buf, pos)
+            o = pos + 16
+            end = o + incl
+            if end > n:
+                break
+            index += 1
+            pos = end
+            if incl < 54 or buf[o + 12:o + 14] != b"\x08\x00" or buf[o + 14] != 0x45 or buf[o + 23] != 6:
+                frame = buf[o:end]
+                t = decode_tcp(RawPacket(sec + frac * unit, frame, orig, index))  # any other layout
+                if t is None:
+                    continue
+                pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
+                want = pairs.get(pair)
+                if want is None:
+                    want = pairs[pair] = keep is None or keep(t.src, t.dst)
+                if want:
+                    yield (frame_signature(frame) or b"", t.ts, index, t.ttl, t.win, t.checksum, t.options,
+                           t.payload)
+                continue
+            pair = buf[o + 26:o + 34]
+            want = pairs.get(pair)
+            if want is None:
+                want = pairs[pair] = keep is None or keep(_ip(pair[:4]), _ip(pair[4:]))
+            if not want:
+                continue
+            total, frag, ttl, doff, win, csum = unpack_seen(buf, o + 16)
+            if frag & 0x1FFF:  # a later IP fragment: no TCP header here
+                continue
+            doff = (doff >> 4) * 4
+            t0 = o + 34
+            stop = end if not total or end < o + 14 + total else o + 14 + total
+            yield (buf[o + 18:o + 20] + pair + buf[t0:t0 + 14], sec + frac * unit, index, ttl, win, csum,
+                   _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
+                   buf[t0 + (doff if doff > 20 else 20):stop])
+
+
+def from_seen(seen: Seen) -> TcpPacket:
+    """The segment of a :func:`read_tcp_seen` tuple."""
+    sig, ts, index, ttl, win, csum, options, payload = seen
+    ip_id, src, dst, sport, dport, seq, ack, flags = _SIGNATURE.unpack(sig)
+    return TcpPacket(ts, _ip(src), _ip(dst), sport, dport, seq, ack, flags, win, ttl, ip_id, options, payload, csum,
+                     index)
+
+
 def _name(names: dict[bytes, str], b: bytes) -> str:
     name = names.get(b)
     if name is None:

@@ -10,7 +10,8 @@ Sequence numbers are made relative as tcpdump does: seq against the sender's
 ISN, ack against the receiver's.
 
 Every capture's copy of a kept packet is kept with it (``copies``, the sender's
-first): a router's two interfaces each hold one, so the packet is one packet
+first), joined by its signature (wire.frame_signature: what a router leaves as
+it was): a router's two interfaces each hold one, so the packet is one packet
 that crossed the router (its hops), and a copy the receiver lacks says the
 packet never arrived. A host is every address it has (run.json's
 ``addresses``): a packet from a router's second address is the router's.
@@ -23,18 +24,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..observe.merge import keeps_copy
 from ..rundir import RunDir
 from ..runfiles import run_info
 from ..runfiles.run_info import RunInfo
-from ..wire import ACK, FIN, RST, SYN, TcpPacket, format_options, read_tcp_signed
+from ..wire import ACK, FIN, RST, SYN, Seen, TcpPacket, format_options, from_seen, read_tcp_seen, read_tcp_signed
 
 ConnKey = tuple[str, int, str, int]  # client ip, client port, server ip, server port
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is made four times slower
 class Copy:
     """One capture's copy of a packet: the capture file's name (``router`` or ``router.right``: its host and,
     for a further interface, the network), the host whose capture it is, the frame in it, the packet as seen
@@ -190,16 +191,6 @@ class Traffic:
             c.packets = []
 
 
-CopyKey = tuple[str, str, int, int, int, int, int, int]
-
-
-def _copy_key(t: TcpPacket) -> CopyKey:
-    """What stays the same as a packet crosses a router (not its TTL, nor a clamped MSS, nor its length: a
-    router that cuts a GSO packet into segments passes on its first with the same sequence number and IP ID):
-    the same key in two captures is the same packet."""
-    return t.src, t.dst, t.sport, t.dport, t.seq, t.ack, t.flags, t.ip_id
-
-
 def host_captures(rd: RunDir, host: str) -> list[tuple[str, Path]]:
     """The host's captures, (name, file): ``capture/<host>.pcap`` (its first network's interface), then
     ``capture/<host>.<network>.pcap`` of each further one. A host's name holds no dot, so none is another's."""
@@ -209,7 +200,7 @@ def host_captures(rd: RunDir, host: str) -> list[tuple[str, Path]]:
 
 
 # a copy is matched to a kept packet seen at most this long before or after it (a router forwards in microseconds;
-# the same key again much later is another packet: a port reused, a retransmission with the IP ID wrapped)
+# the same signature again much later is another packet: a port reused, a retransmission with the IP ID wrapped)
 COPY_WINDOW = 1.0
 
 
@@ -227,99 +218,125 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     captures = {h: host_captures(rd, h) for h in hosts}
     captured = {h for h, files in captures.items() if files}
     with paused_gc():
-        packets = _two_passes(captures, ip_host, captured)
-        if packets is None:  # a copy kept from a receiver's capture whose sender has one (NAT, a middlebox)
-            packets = _all_at_once(hosts, captures, ip_host, captured)
+        packets = read_packets(captures, ip_host, captured)
         _mark_lost(packets, captured)
         return Traffic(packets, _connections(packets), hosts, ip_host)
 
 
-def _two_passes(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str], captured: set[str]
-                ) -> list[Packet] | None:
-    """The packets with their copies, reading the captures twice: first the copies kept for certain (what
-    each host sent; what it received from a host without a capture), then every other copy, joined to its
-    packet as it is read and holding the packet's own values (a million copies then cost little more than
-    their times). None, having read it all, when a receiver's copy of a captured sender's packet is not in
-    the sender's capture (a box on the way rewrote or made it, so it is kept): :func:`_all_at_once` then."""
-    def first(host: str) -> Callable[[str, str], bool]:
-        def keep(src: str, dst: str) -> bool:
-            sender = ip_host.get(src)
-            return sender == host or (ip_host.get(dst) == host and (sender is None or sender not in captured))
-        return keep
+# A packet's signature (wire.frame_signature: what a router leaves as it was) -> the packet, or the packets in time
+# order where several share one.
+Joins = dict[bytes, "Packet | list[Packet]"]
 
+
+def read_packets(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str], captured: set[str]
+                 ) -> list[Packet]:
+    """The packets kept by observe.merge.keeps_copy's rule, in time order, each with every capture's copy.
+
+    Each capture is read twice. First the copies kept whatever the others hold: what each host sent, what
+    it received from a host without a capture. Then every other copy, joined to the packet of its
+    signature as it is read (no segment is made of a copy that differs from its packet only in time: a
+    bridge's million receivers' copies cost their times). A receiver's copy of a captured sender's packet
+    whose signature that sender never sent is kept too (a box on the way rewrote it or made it: NAT, a
+    middlebox's RST), and the copies of no packet read so far join those at the end: the packets and
+    copies are those of deciding every copy's fate first and joining after, in one reading of each file."""
+    rank: dict[str, int] = {}  # capture -> its place in the reading order: ties in time keep that order
     packets: list[Packet] = []
-    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
+    joins: Joins = {}
     for host, files in captures.items():
-        keep = first(host)
+        def first(src: str, dst: str, host: str = host) -> bool:
+            return keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
 
-        def sender_is(src: str, dst: str, host: str = host) -> bool:
-            return ip_host.get(src) == host
-
-        mine = sent.setdefault(host, set())
         for name, path in files:
+            rank[name] = len(rank)
             with open(path, "rb") as f:
-                for t, sig in read_tcp_signed(f, sender_is, keep):
-                    if sig is not None:
-                        mine.add(sig)
-                    packets.append(Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
-                                          copies=[Copy(name, host, t.index, t)]))  # a list of one, no room to spare
+                for t, sig in read_tcp_signed(f, _every, first):
+                    p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
+                               copies=[Copy(name, host, t.index, t)])  # a list of one, no room to spare
+                    packets.append(p)
+                    _add(joins, sig or b"", p)
     packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
-    join = _CopyTable(packets)
+    _in_time_order(joins)
+    late: list[tuple[bytes, Packet]] = []  # kept from a receiver's capture: a box on the way rewrote it
+    pending: list[tuple[str, str, Seen]] = []  # copies of no packet kept so far
     for host, files in captures.items():
-        keep = first(host)
-
-        def rest(src: str, dst: str, keep: Callable[[str, str], bool] = keep) -> bool:
-            return not keep(src, dst)
-
-        def received(src: str, dst: str, host: str = host) -> bool:
-            return ip_host.get(dst) == host
+        def rest(src: str, dst: str, host: str = host) -> bool:
+            return not keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
 
         for name, path in files:
             with open(path, "rb") as f:
-                for t, sig in read_tcp_signed(f, received, rest):
-                    if sig is not None and sig not in sent.get(ip_host.get(t.src) or "", ()):
-                        return None
-                    join.attach(name, host, t.index, t)
+                for seen in read_tcp_seen(f, rest):
+                    found = joins.get(seen[0])
+                    if found is not None:
+                        _attach(found, name, host, seen)
+                        continue
+                    t = from_seen(seen)
+                    sender, receiver = ip_host.get(t.src), ip_host.get(t.dst)
+                    if keeps_copy(host, sender, receiver, captured, {sender: joins} if sender else None, seen[0]):
+                        late.append((seen[0], Packet(0, t, sender, receiver, name, t.index,
+                                                     copies=[Copy(name, host, t.index, t)])))
+                    else:
+                        pending.append((name, host, seen))
+    if not late:
+        return packets  # the copies pending are of no packet: their sender's capture lacks them
+    joins = {}
+    for sig, p in sorted(late, key=lambda k: (k[1].ts, rank[k[1].capture], k[1].frame)):
+        _add(joins, sig, p)
+    for name, host, seen in pending:
+        found = joins.get(seen[0])
+        if found is not None:
+            _attach(found, name, host, seen)
+    packets.extend(p for _, p in late)
+    packets.sort(key=lambda p: (p.ts, rank[p.capture], p.frame))
     return packets
 
 
-def _all_at_once(hosts: dict[str, str], captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str],
-                 captured: set[str]) -> list[Packet]:
-    """The packets with their copies, every capture decoded at once: the rule of observe.merge.keeps_copy for
-    each copy, then the copies not kept joined to their packets."""
-    segments: dict[str, list[tuple[str, TcpPacket, bytes | None]]] = {}
-    sent: dict[str, set[bytes]] = {}  # host -> the signatures of what it sent (observe.merge.sent_signatures)
-    for host in hosts:
-        def sign(src: str, dst: str, host: str = host) -> bool:
-            """Whose signature counts: what the host sent, and what it received from a captured host."""
-            sender, receiver = ip_host.get(src), ip_host.get(dst)
-            return sender == host or (receiver == host and sender is not None and sender in captured)
+def _every(src: str, dst: str) -> bool:
+    return True
 
-        mine = sent.setdefault(host, set())
-        for name, path in captures[host]:
-            with open(path, "rb") as f:
-                segs = segments.setdefault(host, [])
-                for t, sig in read_tcp_signed(f, sign):
-                    if sig is not None and ip_host.get(t.src) == host:
-                        mine.add(sig)
-                    segs.append((name, t, sig))
-    packets: list[Packet] = []
-    others: list[tuple[str, str, int, TcpPacket]] = []  # copies not kept: (capture, host, frame, packet)
-    for host in hosts:
-        for name, t, sig in segments.pop(host, ()):
-            src, dst = ip_host.get(t.src), ip_host.get(t.dst)
-            if keeps_copy(host, src, dst, captured, sent, sig):
-                p = Packet(0, t, src, dst, name, t.index)
-                p.copies.append(Copy(name, host, t.index, t))
-                packets.append(p)
-            else:
-                others.append((name, host, t.index, t))
-    del segments, sent
-    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
-    join = _CopyTable(packets)
-    for name, host, frame, t in others:  # each capture's in its own time order
-        join.attach(name, host, frame, t)
-    return packets
+
+def _add(joins: Joins, sig: bytes, p: Packet) -> None:
+    had = joins.setdefault(sig, p)
+    if had is not p:
+        if isinstance(had, list):
+            had.append(p)
+        else:
+            joins[sig] = [had, p]
+
+
+def _in_time_order(joins: Joins) -> None:
+    """The packets of each shared signature in time order (stable: as the packets are sorted)."""
+    for shared in joins.values():
+        if isinstance(shared, list):
+            shared.sort(key=attrgetter("ts"))
+
+
+def _attach(found: Packet | list[Packet], name: str, host: str, seen: Seen) -> None:
+    """Join a copy to the packet of its signature seen nearest in time (within COPY_WINDOW) that has no copy from
+    this capture yet; a copy of none is left out (its sender's capture has the packet)."""
+    _, ts, frame, ttl, win, csum, options, payload = seen
+    best: Packet | None = None
+    for p in found if isinstance(found, list) else (found,):
+        off = abs(p.ts - ts)
+        if off <= COPY_WINDOW and (best is None or off < abs(best.ts - ts)) \
+                and (p.copies[0].capture != name if len(p.copies) == 1
+                     else not any(c.capture == name for c in p.copies)):
+            best = p
+    if best is None:
+        return
+    k = best.tcp
+    if ttl == k.ttl and win == k.win and csum == k.checksum and payload == k.payload and options == k.options:
+        copy = Copy(name, host, frame, k, ts)  # the same segment (its signature is equal too) at another time
+    else:  # the kept packet's values where they are equal (most are: its signature's are)
+        copy = Copy(name, host, frame, TcpPacket(
+            ts, k.src, k.dst, k.sport, k.dport, k.seq, k.ack, k.flags, k.win if win == k.win else win, ttl, k.ip_id,
+            k.options if options == k.options else options, k.payload if payload == k.payload else payload,
+            k.checksum if csum == k.checksum else csum, frame))
+    copies = best.copies
+    if len(copies) == 1 and best.ts <= ts:  # two copies, already in time order
+        best.copies = [copies[0], copy]  # a list of two (appending would leave room for eight)
+    else:
+        copies.append(copy)
+        copies.sort(key=_copy_time)
 
 
 def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
@@ -347,63 +364,6 @@ def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
         passed_on = sent_as.get((last.host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), ())
         if not any(0 <= ts - last.tcp.ts <= COPY_WINDOW for ts in passed_on):
             p.lost_at = last.host
-
-
-class _CopyTable:
-    """Each capture's copy of a kept packet joins it (the nearest in time with the same key, one copy per
-    capture); a copy of no kept packet is left out, as before (its sender's capture has it)."""
-
-    def __init__(self, packets: list[Packet]) -> None:
-        # by the key's hash (an int is smaller than the key), a list only where two packets share one
-        self.by_key: dict[int, Packet | list[Packet]] = {}
-        for p in packets:
-            k = hash(_copy_key(p.tcp))
-            had = self.by_key.setdefault(k, p)
-            if had is not p:
-                if isinstance(had, list):
-                    had.append(p)
-                else:
-                    self.by_key[k] = [had, p]
-
-    def attach(self, name: str, host: str, frame: int, t: TcpPacket) -> None:
-        key = _copy_key(t)
-        found = self.by_key.get(hash(key))
-        best: Packet | None = None
-        for p in (() if found is None else found if isinstance(found, list) else (found,)):
-            off = abs(p.ts - t.ts)
-            if off <= COPY_WINDOW and (best is None or off < abs(best.ts - t.ts)) \
-                    and (p.copies[0].capture != name if len(p.copies) == 1
-                         else not any(c.capture == name for c in p.copies)) and _copy_key(p.tcp) == key:
-                best = p
-        if best is None:
-            return
-        kept = best.tcp
-        if (t.ttl, t.win, t.checksum, t.options, t.payload) == (kept.ttl, kept.win, kept.checksum, kept.options,
-                                                              kept.payload):
-            copy = Copy(name, host, frame, kept, t.ts)  # the same segment (its key is equal too) at another time
-        else:
-            _share(t, kept)
-            copy = Copy(name, host, frame, t)
-        if len(best.copies) == 1 and _copy_time(best.copies[0]) <= t.ts:  # two copies, already in time order
-            best.copies = [best.copies[0], copy]  # a list of two (appending would leave room for eight)
-        else:
-            best.copies.append(copy)
-            best.copies.sort(key=_copy_time)
-
-
-def _share(t: TcpPacket, kept: TcpPacket) -> None:
-    """Let a copy hold the kept packet's values where they are equal (most are: a million copies then cost
-    little more than their times)."""
-    if t.payload == kept.payload:
-        t.payload = kept.payload
-    if t.options == kept.options:
-        t.options = kept.options
-    t.src, t.dst, t.seq, t.ack = kept.src, kept.dst, kept.seq, kept.ack  # equal: they are the copy's key
-    t.sport, t.dport, t.flags, t.ip_id = kept.sport, kept.dport, kept.flags, kept.ip_id
-    if t.win == kept.win:
-        t.win = kept.win
-    if t.checksum == kept.checksum:
-        t.checksum = kept.checksum
 
 
 def _copy_time(c: Copy) -> float:

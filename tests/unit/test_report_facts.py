@@ -64,34 +64,73 @@ if __name__ == "__main__":
 
 
 def copies_of(packets: list[Any]) -> list[Any]:
-    return [[p.n if p.n else None, p.capture, p.frame, repr(p.ts), p.tcp, p.src_host, p.dst_host,
+    return [[p.capture, p.frame, repr(p.ts), p.tcp, p.src_host, p.dst_host,
              [(c.capture, c.host, c.frame, c.tcp) for c in p.copies]] for p in packets]
 
 
-def test_reading_twice_and_reading_all_at_once_join_the_same_copies(tmp_path: Path) -> None:
-    """load_traffic's usual path (two readings, copies joined as they are read) against the one it falls back
-    to: the fixed run, and a run through a NAT box whose RST was made on the way (so its receiver's copy is
-    kept, which only the second path does)."""
+def plainly(run: Path) -> list[Any]:
+    """The packets with their copies as the rule says, read the plain way: every frame of every capture
+    decoded, each copy kept or not by observe.merge.keeps_copy (with the signatures each host sent), then
+    each copy not kept joined to the kept packet of its signature seen nearest in time (within
+    COPY_WINDOW) that has no copy from its capture yet, the captures in turn."""
     from tcplab.analysis import packets as pk
+    from tcplab.observe.merge import keeps_copy
     from tcplab.rundir import RunDir
     from tcplab.runfiles import run_info
+    from tcplab.wire import decode_tcp, frame_signature, read_pcap_file
+
+    rd = RunDir(run)
+    info = run_info.read(rd)
+    hosts = dict(info.get("hosts") or {})
+    ip_host = {ip: h for h, ip in hosts.items() if ip}
+    for h, by_net in (info.get("addresses") or {}).items():
+        for ip in by_net.values():
+            ip_host.setdefault(ip, h)
+    captures = {h: pk.host_captures(rd, h) for h in hosts}
+    captured = {h for h, files in captures.items() if files}
+    copies = [(host, name, t, frame_signature(raw.data)) for host, files in captures.items() for name, path in files
+              for raw in read_pcap_file(str(path)) if (t := decode_tcp(raw)) is not None]
+    sent: dict[str, set[bytes | None]] = {}
+    for host, _, t, sig in copies:
+        if ip_host.get(t.src) == host:
+            sent.setdefault(host, set()).add(sig)
+    kept: list[tuple[Any, bytes | None]] = []
+    others = []
+    for host, name, t, sig in copies:
+        if keeps_copy(host, ip_host.get(t.src), ip_host.get(t.dst), captured, sent, sig):  # type: ignore[arg-type]
+            kept.append((pk.Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
+                                   copies=[pk.Copy(name, host, t.index, t)]), sig))
+        else:
+            others.append((host, name, t, sig))
+    kept.sort(key=lambda k: k[0].ts)
+    for host, name, t, sig in others:
+        near = [p for p, s in kept if s == sig and abs(p.ts - t.ts) <= pk.COPY_WINDOW
+                and name not in {c.capture for c in p.copies}]
+        if near:
+            best = min(near, key=lambda p: abs(p.ts - t.ts))
+            best.copies = sorted([*best.copies, pk.Copy(name, host, t.index, t)], key=lambda c: c.tcp.ts)
+    return [p for p, _ in kept]
+
+
+def test_the_packets_and_their_copies_are_the_rules_read_the_plain_way(tmp_path: Path) -> None:
+    """load_traffic (each capture read twice, copies joined as they are read, a copy like its packet but for
+    its time kept as its time) against :func:`plainly`: the fixed run; runs through a router (its TTL, an MSS
+    it clamped, copies that never left it); a run through a NAT box whose RST was made on the way, so its
+    receiver's copy is kept although the sender has a capture, and the copies of it join it after."""
+    from tcplab.analysis.packets import load_traffic
 
     from .test_explainers_flood_nat import nat_run
+    from .test_router_hops import write_run
 
-    for run, two_passes in ((copy_run(tmp_path), True), (nat_run(tmp_path), False)):
-        rd = RunDir(run)
-        info = run_info.read(rd)
-        hosts = dict(info.get("hosts") or {})
-        ip_host = {ip: h for h, ip in hosts.items() if ip}
-        for h, by_net in (info.get("addresses") or {}).items():
-            for ip in by_net.values():
-                ip_host.setdefault(ip, h)
-        captures = {h: pk.host_captures(rd, h) for h in hosts}
-        captured = {h for h, files in captures.items() if files}
-        twice = pk._two_passes(captures, ip_host, captured)
-        once = pk._all_at_once(hosts, captures, ip_host, captured)
-        assert (twice is not None) == two_passes
-        if twice is not None:
-            assert copies_of(twice) == copies_of(once)
-        pk.group_connections(once)  # numbered as load_traffic numbers them
-        assert copies_of(pk.load_traffic(run).packets) == copies_of(once)
+    (tmp_path / "hops").mkdir()
+    (tmp_path / "nat").mkdir()
+    runs = [copy_run(tmp_path), write_run(tmp_path / "hops", resent=2), nat_run(tmp_path / "nat")]
+    for run in runs:
+        got = load_traffic(run).packets
+        assert copies_of(got) == copies_of(plainly(run)), run
+    hops, nat = load_traffic(runs[1]).packets, load_traffic(runs[2]).packets
+    assert any(c.tcp.ttl != p.tcp.ttl for p in hops for c in p.copies)  # a router's copies differ from the packet
+    assert any(p.lost_at == "router" for p in hops)
+    rewritten = [p for p in nat if p.capture == "client" and p.src_host == "server"]  # kept from the receiver
+    assert [p.flags for p in rewritten] == ["S.", "P.", "R"]
+    assert [c.capture for c in rewritten[-1].copies] == ["nat", "client"]  # the box's RST, seen where it was made

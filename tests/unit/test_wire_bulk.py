@@ -58,6 +58,22 @@ def test_the_bulk_reader_decodes_what_the_record_reader_decodes(monkeypatch: pyt
     assert got[6].options == [] and got[6].payload == b"ip options" and got[4].src == C
 
 
+@pytest.mark.parametrize("chunk", [1, 61, 4096, 1 << 22])
+@pytest.mark.parametrize("nano,big", [(False, True), (True, False)])
+def test_the_copies_reader_gives_each_segments_signature_and_the_segment_back(monkeypatch: pytest.MonkeyPatch,
+                                                                               chunk: int, nano: bool, big: bool) -> None:
+    """read_tcp_seen: what read_tcp_signed reads, every segment signed, without a TcpPacket made of it;
+    from_seen makes it back, field for field."""
+    monkeypatch.setattr(wire, "_CHUNK", chunk)
+    data = pcap_bytes(frames(), nano=nano, big=big)
+    signed = list(wire.read_tcp_signed(io.BytesIO(data), lambda src, dst: True))
+    seen = list(wire.read_tcp_seen(io.BytesIO(data)))
+    assert [s[0] for s in seen] == [sig for _, sig in signed]
+    assert [wire.from_seen(s) for s in seen] == [t for t, _ in signed] == expected(data)
+    assert [wire.from_seen(s) for s in wire.read_tcp_seen(io.BytesIO(data), lambda src, dst: src == A)] == [
+        t for t in expected(data) if t.src == A]
+
+
 def test_the_bulk_reader_on_the_fixed_runs_captures() -> None:
     run = Path(__file__).resolve().parents[1] / "data" / "report_run" / "capture"
     for name in ("win", "server", "linux"):  # little-endian µs, big-endian ns, little-endian ns
