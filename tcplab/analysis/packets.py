@@ -57,7 +57,7 @@ class Copy:
                          s.options, s.payload, s.checksum, self.frame)
 
 
-@dataclass(slots=True)  # slots: a million of them must fit in memory
+@dataclass(slots=True, init=False)  # slots: a million of them must fit in memory
 class Packet:
     n: int
     tcp: TcpPacket
@@ -65,17 +65,33 @@ class Packet:
     dst_host: str | None
     capture: str  # the capture holding the kept copy: its host, or host.network for a further interface
     frame: int  # frame number in capture/<capture>.pcap
-    conn: "Connection | None" = None
-    rel_seq: int = 0
-    rel_ack: int = 0
-    rel_time: float = 0.0
-    probe: bool = False  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
-    copies: list[Copy] = field(default_factory=list)  # every capture's copy, in time order (the kept one too)
-    lost_at: str | None = None  # a packet that crossed a router and never reached its receiver: the last host it was on
-    ts: float = field(init=False)  # the segment's time (read often enough that a property costs seconds)
+    conn: "Connection | None"
+    rel_seq: int
+    rel_ack: int
+    rel_time: float
+    probe: bool  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
+    copies: list[Copy]  # every capture's copy, in time order (the kept one too)
+    lost_at: str | None  # a packet that crossed a router and never reached its receiver: the last host it was on
+    ts: float  # the segment's time (read often enough that a property costs seconds)
 
-    def __post_init__(self) -> None:
-        self.ts = self.tcp.ts
+    def __init__(self, n: int, tcp: TcpPacket, src_host: str | None, dst_host: str | None, capture: str, frame: int,
+                 conn: "Connection | None" = None, rel_seq: int = 0, rel_ack: int = 0, rel_time: float = 0.0,
+                 probe: bool = False, copies: list[Copy] | None = None, lost_at: str | None = None) -> None:
+        # by hand, not the dataclass's: ``ts`` set here, not in a __post_init__ call (a million packets)
+        self.n = n
+        self.tcp = tcp
+        self.src_host = src_host
+        self.dst_host = dst_host
+        self.capture = capture
+        self.frame = frame
+        self.conn = conn
+        self.rel_seq = rel_seq
+        self.rel_ack = rel_ack
+        self.rel_time = rel_time
+        self.probe = probe
+        self.copies = [] if copies is None else copies
+        self.lost_at = lost_at
+        self.ts = tcp.ts
 
     def seen_by(self, host: str) -> list[Copy]:
         """The copies captured on ``host``'s interfaces (a router's: the one it came in on, then out)."""
@@ -83,10 +99,11 @@ class Packet:
 
     def hops(self) -> list[str]:
         """The hosts that passed the packet on (neither its sender nor its receiver), in order."""
-        ends = (self.src_host, self.dst_host)
-        if all(c.host in ends for c in self.copies):  # nearly every packet (the ladder asks of each one)
-            return []
-        return list(dict.fromkeys(c.host for c in self.copies if c.host not in ends))
+        src, dst = self.src_host, self.dst_host
+        for c in self.copies:  # nearly every packet has none (the ladder asks of each one)
+            if c.host != src and c.host != dst:
+                return list(dict.fromkeys(c.host for c in self.copies if c.host != src and c.host != dst))
+        return []
 
     def journey(self) -> str:
         """In words, the routers it crossed and where it stopped: ``via router``, ``never reached server: last
@@ -253,7 +270,9 @@ def read_packets(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str,
                     p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
                                copies=[Copy(name, host, t.index, t)])  # a list of one, no room to spare
                     packets.append(p)
-                    _add(joins, sig or b"", p)
+                    had = joins.setdefault(sig or b"", p)  # _add, inline: once per packet
+                    if had is not p:
+                        _add(joins, sig or b"", p)
     packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
     _in_time_order(joins)
     late: list[tuple[bytes, Packet]] = []  # kept from a receiver's capture: a box on the way rewrote it
@@ -314,15 +333,16 @@ def _attach(found: Packet | list[Packet], name: str, host: str, seen: Seen) -> N
     """Join a copy to the packet of its signature seen nearest in time (within COPY_WINDOW) that has no copy from
     this capture yet; a copy of none is left out (its sender's capture has the packet)."""
     _, ts, frame, ttl, win, csum, options, payload = seen
-    best: Packet | None = None
-    for p in found if isinstance(found, list) else (found,):
-        off = abs(p.ts - ts)
-        if off <= COPY_WINDOW and (best is None or off < abs(best.ts - ts)) \
-                and (p.copies[0].capture != name if len(p.copies) == 1
-                     else not any(c.capture == name for c in p.copies)):
-            best = p
-    if best is None:
-        return
+    if isinstance(found, list):
+        nearest = _nearest(found, name, ts)
+        if nearest is None:
+            return
+        best, copies = nearest, nearest.copies
+    else:  # the one packet of this signature: nearly every copy
+        best, copies = found, found.copies
+        if abs(best.ts - ts) > COPY_WINDOW or (copies[0].capture == name if len(copies) == 1
+                                                else any(c.capture == name for c in copies)):
+            return
     k = best.tcp
     if ttl == k.ttl and win == k.win and csum == k.checksum and payload == k.payload and options == k.options:
         copy = Copy(name, host, frame, k, ts)  # the same segment (its signature is equal too) at another time
@@ -331,12 +351,21 @@ def _attach(found: Packet | list[Packet], name: str, host: str, seen: Seen) -> N
             ts, k.src, k.dst, k.sport, k.dport, k.seq, k.ack, k.flags, k.win if win == k.win else win, ttl, k.ip_id,
             k.options if options == k.options else options, k.payload if payload == k.payload else payload,
             k.checksum if csum == k.checksum else csum, frame))
-    copies = best.copies
     if len(copies) == 1 and best.ts <= ts:  # two copies, already in time order
         best.copies = [copies[0], copy]  # a list of two (appending would leave room for eight)
     else:
         copies.append(copy)
         copies.sort(key=_copy_time)
+
+
+def _nearest(found: list[Packet], name: str, ts: float) -> Packet | None:
+    best: Packet | None = None
+    for p in found:
+        off = abs(p.ts - ts)
+        if off <= COPY_WINDOW and (best is None or off < abs(best.ts - ts)) \
+                and not any(c.capture == name for c in p.copies):
+            best = p
+    return best
 
 
 def _mark_lost(packets: list[Packet], captured: set[str]) -> None:

@@ -10,6 +10,7 @@ box of the lab and its idle timeout as the run read it, the claimed sender's soc
 """
 from __future__ import annotations
 
+from ...wire import RST
 from ..packets import Connection, Packet
 from ..timeline import SocketId
 from .base import Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_rst, register, where
@@ -26,7 +27,7 @@ class MiddleboxReset(Explainer):
         out = Result()
         captured = {p.capture for p in run.traffic.packets}  # hosts whose own capture holds packets
         for p in run.traffic.packets:
-            if (is_rst(p) and p.src_host is not None and p.dst_host is not None and p.capture != p.src_host
+            if (p.tcp.flags & RST and p.src_host is not None and p.dst_host is not None and p.capture != p.src_host
                     and p.src_host in captured and p.capture == p.dst_host and p.conn is not None
                     and not _sent(run, p)):
                 out.add(reset_finding(run, p, p.conn))

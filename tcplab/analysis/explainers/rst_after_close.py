@@ -18,10 +18,11 @@ from ...observe.snapshots import tool_ok
 from ...peers.windows import DEFAULT_FIN_WAIT2_TIMEOUT as WINDOWS_DEFAULT
 from ...runfiles.peer_events import PeerEvent
 from ...runfiles.transitions import TransitionRecord
+from ...wire import RST
 from ..packets import Connection, Packet
 from ..timeline import SocketId
-from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_fin, is_rst,
-                   is_synack, packets_from, register, where)
+from .base import (Explainer, Fact, Finding, Result, RunEvidence, fmt_span, fmt_t, is_fin, is_synack,
+                   packets_from, register, where)
 
 _NEAR = 0.005  # a tracer reset record this close to a captured RST (same ports) is about that RST
 
@@ -34,7 +35,7 @@ class RstAfterClose(Explainer):
     def explain(self, run: RunEvidence) -> Result:
         out = Result()
         for conn in run.traffic.connections:
-            rst = next((p for p in conn.packets if is_rst(p)), None)
+            rst = next((p for p in conn.packets if p.tcp.flags & RST), None)  # is_rst, inline: every packet
             if rst is None or not any(is_synack(p) and p.n < rst.n for p in conn.packets):
                 continue  # no RST, or one that refused a connection that never existed
             out.add(rst_finding(run, conn, rst))
