@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Container, Iterator, Sequence
 
 LINKTYPE_ETHERNET = 1
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -210,11 +210,13 @@ _SEEN = struct.Struct("!H2xHB23xBxHH")
 _SIGNATURE = struct.Struct("!H4s4sHHIIxB")  # frame_signature's bytes: IP id, addresses, ports, seq, ack, flags
 
 
-def read_tcp_seen(f: BinaryIO, keep: Callable[[str, str], bool] | None = None) -> Iterator[Seen]:
+def read_tcp_seen(f: BinaryIO, keep: Callable[[str, str], bool] | None = None,
+                  known: Container[bytes] = ()) -> Iterator[Seen]:
     """:func:`read_tcp`'s segments (``keep`` as there) as :data:`Seen` tuples, no :class:`TcpPacket` made:
     for a reader that has the same packet from another capture already and needs to know only whether
-    this copy differs from it (a router's TTL, a rewritten window) and when it was seen.
-    :func:`from_seen` makes the segment of one, equal to :func:`read_tcp`'s."""
+    this copy differs from it (a router's TTL, a rewritten window) and when it was seen; those whose
+    signature is in ``known`` are left out. :func:`from_seen` makes the segment of one, equal to
+    :func:`read_tcp`'s."""
     head = f.read(24)
     if len(head) < 24:
         return
@@ -245,9 +247,9 @@ def read_tcp_seen(f: BinaryIO, keep: Callable[[str, str], bool] | None = None) -
                 want = pairs.get(pair)
                 if want is None:
                     want = pairs[pair] = keep is None or keep(t.src, t.dst)
-                if want:
-                    yield (frame_signature(frame) or b"", t.ts, index, t.ttl, t.win, t.checksum, t.options,
-                           t.payload)
+                sig = frame_signature(frame) or b""
+                if want and sig not in known:
+                    yield sig, t.ts, index, t.ttl, t.win, t.checksum, t.options, t.payload
                 continue
             pair = buf[o + 26:o + 34]
             want = pairs.get(pair)
@@ -258,10 +260,13 @@ def read_tcp_seen(f: BinaryIO, keep: Callable[[str, str], bool] | None = None) -
             total, frag, ttl, doff, win, csum = unpack_seen(buf, o + 16)
             if frag & 0x1FFF:  # a later IP fragment: no TCP header here
                 continue
-            doff = (doff >> 4) * 4
             t0 = o + 34
+            sig = buf[o + 18:o + 20] + pair + buf[t0:t0 + 14]
+            if sig in known:
+                continue
+            doff = (doff >> 4) * 4
             stop = end if not total or end < o + 14 + total else o + 14 + total
-            yield (buf[o + 18:o + 20] + pair + buf[t0:t0 + 14], sec + frac * unit, index, ttl, win, csum,
+            yield (sig, sec + frac * unit, index, ttl, win, csum,
                    _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
                    buf[t0 + (doff if doff > 20 else 20):stop])
 

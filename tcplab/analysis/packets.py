@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..observe.merge import keeps_copy
 from ..rundir import RunDir
@@ -70,9 +70,10 @@ class Packet:
     rel_ack: int
     rel_time: float
     probe: bool  # a zero-length probe (keepalive, zero window): seq = snd_una - 1
-    copies: list[Copy]  # every capture's copy, in time order (the kept one too)
+    _copies: list[Copy]  # every capture's copy, in time order (the kept one too): see ``copies``
     lost_at: str | None  # a packet that crossed a router and never reached its receiver: the last host it was on
     ts: float  # the segment's time (read often enough that a property costs seconds)
+    joiner: "_Joiner | None" = field(default=None, compare=False, repr=False)  # joins the copies when asked
 
     def __init__(self, n: int, tcp: TcpPacket, src_host: str | None, dst_host: str | None, capture: str, frame: int,
                  conn: "Connection | None" = None, rel_seq: int = 0, rel_ack: int = 0, rel_time: float = 0.0,
@@ -89,9 +90,22 @@ class Packet:
         self.rel_ack = rel_ack
         self.rel_time = rel_time
         self.probe = probe
-        self.copies = [] if copies is None else copies
+        self._copies = [] if copies is None else copies
         self.lost_at = lost_at
         self.ts = tcp.ts
+        self.joiner = None
+
+    @property
+    def copies(self) -> list[Copy]:
+        """Every capture's copy, in time order (the kept one too); the first ask of a run's packets that are
+        joined when asked joins them all."""
+        if self.joiner is not None and self.joiner.made is not None:
+            self.joiner.run()
+        return self._copies
+
+    @copies.setter
+    def copies(self, copies: list[Copy]) -> None:
+        self._copies = copies
 
     def seen_by(self, host: str) -> list[Copy]:
         """The copies captured on ``host``'s interfaces (a router's: the one it came in on, then out)."""
@@ -99,10 +113,12 @@ class Packet:
 
     def hops(self) -> list[str]:
         """The hosts that passed the packet on (neither its sender nor its receiver), in order."""
+        if self.joiner is not None:
+            return []  # copies joined when asked: no capture holds a packet neither from nor to its host
         src, dst = self.src_host, self.dst_host
-        for c in self.copies:  # nearly every packet has none (the ladder asks of each one)
+        for c in self._copies:  # nearly every packet has none (the ladder asks of each one)
             if c.host != src and c.host != dst:
-                return list(dict.fromkeys(c.host for c in self.copies if c.host != src and c.host != dst))
+                return list(dict.fromkeys(c.host for c in self._copies if c.host != src and c.host != dst))
         return []
 
     def journey(self) -> str:
@@ -245,49 +261,51 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
 Joins = dict[bytes, "Packet | list[Packet]"]
 
 
-def read_packets(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str, str], captured: set[str]
-                 ) -> list[Packet]:
+Captures = dict[str, list[tuple[str, Path]]]  # host -> its captures (host_captures)
+
+
+def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]) -> list[Packet]:
     """The packets kept by observe.merge.keeps_copy's rule, in time order, each with every capture's copy.
 
-    Each capture is read twice. First the copies kept whatever the others hold: what each host sent, what
-    it received from a host without a capture. Then every other copy, joined to the packet of its
-    signature as it is read (no segment is made of a copy that differs from its packet only in time: a
-    bridge's million receivers' copies cost their times). A receiver's copy of a captured sender's packet
-    whose signature that sender never sent is kept too (a box on the way rewrote it or made it: NAT, a
-    middlebox's RST), and the copies of no packet read so far join those at the end: the packets and
-    copies are those of deciding every copy's fate first and joining after, in one reading of each file."""
+    First the copies kept whatever the others hold are read: what each host sent, what it received from a
+    host without a capture. Then the other copies whose signature none of those packets has: a receiver's
+    copy of a captured sender's packet is then kept too (a box on the way rewrote it or made it: NAT, a
+    middlebox's RST), and the rest join those. Last, every other copy joins the packet of its signature
+    (no segment is made of a copy that differs from its packet only in time); when no capture holds a
+    packet neither from nor to its host (no router, nothing on the way), that is done when a reader first
+    asks for a packet's copies (``Packet.copies``): until then only the receivers' copies are left, and
+    a report of a run on one network needs none of them. The packets and copies are those of deciding every
+    copy's fate first and joining after."""
     rank: dict[str, int] = {}  # capture -> its place in the reading order: ties in time keep that order
-    packets: list[Packet] = []
+    made: list[Packet] = []  # in the reading order
     joins: Joins = {}
     for host, files in captures.items():
-        def first(src: str, dst: str, host: str = host) -> bool:
-            return keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
-
+        first = _first(host, ip_host, captured)
         for name, path in files:
             rank[name] = len(rank)
             with open(path, "rb") as f:
                 for t, sig in read_tcp_signed(f, _every, first):
                     p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
                                copies=[Copy(name, host, t.index, t)])  # a list of one, no room to spare
-                    packets.append(p)
+                    made.append(p)
                     had = joins.setdefault(sig or b"", p)  # _add, inline: once per packet
                     if had is not p:
                         _add(joins, sig or b"", p)
-    packets.sort(key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then of the file
+    packets = sorted(made, key=attrgetter("ts"))  # stable: at the same time, in the order of the hosts, then files
     _in_time_order(joins)
     late: list[tuple[bytes, Packet]] = []  # kept from a receiver's capture: a box on the way rewrote it
     pending: list[tuple[str, str, Seen]] = []  # copies of no packet kept so far
+    on_the_way = False  # a capture holds a packet neither from nor to its host
     for host, files in captures.items():
         def rest(src: str, dst: str, host: str = host) -> bool:
-            return not keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
+            nonlocal on_the_way
+            sender, receiver = ip_host.get(src), ip_host.get(dst)
+            on_the_way = on_the_way or (sender != host and receiver != host)
+            return not keeps_copy(host, sender, receiver, captured)
 
         for name, path in files:
             with open(path, "rb") as f:
-                for seen in read_tcp_seen(f, rest):
-                    found = joins.get(seen[0])
-                    if found is not None:
-                        _attach(found, name, host, seen)
-                        continue
+                for seen in read_tcp_seen(f, rest, joins):
                     t = from_seen(seen)
                     sender, receiver = ip_host.get(t.src), ip_host.get(t.dst)
                     if keeps_copy(host, sender, receiver, captured, {sender: joins} if sender else None, seen[0]):
@@ -295,18 +313,68 @@ def read_packets(captures: dict[str, list[tuple[str, Path]]], ip_host: dict[str,
                                                      copies=[Copy(name, host, t.index, t)])))
                     else:
                         pending.append((name, host, seen))
-    if not late:
-        return packets  # the copies pending are of no packet: their sender's capture lacks them
-    joins = {}
-    for sig, p in sorted(late, key=lambda k: (k[1].ts, rank[k[1].capture], k[1].frame)):
-        _add(joins, sig, p)
-    for name, host, seen in pending:
-        found = joins.get(seen[0])
-        if found is not None:
-            _attach(found, name, host, seen)
-    packets.extend(p for _, p in late)
-    packets.sort(key=lambda p: (p.ts, rank[p.capture], p.frame))
+    joiner = _Joiner(captures, ip_host, captured, made)
+    if on_the_way:
+        joiner.run(joins)
+    else:
+        for p in made:
+            p.joiner = joiner
+    del joins, made
+    if late:
+        joins = {}
+        for sig, p in sorted(late, key=lambda k: (k[1].ts, rank[k[1].capture], k[1].frame)):
+            _add(joins, sig, p)
+        for name, host, seen in pending:
+            found = joins.get(seen[0])
+            if found is not None:
+                _attach(found, name, host, seen)
+        packets.extend(p for _, p in late)
+        packets.sort(key=lambda p: (p.ts, rank[p.capture], p.frame))
     return packets
+
+
+class _Joiner:
+    """Joins the copies of the packets first read (``made``, in the reading order) to them: at once, or when a
+    reader first asks for one's copies (then the packets' signatures are read again rather than kept: a
+    million of them would hold a tenth of a gigabyte through a report that never asks)."""
+
+    def __init__(self, captures: Captures, ip_host: dict[str, str], captured: set[str], made: list[Packet]) -> None:
+        self.captures, self.ip_host, self.captured = captures, ip_host, captured
+        self.made: list[Packet] | None = made
+
+    def run(self, joins: Joins | None = None) -> None:
+        made, self.made = self.made, None
+        if made is None:
+            return  # joined already
+        ip_host, captured = self.ip_host, self.captured
+        with paused_gc():
+            if joins is None:
+                joins = {}
+                signatures = (seen[0] for host, files in self.captures.items() for name, path in files
+                              for seen in _read_seen(path, _first(host, ip_host, captured)))
+                for p, sig in zip(made, signatures):
+                    _add(joins, sig, p)
+                _in_time_order(joins)
+            for host, files in self.captures.items():
+                def rest(src: str, dst: str, host: str = host) -> bool:
+                    return not keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
+
+                for name, path in files:
+                    for seen in _read_seen(path, rest):
+                        found = joins.get(seen[0])
+                        if found is not None:
+                            _attach(found, name, host, seen)
+
+
+def _first(host: str, ip_host: dict[str, str], captured: set[str]) -> Callable[[str, str], bool]:
+    def first(src: str, dst: str) -> bool:
+        return keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
+    return first
+
+
+def _read_seen(path: Path, keep: Callable[[str, str], bool]) -> Iterator[Seen]:
+    with open(path, "rb") as f:
+        yield from read_tcp_seen(f, keep)
 
 
 def _every(src: str, dst: str) -> bool:
@@ -337,9 +405,9 @@ def _attach(found: Packet | list[Packet], name: str, host: str, seen: Seen) -> N
         nearest = _nearest(found, name, ts)
         if nearest is None:
             return
-        best, copies = nearest, nearest.copies
+        best, copies = nearest, nearest._copies
     else:  # the one packet of this signature: nearly every copy
-        best, copies = found, found.copies
+        best, copies = found, found._copies
         if abs(best.ts - ts) > COPY_WINDOW or (copies[0].capture == name if len(copies) == 1
                                                 else any(c.capture == name for c in copies)):
             return
@@ -352,7 +420,7 @@ def _attach(found: Packet | list[Packet], name: str, host: str, seen: Seen) -> N
             k.options if options == k.options else options, k.payload if payload == k.payload else payload,
             k.checksum if csum == k.checksum else csum, frame))
     if len(copies) == 1 and best.ts <= ts:  # two copies, already in time order
-        best.copies = [copies[0], copy]  # a list of two (appending would leave room for eight)
+        best._copies = [copies[0], copy]  # a list of two (appending would leave room for eight)
     else:
         copies.append(copy)
         copies.sort(key=_copy_time)
@@ -363,7 +431,7 @@ def _nearest(found: list[Packet], name: str, ts: float) -> Packet | None:
     for p in found:
         off = abs(p.ts - ts)
         if off <= COPY_WINDOW and (best is None or off < abs(best.ts - ts)) \
-                and not any(c.capture == name for c in p.copies):
+                and not any(c.capture == name for c in p._copies):
             best = p
     return best
 
@@ -372,7 +440,7 @@ def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
     """``lost_at`` of each packet that reached a router and not its receiver."""
     lost: list[Packet] = []
     for p in packets:
-        copies, dst = p.copies, p.dst_host
+        copies, dst = p._copies, p.dst_host  # packets whose copies are joined when asked crossed no router
         if len(copies) > 1 and dst in captured:
             if copies[-1].host == dst or copies[0].host == dst:  # it arrived: nearly every packet
                 continue
@@ -382,14 +450,14 @@ def _mark_lost(packets: list[Packet], captured: set[str]) -> None:
     if not lost:
         return
     # what each host sent, by what a NAT box leaves as it was: a packet it passed on rewritten was not lost there
-    wanted = {(p.copies[-1].host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id) for p in lost}
+    wanted = {(p._copies[-1].host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id) for p in lost}
     sent_as: dict[tuple[str | None, int, int, int, int], list[float]] = {}
     for p in packets:
         key = (p.src_host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id)
         if key in wanted:
             sent_as.setdefault(key, []).append(p.ts)
     for p in lost:
-        last = p.copies[-1]
+        last = p._copies[-1]
         passed_on = sent_as.get((last.host, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.ip_id), ())
         if not any(0 <= ts - last.tcp.ts <= COPY_WINDOW for ts in passed_on):
             p.lost_at = last.host

@@ -134,3 +134,18 @@ def test_the_packets_and_their_copies_are_the_rules_read_the_plain_way(tmp_path:
     rewritten = [p for p in nat if p.capture == "client" and p.src_host == "server"]  # kept from the receiver
     assert [p.flags for p in rewritten] == ["S.", "P.", "R"]
     assert [c.capture for c in rewritten[-1].copies] == ["nat", "client"]  # the box's RST, seen where it was made
+
+
+def test_a_run_on_one_network_joins_the_copies_when_a_reader_first_asks(tmp_path: Path) -> None:
+    """No capture of the fixed run holds a packet neither from nor to its host: its packets have no hops and
+    none was lost on the way without their copies read, and the first ask for one's copies joins them all,
+    as the rule says."""
+    from tcplab.analysis.packets import load_traffic
+
+    run = copy_run(tmp_path)
+    packets = load_traffic(run).packets
+    joiner = packets[0].joiner
+    assert joiner is not None and joiner.made is not None
+    assert all(len(p._copies) == 1 for p in packets) and not any(p.hops() or p.lost_at for p in packets)
+    assert copies_of(packets) == copies_of(plainly(run))
+    assert joiner.made is None and sum(len(p._copies) for p in packets) > len(packets)
