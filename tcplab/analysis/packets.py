@@ -217,11 +217,16 @@ class Traffic:
         return self.packets[0].ts if self.packets else 0.0
 
     def release(self) -> None:
-        """Unlink the connections from their packets (each packet's ``conn`` and its connection's list are
-        the only cycles among them): once the last reference goes, a million packets are freed at once,
-        with no collection walking them first. The connections are empty afterwards."""
+        """Unlink the connections from their packets and the packets from the joiner of their copies (each
+        packet's ``conn`` and its connection's list, its ``joiner`` and the joiner's list are the only cycles
+        among them): once the last reference goes, a million packets are freed at once, with no collection
+        walking them first. The connections are empty afterwards, and copies not joined yet never will be."""
         for c in self.connections:
             c.packets = []
+        for p in self.packets:
+            if p.joiner is not None:
+                p.joiner.made = None  # one joiner for every packet that has one
+                break
 
 
 def host_captures(rd: RunDir, host: str) -> list[tuple[str, Path]]:
@@ -285,8 +290,7 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
             rank[name] = len(rank)
             with open(path, "rb") as f:
                 for t, sig in read_tcp_signed(f, _every, first):
-                    p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index,
-                               copies=[Copy(name, host, t.index, t)])  # a list of one, no room to spare
+                    p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index, copies=_UNJOINED)
                     made.append(p)
                     had = joins.setdefault(sig or b"", p)  # _add, inline: once per packet
                     if had is not p:
@@ -333,6 +337,10 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
     return packets
 
 
+# The copies of a packet not joined yet (its own copy is made with the others'): never changed by anyone.
+_UNJOINED: list[Copy] = []
+
+
 class _Joiner:
     """Joins the copies of the packets first read (``made``, in the reading order) to them: at once, or when a
     reader first asks for one's copies (then the packets' signatures are read again rather than kept: a
@@ -347,7 +355,10 @@ class _Joiner:
         if made is None:
             return  # joined already
         ip_host, captured = self.ip_host, self.captured
+        host_of = {name: host for host, files in self.captures.items() for name, _ in files}
         with paused_gc():
+            for p in made:
+                p._copies = [Copy(p.capture, host_of[p.capture], p.frame, p.tcp)]  # a list of one, no room to spare
             if joins is None:
                 joins = {}
                 signatures = (seen[0] for host, files in self.captures.items() for name, path in files

@@ -146,6 +146,27 @@ def test_a_run_on_one_network_joins_the_copies_when_a_reader_first_asks(tmp_path
     packets = load_traffic(run).packets
     joiner = packets[0].joiner
     assert joiner is not None and joiner.made is not None
-    assert all(len(p._copies) == 1 for p in packets) and not any(p.hops() or p.lost_at for p in packets)
+    assert not any(p._copies or p.hops() or p.lost_at for p in packets)
     assert copies_of(packets) == copies_of(plainly(run))
     assert joiner.made is None and sum(len(p._copies) for p in packets) > len(packets)
+
+
+def test_released_packets_are_freed_with_no_collection(tmp_path: Path) -> None:
+    """Traffic.release leaves no cycle among a run's packets, connections and the joiner of their copies."""
+    import gc
+    import weakref
+
+    from tcplab.analysis.packets import load_traffic
+
+    traffic = load_traffic(copy_run(tmp_path))
+    assert traffic.packets[0].joiner is not None
+    gone = weakref.ref(traffic.packets[0].joiner)
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        traffic.release()
+        del traffic
+        assert gone() is None
+    finally:
+        if was:
+            gc.enable()
