@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
 from typing import Any, Callable, ClassVar
 
 from ...model import Lab, Peer
@@ -142,9 +143,10 @@ class RunEvidence:
         SYN-ACK): SYNs no socket sent, never meant to complete."""
         groups: dict[tuple[str, str, int], list[Connection]] = {}
         for c in self.traffic.connections:
-            sent = [p for p in c.packets if p.tcp.src == c.key[0]]
+            client = c.key[0]
+            sent = list(islice((p for p in c.packets if p.tcp.src == client), 2))  # two are one too many
             if len(sent) == 1 and sent[0].tcp.flags & (SYN | ACK) == SYN:
-                groups.setdefault((c.key[0], c.key[2], c.key[3]), []).append(c)
+                groups.setdefault((client, c.key[2], c.key[3]), []).append(c)
         return {k: v for k, v in groups.items() if len(v) >= FLOOD_SYNS}
 
     @cached_property

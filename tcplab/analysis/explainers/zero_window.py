@@ -22,7 +22,7 @@ class ZeroWindow(Explainer):
     def explain(self, run: RunEvidence) -> Result:
         out = Result()
         for conn in run.traffic.connections:
-            for ip in sorted({p.tcp.src for p in conn.packets if _zero(p)}):
+            for ip in sorted({p.tcp.src for p in conn.packets if p.tcp.win == 0 and _zero(p)}):  # win first: cheap
                 out.add(zero_window_finding(run, conn, ip))
         return out
 
