@@ -115,11 +115,13 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
         yield t
 
 
-def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool], keep: Callable[[str, str], bool] | None = None
+def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool], keep: Callable[[str, str], bool] | None = None,
+                    note: Callable[[str, str], bool] | None = None, noted: list[bytes] | None = None
                     ) -> Iterator[tuple[TcpPacket, bytes | None]]:
     """:func:`read_tcp`'s segments (``keep`` as there), each with its :func:`frame_signature` when
-    ``sign(src, dst)`` (asked once per pair of addresses), else None."""
-    return _segments(f, keep, 0, sign)
+    ``sign(src, dst)`` (asked once per pair of addresses), else None. The signatures of the segments ``keep``
+    leaves out between addresses ``note(src, dst)`` wants are appended to ``noted`` (no segment made)."""
+    return _segments(f, keep, 0, sign, note, noted)
 
 
 def ipv4_offset(d: bytes) -> int | None:
@@ -141,14 +143,17 @@ def frame_signature(d: bytes) -> bytes | None:
 
 
 def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
-              sign: Callable[[str, str], bool] | None) -> Iterator[tuple[TcpPacket, bytes | None]]:
+              sign: Callable[[str, str], bool] | None, note: Callable[[str, str], bool] | None = None,
+              noted: list[bytes] | None = None) -> Iterator[tuple[TcpPacket, bytes | None]]:
     head = f.read(24)
     if len(head) < 24:
         return
     rec, unit = pcap_format(head)
     unpack_rec, unpack_frame = rec.unpack_from, _ETH_IP_TCP.unpack_from
     names: dict[bytes, str] = {}
-    pairs: dict[bytes, tuple[bool, bool, str, str]] = {}  # each pair of addresses: kept, signed, the two names
+    # each pair of addresses: kept, signed (or, not kept: noted), the two names
+    pairs: dict[bytes, tuple[bool, bool, str, str]] = {}
+    into = [] if noted is None else noted
     ports: dict[int, int] = {}  # each port number one object: a million packets carry a few ports
     buf, pos, index = b"", 0, 0
     while True:
@@ -174,9 +179,12 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
                 known = pairs.get(pair)
                 if known is None:
                     want = keep is None or keep(t.src, t.dst)
-                    known = pairs[pair] = (want, want and sign is not None and sign(t.src, t.dst), t.src, t.dst)
+                    known = pairs[pair] = (want, sign is not None and sign(t.src, t.dst) if want else
+                                           note is not None and note(t.src, t.dst), t.src, t.dst)
                 if known[0]:
                     yield t, frame_signature(frame) if known[1] else None
+                elif known[1]:
+                    into.append(frame_signature(frame) or b"")
                 continue
             if flags and not buf[o + 47] & flags:
                 continue
@@ -185,8 +193,11 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
             if known is None:
                 src, dst = _name(names, pair[:4]), _name(names, pair[4:])
                 want = keep is None or keep(src, dst)
-                known = pairs[pair] = (want, want and sign is not None and sign(src, dst), src, dst)
+                known = pairs[pair] = (want, sign is not None and sign(src, dst) if want else
+                                       note is not None and note(src, dst), src, dst)
             if not known[0]:
+                if known[1] and not (buf[o + 20] & 0x1F or buf[o + 21]):  # noted, unless a later IP fragment
+                    into.append(buf[o + 18:o + 20] + pair + buf[o + 34:o + 48])
                 continue
             (_, _, total, ip_id, frag, ttl, _, _, _, sport, dport, seq, ack, doff_flags, win,
              csum) = unpack_frame(buf, o)

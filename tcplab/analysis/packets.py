@@ -273,7 +273,8 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
     """The packets kept by observe.merge.keeps_copy's rule, in time order, each with every capture's copy.
 
     First the copies kept whatever the others hold are read: what each host sent, what it received from a
-    host without a capture. Then the other copies whose signature none of those packets has: a receiver's
+    host without a capture (and the signatures of the receivers' other copies). If one of those is the
+    signature of none of these packets, the other copies whose signature none has are read: a receiver's
     copy of a captured sender's packet is then kept too (a box on the way rewrote it or made it: NAT, a
     middlebox's RST), and the rest join those. Last, every other copy joins the packet of its signature
     (no segment is made of a copy that differs from its packet only in time); when no capture holds a
@@ -284,12 +285,22 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
     rank: dict[str, int] = {}  # capture -> its place in the reading order: ties in time keep that order
     made: list[Packet] = []  # in the reading order
     joins: Joins = {}
+    received: list[bytes] = []  # the signatures of the receivers' copies not kept
+    on_the_way = False  # a capture holds a packet neither from nor to its host
     for host, files in captures.items():
-        first = _first(host, ip_host, captured)
+        def first(src: str, dst: str, host: str = host) -> bool:
+            nonlocal on_the_way
+            sender, receiver = ip_host.get(src), ip_host.get(dst)
+            on_the_way = on_the_way or (sender != host and receiver != host)
+            return keeps_copy(host, sender, receiver, captured)
+
+        def to_host(src: str, dst: str, host: str = host) -> bool:
+            return ip_host.get(dst) == host
+
         for name, path in files:
             rank[name] = len(rank)
             with open(path, "rb") as f:
-                for t, sig in read_tcp_signed(f, _every, first):
+                for t, sig in read_tcp_signed(f, _every, first, to_host, received):
                     p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index, copies=_UNJOINED)
                     made.append(p)
                     had = joins.setdefault(sig or b"", p)  # _add, inline: once per packet
@@ -299,14 +310,10 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
     _in_time_order(joins)
     late: list[tuple[bytes, Packet]] = []  # kept from a receiver's capture: a box on the way rewrote it
     pending: list[tuple[str, str, Seen]] = []  # copies of no packet kept so far
-    on_the_way = False  # a capture holds a packet neither from nor to its host
-    for host, files in captures.items():
-        def rest(src: str, dst: str, host: str = host) -> bool:
-            nonlocal on_the_way
-            sender, receiver = ip_host.get(src), ip_host.get(dst)
-            on_the_way = on_the_way or (sender != host and receiver != host)
-            return not keeps_copy(host, sender, receiver, captured)
-
+    rewritten = any(sig not in joins for sig in received)  # else there is none of either
+    del received
+    for host, files in captures.items() if rewritten else ():
+        rest = _rest(host, ip_host, captured)
         for name, path in files:
             with open(path, "rb") as f:
                 for seen in read_tcp_seen(f, rest, joins):
@@ -367,9 +374,7 @@ class _Joiner:
                     _add(joins, sig, p)
                 _in_time_order(joins)
             for host, files in self.captures.items():
-                def rest(src: str, dst: str, host: str = host) -> bool:
-                    return not keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
-
+                rest = _rest(host, ip_host, captured)
                 for name, path in files:
                     for seen in _read_seen(path, rest):
                         found = joins.get(seen[0])
@@ -381,6 +386,12 @@ def _first(host: str, ip_host: dict[str, str], captured: set[str]) -> Callable[[
     def first(src: str, dst: str) -> bool:
         return keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
     return first
+
+
+def _rest(host: str, ip_host: dict[str, str], captured: set[str]) -> Callable[[str, str], bool]:
+    def rest(src: str, dst: str) -> bool:
+        return not keeps_copy(host, ip_host.get(src), ip_host.get(dst), captured)
+    return rest
 
 
 def _read_seen(path: Path, keep: Callable[[str, str], bool]) -> Iterator[Seen]:

@@ -74,6 +74,19 @@ def test_the_copies_reader_gives_each_segments_signature_and_the_segment_back(mo
         t for t in expected(data) if t.src == A]
 
 
+@pytest.mark.parametrize("chunk", [1, 61, 1 << 22])
+def test_the_signatures_of_segments_left_out_are_noted_when_asked(monkeypatch: pytest.MonkeyPatch,
+                                                                   chunk: int) -> None:
+    monkeypatch.setattr(wire, "_CHUNK", chunk)
+    data = pcap_bytes(frames())
+    every = list(wire.read_tcp_signed(io.BytesIO(data), lambda src, dst: True))
+    noted: list[bytes] = []
+    got = list(wire.read_tcp_signed(io.BytesIO(data), lambda src, dst: True, lambda src, dst: src != A,
+                                    lambda src, dst: dst == B, noted))
+    assert got == [(t, sig) for t, sig in every if t.src != A]
+    assert noted == [sig for t, sig in every if t.src == A and t.dst == B] and len(noted) >= 3
+
+
 def test_the_bulk_reader_on_the_fixed_runs_captures() -> None:
     run = Path(__file__).resolve().parents[1] / "data" / "report_run" / "capture"
     for name in ("win", "server", "linux"):  # little-endian µs, big-endian ns, little-endian ns
