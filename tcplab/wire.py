@@ -116,12 +116,14 @@ def read_tcp(f: BinaryIO, keep: Callable[[str, str], bool] | None = None, flags:
 
 
 def read_tcp_signed(f: BinaryIO, sign: Callable[[str, str], bool], keep: Callable[[str, str], bool] | None = None,
-                    note: Callable[[str, str], bool] | None = None, noted: list[bytes] | None = None
-                    ) -> Iterator[tuple[TcpPacket, bytes | None]]:
+                    note: Callable[[str, str], bool] | None = None, noted: list[bytes] | None = None,
+                    flagged: tuple[int, list[TcpPacket]] | None = None) -> Iterator[tuple[TcpPacket, bytes | None]]:
     """:func:`read_tcp`'s segments (``keep`` as there), each with its :func:`frame_signature` when
     ``sign(src, dst)`` (asked once per pair of addresses), else None. The signatures of the segments ``keep``
-    leaves out between addresses ``note(src, dst)`` wants are appended to ``noted`` (no segment made)."""
-    return _segments(f, keep, 0, sign, note, noted)
+    leaves out between addresses ``note(src, dst)`` wants are appended to ``noted`` (no segment made).
+    ``flagged``: (flags, a list): every segment with one of those flags, left out or not, is appended to the
+    list, in the file's order (what ``read_tcp(f, flags=flags)`` reads, without reading the file again)."""
+    return _segments(f, keep, 0, sign, note, noted, flagged)
 
 
 def ipv4_offset(d: bytes) -> int | None:
@@ -144,7 +146,8 @@ def frame_signature(d: bytes) -> bytes | None:
 
 def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
               sign: Callable[[str, str], bool] | None, note: Callable[[str, str], bool] | None = None,
-              noted: list[bytes] | None = None) -> Iterator[tuple[TcpPacket, bytes | None]]:
+              noted: list[bytes] | None = None, flagged: tuple[int, list[TcpPacket]] | None = None
+              ) -> Iterator[tuple[TcpPacket, bytes | None]]:
     head = f.read(24)
     if len(head) < 24:
         return
@@ -154,6 +157,7 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
     # each pair of addresses: kept, signed (or, not kept: noted), the two names
     pairs: dict[bytes, tuple[bool, bool, str, str]] = {}
     into = [] if noted is None else noted
+    mask, marked = (0, []) if flagged is None else flagged
     ports: dict[int, int] = {}  # each port number one object: a million packets carry a few ports
     buf, pos, index = b"", 0, 0
     while True:
@@ -175,6 +179,8 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
                 t = decode_tcp(RawPacket(sec + frac * unit, frame, orig, index))  # any other layout
                 if t is None or (flags and not t.flags & flags):
                     continue
+                if t.flags & mask:
+                    marked.append(t)
                 pair = bytes(int(x) for x in f"{t.src}.{t.dst}".split("."))  # as the common path keys it
                 known = pairs.get(pair)
                 if known is None:
@@ -198,6 +204,8 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
             if not known[0]:
                 if known[1] and not (buf[o + 20] & 0x1F or buf[o + 21]):  # noted, unless a later IP fragment
                     into.append(buf[o + 18:o + 20] + pair + buf[o + 34:o + 48])
+                if buf[o + 47] & mask and (t := decode_tcp(RawPacket(sec + frac * unit, buf[o:end], orig, index))):
+                    marked.append(t)
                 continue
             (_, _, total, ip_id, frag, ttl, _, _, _, sport, dport, seq, ack, doff_flags, win,
              csum) = unpack_frame(buf, o)
@@ -206,11 +214,13 @@ def _segments(f: BinaryIO, keep: Callable[[str, str], bool] | None, flags: int,
             doff = (doff_flags >> 12) * 4
             t0 = o + 34
             stop = end if not total or end < o + 14 + total else o + 14 + total
-            yield TcpPacket(sec + frac * unit, known[2], known[3], ports.setdefault(sport, sport),
-                            ports.setdefault(dport, dport), seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
-                            _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
-                            buf[t0 + (doff if doff > 20 else 20):stop], csum, index), \
-                buf[o + 18:o + 20] + pair + buf[t0:t0 + 14] if known[1] else None
+            t = TcpPacket(sec + frac * unit, known[2], known[3], ports.setdefault(sport, sport),
+                          ports.setdefault(dport, dport), seq, ack, doff_flags & 0xFF, win, ttl, ip_id,
+                          _options(buf[t0 + 20:min(end, t0 + doff)]) if doff > 20 else NO_OPTIONS,
+                          buf[t0 + (doff if doff > 20 else 20):stop], csum, index)
+            if doff_flags & mask:
+                marked.append(t)
+            yield t, buf[o + 18:o + 20] + pair + buf[t0:t0 + 14] if known[1] else None
 
 
 # A segment as the reader of a packet's other copies needs it (:func:`read_tcp_seen`): its

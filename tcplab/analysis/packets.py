@@ -211,6 +211,9 @@ class Traffic:
     connections: list[Connection]
     hosts: dict[str, str]  # host -> ip (on its first network)
     ip_host: dict[str, str] = field(default_factory=dict)  # every address of a host -> the host
+    # each capture's SYN, FIN and RST segments in its order, read with the packets (TIME_WAIT's derivation reads
+    # them: tcplab.observe.timewait.run_records); None: not read
+    syn_fin_rst: dict[str, list[TcpPacket]] | None = None
 
     @property
     def start(self) -> float:
@@ -242,8 +245,9 @@ def host_captures(rd: RunDir, host: str) -> list[tuple[str, Path]]:
 COPY_WINDOW = 1.0
 
 
-def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> Traffic:
-    """The run's packets; ``info``: its run.json, when the caller has read it already."""
+def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None, syn_fin_rst: bool = False) -> Traffic:
+    """The run's packets; ``info``: its run.json, when the caller has read it already; ``syn_fin_rst``: keep
+    each capture's SYN, FIN and RST segments too (``Traffic.syn_fin_rst``)."""
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     recorded = run_info.read(rd) if info is None else info
     hosts = dict(recorded.get("hosts") or {})
@@ -256,9 +260,10 @@ def load_traffic(run_dir: str | Path | RunDir, info: RunInfo | None = None) -> T
     captures = {h: host_captures(rd, h) for h in hosts}
     captured = {h for h, files in captures.items() if files}
     with paused_gc():
-        packets = read_packets(captures, ip_host, captured)
+        marked: dict[str, list[TcpPacket]] | None = {} if syn_fin_rst else None
+        packets = read_packets(captures, ip_host, captured, marked)
         _mark_lost(packets, captured)
-        return Traffic(packets, _connections(packets), hosts, ip_host)
+        return Traffic(packets, _connections(packets), hosts, ip_host, marked)
 
 
 # A packet's signature (wire.frame_signature: what a router leaves as it was) -> the packet, or the packets in time
@@ -269,7 +274,8 @@ Joins = dict[bytes, "Packet | list[Packet]"]
 Captures = dict[str, list[tuple[str, Path]]]  # host -> its captures (host_captures)
 
 
-def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]) -> list[Packet]:
+def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str],
+                 syn_fin_rst: dict[str, list[TcpPacket]] | None = None) -> list[Packet]:
     """The packets kept by observe.merge.keeps_copy's rule, in time order, each with every capture's copy.
 
     First the copies kept whatever the others hold are read: what each host sent, what it received from a
@@ -281,7 +287,8 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
     packet neither from nor to its host (no router, nothing on the way), that is done when a reader first
     asks for a packet's copies (``Packet.copies``): until then only the receivers' copies are left, and
     a report of a run on one network needs none of them. The packets and copies are those of deciding every
-    copy's fate first and joining after."""
+    copy's fate first and joining after. ``syn_fin_rst``: each capture's SYN, FIN and RST segments are put
+    there as they are read."""
     rank: dict[str, int] = {}  # capture -> its place in the reading order: ties in time keep that order
     made: list[Packet] = []  # in the reading order
     joins: Joins = {}
@@ -300,7 +307,10 @@ def read_packets(captures: Captures, ip_host: dict[str, str], captured: set[str]
         for name, path in files:
             rank[name] = len(rank)
             with open(path, "rb") as f:
-                for t, sig in read_tcp_signed(f, _every, first, to_host, received):
+                flagged: tuple[int, list[TcpPacket]] | None = None
+                if syn_fin_rst is not None:
+                    flagged = (SYN | FIN | RST, syn_fin_rst.setdefault(name, []))
+                for t, sig in read_tcp_signed(f, _every, first, to_host, received, flagged):
                     p = Packet(0, t, ip_host.get(t.src), ip_host.get(t.dst), name, t.index, copies=_UNJOINED)
                     made.append(p)
                     had = joins.setdefault(sig or b"", p)  # _add, inline: once per packet

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, cast
+from typing import Any, Iterable, Mapping, cast
 
 from ..rundir import RunDir
 from ..runfiles import run_info, snapshots as snapshot_file, transitions as transitions_file
 from ..runfiles.snapshots import Snapshots
 from ..runfiles.transitions import TransitionRecord
-from ..wire import FIN, RST, SYN, read_tcp
+from ..wire import FIN, RST, SYN, TcpPacket, read_tcp
 from .snapshots import SnapshotSocket, snapshot_sockets, tables_taken, timer_left
 
 TIMEWAIT_LEN = 60.0  # seconds: the kernel's TCP_TIMEWAIT_LEN, fixed (no sysctl changes it)
@@ -375,25 +375,37 @@ def _candidates(records: list[TransitionRecord]) -> set[frozenset[tuple[str, int
             and r.get("old") in HANDOVER_FROM}
 
 
-def read_segments(rd: RunDir, hosts: dict[str, str], conns: set[frozenset[tuple[str, int]]]) -> list[Segment]:
-    """The SYN, FIN and RST segments of connections ``conns`` in every host's capture."""
+def read_segments(rd: RunDir, hosts: dict[str, str], conns: set[frozenset[tuple[str, int]]],
+                  read: Mapping[str, list[TcpPacket]] | None = None) -> list[Segment]:
+    """The SYN, FIN and RST segments of connections ``conns`` in every host's capture; ``read``: each capture's
+    (by its name, the host's), read already (analysis.packets.Traffic.syn_fin_rst), so none is read again."""
     out: list[Segment] = []
     for host in hosts:
         path = rd.pcap(host)
+        if read is not None:
+            _add_segments(out, read.get(path.stem, ()), conns, host)
+            continue
         if not path.is_file():
             continue
         try:
             with open(path, "rb") as f:
-                for t in read_tcp(f, flags=SYN | FIN | RST):
-                    if frozenset({(t.src, t.sport), (t.dst, t.dport)}) in conns:
-                        out.append(Segment(t.ts, t.src, t.sport, t.dst, t.dport, t.flags, host, t.index))
+                _add_segments(out, read_tcp(f, flags=SYN | FIN | RST), conns, host)
         except (OSError, ValueError):
             continue  # a capture that cannot be read is evidence that is not there
     return out
 
 
-def derive_run(rd: RunDir | Any, records: list[TransitionRecord] | None = None) -> list[TransitionRecord]:
-    """The derived records of a run directory (computed, not written)."""
+def _add_segments(out: list[Segment], segments: Iterable[TcpPacket], conns: set[frozenset[tuple[str, int]]],
+                  host: str) -> None:
+    for t in segments:
+        if frozenset({(t.src, t.sport), (t.dst, t.dport)}) in conns:
+            out.append(Segment(t.ts, t.src, t.sport, t.dst, t.dport, t.flags, host, t.index))
+
+
+def derive_run(rd: RunDir | Any, records: list[TransitionRecord] | None = None,
+               segments: Mapping[str, list[TcpPacket]] | None = None) -> list[TransitionRecord]:
+    """The derived records of a run directory (computed, not written); ``segments``: as read_segments'
+    ``read``."""
     rd = rd if isinstance(rd, RunDir) else RunDir(rd)
     records = read_records(rd) if records is None else records
     conns = _candidates(records)
@@ -401,18 +413,26 @@ def derive_run(rd: RunDir | Any, records: list[TransitionRecord] | None = None) 
         return []
     info = run_info.read(rd)
     hosts = dict(info.get("hosts") or {})
-    return derive(records, dict(snapshot_file.read(rd)), read_segments(rd, hosts, conns), info.get("collected_at"),
-                  hosts)
+    return derive(records, dict(snapshot_file.read(rd)), read_segments(rd, hosts, conns, segments),
+                  info.get("collected_at"), hosts)
 
 
-def run_records(rd: RunDir | Any) -> list[TransitionRecord]:
+def derives(records: list[TransitionRecord]) -> bool:
+    """Whether :func:`run_records` derives records from the captures for these (no derived ones were written,
+    and a socket was handed over to TIME_WAIT's timer): then it reads their SYN, FIN and RST segments."""
+    return not has_derived(records) and bool(_candidates(records))
+
+
+def run_records(rd: RunDir | Any, segments: Mapping[str, list[TcpPacket]] | None = None) -> list[TransitionRecord]:
     """sockets/transitions.jsonl as every reader should see it: with the derived records, written at
-    collection or (for a run without them) derived now; each record read from the file has its ``line``."""
+    collection or (for a run without them) derived now; each record read from the file has its ``line``.
+    ``segments``: each capture's SYN, FIN and RST segments, when the caller has read them already
+    (analysis.packets.Traffic.syn_fin_rst)."""
     rd = rd if isinstance(rd, RunDir) else RunDir(rd)
     records = read_records(rd)
     if has_derived(records):
         return records
-    return records + derive_run(rd, records)
+    return records + derive_run(rd, records, segments)
 
 
 def append_derived(rd: RunDir | Any) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..analysis.packets import Traffic, load_traffic
 from ..model import Lab
-from ..observe.timewait import run_records
+from ..observe import timewait
 from ..rundir import RunDir
 from ..runfiles import images, impaired, lab as lab_file, peer_events, result, retransmits, run_info, snapshots, steps
 from ..runfiles.images import Images
@@ -83,11 +83,13 @@ def gather(run_dir: str | Path | RunDir) -> RunData:
                 logs[p.stem] = read_log(p)
             except OSError as e:
                 problems.append(f"logs/{p.name}: {e}")
+    derives = timewait.derives(timewait.read_records(rd))  # then the packets' reading keeps the segments it reads
     try:
-        traffic = load_traffic(rd, info)
+        traffic = load_traffic(rd, info, syn_fin_rst=derives)
     except (OSError, ValueError) as e:
         problems.append(f"captures could not be read: {e}")
         traffic = Traffic([], [], dict(info.get("hosts") or {}))
-    return RunData(rd, read.lab, info, images.read(rd), steps.read(rd), snapshots.read(rd), run_records(rd),
+    return RunData(rd, read.lab, info, images.read(rd), steps.read(rd), snapshots.read(rd),
+                   timewait.run_records(rd, traffic.syn_fin_rst),
                    result.read(rd), logs, traffic, problems, peer_events.read(rd), read.refused, impaired.read(rd),
                    retransmits.read(rd))

@@ -170,3 +170,24 @@ def test_released_packets_are_freed_with_no_collection(tmp_path: Path) -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_time_waits_derivation_reads_the_segments_the_packets_reading_kept(tmp_path: Path) -> None:
+    """A run without derived TIME_WAIT records: the report's reading of the packets keeps each capture's SYN,
+    FIN and RST segments, the same as reading them again, and the derivation from them is the same."""
+    from tcplab.analysis.packets import load_traffic
+    from tcplab.observe import timewait
+    from tcplab.rundir import RunDir
+    from tcplab.wire import FIN, RST, SYN, read_tcp
+
+    run = copy_run(tmp_path)
+    rd = RunDir(run)
+    assert timewait.derives(timewait.read_records(rd))
+    kept = load_traffic(run, syn_fin_rst=True).syn_fin_rst
+    assert kept is not None and sorted(kept) == ["linux", "server", "win"]
+    for name, segments in kept.items():
+        with open(rd.pcap(name), "rb") as f:
+            assert segments == list(read_tcp(f, flags=SYN | FIN | RST)) != []
+    derived = timewait.run_records(rd, kept)
+    assert derived == timewait.run_records(rd) and any(timewait.is_derived(r) for r in derived)
+    assert load_traffic(run).syn_fin_rst is None
