@@ -394,7 +394,10 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         parts += ["Host programs start with their containers (lab up starts them before step 1):",
                   *(f"  {h}: {shell_join(run)}" for h, run in programs.items()), ""]
     parts += [
-        f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file).",
+        f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file) a block",
+        "at a time: a packet reaches it up to a second late, the last ones when tcpdump stops (docker-compose",
+        "stop or down), so stop it a second or more after the last packet you want; <host>.live beside it",
+        "has the host's FINs and RSTs as they cross.",
         f"The tracer (kernel TCP state changes into {runs}/sockets/transitions.jsonl) is optional:",
         f"it needs the host's tracefs at {TRACEFS}, the one path of the machine in this file;",
         f"`docker-compose --profile {TRACER_PROFILE} up -d` starts it too.",

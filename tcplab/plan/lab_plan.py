@@ -55,11 +55,6 @@ ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -
                  '-j REJECT --reject-with tcp-reset; else iptables -w -A FORWARD -m conntrack --ctstate INVALID '
                  '-j DROP; fi;; esac; shift 3; done; '
                  f"echo '{ROUTES_READY}'; exec sleep infinity")
-# a capture of one of several interfaces: tcpdump on the interface holding the address given first (the engine
-# names interfaces in an order of its own)
-CAPTURE_BY_ADDRESS = ('i=$(ip -o -4 addr show to "$1" | cut -d" " -f2 | cut -d@ -f1); shift; '
-                      '[ -n "$i" ] || { echo "no interface with that address" >&2; exit 1; }; '
-                      'exec tcpdump -i "$i" "$@"')
 FIREWALL_ROLE = "firewall"
 FIREWALL_READY = "firewall ready"
 # the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
@@ -262,10 +257,11 @@ def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, write
     mtus += [place.mtu for place in lab.hosts[host].networks.values() if place is not None and place.mtu is not None]
     side = CaptureSidecar(host, lab.capture.filter, snaplen=max(frame_snaplen(m) for m in mtus or [None]))
     pcap = run_dir.pcap(host) if network is None else run_dir.capture_dir / f"{run_dir.pcap(host).stem}.{network}.pcap"
-    command = side.command(pcap.name)
+    live = run_dir.live_pcap(host) if network is None else None  # the wait steps follow the first network's
+    address = None
     if lab.networks:  # which interface is which network's is the engine's choice: find it by the address
-        address = lab.host_addresses(host)[network or next(iter(lab.host_addresses(host)))]
-        command = ["sh", "-c", CAPTURE_BY_ADDRESS, "sh", str(address)] + command[3:]
+        address = str(lab.host_addresses(host)[network or next(iter(lab.host_addresses(host)))])
+    command = side.command(pcap.name, live.name if live is not None else None, address)
     role = "capture" if network is None else f"capture-{network}"
     spec = ContainerSpec(
         name=names.sidecar(host, role), image=TOOLS_IMAGE, labels=names.labels("capture", host),
@@ -274,7 +270,7 @@ def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, write
         mem_limit=CAPTURE_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, "capture", host, CAPTURE_READY,
                        about=f"tcpdump in {host}'s network namespace (NET_RAW only, no promiscuous mode)",
-                       follow=(FollowedFile(f"/capture/{pcap.name}", pcap),))
+                       follow=(FollowedFile(f"/capture/{live.name}", live),) if live is not None else ())
 
 
 def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: ArtifactMount) -> SidecarPlan:

@@ -65,7 +65,7 @@ class LabRun:
         self.pids: dict[tuple[str, str], int] = {}
         self.snapshots: dict[str, Any] = {}
         self.phases: dict[str, float] = {}
-        self.tails = {h: PcapTail(run_dir.pcap(h)) for h in lab.hosts}
+        self.tails = {h: PcapTail(run_dir.live_pcap(h)) for h in lab.hosts}  # the FINs and RSTs as they cross
         self.seen: dict[tuple[str, str], int] = {}
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None

@@ -135,7 +135,7 @@ def test_sidecars_share_their_host_namespace_and_write_beside_the_file(tmp_path:
         cap = data["services"][f"{host}-capture"]
         assert cap["network_mode"] == f"service:{host}" and cap["cap_add"] == ["NET_RAW"]
         assert cap["volumes"] == [f"./runs/{lab.name}/capture:/capture"]
-        assert cap["command"][0] == "tcpdump" and f"/capture/{host}.pcap" in cap["command"]
+        assert f"/capture/{host}.pcap" in cap["command"] and f"/capture/{host}.live" in cap["command"]
     tracer = data["services"]["tracer"]
     assert tracer["profiles"] == ["tracer"] and tracer["network_mode"] == "none"
     assert tracer["volumes"] == [f"{TRACEFS}:/tracefs", f"./runs/{lab.name}/sockets:/sockets"]
