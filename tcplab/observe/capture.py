@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..wire import RawPacket, decode_tcp, pcap_format, read_tcp
 
 READY_LINE = "listening on"
 COUNTS_LINE = "dropped by kernel"  # the last line of the counts tcpdump prints on SIGUSR1 and at exit
@@ -83,19 +86,22 @@ class CaptureSidecar:
     buffer_kib: int = BUFFER_KIB
     snaplen: int = DEFAULT_MTU + FRAME_OVERHEAD
 
-    def tcpdump_args(self, out_name: str) -> list[str]:
-        """The main tcpdump's arguments after ``-i <interface>``: every packet into ``/capture/<out_name>``."""
-        return ["-p", "-n", "-B", str(self.buffer_kib), "-s", str(self.snaplen), "-Z", "root",
+    def tcpdump_args(self, out_name: str, packet_by_packet: bool = False) -> list[str]:
+        """The main tcpdump's arguments after ``-i <interface>``: every packet into ``/capture/<out_name>``, a
+        block at a time, or each as it crosses (``packet_by_packet``: a wake-up and a write each)."""
+        each = ["-U", "--immediate-mode"] if packet_by_packet else []
+        return ["-p", "-n", *each, "-B", str(self.buffer_kib), "-s", str(self.snaplen), "-Z", "root",
                 "-w", f"/capture/{out_name}", self.filter]
 
-    def command(self, out_name: str, live_name: str | None = None, address: str | None = None) -> list[str]:
+    def command(self, out_name: str, live_name: str | None = None, address: str | None = None,
+                packet_by_packet: bool = False) -> list[str]:
         """The sidecar's argv: the main capture into ``/capture/<out_name>``, and with ``live_name`` the live
         one into ``/capture/<live_name>``; on the interface holding ``address`` if given, else ``interface``."""
         if live_name is None and address is None:
-            return ["tcpdump", "-i", self.interface, *self.tcpdump_args(out_name)]
+            return ["tcpdump", "-i", self.interface, *self.tcpdump_args(out_name, packet_by_packet)]
         return ["sh", "-c", CAPTURE_SCRIPT, "sh", "" if address else self.interface, address or "",
                 f"/capture/{live_name}" if live_name else "", live_filter(self.filter),
-                *self.tcpdump_args(out_name)]
+                *self.tcpdump_args(out_name, packet_by_packet)]
 
     capabilities: tuple[str, ...] = ("NET_RAW",)
 
@@ -105,6 +111,48 @@ def drained(counts: dict[str, int], taken: int) -> bool:
     it when asked first: ``received`` counts a packet when the kernel puts it in the ring (or drops it,
     the ring full); ``captured`` when tcpdump has read it from its block into its file's buffer."""
     return counts.get("captured", 0) + counts.get("dropped", 0) >= taken
+
+
+def salvage(main: Path, live: Path) -> int:
+    """Append to the capture ``main`` the packets of the live capture ``live`` it lacks; how many.
+
+    For a capture that ended with its host's interface (the host's container killed, or ended): tcpdump
+    lost the block the kernel had not handed it yet, up to its last second; the live capture had each FIN
+    and RST as it crossed (cut at its snaplen: their lengths stay in their IP headers)."""
+    try:
+        with open(live, "rb") as f:
+            head = f.read(24)
+            rec, unit = pcap_format(head)
+            records = []
+            while len(h := f.read(rec.size)) == rec.size:
+                data = f.read(rec.unpack(h)[2])
+                records.append((h, data))
+    except (OSError, ValueError):
+        return 0
+    try:
+        with open(main, "rb") as f:
+            magic = f.read(4)
+            if magic and magic != head[:4]:
+                return 0  # not written in the same format: leave it as it is
+            f.seek(0)
+            held = {_key(p) for p in read_tcp(f)} if magic else set()
+    except FileNotFoundError:
+        held = set()
+    missing = [(h, d) for h, d in records if (k := _key(decode_tcp(RawPacket(0.0, d, len(d), 0)))) and k not in held]
+    if missing:
+        with open(main, "ab") as out:
+            if out.tell() < 24:
+                out.truncate(0)
+                out.write(head)
+            for h, d in missing:
+                out.write(h + d)
+    return len(missing)
+
+
+def _key(p: object) -> tuple[object, ...] | None:
+    if p is None:
+        return None
+    return tuple(getattr(p, a) for a in ("src", "dst", "sport", "dport", "seq", "ack", "flags", "ip_id"))
 
 
 def parse_tcpdump_stats(text: str) -> dict[str, int]:

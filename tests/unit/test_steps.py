@@ -117,7 +117,7 @@ def test_by_hand_each_kind_says_what_to_type() -> None:
     assert player_for(snap).by_hand(snap, lab, "./runs/x") == [InHost(h, ["netstat", "-tanp"]) for h in lab.hosts]
     rst = WaitStep(wait={"rst_from": "win"}, timeout=5)
     assert player_for(rst).by_hand(rst, lab, "./runs/x")[1] == OnMachine(
-        ["tcpdump", "-nr", "./runs/x/capture/win.live"])
+        ["tcpdump", "-nr", "./runs/x/capture/win.pcap", "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"])
 
 
 class RunningBackend:

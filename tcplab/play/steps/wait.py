@@ -54,10 +54,9 @@ class WaitPlayer(StepPlayer[WaitStep]):
                     InHost(step.host or "", ["cat", f"/var/log/lab/{w.exit}.exit"])]
         host = w.rst_from or w.fin_from or ""
         what = "an RST" if w.rst_from else "a FIN"
-        live = f"{files}/capture/{host}.live"
-        return [Note(f"until {host} sends {what} (lab up gives up after {step.timeout:g} s); it shows in {live} "
-                     "(the host's FINs and RSTs as they cross):"),
-                OnMachine(["tcpdump", "-nr", live])]
+        pcap = f"{files}/capture/{host}.pcap"  # a compose file's captures write each packet as it crosses
+        return [Note(f"until {host} sends {what} (lab up gives up after {step.timeout:g} s); it shows in {pcap}:"),
+                OnMachine(["tcpdump", "-nr", pcap, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"])]
 
 
 def peer_timer(run: LabRun, host: str) -> tuple[str, float] | None:
