@@ -667,11 +667,14 @@ def variants_main(b: CaptureBench, rate: float, json_path: str | None, only: lis
     print(f"capture choices at {rate:,.0f} packets/s of {UDP_SIZE}-byte UDP between two lab hosts, {b.seconds:g} s "
           f"each, {date}; without capture: flood {flood['sent_pps']:,.0f} pps sent, paced {paced['sent_pps']:,.0f} "
           f"pps sent, {paced['received_pps']:,.0f} at b")
-    print("| choice | pps sent with capture | uncaptured (paced) | ratio | kernel drops | load average | date |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| choice | pps sent with capture | uncaptured (paced) | ratio | kernel drops | captures' CPU (cores) "
+          "| machine busy (cores) | load average | date |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        cap_cpu = sum(v for k, v in r["cores"].items() if k.startswith("capture"))
         print(f"| {r['variant']} | {r['sent_pps']:,.0f} | {paced['sent_pps']:,.0f} | "
-              f"{r['sent_pps'] / paced['sent_pps']:.2f} | {r['dropped']:,} | {r['load']:.1f} | {date} |")
+              f"{r['sent_pps'] / paced['sent_pps']:.2f} | {r['dropped']:,} | {cap_cpu:.2f} | "
+              f"{r['cores'].get('machine busy', 0):.2f} | {r['load']:.1f} | {date} |")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"date": date, "rate": rate, "flood_nocap": flood, "paced_nocap": paced, "variants": rows}, f,
