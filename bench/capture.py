@@ -289,7 +289,7 @@ class CaptureBench:
         for attempt in range(6):
             subnet = f"10.95.{random.randint(0, 255)}.0/24"  # this benchmark's own /16
             data = {"name": name, "summary": "capture benchmark", "network": {"subnet": subnet},
-                    "capture": {"filter": "udp or tcp"},
+                    "capture": {"filter": "udp or tcp", "blocks": True},
                     "hosts": {"a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}}}
             lab_file = os.path.join(out, f"{name}.yaml")
             with open(lab_file, "w") as f:

@@ -395,7 +395,8 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
                   *(f"  {h}: {shell_join(run)}" for h, run in programs.items()), ""]
     parts += [
         f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file),",
-        "packet by packet (lab up's write a block at a time and drain it before a stop, which compose cannot).",
+        "packet by packet (with capture.blocks lab up's write a block at a time and drain it before a stop,",
+        "which compose cannot).",
         f"The tracer (kernel TCP state changes into {runs}/sockets/transitions.jsonl) is optional:",
         f"it needs the host's tracefs at {TRACEFS}, the one path of the machine in this file;",
         f"`docker-compose --profile {TRACER_PROFILE} up -d` starts it too.",

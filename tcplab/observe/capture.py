@@ -1,22 +1,25 @@
-"""Capture sidecars: tcpdump in each host's network namespace, two of them.
+"""Capture sidecars: tcpdump in each host's network namespace, written one of two ways.
 
-The main capture writes every packet into the run directory (a bind mount)
-in large writes: libpcap's TPACKET_V3 ring hands tcpdump packets a block at
-a time, and tcpdump's stdio writes its file a buffer at a time (no ``-U``).
-Per packet it costs next to nothing (bench/capture.py --variants: 100 000
-small packets a second with no drops, where a write and a wake-up per packet,
-``--immediate-mode -U``, held half that on 2 cores); but a packet reaches the
-file up to a second late, when the kernel retires its block, and tcpdump's
-stdio buffer reaches it only when full or when tcpdump exits. So a stop is
-drained first (tcplab/play/collect.py): tcpdump is asked for its counts until
-it has handled every packet the kernel had taken for it, then stopped
-(SIGTERM: it writes out its buffer and exits).
+By default each packet is written as it crosses (``--immediate-mode -U``): a
+wait step following the file sees a FIN as it crosses, a stop loses nothing,
+and a host killed from outside keeps every packet it had. The price is a
+wake-up and a write per packet: on 2 cores that holds about 50 000 small
+packets a second with no kernel drops (bench/capture.py --variants).
 
-The live capture is for what must be seen as it crosses: a wait step waits
-for a host's FIN or RST. A second tcpdump in the same sidecar keeps only
-those (the filter runs in the kernel: the others cost it nothing), packet by
-packet (``-U``, ``--immediate-mode``), into ``capture/<host>.live``, which
-the wait steps follow.
+A lab with ``capture: {blocks: true}`` (floods) writes every packet into the
+run directory in large writes instead: libpcap's TPACKET_V3 ring hands
+tcpdump packets a block at a time, and tcpdump's stdio writes its file a
+buffer at a time (no ``-U``). Per packet it costs next to nothing (100 000
+small packets a second with no drops); but a packet reaches the file up to a
+second late, when the kernel retires its block, and tcpdump's stdio buffer
+reaches it only when full or when tcpdump exits. So a stop is drained first
+(tcplab/play/collect.py): tcpdump is asked for its counts until it has
+handled every packet the kernel had taken for it, then stopped (SIGTERM: it
+writes out its buffer and exits). What must be seen as it crosses (a wait
+step waits for a host's FIN or RST) comes from a second tcpdump in the same
+sidecar that keeps only those (the filter runs in the kernel: the others
+cost it nothing), packet by packet, into ``capture/<host>.live``, which the
+wait steps follow.
 
 Both need NET_RAW only: no promiscuous mode (``-p``), the namespace has one
 interface and all the host's traffic crosses it.

@@ -55,6 +55,8 @@ ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -
                  '-j REJECT --reject-with tcp-reset; else iptables -w -A FORWARD -m conntrack --ctstate INVALID '
                  '-j DROP; fi;; esac; shift 3; done; '
                  f"echo '{ROUTES_READY}'; exec sleep infinity")
+# the engine role of a capture written a block at a time: stopped before it is removed (tcplab/play/teardown.py)
+BLOCK_CAPTURE_ROLE = "capture-blocks"
 FIREWALL_ROLE = "firewall"
 FIREWALL_READY = "firewall ready"
 # the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
@@ -253,10 +255,11 @@ def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | N
 
 
 def packet_by_packet_capture(lab: Lab, host: str) -> bool:
-    """Whether the host's captures write each packet as it crosses rather than a block at a time: a host
-    running its image's own program, whose container (and with it the capture's interface) may end at any
-    moment with that program, where a tcpdump reading a block at a time loses the block it was not handed."""
-    return lab.hosts[host].own_program
+    """Whether the host's captures write each packet as it crosses rather than a block at a time: unless the
+    lab asks for blocks (``capture.blocks``, for floods), and always on a host running its image's own program,
+    whose container (and with it the capture's interface) may end at any moment with that program, where a
+    tcpdump reading a block at a time loses the block it was not handed."""
+    return not lab.capture.blocks or lab.hosts[host].own_program
 
 
 def followed_capture(lab: Lab, host: str, run_dir: RunDir) -> Path:
@@ -283,7 +286,8 @@ def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, write
     command = side.command(pcap.name, live.name if live is not None else None, address, packet_by_packet)
     role = "capture" if network is None else f"capture-{network}"
     spec = ContainerSpec(
-        name=names.sidecar(host, role), image=TOOLS_IMAGE, labels=names.labels("capture", host),
+        name=names.sidecar(host, role), image=TOOLS_IMAGE,
+        labels=names.labels("capture" if packet_by_packet else BLOCK_CAPTURE_ROLE, host),
         command=command, joins=names.host(host),
         cap_add=side.capabilities, mounts=(writes("capture", "capture"),),
         mem_limit=CAPTURE_MEMORY, pids_limit=SIDECAR_PIDS)

@@ -48,13 +48,14 @@ def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
 
 
 def _stop_first(backend: Backend, run: str, remote: bool) -> None:
-    """Stop (SIGTERM) what must not be killed: a capture still running (a run not collected: its tcpdump writes
-    out the file it buffers), and on an engine elsewhere the tracer, whose tracefs instance is out of our reach
-    (it removes it itself when stopped). A container already stopped (a collected run's captures) costs a call
-    that does nothing."""
+    """Stop (SIGTERM) what must not be killed: a capture written a block at a time still running (a run not
+    collected: its tcpdump writes out the file it buffers), and on an engine elsewhere the tracer, whose
+    tracefs instance is out of our reach (it removes it itself when stopped). A container already stopped (a
+    collected run's captures) costs a call that does nothing."""
     from ..backend.base import LABEL_ROLE, LABEL_RUN
+    from ..plan.lab_plan import BLOCK_CAPTURE_ROLE
 
-    roles = {"capture", "tracer"} if remote else {"capture"}
+    roles = {BLOCK_CAPTURE_ROLE, "tracer"} if remote else {BLOCK_CAPTURE_ROLE}
     try:
         names = [o.name for o in backend.list_labeled({LABEL_RUN: run})
                  if o.kind == "container" and o.labels.get(LABEL_ROLE) in roles]

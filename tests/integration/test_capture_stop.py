@@ -1,7 +1,7 @@
-"""The captures lose nothing at the stop. The main tcpdump writes a block at a time: the kernel hands it a
-block within a second of the block's first packet, and stdio writes its file when its buffer fills or it
-exits; so collection drains each capture (its counts, until it has read every packet the kernel took for it)
-before it stops it.
+"""Captures written a block at a time (``capture: {blocks: true}``) lose nothing at the stop. The main
+tcpdump writes a block at a time: the kernel hands it a block within a second of the block's first packet,
+and stdio writes its file when its buffer fills or it exits; so collection drains each capture (its counts,
+until it has read every packet the kernel took for it) before it stops it.
 
 The run here ends on a packet: win's FIN, which the last step (a wait) sees in the live capture as it
 crosses; collection starts at once, well within the second the FIN's block may wait in the kernel. Without
@@ -25,7 +25,7 @@ ENDS_ON_A_FIN: dict[str, Any] = {"steps": [
     {"host": "win", "start": ["telnet", "server", "8000"], "as": "telnet2", "ready": {"log": "Connected to"}},
     {"host": "win", "stop": "telnet2", "title": "win closes telnet"},
     {"wait": {"fin_from": "win"}, "timeout": "5s"},
-], "expect": []}
+], "expect": [], "capture": {"blocks": True}}
 
 Key = tuple[object, ...]
 

@@ -39,14 +39,24 @@ def test_the_lab_filter_is_an_argument_and_the_live_capture_keeps_fins_and_rsts(
     assert each[:3] == ["tcpdump", "-i", "eth0"] and {"-U", "--immediate-mode"} <= set(each)
 
 
-def test_lab_up_captures_a_block_at_a_time_beside_a_live_capture_but_an_own_program_host_each_packet(
+def test_lab_up_captures_each_packet_unless_the_lab_asks_for_blocks_and_an_own_program_host_always(
         tmp_path: Path) -> None:
     lab, _ = load_lab(ROOT / "labs" / "closewait.yaml")
     plan = plan_lab(lab, RunNames(lab.name, "r", str(tmp_path)), RunDir(tmp_path).create())
     cap = next(s for s in plan.host("server").sidecars if s.role == "capture")
+    assert cap.spec.command is not None and "-U" in cap.spec.command and not any(
+        a.endswith(".live") for a in cap.spec.command)
+    assert [f.path for f in cap.follow] == ["/capture/server.pcap"]
+    assert cap.spec.labels["tcplab.role"] == "capture"  # nothing to stop before it is removed
+    blocks = lab.model_copy(update={"capture": lab.capture.model_copy(update={"blocks": True})})
+    plan = plan_lab(blocks, RunNames(lab.name, "r", str(tmp_path)), RunDir(tmp_path).create())
+    cap = next(s for s in plan.host("server").sidecars if s.role == "capture")
     assert cap.spec.command is not None and "/capture/server.live" in cap.spec.command
+    assert cap.spec.command[:2] == ["sh", "-c"] and "-U" not in cap.spec.command[8:]  # the main tcpdump's
     assert [f.path for f in cap.follow] == ["/capture/server.live"]
+    assert cap.spec.labels["tcplab.role"] == "capture-blocks"  # stopped (its buffer written out) before removal
     own, _ = load_lab(ROOT / "examples" / "own-service" / "lab.yaml")
+    own = own.model_copy(update={"capture": own.capture.model_copy(update={"blocks": True})})
     host = next(h for h, spec in own.hosts.items() if spec.own_program)
     plan = plan_lab(own, RunNames(own.name, "r", str(tmp_path)), RunDir(tmp_path).create())
     cap = next(s for s in plan.host(host).sidecars if s.role == "capture")

@@ -65,7 +65,7 @@ def test_artifacts_go_into_the_run_directory_or_into_volumes(tmp_path: Path) -> 
     capture = local.host("win").sidecars[0]
     assert [(m.source, m.target, m.kind) for m in capture.spec.mounts] == [
         (str(tmp_path / "capture"), "/capture", "local")]
-    assert capture.follow[0].path == "/capture/win.live" and capture.follow[0].local == tmp_path / "capture/win.live"
+    assert capture.follow[0].path == "/capture/win.pcap" and capture.follow[0].local == tmp_path / "capture/win.pcap"
 
     remote = plan_of(lab, tmp_path, volumes=True)
     assert remote.volumes == ["tcplab-closewait-capture", "tcplab-closewait-peer", "tcplab-closewait-sockets"]
