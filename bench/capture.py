@@ -9,8 +9,9 @@ same veth/bridge path as a lab's programs. In one invocation:
 
 1. without capture: a UDP flood (64-byte datagrams, as fast as the sender
    goes) and a TCP bulk transfer (iperf-like), a -> b;
-2. with the lab's capture sidecars on both hosts (tcpdump -U -s 0 into the
-   run directory, exactly as ``lab up`` starts them): the same flood, then
+2. with the lab's capture sidecars on both hosts (tcpdump into the run
+   directory and the live FIN/RST capture beside it, exactly as ``lab up``
+   starts them): the same flood, then
    UDP at paced rates, doubling until tcpdump reports kernel drops (its own
    "dropped by kernel" count, read with observe.capture.parse_tcpdump_stats
    from the sidecar's log after a SIGUSR1) or the sender cannot go faster,
@@ -22,10 +23,12 @@ ramps stop at 80 s whatever happens). The figures are those of the machine
 at that moment: the load average is printed with them, and a loaded
 2-core machine gives the senders and tcpdump less CPU than an idle one.
 
-What limits what: small packets cost the capture CPU (two tcpdumps writing
-each packet with its own write(2), ``-U``); bulk TCP costs it disk
-bandwidth (each host's capture writes every byte, full size, ``-s 0``), and
-the sidecar's 128 MB memory limit keeps little of that in the page cache.
+What limits what: small packets cost the capture CPU per packet only when
+tcpdump is woken and writes per packet (``--immediate-mode -U``, as before:
+``--variants`` measures it); bulk TCP costs it disk bandwidth (each host's
+capture writes every frame whole), and the sidecar's 128 MB memory limit
+keeps little of that in the page cache. ``--variants`` also gives each
+capture's and generator's CPU (cgroup cpuacct) and the machine's.
 
 Usage:  .venv/bin/python bench/capture.py [--seconds 2] [--json FILE] [--keep]
 In a container (stdlib only):  python3 capture.py gen MODE ARG...
@@ -203,32 +206,49 @@ TIME_BUDGET = 100.0  # seconds: the ramp stops early rather than overrun
 @dataclass(frozen=True)
 class Variant:
     """tcpdump options against the lab's (``-B`` ring KiB, ``-s`` snaplen: None keeps the lab's,
-    ``--immediate-mode``), or one capture on the bridge instead of one per host."""
+    ``--immediate-mode``, ``-U``, the live FIN/RST capture beside it), or one capture on the bridge instead of
+    one per host."""
+    key: str
     label: str
     buffer_kib: int = 32768
     snaplen: int | None = None
-    immediate: bool = True
+    immediate: bool = False
+    packet_buffered: bool = False
+    live: bool = True
     bridge: bool = False
 
     def apply(self, command: list[str]) -> list[str]:
         out = list(command)
         if self.snaplen is not None:
             out[out.index("-s") + 1] = str(self.snaplen)
-        if not self.immediate:
-            out.remove("--immediate-mode")
+        at = out.index("-n") + 1
+        out[at:at] = (["--immediate-mode"] if self.immediate else []) + (["-U"] if self.packet_buffered else [])
         if self.bridge:  # a bridge hands its local tap the frames it forwards between ports only when promiscuous
             out.remove("-p")
         return out
 
 
+FRAME = "-s <a frame: MTU + 18>"
+SHIPPED = f"-B 32768 {FRAME}"
+LIVE = "a live FIN/RST tcpdump (--immediate-mode -U) beside it"
+BEFORE = f"-B 32768 {FRAME} --immediate-mode -U"
 VARIANTS = (
-    Variant("as shipped: per host, -B 32768 -s <a frame: MTU + 18> --immediate-mode -U"),
-    Variant("per host, -s 0 (before: 64 KB GSO slots)", snaplen=0),
-    Variant("per host, -s 0 -B 131072 (4x ring)", snaplen=0, buffer_kib=131072),
-    Variant("per host, -s 256 (headers)", snaplen=256),
-    Variant("per host, -s 0, no --immediate-mode (TPACKET_V3 blocks)", snaplen=0, immediate=False),
-    Variant("one on the bridge (host netns, promiscuous), -s 0", bridge=True, snaplen=0),
-    Variant("one on the bridge (host netns, promiscuous), -s <a frame>", bridge=True),
+    Variant("shipped", f"**chosen, now shipped**: per host, {SHIPPED} (TPACKET_V3 blocks, a buffered file); {LIVE}"),
+    Variant("before", f"before: per host, {BEFORE}", immediate=True, packet_buffered=True, live=False),
+    Variant("nolive", f"per host, {SHIPPED}, no live capture (its cost)", live=False),
+    Variant("v2", f"per host, {SHIPPED} --immediate-mode (TPACKET_V2), no -U; {LIVE}", immediate=True),
+    Variant("v2-nolive", f"per host, {SHIPPED} --immediate-mode (TPACKET_V2), no -U, no live capture",
+            immediate=True, live=False),
+    Variant("v3-U", f"per host, {SHIPPED} -U (TPACKET_V3, a write per packet); {LIVE}", packet_buffered=True),
+    Variant("b8m", f"as shipped, -B 8192; {LIVE}", buffer_kib=8192),
+    Variant("b2m", f"as shipped, -B 2048 (tcpdump's default); {LIVE}", buffer_kib=2048),
+    Variant("s0", "before, -s 0 (64 KB GSO slots)", snaplen=0, immediate=True, packet_buffered=True, live=False),
+    Variant("s0-b128m", "before, -s 0 -B 131072 (4x ring)", snaplen=0, buffer_kib=131072, immediate=True,
+            packet_buffered=True, live=False),
+    Variant("s256", "before, -s 256 (headers)", snaplen=256, immediate=True, packet_buffered=True, live=False),
+    Variant("bridge", f"one on the bridge (host netns, promiscuous), {BEFORE}", bridge=True, immediate=True,
+            packet_buffered=True, live=False),
+    Variant("bridge-v3", f"one on the bridge (host netns, promiscuous), {SHIPPED}", bridge=True, live=False),
 )
 
 
@@ -269,7 +289,7 @@ class CaptureBench:
         for attempt in range(6):
             subnet = f"10.95.{random.randint(0, 255)}.0/24"  # this benchmark's own /16
             data = {"name": name, "summary": "capture benchmark", "network": {"subnet": subnet},
-                    "capture": {"filter": "udp or tcp"},
+                    "capture": {"filter": "udp or tcp", "blocks": True},
                     "hosts": {"a": {"image": "tcplab/client"}, "b": {"image": "tcplab/client"}}}
             lab_file = os.path.join(out, f"{name}.yaml")
             with open(lab_file, "w") as f:
@@ -332,9 +352,11 @@ class CaptureBench:
                 lab_side = spec.command or []
                 side = CaptureSidecar(h, self.lab.capture.filter, buffer_kib=kib or 32768,
                                       snaplen=int(lab_side[lab_side.index("-s") + 1]))
-                command = side.command(f"{h}-{self.round}.pcap" if variant is not None else self.rd.pcap(h).name)
-                if variant is not None:
-                    command = variant.apply(command)
+                if variant is None:
+                    command = side.command(self.rd.pcap(h).name, f"{h}.live")
+                else:
+                    command = variant.apply(side.command(f"{h}-{self.round}.pcap",
+                                                         f"{h}-{self.round}.live" if variant.live else None))
                 spec = dataclasses.replace(spec, command=command,
                                            name=spec.name if variant is None else f"{spec.name}-{self.round}")
             self.backend.start_container(spec)
@@ -393,7 +415,7 @@ class CaptureBench:
         if remove:
             for n in names:
                 self.backend.api.remove_container(n, force=True)
-            for f in self.rd.capture_dir.glob(f"*-{self.round}.pcap"):
+            for f in self.rd.capture_dir.glob(f"*-{self.round}.*"):
                 f.unlink()  # hundreds of MB at these rates: only the counts matter here
         return out
 
@@ -455,12 +477,33 @@ class CaptureBench:
             raise got["error"]
         return {"send": sent, "recv": got["recv"]}
 
+    def cpu_times(self) -> dict[str, float]:
+        """CPU seconds so far of each capture and generator container (cgroup v1 cpuacct, where the engine
+        runs on this machine; nothing elsewhere), and of the whole machine (busy, from /proc/stat)."""
+        out: dict[str, float] = {}
+        names = {**{f"capture {h}": c for h, c in self.captures.items()},
+                 **{f"gen {h}": self.names.sidecar(h, "gen") for h in ("a", "b")}}
+        for label, c in names.items():
+            try:
+                cid = self.backend.api.inspect_container(c)["Id"]
+                with open(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage") as f:
+                    out[label] = int(f.read()) / 1e9
+            except (OSError, KeyError, ValueError):
+                pass
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        out["machine busy"] = (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")
+        return out
+
     def udp(self, rate: float = 0, captured: bool = False) -> dict[str, Any]:  # rate: datagrams/s
         before = self.capture_counts() if captured else None
+        cpu0, t0 = self.cpu_times(), time.monotonic()
         r = self.flow("udp", rate)
+        cpu1, t1 = self.cpu_times(), time.monotonic()
         dt = max(r["send"]["seconds"], 1e-9)
         out = {"target_pps": rate, "sent_pps": r["send"]["sent"] / dt, "received_pps": r["send"]["arrived"] / dt,
-               "sent": r["send"]["sent"], "received": r["send"]["arrived"], "send_errors": r["send"]["errors"]}
+               "sent": r["send"]["sent"], "received": r["send"]["arrived"], "send_errors": r["send"]["errors"],
+               "cores": {k: round((cpu1[k] - cpu0[k]) / (t1 - t0), 2) for k in cpu1 if k in cpu0}}
         if before is not None:
             after = self.capture_counts()
             out["capture"] = {h: {k: after[h].get(k, 0) - before[h].get(k, 0) for k in after[h]} for h in after}
@@ -526,11 +569,13 @@ def bench_main(argv: list[str]) -> int:
     ap.add_argument("--variants", action="store_true",
                     help="instead: each capture choice (ring, snaplen, immediate mode, per host or on the bridge) "
                          "at --rate, beside the same traffic without capture")
+    ap.add_argument("--only", help="--variants: these choices only (keys, comma-separated: "
+                    + ", ".join(v.key for v in VARIANTS) + ")")
     ap.add_argument("--rate", type=float, default=100000, help="packets/s for --variants (default 100000)")
     args = ap.parse_args(argv)
     b = CaptureBench(args.seconds, args.keep)
     if args.variants:
-        return variants_main(b, args.rate, args.json)
+        return variants_main(b, args.rate, args.json, args.only.split(",") if args.only else None)
     result: dict[str, Any] = {"seconds_per_run": args.seconds, "udp_payload": UDP_SIZE}
     try:
         b.say(f"setting up two lab hosts a -> b (load average {os.getloadavg()[0]:.2f})")
@@ -594,7 +639,7 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
-def variants_main(b: CaptureBench, rate: float, json_path: str | None) -> int:
+def variants_main(b: CaptureBench, rate: float, json_path: str | None, only: list[str] | None = None) -> int:
     """Each capture choice at ``rate`` packets/s of 64-byte UDP, a -> b, with its kernel drops, beside the same
     traffic without capture (and the flood without capture), in one invocation."""
     import datetime
@@ -607,25 +652,29 @@ def variants_main(b: CaptureBench, rate: float, json_path: str | None) -> int:
         flood = b.udp()
         paced = b.udp(rate)
         b.say(f"without capture: flood {flood['sent_pps']:,.0f} pps, paced {paced['sent_pps']:,.0f} pps "
-              f"(load {os.getloadavg()[0]:.1f})")
-        for v in VARIANTS:
+              f"(load {os.getloadavg()[0]:.1f}); cores busy: flood {flood['cores']}, paced {paced['cores']}")
+        for v in [v for v in VARIANTS if only is None or v.key in only]:
             b.start_captures(variant=v)
             r = b.udp(rate, captured=True)
             b.stop_captures(remove=True)
             r.update(variant=v.label, load=os.getloadavg()[0])
             rows.append(r)
             b.say(f"{v.label}: sent {r['sent_pps']:,.0f} pps, kernel drops {r['dropped']} "
-                  f"(captured {sum(c.get('captured', 0) for c in r['capture'].values()):,}), load {r['load']:.1f}")
+                  f"(captured {sum(c.get('captured', 0) for c in r['capture'].values()):,}), load {r['load']:.1f}, "
+                  f"cores busy {r['cores']}")
     finally:
         b.teardown()
     print(f"capture choices at {rate:,.0f} packets/s of {UDP_SIZE}-byte UDP between two lab hosts, {b.seconds:g} s "
           f"each, {date}; without capture: flood {flood['sent_pps']:,.0f} pps sent, paced {paced['sent_pps']:,.0f} "
           f"pps sent, {paced['received_pps']:,.0f} at b")
-    print("| choice | pps sent with capture | uncaptured (paced) | ratio | kernel drops | load average | date |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| choice | pps sent with capture | uncaptured (paced) | ratio | kernel drops | captures' CPU (cores) "
+          "| machine busy (cores) | load average | date |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        cap_cpu = sum(v for k, v in r["cores"].items() if k.startswith("capture"))
         print(f"| {r['variant']} | {r['sent_pps']:,.0f} | {paced['sent_pps']:,.0f} | "
-              f"{r['sent_pps'] / paced['sent_pps']:.2f} | {r['dropped']:,} | {r['load']:.1f} | {date} |")
+              f"{r['sent_pps'] / paced['sent_pps']:.2f} | {r['dropped']:,} | {cap_cpu:.2f} | "
+              f"{r['cores'].get('machine busy', 0):.2f} | {r['load']:.1f} | {date} |")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"date": date, "rate": rate, "flood_nocap": flood, "paced_nocap": paced, "variants": rows}, f,

@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tcplab.analysis.packets import load_traffic  # noqa: E402 - after the sys.path line above
+from tcplab.rundir import RunDir  # noqa: E402 - after the sys.path line above
+from tcplab.runfiles import peer_events  # noqa: E402 - after the sys.path line above
 from tcplab.wire import FIN, RST  # noqa: E402 - after the sys.path line above
 
 TIMER = 2.0
@@ -93,6 +95,7 @@ class LabResult:
     seconds: float
     verdicts: dict[str, str] = field(default_factory=dict)
     late_ms: float | None = None
+    peer_said: str = ""  # the peer's own account of its RST (rst_sent), kept when it missed the target
     timers: str = ""
     error: str = ""
 
@@ -182,6 +185,9 @@ class Bench:
                 rst = next((p for p in conn.packets if p.src_host == "win" and p.tcp.flags & RST), None)
                 if fin is not None and rst is not None:
                     res.late_ms = (rst.ts - fin.ts - TIMER) * 1000
+            if res.late_ms is not None and abs(res.late_ms) > TARGET_MS:
+                res.peer_said = next((str(e.get("detail")) for e in peer_events.read(RunDir(out)).get("win", [])
+                                      if e.get("event") == "rst_sent"), "no rst_sent event")
         except (OSError, ValueError, KeyError) as e:
             res.error = f"{type(e).__name__}: {e}; {text.strip().splitlines()[-1:] }"
         if res.left:
@@ -202,6 +208,9 @@ class Bench:
         for r in b.labs:
             if r.error:
                 print(f"    {r.name}: {r.error}", file=sys.stderr, flush=True)
+            if r.peer_said:
+                print(f"    {r.name}: RST {r.late_ms:+.1f} ms; the peer says: {r.peer_said}", file=sys.stderr,
+                      flush=True)
 
     def cleanup(self) -> None:
         if not self.keep:

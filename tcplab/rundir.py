@@ -82,6 +82,10 @@ class RunDir:
     def pcap(self, host: str) -> Path:
         return self.capture_dir / f"{safe_name(host)}.pcap"
 
+    def live_pcap(self, host: str) -> Path:
+        """The host's FINs and RSTs as they cross (a pcap file): what the wait steps follow while it runs."""
+        return self.capture_dir / f"{safe_name(host)}.live"
+
     def log(self, host: str) -> Path:
         return self.logs_dir / f"{safe_name(host)}.log"
 

@@ -34,14 +34,16 @@ socket_killed, syn_rewritten (and error). SIGTERM removes the iptables rule,
 stops synrewrite and exits 0.
 
 Needs CAP_NET_RAW (sniff, send) and CAP_NET_ADMIN (iptables, NFQUEUE, ss -K).
-With ``--realtime PRIORITY`` (> 0) the timer thread alone runs at SCHED_FIFO,
+The timers live in a process of their own (``--timer-child``, started by this one):
+a thread would need the interpreter lock to send its RST, and on a loaded machine the
+capture thread holding it can wait hundreds of milliseconds for a CPU.
+With ``--realtime PRIORITY`` (> 0) that process alone runs at SCHED_FIFO,
 which needs CAP_SYS_NICE and, where the kernel schedules real-time tasks by
 cgroup (cgroup v1 with RT group scheduling), a real-time budget for the
-container (``--cpu-rt-runtime``). Only that thread: a group that spends its
+container (``--cpu-rt-runtime``). Only that process: a group that spends its
 budget is throttled until the kernel has paid the excess back, a period (1 s)
-or more, and every real-time thread in it waits that long; the timer thread
-spends about a millisecond per timer. The main thread blocks without waking
-(it would hold the interpreter lock now and then). Where SCHED_FIFO is
+or more, and every real-time task in it waits that long; the timer process
+spends about a millisecond per timer. Where SCHED_FIFO is
 refused the program runs as without the option and says why.
 """
 from __future__ import annotations
@@ -328,81 +330,140 @@ def realtime_context() -> str:
     return ", ".join(parts)
 
 
-class Scheduler:
-    """One thread, a heap of deadlines (monotonic clock), Condition.wait(timeout): no polling.
+class TimerProcess:
+    """The FIN_WAIT_2 deadlines, kept and met by a process of their own (``winpeer.py --timer-child``).
 
-    The thread wakes ``spin`` seconds early and spins the rest on the clock: a wakeup
-    on a busy machine can take milliseconds, a running thread reads the clock in
-    microseconds. At SCHED_FIFO (``realtime`` > 0) the wakeup preempts every normal
-    task and the thread does not spin at all: a spinning real-time thread spends its
-    group's budget, and a throttled group waits for the rest of the period (a probe
-    at 5 timers a second with a 20 ms budget: a 1 ms spin gave a p99 of 620 ms, no
-    spin a worst case of 2.7 ms).
-    Actions check themselves whether they were cancelled meanwhile.
+    Not a thread: a thread woken at its deadline must take the interpreter lock before it can send,
+    and on a loaded machine the thread holding it (the capture, at the normal policy) may wait for a
+    CPU for a few hundred milliseconds: a real-time thread then waits as long. The child has its own
+    interpreter and nothing else to do. It alone runs at SCHED_FIFO (``realtime`` > 0), so it alone
+    spends the group's real-time budget; at the normal policy it wakes ``spin`` seconds early and
+    spins the rest on the clock.
+
+    The child sends each RST through the capture's own AF_PACKET socket (its descriptor is passed
+    on): frames sent through a packet socket do not come back to it, so the capture never reads the
+    emulated RST as one of the host's. Lines on the child's stdin: ``arm TOKEN DEADLINE FRAME-HEX``
+    (the deadline on the monotonic clock, which every process shares), ``cancel TOKEN``; on its
+    stdout: first ``priority fifo|normal DETAIL``, then ``fired TOKEN SENT-WALL WOKE`` per RST
+    (``WOKE``: how far from its deadline the child woke, in seconds).
     """
 
-    SPIN = 0.010
-    SPIN_REALTIME = 0.0
+    def __init__(self, sock_fd: int, realtime: int, on_fired: Callable[[int, float, float], None]) -> None:
+        self.on_fired = on_fired
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--timer-child", str(sock_fd),
+                                      str(realtime)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     bufsize=1, pass_fds=(sock_fd,))
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        first = self.proc.stdout.readline().rstrip("\n").split(" ", 2)
+        if len(first) < 3 or first[0] != "priority":
+            raise RuntimeError(f"the timer process did not start ({' '.join(first) or 'no output'})")
+        self.realtime = first[1] == "fifo"
+        self.said = first[2]
+        self.reader = threading.Thread(target=self._read, name="timer-reports", daemon=True)
+        self.reader.start()
 
-    def __init__(self, realtime: int = 0) -> None:
-        self.realtime = realtime
-        self.spin = self.SPIN_REALTIME if realtime else self.SPIN
-        self.cond = threading.Condition()
-        self.heap: list[tuple[float, int, object]] = []
-        self.counter = itertools.count()
-        self.cancelled: set[int] = set()
-        self.stopping = False
-        self.woke = 0.0
-        self.thread = threading.Thread(target=self._run, name="fin-wait2-timers", daemon=True)
-        self.thread.start()
-
-    def schedule(self, deadline: float, fn: Callable[[], None]) -> int:
-        with self.cond:
+    def schedule(self, deadline: float, frame: bytes) -> int:
+        with self.lock:
             token = next(self.counter)
-            heapq.heappush(self.heap, (deadline, token, fn))
-            self.cond.notify()
+            self._write(f"arm {token} {deadline!r} {frame.hex()}")
             return token
 
     def cancel(self, token: int) -> None:
-        with self.cond:
-            self.cancelled.add(token)
-            self.cond.notify()
+        with self.lock:
+            self._write(f"cancel {token}")
 
     def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify()
-        self.thread.join(timeout=2)
-
-    def _run(self) -> None:
-        if self.realtime and enter_realtime(self.realtime) is not None:
-            self.spin = self.SPIN
-        yield_every = 64
-        while True:
-            with self.cond:
-                while True:
-                    if self.stopping:
-                        return
-                    while self.heap and self.heap[0][1] in self.cancelled:
-                        self.cancelled.discard(heapq.heappop(self.heap)[1])
-                    if not self.heap:
-                        self.cond.wait()
-                        continue
-                    remaining = self.heap[0][0] - time.monotonic()
-                    if remaining <= self.spin:
-                        deadline, token, fn = heapq.heappop(self.heap)
-                        self.woke = -remaining  # how far from its deadline the thread got the lock back
-                        break
-                    self.cond.wait(remaining - self.spin)
-            spins = 0
-            while time.monotonic() < deadline:
-                spins += 1
-                if yield_every and spins % yield_every == 0:
-                    time.sleep(0)  # let the capture thread have the GIL now and then
+        with self.lock:
             try:
-                fn()
-            except Exception as e:  # noqa: BLE001 - a timer must never kill the scheduler
-                log(f"winpeer: timer action failed: {type(e).__name__}: {e}")
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()  # EOF: the child exits
+            except OSError:
+                pass
+        try:
+            self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=2)
+
+    def _write(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError) as e:  # the child is gone: said once, by the reader
+            log(f"winpeer: timer process unreachable: {e}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == "fired":
+                self.on_fired(int(parts[1]), float(parts[2]), float(parts[3]))
+            elif line.strip():
+                log(f"winpeer timer: {line.rstrip()}")
+
+
+def timer_child(sock_fd: int, priority: int) -> int:
+    """The timer process (see :class:`TimerProcess`): a heap of deadlines, one select() on stdin."""
+    sock = socket.socket(fileno=sock_fd)
+    if priority > 0:
+        refused = enter_realtime(priority)
+        said = f"SCHED_FIFO refused, {refused}" if refused else f"SCHED_FIFO priority {priority}"
+    else:
+        refused, said = "not asked", "not asked for real time"
+    print(f"priority {'normal' if refused else 'fifo'} {said} ({realtime_context()})", flush=True)
+    spin = 0.0 if refused is None else 0.010
+    heap: list[tuple[float, int, bytes]] = []
+    cancelled: set[int] = set()
+    pending = b""
+    stdin = sys.stdin.fileno()
+
+    def take(timeout: float | None) -> bool:
+        """Read what the parent wrote within ``timeout``; False once it has closed the pipe."""
+        nonlocal pending
+        ready, _, _ = select.select([stdin], [], [], timeout)
+        if not ready:
+            return True
+        data = os.read(stdin, 65536)
+        if not data:
+            return False
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            parts = raw.decode("ascii", "replace").split()
+            if len(parts) == 4 and parts[0] == "arm":
+                heapq.heappush(heap, (float(parts[2]), int(parts[1]), bytes.fromhex(parts[3])))
+            elif len(parts) == 2 and parts[0] == "cancel":
+                cancelled.add(int(parts[1]))
+        return True
+
+    while True:
+        while heap and heap[0][1] in cancelled:
+            cancelled.discard(heapq.heappop(heap)[1])
+        if not heap:
+            if not take(None):
+                return 0
+            continue
+        remaining = heap[0][0] - time.monotonic()
+        if remaining > spin:
+            if not take(remaining - spin):
+                return 0
+            continue  # woken by the parent, or early by the spin: look again
+        deadline, token, frame = heapq.heappop(heap)
+        woke = -remaining
+        while time.monotonic() < deadline:
+            pass  # the last `spin` seconds at the normal policy; none at SCHED_FIFO
+        if not take(0):  # a cancel written just before the deadline still counts
+            return 0
+        if token in cancelled:
+            cancelled.discard(token)
+            continue
+        sock.send(frame)
+        sent = time.time()
+        print(f"fired {token} {sent!r} {woke!r}", flush=True)
 
 
 class Conn:
@@ -466,8 +527,6 @@ class WinPeer:
         self.events = Events(args.events)
         self.lock = threading.Lock()
         self.conns: dict[tuple[str, int, str, int], Conn] = {}
-        self.realtime = self._realtime(int(args.realtime))
-        self.scheduler = Scheduler(self.realtime)
         self.kills: queue.Queue = queue.Queue()
         self.ipt = Iptables()
         self.queue_rule: list[str] | None = None
@@ -477,27 +536,12 @@ class WinPeer:
         self.failed = False
         # opened (and bound) first: without CAP_NET_RAW nothing else starts; the RSTs go out through it too
         self.capture = Capture(self.iface, self._on_packet, lambda msg: log(f"winpeer: {msg}"))
+        self.armed: dict[int, Conn] = {}  # timer token -> its connection, until the RST is sent
+        self.timers = TimerProcess(self.capture.sock.fileno(), int(args.realtime), self._fired)
+        policy = self.timers.said if self.timers.realtime else f"the normal policy (SCHED_OTHER): {self.timers.said}"
+        self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at {policy}, in a process of their own")
         self.ip_id = itertools.count(0x4000)
         threading.Thread(target=self._kill_worker, name="socket-killer", daemon=True).start()
-
-    def _realtime(self, priority: int) -> int:
-        """Whether SCHED_FIFO ``priority`` is allowed here, tried on this (the main) thread, which goes back to
-        the normal policy at once: the priority the timer thread takes, 0 for the normal policy. Says which,
-        and why, as the first event."""
-        if priority <= 0:
-            self.events.emit("timer_priority", None, "FIN_WAIT_2 timers at the normal policy (SCHED_OTHER, "
-                             "not asked for real time)")
-            return 0
-        refused = enter_realtime(priority)
-        context = realtime_context()
-        if refused is None:
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at SCHED_FIFO priority {priority} "
-                             f"({context})")
-            return priority
-        self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at the normal policy (SCHED_OTHER): "
-                         f"SCHED_FIFO refused, {refused} ({context})")
-        return 0
 
     # --- start and stop -------------------------------------------------------
     def start(self) -> None:
@@ -552,7 +596,7 @@ class WinPeer:
 
     def shutdown(self) -> None:
         self.stop_event.set()
-        self.scheduler.stop()
+        self.timers.stop()
         try:
             self.capture.stop()
         except OSError:  # it may have died with the interface
@@ -590,7 +634,7 @@ class WinPeer:
             if syn and not ack and outgoing:
                 # a new connection on this 4-tuple: forget the old one
                 if conn is not None and conn.token is not None:
-                    self.scheduler.cancel(conn.token)
+                    self.timers.cancel(conn.token)
                     conn.token = None
                 conn = self.conns[key] = Conn(key)
             if conn is None:
@@ -652,35 +696,38 @@ class WinPeer:
         conn.armed_wall = time.time()
         # the deadline on the monotonic clock, counted from the FIN's wire timestamp
         deadline = time.monotonic() + (conn.deadline_wall - time.time())
-        conn.token = self.scheduler.schedule(deadline, lambda c=conn: self._expire(c))
+        conn.token = self.timers.schedule(deadline, conn.frame)
+        self.armed[conn.token] = conn
         took = 1000 * (ack_ts - conn.fin_ts)
         self.events.emit("fin_acked", conn.key,
                          f"the peer acked our FIN (ack {(conn.fin_seq + 1) % SEQ_MOD}) after {took:.3f} ms: "
                          f"FIN_WAIT_2, RST due in {self.timeout:.3f} s from the FIN", ack_ts)
 
     def _cancel(self, conn: Conn, why: str) -> None:
-        self.scheduler.cancel(conn.token)
+        self.timers.cancel(conn.token)
         conn.token = None
         self.events.emit("timer_cancelled", conn.key, f"FIN_WAIT_2 timer cancelled: {why}")
 
-    def _expire(self, conn: Conn) -> None:
-        entered = time.time()
+    def _fired(self, token: int, sent: float, woke: float) -> None:
+        """The timer process sent the RST of ``token`` at ``sent`` (wall clock)."""
         with self.lock:
-            if conn.token is None or conn.rst_sent or conn.peer_fin or conn.frame is None:
+            conn = self.armed.pop(token, None)
+            if conn is None:
                 return
+            crossed = conn.token != token  # cancelled while the RST was already on its way
             conn.token = None
             conn.rst_sent = True
-            frame = conn.frame
-        sent = time.time()
-        self.capture.send(frame)
         late = sent - (conn.deadline_wall or sent)
-        self.events.emit("rst_sent", conn.key,
-                         f"FIN_WAIT_2 timer ({self.timeout:.3f} s) expired: "
-                         f"sent [R.] seq {(conn.fin_seq + 1) % SEQ_MOD} "
-                         f"ack {conn.fin_ack} win 0 ttl {WINDOWS_TTL} at FIN + {sent - conn.fin_ts:.6f} s "
-                         f"({1000 * late:+.3f} ms; armed at FIN + {(conn.armed_wall or sent) - conn.fin_ts:.3f} s, "
-                         f"the timer thread woke {1000 * self.scheduler.woke:+.3f} ms from the deadline, "
-                         f"began the action at {1000 * (entered - (conn.deadline_wall or sent)):+.3f} ms)", sent)
+        detail = (f"FIN_WAIT_2 timer ({self.timeout:.3f} s) expired: "
+                  f"sent [R.] seq {((conn.fin_seq or 0) + 1) % SEQ_MOD} "
+                  f"ack {conn.fin_ack} win 0 ttl {WINDOWS_TTL} at FIN + {sent - (conn.fin_ts or sent):.6f} s "
+                  f"({1000 * late:+.3f} ms; armed at FIN + {(conn.armed_wall or sent) - (conn.fin_ts or sent):.3f} s, "
+                  f"the timer process woke {1000 * woke:+.3f} ms from the deadline)")
+        if crossed:
+            self.events.emit("rst_sent", conn.key, detail + "; the timer was cancelled as it fired: the host's "
+                             "socket is left as it is", sent)
+            return
+        self.events.emit("rst_sent", conn.key, detail, sent)
         self.kills.put(conn.key)
 
     # --- the host's own socket -------------------------------------------------
@@ -755,10 +802,13 @@ def main() -> int:
     ap.add_argument("--synrewrite", default="/opt/lab/synrewrite")
     ap.add_argument("--realtime", type=int, default=0, metavar="PRIORITY",
                     help="SCHED_FIFO priority (1-99) for the timers where allowed; 0: the normal policy")
+    ap.add_argument("--timer-child", type=int, nargs=2, default=None, metavar=("FD", "PRIORITY"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.fin_wait2_timeout > 0:
         ap.error("--fin-wait2-timeout must be positive")
-    sys.setswitchinterval(0.0005)  # a timer thread waiting for the GIL must not wait 5 ms
+    if args.timer_child is not None:
+        return timer_child(*args.timer_child)
 
     peer = None
     stop = threading.Event()

@@ -80,7 +80,7 @@ def export_plan(lab: Lab) -> tuple[LabPlan, RunDir, RunNames]:
     """What `lab up` would create for the lab, for a run directory beside the compose file."""
     rd = RunDir(PLANNED_RUN_DIR / lab.name)
     names = RunNames(lab.name, f"compose-{lab.name}", ".")
-    return plan_lab(lab, names, rd), rd, names
+    return plan_lab(lab, names, rd, packet_by_packet=True), rd, names
 
 
 # --- one container -> one service ----------------------------------------
@@ -394,7 +394,9 @@ def header(lab: Lab, source: str, file_name: str, images_context: str, sets: lis
         parts += ["Host programs start with their containers (lab up starts them before step 1):",
                   *(f"  {h}: {shell_join(run)}" for h, run in programs.items()), ""]
     parts += [
-        f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file).",
+        f"Captures: one tcpdump per host writes {runs}/capture/<host>.pcap (relative to this file),",
+        "packet by packet (with capture.blocks lab up's write a block at a time and drain it before a stop,",
+        "which compose cannot).",
         f"The tracer (kernel TCP state changes into {runs}/sockets/transitions.jsonl) is optional:",
         f"it needs the host's tracefs at {TRACEFS}, the one path of the machine in this file;",
         f"`docker-compose --profile {TRACER_PROFILE} up -d` starts it too.",

@@ -347,6 +347,14 @@ class Capture(Strict):
     # character set only keeps obvious garbage out early.
     filter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9 ._/:()!&|<>=\[\]-]{1,500}$")] = "tcp"
     """The tcpdump filter of every host's capture (one argument, never through a shell)."""
+    blocks: bool = False
+    """Write each capture a block at a time instead of each packet as it crosses: for floods. On 2 cores a capture
+    written packet by packet holds about 50 000 small packets a second with no kernel drops, a block at a time
+    100 000 and more (bench/capture.py). The costs: before it stops a capture, collection waits for the kernel to
+    hand over its last block (up to a second after the run's last packet), the wait steps follow a second,
+    FIN/RST-only capture, and a host killed from outside loses its capture's last second but for its FINs and RSTs.
+    A host running its image's own program keeps the capture packet by packet (its container may end at any
+    moment)."""
 
 
 # --- steps ---------------------------------------------------------------

@@ -38,10 +38,11 @@ FIN_TIMEOUT_MARGIN = 5  # seconds the kernel socket outlives the emulated timer
 DEFAULT_FIN_WAIT2_TIMEOUT = 120.0  # Windows' own FIN_WAIT_2 timer, when the lab sets none
 MIN_FIN_WAIT2_TIMEOUT = 0.05  # the shortest timer a lab may set
 DEFAULT_SYN = "windows-10"
-# The timer's thread runs at SCHED_FIFO (CAP_SYS_NICE) where the engine allows it: a busy machine then delays
-# the RST by microseconds, not by the tens of milliseconds a normal thread waits for a core. Where real-time
-# tasks are scheduled by cgroup (cgroup v1 with RT group scheduling) the container also needs a budget: the
-# peer uses well under a millisecond a second (a 1 ms spin and a few frames per timer).
+# The timers run in a process of their own (no interpreter lock shared with the capture) at SCHED_FIFO
+# (CAP_SYS_NICE) where the engine allows it: a busy machine then delays the RST by microseconds, not by the
+# tens of milliseconds a normal task waits for a core. Where real-time tasks are scheduled by cgroup (cgroup v1
+# with RT group scheduling) the container also needs a budget: the timer process uses well under a millisecond
+# a second (a wakeup and a frame per timer).
 REALTIME_PRIORITY = 10
 REALTIME_BUDGET_US = 20000
 
@@ -135,7 +136,7 @@ class WindowsPeer(PeerKind):
         side = WindowsPeerSidecar(host, fin_wait2_seconds(peer), syn_profile(peer))
         about = (f"Windows emulation for {host}, in its network namespace: SYN fingerprint, and the FIN_WAIT_2 "
                  f"timer ({side.fin_wait2_timeout:g} s) ending in an RST; NET_RAW and NET_ADMIN, and SYS_NICE for the "
-                 f"timer's SCHED_FIFO")
+                 f"timer process's SCHED_FIFO")
         return [PeerSidecar(role="peer", command=side.command(), capabilities=side.capabilities,
                             ready_line=READY_LINE, artifacts="peer", folder="logs/peer", about=about,
                             realtime_us=REALTIME_BUDGET_US)]

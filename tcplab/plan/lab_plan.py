@@ -55,11 +55,8 @@ ROUTES_SCRIPT = ('set -e; ip route del default 2>/dev/null || true; while [ $# -
                  '-j REJECT --reject-with tcp-reset; else iptables -w -A FORWARD -m conntrack --ctstate INVALID '
                  '-j DROP; fi;; esac; shift 3; done; '
                  f"echo '{ROUTES_READY}'; exec sleep infinity")
-# a capture of one of several interfaces: tcpdump on the interface holding the address given first (the engine
-# names interfaces in an order of its own)
-CAPTURE_BY_ADDRESS = ('i=$(ip -o -4 addr show to "$1" | cut -d" " -f2 | cut -d@ -f1); shift; '
-                      '[ -n "$i" ] || { echo "no interface with that address" >&2; exit 1; }; '
-                      'exec tcpdump -i "$i" "$@"')
+# the engine role of a capture written a block at a time: stopped before it is removed (tcplab/play/teardown.py)
+BLOCK_CAPTURE_ROLE = "capture-blocks"
 FIREWALL_ROLE = "firewall"
 FIREWALL_READY = "firewall ready"
 # the firewall sidecar says it is ready only once iptables works in the host's namespace (a fixed script:
@@ -169,12 +166,15 @@ ArtifactMount = Callable[[str, str], Mount]
 
 
 def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = False,
-             agents: Collection[str] = (), images: Mapping[str, str] | None = None) -> LabPlan:
+             agents: Collection[str] = (), images: Mapping[str, str] | None = None,
+             packet_by_packet: bool = False) -> LabPlan:
     """The plan of one run of ``lab``. ``volumes``: the engine does not share this machine's files, so the
     sidecars write into volumes of the run; ``agents``: the hosts whose agent directory is ready in the run
     directory (they run the agent as their main process, see :mod:`tcplab.backend.agent`; a host running
     its image's own program never does); ``images``: the image each host runs by ID, once the engine made
-    them (else by name)."""
+    them (else by name); ``packet_by_packet``: the captures write each packet as it crosses, with no live
+    capture beside them (a compose file's: nothing drains them before a stop, and whoever reads one reads it
+    as it grows), instead of a block at a time (see :mod:`tcplab.observe.capture`)."""
     artifacts: dict[str, ArtifactDir] = {}
 
     def writes(kind: str, folder: str) -> Mount:
@@ -190,9 +190,9 @@ def plan_lab(lab: Lab, names: RunNames, run_dir: RunDir, *, volumes: bool = Fals
     for name in lab.hosts:
         agent = run_dir.agent_dir(name) if name in agents and not lab.hosts[name].own_program else None
         peer = lab.hosts[name].peer
-        sidecars = [capture_sidecar(lab, name, names, run_dir, writes)]
+        sidecars = [capture_sidecar(lab, name, names, run_dir, writes, packet_by_packet=packet_by_packet)]
         further = list(lab.host_addresses(name))[1:]  # a host's further networks: a capture of each
-        sidecars += [capture_sidecar(lab, name, names, run_dir, writes, net) for net in further]
+        sidecars += [capture_sidecar(lab, name, names, run_dir, writes, net, packet_by_packet) for net in further]
         if lab.networks:
             sidecars.append(routes_sidecar(lab, name, names))
         sidecars += [peer_sidecar(name, need, names, writes) for need in peer_kind(peer.os).sidecars(name, peer)]
@@ -254,27 +254,46 @@ def host_spec(lab: Lab, name: str, names: RunNames, ip: str, agent_dir: Path | N
     )
 
 
+def packet_by_packet_capture(lab: Lab, host: str) -> bool:
+    """Whether the host's captures write each packet as it crosses rather than a block at a time: unless the
+    lab asks for blocks (``capture.blocks``, for floods), and always on a host running its image's own program,
+    whose container (and with it the capture's interface) may end at any moment with that program, where a
+    tcpdump reading a block at a time loses the block it was not handed."""
+    return not lab.capture.blocks or lab.hosts[host].own_program
+
+
+def followed_capture(lab: Lab, host: str, run_dir: RunDir) -> Path:
+    """The file of the host's capture the wait steps follow while it runs: its live FIN/RST capture, or the
+    whole capture where it writes each packet as it crosses."""
+    return run_dir.pcap(host) if packet_by_packet_capture(lab, host) else run_dir.live_pcap(host)
+
+
 def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, writes: ArtifactMount,
-                    network: str | None = None) -> SidecarPlan:
+                    network: str | None = None, packet_by_packet: bool = False) -> SidecarPlan:
     """tcpdump in the host's network namespace, writing ``capture/<host>.pcap``; on a host of several networks,
     on its interface on its first network, and ``network``'s (a further one) into ``capture/<host>.<network>.pcap``."""
     mtus = [net.mtu for key, net in lab.lab_networks().items() if key in lab.host_addresses(host)]
     mtus += [place.mtu for place in lab.hosts[host].networks.values() if place is not None and place.mtu is not None]
     side = CaptureSidecar(host, lab.capture.filter, snaplen=max(frame_snaplen(m) for m in mtus or [None]))
     pcap = run_dir.pcap(host) if network is None else run_dir.capture_dir / f"{run_dir.pcap(host).stem}.{network}.pcap"
-    command = side.command(pcap.name)
+    # the wait steps follow the first network's live capture; a compose file's captures are followed whole
+    packet_by_packet = packet_by_packet or packet_by_packet_capture(lab, host)
+    live = run_dir.live_pcap(host) if network is None and not packet_by_packet else None
+    followed = pcap if packet_by_packet else live
+    address = None
     if lab.networks:  # which interface is which network's is the engine's choice: find it by the address
-        address = lab.host_addresses(host)[network or next(iter(lab.host_addresses(host)))]
-        command = ["sh", "-c", CAPTURE_BY_ADDRESS, "sh", str(address)] + command[3:]
+        address = str(lab.host_addresses(host)[network or next(iter(lab.host_addresses(host)))])
+    command = side.command(pcap.name, live.name if live is not None else None, address, packet_by_packet)
     role = "capture" if network is None else f"capture-{network}"
     spec = ContainerSpec(
-        name=names.sidecar(host, role), image=TOOLS_IMAGE, labels=names.labels("capture", host),
+        name=names.sidecar(host, role), image=TOOLS_IMAGE,
+        labels=names.labels("capture" if packet_by_packet else BLOCK_CAPTURE_ROLE, host),
         command=command, joins=names.host(host),
         cap_add=side.capabilities, mounts=(writes("capture", "capture"),),
         mem_limit=CAPTURE_MEMORY, pids_limit=SIDECAR_PIDS)
     return SidecarPlan(spec, "capture", host, CAPTURE_READY,
                        about=f"tcpdump in {host}'s network namespace (NET_RAW only, no promiscuous mode)",
-                       follow=(FollowedFile(f"/capture/{pcap.name}", pcap),))
+                       follow=(FollowedFile(f"/capture/{followed.name}", followed),) if followed is not None else ())
 
 
 def peer_sidecar(host: str, need: PeerSidecar, names: RunNames, writes: ArtifactMount) -> SidecarPlan:

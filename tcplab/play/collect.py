@@ -13,10 +13,11 @@ from typing import Any, Callable
 from ..backend.base import Backend, EngineError
 from ..model import Lab
 from ..model.lab import StartStep
-from ..observe.capture import COUNTS_LINE, parse_tcpdump_stats
+from ..observe.capture import COUNTS_LINE, drained, parse_tcpdump_stats, salvage
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
 from ..plan import LabPlan, RunNames, SidecarPlan
+from ..plan.lab_plan import packet_by_packet_capture
 from ..rundir import RunDir
 from ..runfiles import peer_events
 from ..runfiles import snapshots as snapshots_file
@@ -63,19 +64,29 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
         record_collected(rd, h, files, copied_at)  # exits, outputs, what still runs: programs.jsonl
 
     stats: dict[str, Any] = {}
+    ended_early: set[str] = set()  # hosts whose capture ended before collection (with its host's interface)
     caps: dict[str, list[str]] = {}
     engine: dict[str, str] = {}
 
     def sidecar_log(sidecar: SidecarPlan) -> None:
         c = sidecar.spec.name
-        if sidecar.role == "capture":
+        blocks = sidecar.role == "capture" and sidecar.host is not None \
+            and not packet_by_packet_capture(lab, sidecar.host)
+        if sidecar.role == "capture" and not blocks:
             # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
             # packet), so no sidecar is stopped: teardown removes them, as it removes the tracer and the
             # peers (whose files are written line by line). A stop would cost ~0.3 s of the engine's time.
             backend.signal(c, "SIGUSR1")
             backend.wait_log(c, COUNTS_LINE, timeout=2)
         try:
-            text = backend.logs(c)
+            # a capture written a block at a time is complete once it is drained and stopped (its counts: the last
+            # lines of its log)
+            if blocks:
+                text, early = stop_capture(backend, c)
+                if early and sidecar.host is not None and c == names.sidecar(sidecar.host, "capture"):
+                    ended_early.add(sidecar.host)
+            else:
+                text = backend.logs(c)
         except EngineError:
             return  # never started (no tracefs for a tracer) or already gone: nothing to keep
         (rd.logs_dir / f"{c.removeprefix(f'tcplab-{lab.name}-')}.log").write_text(text)
@@ -108,11 +119,53 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
              + [best_effort(f"logs of {h}", partial(host_logs, h)) for h in lab.hosts])
     if not backend.shares_files:
         best_effort("copying the artifacts out", lambda: copy_out(backend, rd, run.plan))()
+    for h in sorted(ended_early):
+        if (n := salvage(rd.pcap(h), rd.live_pcap(h))):
+            say(f"{h}: its capture ended with its host; {n} FIN/RST packets of its last second taken from the live "
+                f"capture ({rd.live_pcap(h).name}); others of that second may be missing")
     steps = steps_file.read(rd)
     merge_captures({h: rd.pcap(h) for h in lab.hosts}, run.ips, steps, rd.merged_pcapng, lab.name)
     timers = peer_timers(rd)
     run.write_run_info(capture_stats=dict(sorted(stats.items())), capabilities=caps, engine=engine,
                        collected_at=time.time(), **({"peer_timers": timers} if timers else {}))
+
+
+DRAIN_WITHIN = 3.0  # seconds: the kernel hands tcpdump a block within its 1 s timeout of the block's first packet
+ASK_WITHIN = 2.0  # seconds for tcpdump to print its counts after a SIGUSR1
+POLL = 0.02
+DRAIN_POLL = 0.1
+
+
+def ask_counts(backend: Backend, container: str) -> dict[str, int] | None:
+    """tcpdump's counts now (SIGUSR1 makes it print them); None if it printed none (it has ended)."""
+    before = backend.logs(container).count(COUNTS_LINE)
+    backend.signal(container, "SIGUSR1")
+    deadline = time.monotonic() + ASK_WITHIN
+    while True:
+        text = backend.logs(container)
+        if text.count(COUNTS_LINE) > before:
+            return parse_tcpdump_stats(text)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(POLL)  # a log line, no event to wait on
+
+
+def stop_capture(backend: Backend, container: str) -> tuple[str, bool]:
+    """Stop a capture sidecar losing none of the packets the kernel had handed its tcpdump: asked for its counts
+    until it has read them all from its ring (up to ~1 s: the kernel hands them over a block at a time), then
+    stopped (SIGTERM: tcpdump writes out its buffered file, prints its final counts and exits). Its log, and
+    whether it had ended before (with its host's interface: its last block lost, see observe.capture.salvage)."""
+    if backend.state(container).status != "running":
+        return backend.logs(container), True
+    counts = ask_counts(backend, container)
+    if counts is not None and "received" in counts:
+        taken = counts["received"]
+        deadline = time.monotonic() + DRAIN_WITHIN
+        while not drained(counts, taken) and time.monotonic() < deadline:
+            time.sleep(DRAIN_POLL)  # until the kernel's block timer hands the last block over: no event to wait on
+            counts = ask_counts(backend, container) or counts
+    backend.stop([container], timeout=5)
+    return backend.logs(container), False
 
 
 def peer_timers(rd: RunDir) -> dict[str, str]:

@@ -29,7 +29,7 @@ from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
-from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, host_image, plan_lab
+from ..plan import TOOLS_IMAGE, LabPlan, RunNames, SidecarPlan, followed_capture, host_image, plan_lab
 from ..rundir import RunDir
 from ..runfiles import images as images_file
 from ..runfiles import lab as lab_file
@@ -65,7 +65,7 @@ class LabRun:
         self.pids: dict[tuple[str, str], int] = {}
         self.snapshots: dict[str, Any] = {}
         self.phases: dict[str, float] = {}
-        self.tails = {h: PcapTail(run_dir.pcap(h)) for h in lab.hosts}
+        self.tails = {h: PcapTail(followed_capture(lab, h, run_dir)) for h in lab.hosts}  # FINs, RSTs as they cross
         self.seen: dict[tuple[str, str], int] = {}
         self.consumed: dict[tuple[str, str], int] = {}
         self.tracer_note: str | None = None

@@ -32,8 +32,7 @@ def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
 
     deadline = time.monotonic() + patience
     with _signals_deferred():
-        if not backend.shares_files:
-            _stop_tracers(backend, run)
+        _stop_first(backend, run, remote=not backend.shares_files)
         while True:
             try:
                 removed = backend.remove_labeled({LABEL_RUN: run})
@@ -48,15 +47,19 @@ def teardown(backend: Backend, run: str, patience: float = 30.0) -> Removed:
         return removed
 
 
-def _stop_tracers(backend: Backend, run: str) -> None:
-    """On an engine elsewhere its tracefs is out of our reach: the tracer removes its own instance when it
-    is stopped (SIGTERM), so it is stopped before anything is removed."""
+def _stop_first(backend: Backend, run: str, remote: bool) -> None:
+    """Stop (SIGTERM) what must not be killed: a capture written a block at a time still running (a run not
+    collected: its tcpdump writes out the file it buffers), and on an engine elsewhere the tracer, whose
+    tracefs instance is out of our reach (it removes it itself when stopped). A container already stopped (a
+    collected run's captures) costs a call that does nothing."""
     from ..backend.base import LABEL_ROLE, LABEL_RUN
+    from ..plan.lab_plan import BLOCK_CAPTURE_ROLE
 
+    roles = {BLOCK_CAPTURE_ROLE, "tracer"} if remote else {BLOCK_CAPTURE_ROLE}
     try:
-        tracers = [o.name for o in backend.list_labeled({LABEL_RUN: run, LABEL_ROLE: "tracer"})
-                   if o.kind == "container"]
-        backend.stop(tracers, timeout=5)
+        names = [o.name for o in backend.list_labeled({LABEL_RUN: run})
+                 if o.kind == "container" and o.labels.get(LABEL_ROLE) in roles]
+        backend.stop(names, timeout=5)
     except EngineError:
         pass  # removal goes on; a stopped engine has nothing to stop
 

@@ -79,8 +79,8 @@ def test_the_path_check_sees_a_host_path() -> None:
 def test_a_mount_outside_the_run_directory_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     original = lab_plan.capture_sidecar
 
-    def leaky(*args: Any) -> SidecarPlan:
-        side = original(*args)
+    def leaky(*args: Any, **kwargs: Any) -> SidecarPlan:
+        side = original(*args, **kwargs)
         spec = ContainerSpec(**{**side.spec.__dict__, "mounts": (Mount("/work/secret", "/capture"),)})
         return SidecarPlan(**{**side.__dict__, "spec": spec})
 
@@ -135,7 +135,9 @@ def test_sidecars_share_their_host_namespace_and_write_beside_the_file(tmp_path:
         cap = data["services"][f"{host}-capture"]
         assert cap["network_mode"] == f"service:{host}" and cap["cap_add"] == ["NET_RAW"]
         assert cap["volumes"] == [f"./runs/{lab.name}/capture:/capture"]
-        assert cap["command"][0] == "tcpdump" and f"/capture/{host}.pcap" in cap["command"]
+        # each packet as it crosses: nothing drains a compose file's captures before a stop
+        assert cap["command"][:3] == ["tcpdump", "-i", "eth0"] and f"/capture/{host}.pcap" in cap["command"]
+        assert {"-U", "--immediate-mode"} <= set(cap["command"])
     tracer = data["services"]["tracer"]
     assert tracer["profiles"] == ["tracer"] and tracer["network_mode"] == "none"
     assert tracer["volumes"] == [f"{TRACEFS}:/tracefs", f"./runs/{lab.name}/sockets:/sockets"]

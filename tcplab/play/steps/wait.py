@@ -54,7 +54,7 @@ class WaitPlayer(StepPlayer[WaitStep]):
                     InHost(step.host or "", ["cat", f"/var/log/lab/{w.exit}.exit"])]
         host = w.rst_from or w.fin_from or ""
         what = "an RST" if w.rst_from else "a FIN"
-        pcap = f"{files}/capture/{host}.pcap"
+        pcap = f"{files}/capture/{host}.pcap"  # a compose file's captures write each packet as it crosses
         return [Note(f"until {host} sends {what} (lab up gives up after {step.timeout:g} s); it shows in {pcap}:"),
                 OnMachine(["tcpdump", "-nr", pcap, "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0"])]
 
