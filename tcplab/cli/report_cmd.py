@@ -67,11 +67,6 @@ def _engine_lookup(name: str) -> str | None:
     return r.run_dir if r is not None else None
 
 
-# The data of the report written: the process ends without freeing it (tcplab.cli.main), a second saved of a
-# million packets.
-LEFT: list[object] = []
-
-
 def register(app: typer.Typer) -> None:
     """Add `lab report` to `app`."""
     app.command("report")(report)
@@ -96,7 +91,7 @@ def report(target: Optional[str] = typer.Argument(None, metavar="[LAB or RUN_DIR
     if judge:
         _judge_again(run_dir)
     try:
-        path = write_report(run_dir, keep=LEFT)
+        path = write_report(run_dir)
     except OSError as e:
         die(EXIT_ENVIRONMENT, f"report not written: {e}")
     rel = os.path.relpath(path)

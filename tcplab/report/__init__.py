@@ -82,20 +82,15 @@ def render_report(data: RunData, opts: LadderOptions | None = None) -> str:
     return _env().get_template("report.html.j2").render(**ctx)
 
 
-def write_report(run_dir: str | Path, opts: LadderOptions | None = None, keep: list[object] | None = None) -> Path:
-    """(Re)write ``report.html`` of a run directory; returns its path. Needs no Docker engine. ``keep``: the
-    run's data is put there rather than freed (a process that ends right after, without freeing, spares the
-    time a million packets take to free one by one)."""
+def write_report(run_dir: str | Path, opts: LadderOptions | None = None) -> Path:
+    """(Re)write ``report.html`` of a run directory; returns its path. Needs no Docker engine."""
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
         raise FileNotFoundError(f"{rd.path}: no such run directory")
     with paused_gc():  # a run of a million packets: no collection walks them while the report is made
         data = gather(rd)
         html = render_report(data, opts)
-        if keep is None:
-            data.traffic.release()
-        else:
-            keep.append(data)
+        data.traffic.release()
         del data
     out = rd.report_html
     tmp = out.with_suffix(".html.tmp")
