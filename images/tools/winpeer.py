@@ -344,12 +344,16 @@ class TimerProcess:
     on): frames sent through a packet socket do not come back to it, so the capture never reads the
     emulated RST as one of the host's. Lines on the child's stdin: ``arm TOKEN DEADLINE FRAME-HEX``
     (the deadline on the monotonic clock, which every process shares), ``cancel TOKEN``; on its
-    stdout: first ``priority fifo|normal DETAIL``, then ``fired TOKEN SENT-WALL WOKE`` per RST
-    (``WOKE``: how far from its deadline the child woke, in seconds).
+    stdout: first ``priority fifo|normal DETAIL``, then for each armed timer one line as it ends:
+    ``fired TOKEN SENT-WALL WOKE`` (``WOKE``: how far from its deadline the child woke, in seconds), or
+    ``dropped TOKEN`` for one cancelled before it fired (a cancel that comes after its RST is too late and
+    changes nothing). So the parent forgets each timer once, when the child has done with it.
     """
 
-    def __init__(self, sock_fd: int, realtime: int, on_fired: Callable[[int, float, float], None]) -> None:
+    def __init__(self, sock_fd: int, realtime: int, on_fired: Callable[[int, float, float], None],
+                 on_dropped: Callable[[int], None]) -> None:
         self.on_fired = on_fired
+        self.on_dropped = on_dropped
         self.lock = threading.Lock()
         self.counter = itertools.count(1)
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--timer-child", str(sock_fd),
@@ -402,6 +406,8 @@ class TimerProcess:
             parts = line.split()
             if len(parts) == 4 and parts[0] == "fired":
                 self.on_fired(int(parts[1]), float(parts[2]), float(parts[3]))
+            elif len(parts) == 2 and parts[0] == "dropped":
+                self.on_dropped(int(parts[1]))
             elif line.strip():
                 log(f"winpeer timer: {line.rstrip()}")
 
@@ -417,7 +423,8 @@ def timer_child(sock_fd: int, priority: int) -> int:
     print(f"priority {'normal' if refused else 'fifo'} {said} ({realtime_context()})", flush=True)
     spin = 0.0 if refused is None else 0.010
     heap: list[tuple[float, int, bytes]] = []
-    cancelled: set[int] = set()
+    waiting: set[int] = set()  # the tokens in the heap
+    cancelled: set[int] = set()  # those of them cancelled
     pending = b""
     stdin = sys.stdin.fileno()
 
@@ -436,13 +443,19 @@ def timer_child(sock_fd: int, priority: int) -> int:
             parts = raw.decode("ascii", "replace").split()
             if len(parts) == 4 and parts[0] == "arm":
                 heapq.heappush(heap, (float(parts[2]), int(parts[1]), bytes.fromhex(parts[3])))
-            elif len(parts) == 2 and parts[0] == "cancel":
+                waiting.add(int(parts[1]))
+            elif len(parts) == 2 and parts[0] == "cancel" and int(parts[1]) in waiting:
                 cancelled.add(int(parts[1]))
         return True
 
+    def drop(token: int) -> None:
+        waiting.discard(token)
+        cancelled.discard(token)
+        print(f"dropped {token}", flush=True)
+
     while True:
         while heap and heap[0][1] in cancelled:
-            cancelled.discard(heapq.heappop(heap)[1])
+            drop(heapq.heappop(heap)[1])
         if not heap:
             if not take(None):
                 return 0
@@ -459,8 +472,9 @@ def timer_child(sock_fd: int, priority: int) -> int:
         if not take(0):  # a cancel written just before the deadline still counts
             return 0
         if token in cancelled:
-            cancelled.discard(token)
+            drop(token)
             continue
+        waiting.discard(token)
         sock.send(frame)
         sent = time.time()
         print(f"fired {token} {sent!r} {woke!r}", flush=True)
@@ -536,8 +550,8 @@ class WinPeer:
         self.failed = False
         # opened (and bound) first: without CAP_NET_RAW nothing else starts; the RSTs go out through it too
         self.capture = Capture(self.iface, self._on_packet, lambda msg: log(f"winpeer: {msg}"))
-        self.armed: dict[int, Conn] = {}  # timer token -> its connection, until the RST is sent
-        self.timers = TimerProcess(self.capture.sock.fileno(), int(args.realtime), self._fired)
+        self.armed: dict[int, Conn] = {}  # timer token -> its connection, until fired or dropped
+        self.timers = TimerProcess(self.capture.sock.fileno(), int(args.realtime), self._fired, self._dropped)
         policy = self.timers.said if self.timers.realtime else f"the normal policy (SCHED_OTHER): {self.timers.said}"
         self.events.emit("timer_priority", None, f"FIN_WAIT_2 timers at {policy}, in a process of their own")
         self.ip_id = itertools.count(0x4000)
@@ -707,6 +721,11 @@ class WinPeer:
         self.timers.cancel(conn.token)
         conn.token = None
         self.events.emit("timer_cancelled", conn.key, f"FIN_WAIT_2 timer cancelled: {why}")
+
+    def _dropped(self, token: int) -> None:
+        """The timer process let go of ``token``, cancelled before it fired."""
+        with self.lock:
+            self.armed.pop(token, None)
 
     def _fired(self, token: int, sent: float, woke: float) -> None:
         """The timer process sent the RST of ``token`` at ``sent`` (wall clock)."""

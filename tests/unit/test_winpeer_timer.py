@@ -27,6 +27,12 @@ class Fired:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.seen: list[tuple[int, float, float]] = []
+        self.dropped: list[int] = []
+
+    def drop(self, token: int) -> None:
+        with self.cond:
+            self.dropped.append(token)
+            self.cond.notify_all()
 
     def __call__(self, token: int, sent: float, woke: float) -> None:
         with self.cond:
@@ -42,7 +48,7 @@ class Fired:
 def test_the_child_sends_the_frame_at_its_deadline_and_says_so() -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     fired = Fired()
-    timers = wp.TimerProcess(a.fileno(), 0, fired)
+    timers = wp.TimerProcess(a.fileno(), 0, fired, fired.drop)
     try:
         assert not timers.realtime and "not asked" in timers.said
         deadline = time.monotonic() + 0.2
@@ -63,7 +69,7 @@ def test_the_child_sends_the_frame_at_its_deadline_and_says_so() -> None:
 def test_a_cancelled_timer_sends_nothing() -> None:
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     fired = Fired()
-    timers = wp.TimerProcess(a.fileno(), 0, fired)
+    timers = wp.TimerProcess(a.fileno(), 0, fired, fired.drop)
     try:
         now = time.monotonic()
         first = timers.schedule(now + 0.15, b"cancelled")
@@ -83,3 +89,21 @@ def test_a_cancelled_timer_sends_nothing() -> None:
         a.close()
         b.close()
     assert [t for t, _, _ in fired.seen] == [second]
+    assert fired.dropped == [first]  # the parent hears of each timer once: fired, or dropped
+
+
+def test_a_cancel_after_the_rst_changes_nothing_and_is_not_reported() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    fired = Fired()
+    timers = wp.TimerProcess(a.fileno(), 0, fired, fired.drop)
+    try:
+        token = timers.schedule(time.monotonic() + 0.05, b"sent")
+        fired.wait_for(1)
+        timers.cancel(token)  # too late
+        later = timers.schedule(time.monotonic() + 0.05, b"next")
+        assert [t for t, _, _ in fired.wait_for(2)] == [token, later]
+    finally:
+        timers.stop()
+        a.close()
+        b.close()
+    assert fired.dropped == []
