@@ -276,7 +276,8 @@ def capture_sidecar(lab: Lab, host: str, names: RunNames, run_dir: RunDir, write
     mtus += [place.mtu for place in lab.hosts[host].networks.values() if place is not None and place.mtu is not None]
     side = CaptureSidecar(host, lab.capture.filter, snaplen=max(frame_snaplen(m) for m in mtus or [None]))
     pcap = run_dir.pcap(host) if network is None else run_dir.capture_dir / f"{run_dir.pcap(host).stem}.{network}.pcap"
-    # the wait steps follow the first network's live capture; a compose file's captures are followed whole
+    # a capture written packet by packet is followed whole; one written a block at a time has the first network's
+    # live FIN/RST capture beside it for the wait steps
     packet_by_packet = packet_by_packet or packet_by_packet_capture(lab, host)
     live = run_dir.live_pcap(host) if network is None and not packet_by_packet else None
     followed = pcap if packet_by_packet else live
