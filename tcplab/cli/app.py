@@ -33,7 +33,10 @@ for _module in COMMANDS:
 
 def main() -> None:
     """Run the app; usage errors become one line (`lab: ...`, exit 2) like every other bad input."""
+    from .argv_values import take_argv_values_as_they_are
+
     command = typer.main.get_command(app)
+    take_argv_values_as_they_are(command)
     try:
         code = command.main(prog_name="lab", standalone_mode=False)
     except KeyboardInterrupt:

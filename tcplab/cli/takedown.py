@@ -16,12 +16,12 @@ from ..play.lifecycle import RunningLab, bring_down
 def take_down(backend: Backend, running: RunningLab, say: Callable[[str], None]) -> str:
     """Bring the run down and write its report; the line `lab down` prints.
 
-    The report's code is imported and its template compiled on a thread while collection and removal
-    wait for the engine, so only the rendering itself comes after the run is down."""
+    The report's code is imported and its template compiled on a thread while the engine removes the
+    lab's objects, so only the rendering itself comes after the run is down. Not earlier: collection's
+    own Python would share the interpreter with it."""
     warm = threading.Thread(target=_prepare_report, name="report-prepare", daemon=True)
-    warm.start()
-    rd, removed = bring_down(backend, running, say)
-    if warm.is_alive():
+    rd, removed = bring_down(backend, running, say, removing=warm.start)
+    if warm.ident is not None:
         warm.join()
     write_report_quietly(rd.path, say)
     return (f"{running.lab} is down: removed {len(removed.containers)} containers, {len(removed.networks)} "

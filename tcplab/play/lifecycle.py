@@ -120,8 +120,11 @@ def bring_up(lab: Lab, resolved: dict[str, Any], backend: Backend, out: Path | N
     return run
 
 
-def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir, Removed]:
-    """Collect the run, then remove its objects. TeardownIncomplete: collected, but the engine kept an object."""
+def bring_down(backend: Backend, running: RunningLab, say: Say,
+               removing: Callable[[], None] | None = None) -> tuple[RunDir, Removed]:
+    """Collect the run, then remove its objects. TeardownIncomplete: collected, but the engine kept an object.
+
+    ``removing`` is called as removal starts: the caller's own work can wait for the engine beside it."""
     rd = RunDir(running.run_dir)
     names = RunNames(running.lab, running.run, running.run_dir)
     collected_whole = False
@@ -139,6 +142,8 @@ def bring_down(backend: Backend, running: RunningLab, say: Say) -> tuple[RunDir,
     finally:
         t = time.monotonic()
         removed = Removed()
+        if removing is not None:
+            removing()
         try:
             removed = teardown(backend, running.run)
         except EngineError as e:

@@ -18,7 +18,7 @@ from typing import Any, Iterator, TypeVar
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 # every schema keeps the fields it does not know: a run of a newer tcplab is read, not refused
-OPEN = ConfigDict(extra="allow")
+OPEN = ConfigDict(extra="allow", defer_build=True)
 
 T = TypeVar("T")
 D = TypeVar("D")
