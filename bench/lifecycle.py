@@ -18,6 +18,10 @@ floor    the same containers (3 hosts, 3 captures, tracer, peer: tcplab's plan
          `sleep infinity`) made, started and removed with the Docker SDK from a
          separate Python process: one at a time (seq) and concurrently (conc,
          in the lab's order: hosts at once, then sidecars at once).
+paired   the issue's speed target side by side: each round one `lab up` + `lab down` and one floor as
+         two processes (as in floor), in turn (which goes first alternates), so both see the same
+         machine; the target is judged on these rounds' medians, and the median of the per-round
+         differences is printed beside it.
 kathara  Kathara 3.8 `lstart --noterminals` and `lclean` of three devices on one
          collision domain, same images (venv bench/.venv-kathara, stand-in
          network plugin bench/katharanp; see bench/README.md).
@@ -63,7 +67,7 @@ KVENV = BENCH / ".venv-kathara"
 KATHARA_SPEC = "kathara==3.8.3"
 KATHARA_CONF = Path.home() / ".config" / "kathara.conf"
 TIMER = "peers.win.fin_wait2_timeout=2s"
-SECTIONS = ("updown", "floor", "kathara", "run", "profile", "cold")
+SECTIONS = ("updown", "floor", "paired", "kathara", "run", "profile", "cold")
 IMAGES = ("tcplab/server", "tcplab/client", "tcplab/tools")
 BENCH_LABEL = "tcplab.bench"
 
@@ -546,6 +550,33 @@ def section_floor(subnet: str, n: int, res: dict[str, Any]) -> None:
     res["floor"] = out
 
 
+def section_paired(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
+    """`lab up` + `lab down` and the floor as two processes, round by round, in turn."""
+    one_up_down(lab, "pair-warm")
+    run_floor_processes(lab.subnet)
+    rounds = []
+    for i in range(n):
+        ours: dict[str, Any] = {}
+        floor: dict[str, Any] = {}
+        for what in (("lab", "floor") if i % 2 == 0 else ("floor", "lab")):
+            if what == "lab":
+                ours = one_up_down(lab, f"pair{i}")
+            else:
+                floor = run_floor_processes(lab.subnet)
+        if ours.get("up_rc") != 0 or ours.get("down_rc") != 0:
+            log(f"paired {i + 1}/{n}: lab failed ({ours.get('error')}); round left out")
+            continue
+        less_waits = ours["up_wall"] + ours["down_wall"] - ours["story_waits"]
+        rounds.append({"lab_less_waits": less_waits, "floor": floor["up_down"], "load1": load()[0],
+                       "up": ours["up_wall"], "down": ours["down_wall"], "waits": ours["story_waits"],
+                       "floor_up": floor["up"], "floor_down": floor["down"]})
+        log(f"paired {i + 1}/{n}: lab up + down - waits {less_waits:.2f} s, floor {floor['up_down']:.2f} s, "
+            f"difference {less_waits - floor['up_down']:+.2f} s, load {rounds[-1]['load1']}")
+    res["paired"] = {"rounds": rounds, **{k: stats([r[k] for r in rounds]) for k in (
+        "lab_less_waits", "floor", "up", "down", "waits", "floor_up", "floor_down")},
+        "difference": stats([r["lab_less_waits"] - r["floor"] for r in rounds])}
+
+
 # --- section: Kathara -----------------------------------------------------------------------
 
 KLAB_CONF = """\
@@ -1015,6 +1046,15 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
         if "processes" in fl:
             for k in ("up", "down", "up_down"):
                 p(f"{'SDK floor as 2 processes ' + k.replace('_', ' + '):40} {fmt(fl['processes'][k])}")
+    pa = res.get("paired")
+    if pa:
+        p(f"{'paired: lab up (process wall)':40} {fmt(pa['up'])}")
+        p(f"{'paired: lab down (process wall)':40} {fmt(pa['down'])}")
+        p(f"{'paired: up + down - story waits':40} {fmt(pa['lab_less_waits'])}")
+        p(f"{'paired: floor as 2 processes up':40} {fmt(pa['floor_up'])}")
+        p(f"{'paired: floor as 2 processes down':40} {fmt(pa['floor_down'])}")
+        p(f"{'paired: floor as 2 processes up + down':40} {fmt(pa['floor'])}")
+        p(f"{'paired: difference, round by round':40} {fmt(pa['difference'])}")
     kt = res.get("kathara")
     if kt:
         p(f"{'Kathara lstart (3 devices)':40} {fmt(kt['lstart'])}")
@@ -1079,7 +1119,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         print(f"  [{'MET ' if met else 'MISS'}] {what}: {value:.2f} s <= {limit:.2f} s  "
               f"({how}; ratio {value / limit:.2f})")
 
-    ud, fl, kt, rn, cd = (res.get(k) for k in ("updown", "floor", "kathara", "run", "cold"))
+    ud, fl, kt, rn, cd, pa = (res.get(k) for k in ("updown", "floor", "kathara", "run", "cold", "paired"))
     g = lambda s: s["median"] if s and s.get("n") else None  # noqa: E731 - one line, used only here
     floor_ud = g(fl["conc"]["up_down"]) if fl else None
     print("\n-- targets (medians)")
@@ -1092,6 +1132,10 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     target("warm lab up + lab down - story waits <= SDK floor as 2 processes (conc) + 1 s",
            g(ud["up_down_less_waits"]) if ud else None, floor_procs + 1 if floor_procs is not None else None,
            "the floor's up and down each a Python process importing the SDK, as lab up and lab down are")
+    target("side by side: warm lab up + lab down - story waits <= SDK floor as 2 processes + 1 s",
+           g(pa["lab_less_waits"]) if pa else None, g(pa["floor"]) + 1 if pa and g(pa["floor"]) is not None else None,
+           f"paired rounds; median difference {g(pa['difference']):+.2f} s" if pa and g(pa["difference"]) is not None
+           else "section paired")
     target("(reference) warm lab up + lab down - story waits <= SDK floor (conc) + 1 s",
            g(ud["up_down_less_waits"]) if ud else None, floor_ud + 1 if floor_ud is not None else None,
            "floor measured inside its process: no interpreter start or SDK import")
@@ -1157,6 +1201,8 @@ def main() -> None:
             res["lab"] = lab.note
         if "floor" in sections:
             section_floor(lab.subnet, args.n, res)
+        if "paired" in sections:
+            section_paired(lab, args.n, res)
         if "kathara" in sections:
             section_kathara(args.n, res)
         if "run" in sections:

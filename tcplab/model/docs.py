@@ -199,6 +199,8 @@ def _is_duration(t: Any) -> bool:
 def _default(info: FieldInfo, duration: bool = False) -> str:
     if duration and isinstance(info.default, float):
         return f"`{format_duration(info.default)}`"
+    if isinstance(info.default_factory, type) and issubclass(info.default_factory, BaseModel):
+        return "see its section"  # a part made with its own defaults, as a default instance is
     if info.default_factory is not None:
         return f"`{_flow(info.default_factory())}`"  # type: ignore[call-arg]
     if info.default is PydanticUndefined:

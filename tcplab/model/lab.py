@@ -296,12 +296,12 @@ class Host(Strict):
     """Capabilities the host's container adds (NET_ADMIN, NET_RAW only: a lab file may come from a stranger)."""
     program: Program | None = None
     """The host's own program, started before the first step."""
-    peer: Peer = Peer()
+    peer: Peer = Field(default_factory=Peer)
     """The TCP stack the host shows on the wire."""
     sysctls: dict[SysctlKey, Annotated[str, StringConstraints(pattern=r"^[0-9 ]{1,64}$")] | int] = Field({},
         examples=[{"net.ipv4.tcp_fin_timeout": 3}])
     """Kernel settings of the host's network namespace, e.g. `net.ipv4.tcp_fin_timeout: 3`."""
-    limits: Limits = Limits()
+    limits: Limits = Field(default_factory=Limits)
     """Resource limits of the host's container."""
     ip: ipaddress.IPv4Address | None = Field(None, examples=["10.77.0.10"])
     """The host's address in the lab's subnet; default: the next free one. (With the lab's `networks`: each
@@ -1300,13 +1300,13 @@ class Lab(Strict):
         None, description="Where the lab's facts are published, and which expectation checks each: the report "
                           "renders them with this run's verdicts. The short form `reference: NAME` names a "
                           "comparison written in tcplab (`closewait-field-report`), as `reference: {report: NAME}`.")
-    network: Network = Network()
+    network: Network = Field(default_factory=Network)
     """The lab's private network (a lab of one network)."""
     networks: Annotated[dict[Name, Network], Field(max_length=8)] = Field(
         {}, examples=[{"left": {"subnet": "10.1.0.0/24"}, "right": {"subnet": "10.2.0.0/24", "mtu": 1400}}])
     """Several private networks by name, in place of `network`: each host says which it is on (its `networks`),
     `router: true` hosts forward between them and `routes` lead there."""
-    capture: Capture = Capture()
+    capture: Capture = Field(default_factory=Capture)
     """What every host's capture records."""
     hosts: Annotated[dict[Name, Host], Field(min_length=1, max_length=16)]
     """The lab's hosts by name, each a container on the lab's network."""

@@ -17,8 +17,10 @@ from typing import Any, Iterator, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-# every schema keeps the fields it does not know: a run of a newer tcplab is read, not refused
+# every schema keeps the fields it does not know: a run of a newer tcplab is read, not refused; its validator is
+# built when first used (a command that imports a run file's module may never read that file)
 OPEN = ConfigDict(extra="allow", defer_build=True)
+DEFERRED = ConfigDict(defer_build=True)  # for a schema's outer type that is no TypedDict (a dict of them, a union)
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -5,7 +5,7 @@ from pydantic import TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from ..rundir import RunDir
-from ._io import OPEN, read_document, write_json
+from ._io import DEFERRED, OPEN, read_document, write_json
 
 NAME = "images.json"
 
@@ -22,7 +22,7 @@ class ImageInfo(TypedDict, total=False):
 
 
 Images = dict[str, ImageInfo]  # image name -> what it was
-SCHEMA: TypeAdapter[Images] = TypeAdapter(Images)
+SCHEMA: TypeAdapter[Images] = TypeAdapter(Images, config=DEFERRED)
 
 
 def write(rd: RunDir, images: Images) -> None:

@@ -21,7 +21,7 @@ from pydantic import Field, TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import OPEN, append_jsonl, read_lines
+from ._io import DEFERRED, OPEN, append_jsonl, read_lines
 
 NAME = "programs.jsonl"
 
@@ -70,7 +70,7 @@ class OutputEvent(TypedDict, total=False):
 
 
 ProgramEvent = Annotated[Union[StartEvent, ExitEvent, RunningEvent, OutputEvent], Field(discriminator="event")]
-SCHEMA: TypeAdapter[ProgramEvent] = TypeAdapter(ProgramEvent)
+SCHEMA: TypeAdapter[ProgramEvent] = TypeAdapter(ProgramEvent, config=DEFERRED)
 
 
 def exists(rd: RunDir) -> bool:

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, with_config
 from typing_extensions import Required, TypedDict
 
 from ..rundir import RunDir
-from ._io import OPEN, read_document, write_json
+from ._io import DEFERRED, OPEN, read_document, write_json
 
 NAME = "sockets/snapshots.json"
 
@@ -69,7 +69,7 @@ class Snapshot(TypedDict, total=False):
 
 
 Snapshots = dict[str, Snapshot]  # by name, in the order they were taken
-SCHEMA: TypeAdapter[Snapshots] = TypeAdapter(Snapshots)
+SCHEMA: TypeAdapter[Snapshots] = TypeAdapter(Snapshots, config=DEFERRED)
 
 
 def write(rd: RunDir, snapshots: Snapshots) -> None:
