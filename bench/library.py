@@ -30,6 +30,15 @@ time (run minus story waits) <= 1.5 s per lab":
 serial    sum over the labs of (wall - waits), / number of labs
 parallel  (the library's wall - the longest lab's waits), / number of labs:
           the time the library took beyond the one story nothing can shorten
+
+Both ways also print the machine's CPU time per lab (every process: tcplab's,
+the engine's, the containers' programs; from /proc/stat) and tcplab's own
+processes' share, and the engine's floor measured in the same invocation: the
+machine CPU to create, start and remove one sleeping container with the Docker
+SDK (``--floor-rounds`` rounds of 8 at once). The library's containers (each
+run's run.json ``capabilities``, one entry per container) times that floor,
+divided by the cores, is the least time per lab any schedule can take on this
+machine before tcplab does anything: the bound the target is compared with.
 Results also go to bench/out/library-<UTC time>.json.
 """
 from __future__ import annotations
@@ -47,6 +56,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +131,7 @@ def one_run(name: str, work: Path) -> dict[str, Any]:
     info = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     return {"lab": name, "sets": ci_sets(name), "exit": proc.returncode, "wall": round(wall, 3),
             "waits": round(waits, 3), "overhead": round(wall - waits, 3), "phases": info.get("phases") or {},
+            "containers": len(info.get("capabilities") or {}),
             "kernel": next((v.get("kernel.osrelease", "") for v in (info.get("sysctls") or {}).values()), ""),
             "said": "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-2000:]}
 
@@ -129,13 +140,67 @@ def library_at_once(names: list[str], work: Path, jobs: int) -> dict[str, Any]:
     """One round of the whole library with ``jobs`` labs at a time (0: all at once)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    t0 = time.monotonic()
+    t0, cpu0, own0 = time.monotonic(), machine_cpu(), own_cpu()
     with ThreadPoolExecutor(max_workers=jobs or len(names)) as pool:
         runs = list(pool.map(lambda n: one_run(n, work), names))
     wall = time.monotonic() - t0
     return {"wall": round(wall, 3), "runs": runs, "longest_waits": max(r["waits"] for r in runs),
             "own_per_lab": round((wall - max(r["waits"] for r in runs)) / len(names), 3),
+            "machine_cpu_per_lab": round((machine_cpu() - cpu0) / len(names), 3),
+            "tcplab_cpu_per_lab": round((own_cpu() - own0) / len(names), 3),
             "load": os.getloadavg()[0]}
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used so far (all cores: user, nice, system, irq, steal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields[:3]) + sum(fields[5:8])  # user nice system | idle iowait | irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the `lab run` processes)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def engine_floor_per_container(rounds: int, per_round: int = 8) -> float:
+    """Median machine CPU seconds per container to create, start and remove sleeping containers (tcplab/tools,
+    on a network of their own, ``per_round`` at once) with the Docker SDK."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import docker
+
+    client = docker.from_env(timeout=120)
+    label = {"tcplab.bench": "library-floor"}
+    per: list[float] = []
+    for _ in range(rounds):
+        pool_config = docker.types.IPAMPool(subnet=free_subnet())
+        net = client.networks.create(f"benchlib-floor-{uuid.uuid4().hex[:6]}", labels=label,
+                                     ipam=docker.types.IPAMConfig(pool_configs=[pool_config]))
+        names = [f"benchlib-floor-{uuid.uuid4().hex[:6]}" for _ in range(per_round)]
+        run = partial(client.containers.run, "tcplab/tools", ["sleep", "infinity"], detach=True, network=net.name,
+                      labels=label)
+        cpu0 = machine_cpu()
+        try:
+            with ThreadPoolExecutor(per_round) as pool:
+                list(pool.map(lambda n, start=run: start(name=n), names))
+                list(pool.map(lambda n: client.api.remove_container(n, force=True), names))
+            net.remove()
+        finally:
+            for n in names:
+                try:
+                    client.api.remove_container(n, force=True)
+                except docker.errors.NotFound:
+                    pass
+            try:
+                net.remove()
+            except docker.errors.NotFound:
+                pass
+        per.append((machine_cpu() - cpu0) / per_round)
+    return statistics.median(per)
 
 
 def stats(values: list[float]) -> str:
@@ -149,6 +214,8 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=None, metavar="K",
                     help="also run the whole library N times with K labs at once (0: all at once)")
     ap.add_argument("--no-serial", action="store_true", help="only the parallel rounds")
+    ap.add_argument("--floor-rounds", type=int, default=3, help="rounds of the engine's floor per container "
+                                                                "(default 3; 0: not measured)")
     args = ap.parse_args()
     labs = shipped_labs()
     chosen = [x for x in args.only.split(",") if x] or list(labs)
@@ -159,11 +226,20 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     rounds: list[dict[str, Any]] = []
     load_before = os.getloadavg()
+    serial_cpu = {"machine": 0.0, "tcplab": 0.0, "runs": 0}
+    floor = engine_floor_per_container(args.floor_rounds) if args.floor_rounds else None
+    if floor is not None:
+        print(f"engine floor: {floor:.3f} s of machine CPU per container (create, start, remove; 8 at once)",
+              flush=True)
     try:
         for name in ([] if args.no_serial else chosen):
             results[name] = []
             for i in range(args.n):
+                cpu0, own0 = machine_cpu(), own_cpu()
                 r = one_run(name, work)
+                serial_cpu["machine"] += machine_cpu() - cpu0
+                serial_cpu["tcplab"] += own_cpu() - own0
+                serial_cpu["runs"] += 1
                 results[name].append(r)
                 held = "held" if r["exit"] == 0 else f"EXIT {r['exit']}"
                 print(f"{name:<16} run {i + 1}: wall {r['wall']:.1f} s, waits {r['waits']:.1f} s, "
@@ -176,7 +252,9 @@ def main() -> int:
             failed = [f"{r['lab']} (exit {r['exit']})" for r in rd["runs"] if r["exit"] != 0]
             print(f"library at once, round {i + 1}: wall {rd['wall']:.1f} s, longest story waits "
                   f"{rd['longest_waits']:.1f} s, own per lab {rd['own_per_lab']:.2f} s, load {rd['load']:.1f}"
-                  + (f"; FAILED: {', '.join(failed)}" if failed else "; every lab held"), flush=True)
+                  + (f"; FAILED: {', '.join(failed)}" if failed else "; every lab held")
+                  + f"; machine CPU per lab {rd['machine_cpu_per_lab']:.2f} s (tcplab's processes "
+                  f"{rd['tcplab_cpu_per_lab']:.2f} s)", flush=True)
             for r in rd["runs"]:
                 if r["exit"] != 0:
                     print(r["said"], flush=True)
@@ -208,15 +286,29 @@ def main() -> int:
         print(f"the library at once ({args.parallel or 'all'} at a time), {len(rounds)} round(s): "
               f"wall {stats(walls)} s; own per lab {stats(per_lab)} s; "
               f"{held}/{len(rounds)} rounds held every expectation")
+    if serial_cpu["runs"]:
+        print(f"machine CPU per lab, one after another: {serial_cpu['machine'] / serial_cpu['runs']:.2f} s "
+              f"(tcplab's processes {serial_cpu['tcplab'] / serial_cpu['runs']:.2f} s)")
+    bound = None
+    containers = [r["containers"] for r in every if r["containers"]]
+    if floor is not None and containers:
+        per_lab = statistics.mean(containers)
+        cores = os.cpu_count() or 1
+        bound = floor * per_lab / cores
+        print(f"engine bound: {per_lab:.1f} containers per lab x {floor:.3f} s of CPU each / {cores} cores = "
+              f"{bound:.2f} s per lab: no schedule of the library takes less on this machine, whatever tcplab does")
     for mode, value in own.items():
         print(f"target: tcplab's own time <= {OWN_TARGET:g} s per lab ({mode}): {value:.2f} s, "
-              f"ratio {value / OWN_TARGET:.2f}: {'met' if value <= OWN_TARGET else 'MISSED'}")
+              f"ratio {value / OWN_TARGET:.2f}: {'met' if value <= OWN_TARGET else 'MISSED'}"
+              + (f"; the engine's bound alone is {bound:.2f} s" if bound is not None else ""))
     print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"library-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps({"kernel": kernel, "n": args.n, "target": TARGET, "runs": results,
-                                "parallel": args.parallel, "rounds": rounds, "own_per_lab": own}, indent=1))
+                                "parallel": args.parallel, "rounds": rounds, "own_per_lab": own,
+                                "engine_floor_per_container": floor, "engine_bound_per_lab": bound,
+                                "serial_cpu": serial_cpu}, indent=1))
     print(f"\n{path.relative_to(ROOT)}")
     return 0 if met_all else 1
 

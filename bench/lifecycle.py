@@ -21,7 +21,9 @@ floor    the same containers (3 hosts, 3 captures, tracer, peer: tcplab's plan
 paired   the issue's speed target side by side: each round one `lab up` + `lab down` and one floor as
          two processes (as in floor), in turn (which goes first alternates), so both see the same
          machine; the target is judged on these rounds' medians, and the median of the per-round
-         differences is printed beside it.
+         differences is printed beside it, split into the story's own work beyond its waits (programs,
+         other steps, collection's last snapshot and logs), the import of the libraries tcplab requires
+         beyond the SDK (typer, pydantic, pyyaml; once per process) and the rest, tcplab itself.
 kathara  Kathara 3.8 `lstart --noterminals` and `lclean` of three devices on one
          collision domain, same images (venv bench/.venv-kathara, stand-in
          network plugin bench/katharanp; see bench/README.md).
@@ -567,14 +569,30 @@ def section_paired(lab: LabUnderTest, n: int, res: dict[str, Any]) -> None:
             log(f"paired {i + 1}/{n}: lab failed ({ours.get('error')}); round left out")
             continue
         less_waits = ours["up_wall"] + ours["down_wall"] - ours["story_waits"]
+        up_phases, down_phases = ours.get("phases_up", {}), ours.get("phases_down", {})
         rounds.append({"lab_less_waits": less_waits, "floor": floor["up_down"], "load1": load()[0],
                        "up": ours["up_wall"], "down": ours["down_wall"], "waits": ours["story_waits"],
-                       "floor_up": floor["up"], "floor_down": floor["down"]})
+                       "floor_up": floor["up"], "floor_down": floor["down"],
+                       # the story's own engine work beyond its waits: its programs, its other steps, the last
+                       # snapshot and the logs (collection)
+                       "story_work": up_phases.get("programs", 0) + up_phases.get("steps", 0) - ours["story_waits"]
+                       + down_phases.get("collection", 0),
+                       "libraries": required_imports()})
         log(f"paired {i + 1}/{n}: lab up + down - waits {less_waits:.2f} s, floor {floor['up_down']:.2f} s, "
             f"difference {less_waits - floor['up_down']:+.2f} s, load {rounds[-1]['load1']}")
     res["paired"] = {"rounds": rounds, **{k: stats([r[k] for r in rounds]) for k in (
-        "lab_less_waits", "floor", "up", "down", "waits", "floor_up", "floor_down")},
-        "difference": stats([r["lab_less_waits"] - r["floor"] for r in rounds])}
+        "lab_less_waits", "floor", "up", "down", "waits", "floor_up", "floor_down", "story_work", "libraries")},
+        "difference": stats([r["lab_less_waits"] - r["floor"] for r in rounds]),
+        "rest": stats([r["lab_less_waits"] - r["floor"] - r["story_work"] - 2 * r["libraries"] for r in rounds])}
+
+
+def required_imports() -> float:
+    """Wall seconds a process spends importing the libraries tcplab requires beyond the SDK the floor imports
+    too (typer, pydantic, pyyaml): `python -c 'import docker, typer, pydantic.main, yaml'` minus
+    `python -c 'import docker'`, the better of three each."""
+    def best(code: str) -> float:
+        return min(run_timed([PY, "-c", code])[1] for _ in range(3))
+    return max(0.0, best("import docker, typer, pydantic.main, yaml") - best("import docker"))
 
 
 # --- section: Kathara -----------------------------------------------------------------------
@@ -1055,6 +1073,9 @@ def report(res: dict[str, Any]) -> list[dict[str, Any]]:
         p(f"{'paired: floor as 2 processes down':40} {fmt(pa['floor_down'])}")
         p(f"{'paired: floor as 2 processes up + down':40} {fmt(pa['floor'])}")
         p(f"{'paired: difference, round by round':40} {fmt(pa['difference'])}")
+        p(f"{'  the story: programs, steps, collection':40} {fmt(pa['story_work'])}  (its work beyond its waits)")
+        p(f"{'  typer+pydantic+pyyaml import, per proc.':40} {fmt(pa['libraries'])}  (two processes: twice)")
+        p(f"{'  the rest: tcplab itself':40} {fmt(pa['rest'])}")
     kt = res.get("kathara")
     if kt:
         p(f"{'Kathara lstart (3 devices)':40} {fmt(kt['lstart'])}")
