@@ -332,6 +332,13 @@ class DockerBackend:
         assert request.reference is not None
         return ensure_pulled(self.api, request.reference, request.pull, progress)
 
+    def remove_old_builds(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """Images built from labs' Dockerfiles that a newer build of the same host replaced and no container
+        uses: the names removed, and (name, the engine's reason) of those it kept."""
+        from .images import remove_old_builds
+
+        return remove_old_builds(self.api)
+
     def image(self, name: str) -> tuple[str, str] | None:
         """The image's ID and creation time, or None when the engine has no such image."""
         import docker.errors

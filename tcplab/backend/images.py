@@ -299,3 +299,75 @@ def _build_lab_image(api: Any, build: BuildRequest, tag: str, digest: str, progr
     except Exception as e:  # noqa: BLE001 - the SDK's transport errors have no common base
         raise EngineError(f"image {tag}: the build failed ({type(e).__name__}: {_line(str(e))})") from None
     progress(tag, "built")
+
+
+def old_builds(images: list[dict[str, Any]], used: set[str]) -> list[str]:
+    """What `lab gc --images` removes of the engine's images built from labs' Dockerfiles (``images``: the
+    engine's listing of them, with ``Id``, ``RepoTags`` and ``Created``): in each repository every tag but
+    the newest image's (a changed Dockerfile or context builds a new one and leaves the old), and each image
+    that lost its tags; never an image a container uses (``used``: image IDs). Tags, not IDs, are removed,
+    so an image of the same make that another lab's repository names stays as long as that name does."""
+    newest: dict[str, tuple[tuple[int, int], str]] = {}
+    for image in images:
+        for ref in _tags(image):
+            repo = ref.rpartition(":")[0]
+            key = (_created(image.get("Created")), image["Id"])
+            if repo not in newest or key > newest[repo]:
+                newest[repo] = key
+    old: list[str] = []
+    for image in sorted(images, key=lambda i: (_created(i.get("Created")), i["Id"])):
+        if image["Id"] in used:
+            continue
+        tags = _tags(image)
+        if not tags:
+            old.append(image["Id"])
+        old += [ref for ref in tags if newest[ref.rpartition(":")[0]][1] != image["Id"]]
+    return old
+
+
+def _created(value: Any) -> tuple[int, int]:
+    """An image's creation time as (seconds, nanoseconds), from the engine's listing (whole seconds) or its
+    inspection (RFC 3339 with up to nine decimals: two builds in one second are told apart)."""
+    if isinstance(value, (int, float)):
+        return int(value), 0
+    import datetime
+
+    text = str(value or "").rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    try:
+        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return 0, 0
+    digits = "".join(c for c in fraction if c.isdigit())[:9]
+    return int(seconds), int(digits.ljust(9, "0")) if digits else 0
+
+
+def _tags(image: dict[str, Any]) -> list[str]:
+    return sorted(t for t in image.get("RepoTags") or () if t and t != "<none>:<none>")
+
+
+def remove_old_builds(api: Any) -> tuple[list[str], list[tuple[str, str]]]:
+    """Remove :func:`old_builds`: the references removed, and those the engine kept with its reason."""
+    import docker.errors
+
+    try:
+        images = api.images(all=False, filters={"label": LABEL_BUILT_FOR})
+        used = {c.get("ImageID", "") for c in api.containers(all=True)}
+        for image in images:  # the listing's times are whole seconds: the inspection's tell close builds apart
+            try:
+                image["Created"] = api.inspect_image(image["Id"]).get("Created", image.get("Created"))
+            except docker.errors.ImageNotFound:
+                pass
+    except docker.errors.APIError as e:
+        raise EngineError(f"list images: {_line(str(e.explanation or e))}") from None
+    removed: list[str] = []
+    kept: list[tuple[str, str]] = []
+    for ref in old_builds(images, used):
+        try:
+            api.remove_image(ref, noprune=False)
+            removed.append(ref)
+        except docker.errors.ImageNotFound:
+            pass  # gone with a tag removed before it
+        except docker.errors.APIError as e:
+            kept.append((ref, _line(str(e.explanation or e))))
+    return removed, kept

@@ -36,18 +36,32 @@ def down(lab_name: Optional[str] = typer.Argument(None, metavar="[LAB]"),
         die(EXIT_ENVIRONMENT, str(e))
 
 
-def gc() -> None:
+def gc(images: bool = typer.Option(False, "--images", help="Also remove the older builds of labs' own images "
+                                    "(tcplab-build/*): every one but the newest of each host, unless a container "
+                                    "uses it.")) -> None:
     """Remove objects left by runs whose process is gone (killed, crashed)."""
+    from ..backend.base import EngineError
     from ..play.lifecycle import collect_garbage
 
     backend = engine()
     removed, failed = collect_garbage(backend)
-    if not removed and not failed:
+    old: list[str] = []
+    kept: list[tuple[str, str]] = []
+    if images:
+        try:
+            old, kept = backend.remove_old_builds()
+        except EngineError as e:
+            die(EXIT_ENVIRONMENT, str(e))
+    if not removed and not failed and not old and not kept:
         out.print("nothing to collect")
     for r, rm in removed:
         out.print(f"removed run {r.run}: {len(rm.containers)} containers ({', '.join(sorted(rm.containers))}), "
                   f"{len(rm.networks)} networks, {len(rm.volumes)} volumes", markup=False)
+    for ref in old:
+        out.print(f"removed image {ref} (an older build)", markup=False)
     for r, why in failed:  # the engine's own state (a stale endpoint count clears only when dockerd restarts)
         say(f"run {r.run} not removed: {why}")
-    if failed:
+    for ref, why in kept:
+        say(f"image {ref} not removed: {why}")
+    if failed or kept:
         raise SystemExit(EXIT_ENVIRONMENT)

@@ -155,3 +155,38 @@ def test_a_dockerfile_error_names_the_failing_step(tmp_path: Path) -> None:
     assert re.search(r"the build failed at step 2/\d+ \(RUN echo about to fail", last), last
     assert last.endswith('its last lines: "about to fail"') or last.endswith("its last lines: about to fail"), last
     assert labeled_objects(name) == []
+
+
+def test_gc_images_removes_older_builds_of_a_host_but_not_the_newest_nor_one_in_use(tmp_path: Path) -> None:
+    """Each change to a lab's Dockerfile or context builds a new image and leaves the old: `lab gc --images`
+    removes the old ones, keeps the newest (the next `lab up` uses it) and any a container still runs."""
+    import docker
+
+    from tcplab.backend import connect
+    from tcplab.backend.base import BuildRequest, ImageRequest
+
+    ctx = tmp_path / "svc"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM tcplab/client\nCOPY version /version\n")
+    repo = f"tcplab-build/{unique_name('gcimg')}-svc"
+    request = ImageRequest(None, build=BuildRequest(ctx, "Dockerfile", {}, None, repo))
+    backend = connect()
+    builds = []
+    for version in ("1", "2", "3"):
+        (ctx / "version").write_text(version)
+        builds.append(backend.ensure_image(request, lambda image, msg: None).name)
+    client = docker.from_env()
+    user = client.containers.create(builds[0], ["sleep", "infinity"], labels={"tcplab.test": "gc-images"})
+    try:
+        gc = lab_cmd("gc", "--images")
+        assert gc.returncode == 0, gc.stdout + gc.stderr
+        assert f"removed image {builds[1]} (an older build)" in gc.stdout
+        assert builds[0] not in gc.stdout and builds[2] not in gc.stdout  # in use; the newest
+        tags = sorted(t for i in client.images.list(repo) for t in i.tags)
+        assert tags == sorted([builds[0], builds[2]])
+    finally:
+        user.remove(force=True)
+    again = lab_cmd("gc", "--images")
+    assert again.returncode == 0 and f"removed image {builds[0]} (an older build)" in again.stdout, again.stdout
+    assert [t for i in client.images.list(repo) for t in i.tags] == [builds[2]]
+    client.images.remove(builds[2], force=True)
