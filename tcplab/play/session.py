@@ -26,6 +26,7 @@ from ..observe.programs import (EXIT_SUFFIX, ContainerOutput, ProgramOutput, des
                                record_start)
 from ..observe.counters import COUNTERS_ARGV, counters_in_snapshot, read_counters
 from ..observe.kernel import HZ_ARGV, parse_hz, parse_sysctls, sysctl_argv
+from ..observe.machine import cpu_stall_total
 from ..observe.sockets import snapshot_tables
 from ..observe.tracer import tracefs_missing
 from ..observe.watch import PcapTail
@@ -423,6 +424,7 @@ class LabRun:
             record["explain"] = explain
         outcome, detail = "ok", ""
         self.step_commands = []
+        stalled_before = cpu_stall_total() if self.backend.shares_files else None  # the engine is on this machine
         try:
             detail = player.play(self, step, i)
             self.check_health()  # from the engine's event stream: a set lookup
@@ -431,6 +433,8 @@ class LabRun:
             raise
         finally:
             record.update({"end": time.time(), "outcome": outcome, "detail": detail})
+            if stalled_before is not None and (stalled_after := cpu_stall_total()) is not None:
+                record["cpu_stalled"] = round(max(0.0, stalled_after - stalled_before), 4)
             if self.step_commands:
                 record["commands"] = list(self.step_commands)
             steps_file.append(self.rd, record)

@@ -143,11 +143,25 @@ def summary(data: RunData) -> dict[str, Any]:
         "state": state, "duration": duration, "engine": info.get("engine") or {}, "images": images,
         "capabilities": caps, "sysctls": set_sysctls(data), "capture_stats": stats,
         "peer_timers": sorted((str(h), str(v)) for h, v in (info.get("peer_timers") or {}).items()),
-        "tracer": str(info.get("tracer") or "unknown"),
+        "tracer": str(info.get("tracer") or "unknown"), "cpu": cpu_during_story(data),
         "hosts": dict(info.get("hosts") or data.traffic.hosts), "result": result, "verdicts": verdicts,
         "expect_count": expect_count(data), "error": str(info.get("error") or ""),
         "problems": data.problems, "networks": network_lines(lab),
     }
+
+
+def cpu_during_story(data: RunData) -> dict[str, Any]:
+    """How short of CPU the machine was while the steps played, and whether that was enough to doubt a timing."""
+    from ..analysis.machine import cpu_pressure
+
+    pressure = cpu_pressure(data.steps)
+    if pressure is None:
+        return {"text": "not recorded (an engine on another machine, a kernel without pressure stall information, "
+                        "or a run of an older tcplab)", "short": False}
+    text = pressure.describe()
+    if pressure.short:
+        text += ": the machine was short of CPU, and a timing that failed may be the machine's, not TCP's"
+    return {"text": text, "short": pressure.short}
 
 
 def network_lines(lab: Lab | None) -> list[str]:

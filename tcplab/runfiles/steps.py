@@ -34,6 +34,8 @@ class StepRecord(TypedDict, total=False):
     outcome: str  # ok, failed, interrupted
     detail: str  # what happened, or why it failed
     commands: list[StepCommand]  # the commands it ran on the lab's behalf (a firewall step's iptables)
+    cpu_stalled: float  # seconds of the step during which a task of the machine waited for a CPU (its pressure
+    # stall information); absent where the engine is elsewhere or the kernel does not say
 
 
 SCHEMA: TypeAdapter[StepRecord] = TypeAdapter(StepRecord)

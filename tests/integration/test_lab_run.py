@@ -160,6 +160,18 @@ def test_linux_peer_fails_on_the_missing_rst(linux_peer_run: Run) -> None:
     assert "ttl 64" in r.verdict("win-syn-fingerprint")["seen"]
 
 
+def test_a_failure_says_the_machine_was_short_of_cpu_exactly_when_its_steps_say_so(linux_peer_run: Run) -> None:
+    """Whatever the load beside this test: the line comes with the failures if and only if the steps recorded
+    a task waiting for a CPU half the story or more; the report shows the share either way."""
+    steps = [json.loads(line) for line in (linux_peer_run.out / "steps.jsonl").read_text().splitlines()]
+    assert steps and all(isinstance(s.get("cpu_stalled"), float) for s in steps), steps
+    share = sum(s["cpu_stalled"] for s in steps) / sum(s["end"] - s["start"] for s in steps)
+    said = "the machine was short of CPU during the story" in linux_peer_run.stdout
+    assert said == (share >= 0.5), (share, linux_peer_run.stdout[-500:])
+    report = (linux_peer_run.out / "report.html").read_text()
+    assert "<th>CPU during the story</th>" in report and "a task waited for a CPU" in report
+
+
 def test_wrong_seq_fails_with_the_fin_as_closest(linux_peer_run: Run) -> None:
     v = linux_peer_run.verdict("fin-wrong-seq")
     assert v["message"].startswith("FAIL fin-wrong-seq: expected win→server [F.] seq 5 ack 1; closest: "
