@@ -143,7 +143,10 @@ def bring_down(backend: Backend, running: RunningLab, say: Say,
         t = time.monotonic()
         removed = Removed()
         if removing is not None:
-            removing()
+            try:
+                removing()
+            except Exception:  # noqa: BLE001 - the caller's work beside removal must never stop removal
+                pass
         try:
             removed = teardown(backend, running.run)
         except EngineError as e:
