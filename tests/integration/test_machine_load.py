@@ -1,9 +1,9 @@
 """A run on a machine short of CPU says so beside its failure, with the share its steps recorded; the report
 shows that share for every run.
 
-Busy processes, twice as many as the cores, keep a task waiting for a CPU the whole story: the kernel's
-pressure stall information counts that time, each step records its part, and `lab run` adds its line to the
-failure (here a FIN_WAIT_2 that has not yet timed out when the story is cut short).
+Busy processes at the lowest priority, twice as many as the cores, keep a task waiting for a CPU the whole
+story: the kernel's pressure stall information counts that time, each step records its part, and `lab run`
+adds its line to the failure (here a FIN_WAIT_2 that has not yet timed out when the story is cut short).
 """
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ def test_a_failure_on_a_machine_short_of_cpu_says_so(tmp_path: Path) -> None:
     lab, name = make_lab(tmp_path, "closewait-linux", changes=SHORT)
     sets = isolated(f"{name[:20]}-cpu", lab)
     run_name = sets[0].split("=", 1)[1]
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    # at the lowest priority: they wait for a CPU the whole time (which the kernel counts) while taking almost none
+    # from the lab, or from other labs a test session runs beside this one
+    busy = "import os\nos.nice(19)\nwhile True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", busy]) for _ in range(2 * (os.cpu_count() or 1))]
     try:
         res = lab_cmd("run", str(lab), *(a for s in sets for a in ("--set", s)), "--out", str(tmp_path / "run"),
                       cwd=tmp_path, timeout=300)
