@@ -20,6 +20,7 @@ from ..runfiles import lab as lab_file
 from ..runfiles import steps
 from .checks import check_for
 from .evidence import missing_evidence
+from .machine import cpu_pressure
 from .references.published import cited_for
 from .runview import RunView
 from .verdicts import FAILED, Evaluation, Verdict, as_error, finish
@@ -49,7 +50,7 @@ def evaluate(run_dir: str | Path | RunDir, lab: Lab | None = None) -> Evaluation
         lab = lab_file.read(rd)
     view = RunView(rd, lab)
     ev = Evaluation(lab.name, str(view.info.get("run", rd.path.name)), rd.path,
-                    started=view.info.get("started"), ended=view.info.get("ended"))
+                    started=view.info.get("started"), ended=view.info.get("ended"), cpu=cpu_pressure(view.steps))
     ev.verdicts.extend(step_verdicts(view))
     ev.cited = {e.name: cited for e in lab.expect if (cited := cited_for(lab, e.name))}
     for exp in lab.expect:

@@ -26,9 +26,13 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def result_document(ev: Evaluation) -> ResultDocument:
-    return {"lab": ev.lab, "run": ev.run, "passed": ev.passed,
-            "counts": {"held": ev.held, "failed": ev.failed, "error": ev.errors},
-            "expectations": [v.to_dict() for v in ev.verdicts]}
+    doc: ResultDocument = {"lab": ev.lab, "run": ev.run, "passed": ev.passed,
+                           "counts": {"held": ev.held, "failed": ev.failed, "error": ev.errors},
+                           "expectations": [v.to_dict() for v in ev.verdicts]}
+    if ev.cpu is not None:
+        doc["cpu"] = {"waited": round(ev.cpu.stalled, 4), "story": round(ev.cpu.story, 4),
+                      "share": round(ev.cpu.share, 4), "short": ev.cpu.short}
+    return doc
 
 
 def write_result_json(ev: Evaluation, target: RunDir | str | Path) -> Path:
@@ -71,7 +75,10 @@ def junit_document(ev: Evaluation, hostname: str | None = None, timestamp: float
         "time": f"{duration:.3f}",
     })
     props = ET.SubElement(suite, "properties")
-    for name, value in (("run", ev.run), ("run_dir", str(ev.run_dir))):
+    properties = [("run", ev.run), ("run_dir", str(ev.run_dir))]
+    if ev.cpu is not None:  # a CI job can tell a timing the machine's load broke from one TCP did
+        properties.append(("cpu_waited_share", f"{ev.cpu.share:.3f}"))
+    for name, value in properties:
         ET.SubElement(props, "property", {"name": name, "value": _x(value)})
     for v in ev.verdicts:
         case = ET.SubElement(suite, "testcase", {"name": _x(v.name), "classname": _x(f"{ev.lab}.{v.kind}"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..model.lab import Expectation
 from ..runfiles.result import VerdictRecord
+from .machine import CpuPressure
 
 ARROW = "→"
 HELD, FAILED, ERROR = "held", "failed", "error"
@@ -66,6 +67,7 @@ class Evaluation:
     ended: float | None = None
     # expectation -> the published facts it checks, each with its source, in one line (the lab's reference)
     cited: dict[str, list[str]] = field(default_factory=dict)
+    cpu: CpuPressure | None = None  # how short of CPU the machine was while the steps played, where recorded
 
     @property
     def held(self) -> int:

@@ -146,10 +146,9 @@ def judge(run_dir: Path, junit: Path | None) -> int:
         if not v.held:
             out.print(failure_block(v, ev.cited.get(v.name, ())), markup=False)
     if not ev.passed:
-        from ..analysis.machine import cpu_pressure, short_of_cpu_line
-        from ..runfiles import steps
+        from ..analysis.machine import short_of_cpu_line
 
-        if (line := short_of_cpu_line(cpu_pressure(steps.read(rd)))) is not None:
+        if (line := short_of_cpu_line(ev.cpu)) is not None:
             out.print(line, markup=False)
     rel = os.path.relpath(rd.path)
     total = len(ev.verdicts)

@@ -39,12 +39,21 @@ class Counts(TypedDict, total=False):
 
 
 @with_config(OPEN)
+class CpuDuringStory(TypedDict, total=False):
+    waited: float  # seconds of the steps during which a task of the machine waited for a CPU
+    story: float  # seconds of the steps that recorded it
+    share: float  # waited / story
+    short: bool  # half the story or more: a timing that failed may be the machine's
+
+
+@with_config(OPEN)
 class ResultDocument(TypedDict, total=False):
     lab: str
     run: str
     passed: bool
     counts: Counts
     expectations: list[VerdictRecord]
+    cpu: CpuDuringStory  # absent where it was not recorded (an engine elsewhere, a kernel without PSI)
 
 
 SCHEMA: TypeAdapter[ResultDocument] = TypeAdapter(ResultDocument)

@@ -168,6 +168,8 @@ def test_a_failure_says_the_machine_was_short_of_cpu_exactly_when_its_steps_say_
     share = sum(s["cpu_stalled"] for s in steps) / sum(s["end"] - s["start"] for s in steps)
     said = "the machine was short of CPU during the story" in linux_peer_run.stdout
     assert said == (share >= 0.5), (share, linux_peer_run.stdout[-500:])
+    cpu = linux_peer_run.result["cpu"]
+    assert abs(cpu["share"] - share) < 0.001 and cpu["short"] == said, cpu
     report = (linux_peer_run.out / "report.html").read_text()
     assert "<th>CPU during the story</th>" in report and "a task waited for a CPU" in report
 

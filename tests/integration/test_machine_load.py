@@ -54,5 +54,10 @@ def test_a_failure_on_a_machine_short_of_cpu_says_so(tmp_path: Path) -> None:
     assert said is not None, res.stdout
     share = _share(tmp_path / "run")
     assert share >= SHORT_OF_CPU and abs(int(said.group(1)) - share * 100) <= 1, (share, said.group(0))
+    cpu = json.loads((tmp_path / "run" / "result.json").read_text())["cpu"]
+    assert cpu["short"] is True and abs(cpu["share"] - share) < 0.001, cpu
+    junit = (tmp_path / "run" / "junit.xml").read_text()
+    in_junit = re.search(r'<property name="cpu_waited_share" value="([0-9.]+)"', junit)
+    assert in_junit is not None and abs(float(in_junit.group(1)) - cpu["share"]) <= 0.001, junit[:600]
     report = (tmp_path / "run" / "report.html").read_text()
     assert re.search(r'<th>CPU during the story</th><td class="error">a task waited for a CPU \d+% of the story', report)
