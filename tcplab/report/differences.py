@@ -17,6 +17,7 @@ from difflib import SequenceMatcher
 from typing import Iterable
 
 from ..analysis.explain import fmt_span
+from ..analysis.machine import cpu_pressure
 from ..analysis.packets import Packet, Traffic
 from ..analysis.timeline import SocketTimeline, Timelines
 from ..runfiles.result import ResultDocument
@@ -37,7 +38,7 @@ MACHINERY = {"start", "stop", "snapshot"}
 
 @dataclass(frozen=True)
 class Difference:
-    kind: str  # packets, timing, verdict, state, steps
+    kind: str  # packets, timing, machine, verdict, state, steps
     text: str
 
 
@@ -299,8 +300,20 @@ def state_differences(a: Side, b: Side) -> list[Difference]:
     return out
 
 
+def machine_differences(a: Side, b: Side) -> list[Difference]:
+    """The machine was short of CPU during one run's story and not the other's: that run's timings may be the
+    machine's. Said only when both runs recorded it."""
+    pa, pb = cpu_pressure(a.steps), cpu_pressure(b.steps)
+    if pa is None or pb is None or pa.short == pb.short:
+        return []
+    short, other, ps, po = (a, b, pa, pb) if pa.short else (b, a, pb, pa)
+    return [Difference("machine", f"the machine was short of CPU during {short.label}'s story ({ps.describe()}), "
+                                  f"not during {other.label}'s ({po.share:.0%}): {short.label}'s timings may be the "
+                                  "machine's, not TCP's.")]
+
+
 def differences(a: Side, b: Side) -> list[Difference]:
-    """Everything that differs, the wire first (what a person sees in the ladders), then states, timings,
-    steps and verdicts."""
+    """Everything that differs, the wire first (what a person sees in the ladders), then states, timings, the
+    machine they were measured on, steps and verdicts."""
     return (packet_differences(a, b) + state_differences(a, b) + timing_differences(a, b)
-            + step_differences(a, b) + verdict_differences(a, b))
+            + machine_differences(a, b) + step_differences(a, b) + verdict_differences(a, b))

@@ -194,3 +194,21 @@ def test_what_held_is_written_where_it_happened(tmp_path: Path) -> None:
     html = render_compare(gather(a), gather(write_closewait_run(tmp_path / "b", windows=False)))
     notes = re.findall(r'<text[^>]*class="enote"[^>]*>([^<]*)</text>', html)
     assert notes == ["✓ win&#39;s FIN &lt;b&gt;", "✓ CLOSE_WAIT, unowned"]
+
+
+def test_a_run_whose_machine_was_short_of_cpu_says_so_beside_the_other(tmp_path: Path) -> None:
+    from tcplab.report.differences import machine_differences
+
+    def run(name: str, stalled: float | None) -> Path:
+        rd = write_closewait_run(tmp_path / name)
+        step = {"index": 0, "name": "wait-0", "kind": "wait", "title": "wait", "start": T0, "end": T0 + 2.0,
+                "outcome": "ok", **({"cpu_stalled": stalled} if stalled is not None else {})}
+        (rd / "steps.jsonl").write_text(json.dumps(step) + "\n")
+        return rd
+
+    loaded, idle, unknown = _side(run("a", 1.6), "A"), _side(run("b", 0.1), "B"), _side(run("c", None), "B")
+    assert [d.text for d in machine_differences(idle, loaded)] == [
+        "the machine was short of CPU during A's story (a task waited for a CPU 80% of the story's 2.0 s), not "
+        "during B's (5%): A's timings may be the machine's, not TCP's."]
+    assert machine_differences(loaded, unknown) == []  # B did not record it: nothing to set against A's
+    assert machine_differences(loaded, _side(run("d", 1.2), "B")) == []  # both short
