@@ -10,14 +10,14 @@ import time
 from functools import partial
 from typing import Any, Callable
 
-from ..backend.base import Backend, EngineError
+from ..backend.base import LABEL_ROLE, Backend, EngineError
 from ..model import Lab
 from ..model.lab import StartStep
 from ..observe.capture import COUNTS_LINE, drained, parse_tcpdump_stats, salvage
 from ..observe.merge import merge_captures
 from ..observe.programs import EXIT_SUFFIX, record_collected, record_container_program
 from ..plan import LabPlan, RunNames, SidecarPlan
-from ..plan.lab_plan import packet_by_packet_capture
+from ..plan.lab_plan import BLOCK_CAPTURE_ROLE
 from ..rundir import RunDir
 from ..runfiles import peer_events
 from ..runfiles import snapshots as snapshots_file
@@ -70,8 +70,7 @@ def collect(backend: Backend, rd: RunDir, names: RunNames, lab: Lab, say: Say, f
 
     def sidecar_log(sidecar: SidecarPlan) -> None:
         c = sidecar.spec.name
-        blocks = sidecar.role == "capture" and sidecar.host is not None \
-            and not packet_by_packet_capture(lab, sidecar.host)
+        blocks = sidecar.spec.labels.get(LABEL_ROLE) == BLOCK_CAPTURE_ROLE  # as the plan made it
         if sidecar.role == "capture" and not blocks:
             # tcpdump prints its counts on SIGUSR1 and goes on; its file is complete already (-U: packet by
             # packet), so no sidecar is stopped: teardown removes them, as it removes the tracer and the
