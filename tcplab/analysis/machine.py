@@ -17,6 +17,7 @@ from ..runfiles.steps import StepRecord
 # of its steps (bring-up, which no step covers, is busier); ten at once, 0.70-0.95 (all of them held: closewait's
 # timing is its peer's, at real-time priority); the whole library at once failed timings (nagle's round trips)
 SHORT_OF_CPU = 0.5
+MAY_BE_THE_MACHINES = "a timing that failed may be the machine's, not TCP's"  # what a short machine means for a verdict
 
 
 @dataclass(frozen=True)
@@ -54,5 +55,5 @@ def short_of_cpu_line(pressure: CpuPressure | None) -> str | None:
     nobody knows."""
     if pressure is None or not pressure.short:
         return None
-    return (f"the machine was short of CPU during the story: {pressure.describe()}; a timing that failed may be "
-            "the machine's, not TCP's (run fewer labs at once, or on more cores)")
+    return (f"the machine was short of CPU during the story: {pressure.describe()}; {MAY_BE_THE_MACHINES} "
+            "(run fewer labs at once, or on more cores)")

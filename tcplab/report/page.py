@@ -152,7 +152,7 @@ def summary(data: RunData) -> dict[str, Any]:
 
 def cpu_during_story(data: RunData) -> dict[str, Any]:
     """How short of CPU the machine was while the steps played, and whether that was enough to doubt a timing."""
-    from ..analysis.machine import cpu_pressure
+    from ..analysis.machine import MAY_BE_THE_MACHINES, cpu_pressure
 
     pressure = cpu_pressure(data.steps)
     if pressure is None:
@@ -160,7 +160,7 @@ def cpu_during_story(data: RunData) -> dict[str, Any]:
                         "or a run of an older tcplab)", "short": False}
     text = pressure.describe()
     if pressure.short:
-        text += ": the machine was short of CPU, and a timing that failed may be the machine's, not TCP's"
+        text += f": the machine was short of CPU, and {MAY_BE_THE_MACHINES}"
     return {"text": text, "short": pressure.short}
 
 
